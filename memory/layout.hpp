@@ -1,0 +1,50 @@
+#pragma once
+
+#include <cstdint>
+
+// The guest-physical address map, in one place. Everything that places something in the guest
+// (RAM, boot structures, ACPI tables, MMIO windows, ECAM) takes its address from here.
+namespace keel::memory::layout {
+
+// ---- Low memory used during boot (all below 1 MiB, inside the first RAM region) ----
+inline constexpr std::uint64_t kGdtStart = 0x500;
+inline constexpr std::uint64_t kIdtStart = 0x520;
+inline constexpr std::uint64_t kPvhStartInfo = 0x6000;       // hvm_start_info + memmap
+inline constexpr std::uint64_t kBootParams = 0x7000;         // Linux zero page
+inline constexpr std::uint64_t kPml4Start = 0x9000;          // identity page tables
+inline constexpr std::uint64_t kPdpteStart = 0xa000;
+inline constexpr std::uint64_t kPdeStart = 0xb000;
+inline constexpr std::uint64_t kBootStackTop = 0x8ff0;
+inline constexpr std::uint64_t kCmdlineStart = 0x20000;
+inline constexpr std::uint64_t kCmdlineMaxSize = 0x10000;    // 64 KiB
+inline constexpr std::uint64_t kEbdaStart = 0x9fc00;         // end of usable low RAM
+inline constexpr std::uint64_t kLegacyHoleStart = 0xa0000;   // VGA + BIOS area, not RAM
+inline constexpr std::uint64_t kAcpiStart = 0xe0000;         // RSDP is found by scanning here
+inline constexpr std::uint64_t kAcpiMaxSize = 0x20000;
+inline constexpr std::uint64_t kHighMemoryStart = 0x100000;  // 1 MiB: kernels load here
+
+// ---- The 32-bit hole: everything between the end of low RAM and 4 GiB ----
+inline constexpr std::uint64_t kRam32End = 0xc000'0000;      // low RAM ends at 3 GiB at most
+inline constexpr std::uint64_t kMmio32Start = 0xc000'0000;   // 32-bit PCI BARs
+inline constexpr std::uint64_t kMmio32Size = 0x2000'0000;    // 512 MiB
+inline constexpr std::uint64_t kEcamStart = 0xe000'0000;     // PCI ECAM, bus 0 only
+inline constexpr std::uint64_t kEcamSize = 0x10'0000;        // 1 MiB = 32 devices x 8 fn x 4 KiB
+inline constexpr std::uint64_t kIoapicStart = 0xfec0'0000;
+inline constexpr std::uint64_t kLapicStart = 0xfee0'0000;
+inline constexpr std::uint64_t kMsiWindowStart = 0xfee0'0000;  // an IOVA hole on x86
+inline constexpr std::uint64_t kMsiWindowEnd = 0xfeef'ffff;
+
+// ---- Above 4 GiB ----
+inline constexpr std::uint64_t kRam64Start = 0x1'0000'0000;  // RAM beyond kRam32End goes here
+inline constexpr std::uint64_t kMmio64Align = 0x4000'0000;   // 64-bit BAR window starts 1 GiB-aligned
+inline constexpr std::uint64_t kMmio64Size = 0x40'0000'0000;  // 256 GiB
+
+// ---- Port I/O ----
+inline constexpr std::uint16_t kCom1Port = 0x3f8;
+inline constexpr std::uint16_t kCom1Irq = 4;
+inline constexpr std::uint16_t kI8042Port = 0x60;           // data 0x60, command/status 0x64
+inline constexpr std::uint16_t kPciConfigAddressPort = 0xcf8;  // 0xcf8..0xcff
+inline constexpr std::uint16_t kAcpiPmPort = 0x600;           // PM1a event/control, reset, sleep
+inline constexpr std::uint32_t kAcpiSciIrq = 9;
+
+}  // namespace keel::memory::layout
