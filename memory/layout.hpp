@@ -44,7 +44,13 @@ inline constexpr std::uint16_t kCom1Port = 0x3f8;
 inline constexpr std::uint16_t kCom1Irq = 4;
 inline constexpr std::uint16_t kI8042Port = 0x60;           // data 0x60, command/status 0x64
 inline constexpr std::uint16_t kPciConfigAddressPort = 0xcf8;  // 0xcf8..0xcff
-inline constexpr std::uint16_t kAcpiPmPort = 0x600;           // PM1a event/control, reset, sleep
+inline constexpr std::uint16_t kAcpiPmPort = 0x600;           // hardware-reduced ACPI registers:
+inline constexpr std::uint16_t kAcpiPmSize = 4;
+inline constexpr std::uint8_t kAcpiSleepControlOffset = 0;     //   FADT SLEEP_CONTROL_REG
+inline constexpr std::uint8_t kAcpiSleepStatusOffset = 1;      //   FADT SLEEP_STATUS_REG
+inline constexpr std::uint8_t kAcpiResetOffset = 2;            //   FADT RESET_REG
+inline constexpr std::uint8_t kAcpiResetValue = 1;             //   FADT RESET_VALUE
+inline constexpr std::uint8_t kAcpiS5SleepType = 5;            //   SLP_TYP of \_S5 in the DSDT
 inline constexpr std::uint32_t kAcpiSciIrq = 9;
 
 }  // namespace keel::memory::layout

@@ -1,0 +1,110 @@
+#include "devices/serial.hpp"
+
+#include <string>
+
+#include <catch2/catch.hpp>
+
+namespace keel::devices {
+namespace {
+
+struct CountingIrq : InterruptLine {
+  int edges = 0;
+  void trigger() override { ++edges; }
+};
+
+struct Uart {
+  std::shared_ptr<CountingIrq> irq = std::make_shared<CountingIrq>();
+  std::string out;
+  Serial serial{irq, [this](std::span<const std::uint8_t> b) { out.append(b.begin(), b.end()); }};
+
+  std::uint8_t in(std::uint64_t reg) {
+    std::uint8_t v = 0;
+    serial.read(reg, std::span(&v, 1));
+    return v;
+  }
+  void outb(std::uint64_t reg, std::uint8_t v) { serial.write(reg, std::span<const std::uint8_t>(&v, 1)); }
+};
+
+TEST_CASE("UART transmits to the output and reports an empty transmitter") {
+  Uart u;
+  u.outb(0, 'h');
+  u.outb(0, 'i');
+  CHECK(u.out == "hi");
+  CHECK((u.in(5) & 0x60) == 0x60);  // THRE and TEMT
+  CHECK(u.irq->edges == 0);          // no interrupt enabled
+}
+
+TEST_CASE("UART divisor latch shadows data and IER") {
+  Uart u;
+  u.outb(3, 0x80);  // DLAB
+  u.outb(0, 0x01);
+  u.outb(1, 0x00);
+  CHECK(u.in(0) == 0x01);
+  CHECK(u.out.empty());
+  u.outb(3, 0x03);
+  CHECK(u.in(3) == 0x03);
+  u.outb(1, 0x0f);
+  CHECK(u.in(1) == 0x0f);
+}
+
+TEST_CASE("UART THRE interrupt: raised on enable and after each byte, acknowledged by IIR") {
+  Uart u;
+  CHECK((u.in(2) & 0x0f) == 0x01);  // nothing pending
+  u.outb(1, 0x02);
+  CHECK(u.irq->edges == 1);
+  CHECK((u.in(2) & 0x0f) == 0x02);
+  CHECK((u.in(2) & 0x0f) == 0x01);  // acknowledged by the read
+  u.outb(0, 'x');
+  CHECK(u.irq->edges == 2);
+  CHECK((u.in(2) & 0x0f) == 0x02);
+}
+
+TEST_CASE("UART receive: data ready, RDA interrupt, bounded queue") {
+  Uart u;
+  u.outb(1, 0x01);
+  const std::string input = "ab";
+  u.serial.enqueue_input(std::span(reinterpret_cast<const std::uint8_t*>(input.data()), input.size()));
+  CHECK(u.irq->edges == 1);
+  CHECK((u.in(5) & 0x01) == 0x01);
+  CHECK((u.in(2) & 0x0f) == 0x04);
+  CHECK(u.in(0) == 'a');
+  CHECK(u.in(0) == 'b');
+  CHECK((u.in(5) & 0x01) == 0x00);
+  CHECK(u.in(0) == 0);  // empty reads are harmless
+
+  std::string flood(Serial::kInputLimit + 10, 'z');
+  flood[Serial::kInputLimit + 9] = 'e';
+  u.serial.enqueue_input(std::span(reinterpret_cast<const std::uint8_t*>(flood.data()), flood.size()));
+  int count = 0;
+  std::uint8_t last = 0;
+  while ((u.in(5) & 0x01) != 0) {
+    last = u.in(0);
+    ++count;
+  }
+  CHECK(count == static_cast<int>(Serial::kInputLimit));
+  CHECK(last == 'e');
+}
+
+TEST_CASE("UART loopback echoes transmitted bytes and wires modem lines for the 8250 probe") {
+  Uart u;
+  u.outb(4, 0x10 | 0x0a);  // LOOP | OUT2 | RTS
+  CHECK((u.in(6) & 0xf0) == 0x90);  // DCD | CTS
+  u.outb(0, 0x55);
+  CHECK(u.out.empty());
+  CHECK(u.in(0) == 0x55);
+  u.outb(7, 0xa5);
+  CHECK(u.in(7) == 0xa5);
+}
+
+TEST_CASE("UART ignores out-of-range offsets and empty accesses") {
+  Uart u;
+  std::uint8_t v = 0;
+  u.serial.read(8, std::span(&v, 1));
+  CHECK(v == 0xff);
+  u.serial.write(9, std::span<const std::uint8_t>(&v, 1));
+  u.serial.read(0, std::span<std::uint8_t>());
+  CHECK(u.out.empty());
+}
+
+}  // namespace
+}  // namespace keel::devices
