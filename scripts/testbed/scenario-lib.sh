@@ -1,0 +1,59 @@
+# shellcheck shell=sh
+# Helpers for scenarios; inside the emulated host this file is /keel/testbed.sh:
+#   . /keel/testbed.sh
+# Environment: KEEL_BIN (Keel's binaries), KEEL_GUEST (guest kernel and initramfs, if carried),
+# KEEL_MARKERS (the marker serial port).
+
+# Reports facts to the driver: result key=value [key=value ...]
+# becomes the marker line "KEEL-TESTBED result key=value ...".
+result() {
+  echo "KEEL-TESTBED result $*" >"${KEEL_MARKERS:-/dev/null}"
+  echo "KEEL-TESTBED result $*"
+}
+
+# Text for a person ("KEEL-TESTBED report TEXT"); scripts/testbed/run --report prints only these.
+report() {
+  echo "KEEL-TESTBED report $*" >"${KEEL_MARKERS:-/dev/null}"
+  echo "$*"
+}
+
+# Reports a failed check and counts it; the scenario should end with "exit $failures".
+failures=0
+fail() {
+  echo "KEEL-TESTBED check-failed $*" >"${KEEL_MARKERS:-/dev/null}"
+  echo "KEEL-TESTBED check-failed $*"
+  failures=$((failures + 1))
+}
+
+# check DESCRIPTION COMMAND [ARGS...]: runs the command, reports a failure if it fails.
+check() {
+  desc=$1
+  shift
+  if "$@"; then
+    echo "ok: $desc"
+  else
+    fail "$desc"
+  fi
+}
+
+# Prints the PCI addresses (BDF) of every edu device (1234:11e8), one per line.
+edu_devices() {
+  for dev in /sys/bus/pci/devices/*; do
+    [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ] && echo "${dev##*/}"
+  done
+  return 0
+}
+
+# Prints the IOMMU group number of a PCI device.
+iommu_group_of() {
+  basename "$(readlink "/sys/bus/pci/devices/$1/iommu_group")"
+}
+
+# Prints the driver a PCI device is bound to, or "none".
+driver_of() {
+  if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
+    basename "$(readlink "/sys/bus/pci/devices/$1/driver")"
+  else
+    echo none
+  fi
+}
