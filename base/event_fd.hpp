@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/eventfd.h>
+
 #include <cstdint>
 
 #include "base/result.hpp"

@@ -21,15 +21,27 @@ class Error {
   static Error from_errno(int err, std::string context) {
     return Error(std::error_code(err, std::system_category()), std::move(context));
   }
-  // An error that has no errno: bad input, a violated format. Carries EINVAL.
-  static Error invalid(std::string context) { return from_errno(EINVAL, std::move(context)); }
+  // An error that no syscall reported: bad input, a violated format. Carries EINVAL in the
+  // generic category, so message() is the context alone (no "Invalid argument" tacked on).
+  static Error invalid(std::string context) {
+    return Error(std::make_error_code(std::errc::invalid_argument), std::move(context));
+  }
 
   const std::error_code& code() const { return code_; }
-  int errno_value() const { return code_.category() == std::system_category() ? code_.value() : 0; }
+  int errno_value() const {
+    const bool is_errno = code_.category() == std::system_category() ||
+                          code_.category() == std::generic_category();
+    return is_errno ? code_.value() : 0;
+  }
   const std::string& context() const { return context_; }
 
-  // "context: strerror"; the context alone when it already says everything (EINVAL from invalid()).
-  std::string message() const { return context_ + ": " + code_.message(); }
+  // "context: strerror" for syscall errors; the context alone for invalid().
+  std::string message() const {
+    if (code_.category() == std::generic_category()) {
+      return context_;
+    }
+    return context_ + ": " + code_.message();
+  }
 
   // Prepends an outer context: "boot kernel: open /x: No such file or directory".
   Error wrap(const std::string& outer) const& { return Error(code_, outer + ": " + context_); }

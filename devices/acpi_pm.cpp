@@ -7,8 +7,6 @@
 namespace keel::devices {
 namespace {
 namespace layout = keel::memory::layout;
-constexpr std::uint8_t kSleepEnable = 1U << 5;
-constexpr std::uint8_t kSleepTypeShift = 2;
 constexpr std::uint8_t kSleepTypeMask = 0x7;
 }  // namespace
 
@@ -21,8 +19,8 @@ void AcpiPm::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     return;
   }
   const std::uint8_t value = data[0];
-  if (offset == layout::kAcpiSleepControlOffset && (value & kSleepEnable) != 0 &&
-      ((value >> kSleepTypeShift) & kSleepTypeMask) == layout::kAcpiS5SleepType) {
+  if (offset == layout::kAcpiSleepControlOffset && (value & layout::kAcpiSleepEnable) != 0 &&
+      ((value >> layout::kAcpiSleepTypeShift) & kSleepTypeMask) == layout::kAcpiS5SleepType) {
     on_power_(PowerEvent::kPowerOff);
   } else if (offset == layout::kAcpiResetOffset && value == layout::kAcpiResetValue) {
     on_power_(PowerEvent::kReset);

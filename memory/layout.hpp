@@ -20,7 +20,10 @@ inline constexpr std::uint64_t kCmdlineMaxSize = 0x10000;    // 64 KiB
 inline constexpr std::uint64_t kEbdaStart = 0x9fc00;         // end of usable low RAM
 inline constexpr std::uint64_t kLegacyHoleStart = 0xa0000;   // VGA + BIOS area, not RAM
 inline constexpr std::uint64_t kAcpiStart = 0xe0000;         // RSDP is found by scanning here
-inline constexpr std::uint64_t kAcpiMaxSize = 0x20000;
+inline constexpr std::uint64_t kAcpiMaxSize = 0x10000;       // up to 0xeffff
+// Where a real-mode jump to the BIOS reset vector (f000:fff0) lands. Linux reboots through it
+// when ACPI is hardware-reduced (its BOOT_EFI -> BOOT_BIOS fallback); Keel puts a stub there.
+inline constexpr std::uint64_t kResetVector = 0xffff0;
 inline constexpr std::uint64_t kHighMemoryStart = 0x100000;  // 1 MiB: kernels load here
 
 // ---- The 32-bit hole: everything between the end of low RAM and 4 GiB ----
@@ -52,5 +55,30 @@ inline constexpr std::uint8_t kAcpiResetOffset = 2;            //   FADT RESET_R
 inline constexpr std::uint8_t kAcpiResetValue = 1;             //   FADT RESET_VALUE
 inline constexpr std::uint8_t kAcpiS5SleepType = 5;            //   SLP_TYP of \_S5 in the DSDT
 inline constexpr std::uint32_t kAcpiSciIrq = 9;
+
+// ---- Shared by the ACPI tables (vmm/boot) and the devices they describe ----
+// PCI INTx: slot `slot` pin `pin` (0 = INTA .. 3 = INTD) raises IOAPIC GSI 16..23, swizzled so
+// neighbouring slots spread over the eight lines. The DSDT _PRT and the PCI code both use this, so
+// the guest's idea of a device's line and the line the VMM raises cannot drift apart. _PRT entries
+// without a link device are level-triggered, active-low.
+inline constexpr std::uint32_t kPciIntxGsiBase = 16;
+inline constexpr std::uint32_t kPciIntxGsiCount = 8;
+constexpr std::uint32_t pci_intx_gsi(std::uint32_t slot, std::uint32_t pin) {
+  return kPciIntxGsiBase + (slot + pin) % kPciIntxGsiCount;
+}
+
+// The 64-bit PCI window: the first kMmio64Align boundary at or above the end of guest RAM, never
+// below 4 GiB (a small guest's RAM ends below the 32-bit hole, which must stay out of the window).
+constexpr std::uint64_t mmio64_start(std::uint64_t ram_end) {
+  const std::uint64_t floor = ram_end > kRam64Start ? ram_end : kRam64Start;
+  return (floor + kMmio64Align - 1) / kMmio64Align * kMmio64Align;
+}
+
+// What the guest writes to the sleep control register to power off (hardware-reduced ACPI):
+// SLP_TYP of \_S5 in bits 4:2 and SLP_EN in bit 5.
+inline constexpr std::uint8_t kAcpiSleepTypeShift = 2;
+inline constexpr std::uint8_t kAcpiSleepEnable = 1U << 5;
+inline constexpr std::uint8_t kAcpiS5SleepControlValue =
+    static_cast<std::uint8_t>((kAcpiS5SleepType << kAcpiSleepTypeShift) | kAcpiSleepEnable);
 
 }  // namespace keel::memory::layout

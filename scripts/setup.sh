@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Keel needs to build, test and run its testbed, with apt-get (Debian 12).
-# Idempotent: installs only what is missing and runs `apt-get update` only when a package
-# cannot be found in the current lists.
+# Idempotent: installs only what is missing; runs `apt-get update` only when the package lists
+# are missing, over a day old, or lack a wanted package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,19 +23,25 @@ for pkg in "${wanted[@]}"; do
   [ "$status" = installed ] || missing+=("$pkg")
 done
 
+
+# Lists are refreshed when a wanted package has no candidate, or when they are over a day old
+# (the testbed resolves the newest Debian kernel from them).
+stale=0
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mtime -1 -print -quit 2>/dev/null)" ]; then
+  stale=1
+fi
+for pkg in "${missing[@]}"; do
+  candidate=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
+  if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then stale=1; fi
+done
+if [ "$stale" -eq 1 ]; then
+  echo "setup: refreshing package lists (apt-get update)"
+  "${sudo_cmd[@]}" apt-get update -qq
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#wanted[@]} packages present"
   exit 0
-fi
-
-no_candidate=0
-for pkg in "${missing[@]}"; do
-  candidate=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
-  if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then no_candidate=1; fi
-done
-if [ "$no_candidate" -eq 1 ]; then
-  echo "setup: refreshing package lists (apt-get update)"
-  "${sudo_cmd[@]}" apt-get update -qq
 fi
 
 echo "setup: installing ${#missing[@]} packages: ${missing[*]}"

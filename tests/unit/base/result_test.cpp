@@ -26,6 +26,7 @@ TEST_CASE("Result carries a value or an error") {
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().errno_value() == EINVAL);
   CHECK(bad.error().context() == "half of 7: odd number");
+  CHECK(bad.error().message() == "half of 7: odd number");  // no strerror for bad input
 }
 
 TEST_CASE("Error keeps errno and builds messages with context") {

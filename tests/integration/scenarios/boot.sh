@@ -1,0 +1,76 @@
+#!/bin/sh
+# Runs inside the emulated host: keel boots each carried guest kernel with the boot-init
+# initramfs, reboots it once through the guest, then powers it off; then keel is given bad input.
+# Reports facts only; tests/integration/testbed_boot.sh checks them.
+. /keel/testbed.sh
+
+initramfs=/keel/guest/initramfs.cpio.gz
+
+# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE.
+wait_for() {
+  n=0
+  while [ "$n" -lt $(($4 * 5)) ]; do
+    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+    sleep 0.2
+    n=$((n + 1))
+  done
+  return 1
+}
+
+# boot NAME KERNEL: boot, reboot from inside the guest, power off; report what was seen.
+boot() {
+  name=$1 kernel=$2
+  out=/tmp/$name.out
+  fifo=/tmp/$name.in
+  rm -f "$fifo" "$out"
+  mkfifo "$fifo"
+  start=$(cut -d' ' -f1 /proc/uptime)
+  keel --kernel "$kernel" --initramfs "$initramfs" --cpus boot=2 --memory size=512M \
+    --serial tty <"$fifo" >"$out" 2>&1 &
+  pid=$!
+  exec 3>"$fifo"
+  first=timeout
+  if wait_for "$out" "KEEL-GUEST waiting" 1 150; then
+    first=ok
+    echo reboot >&3
+  fi
+  second=timeout
+  if [ "$first" = ok ] && wait_for "$out" "KEEL-GUEST waiting" 2 150; then
+    second=ok
+    echo poweroff >&3
+  fi
+  # Bounded wait for keel to exit; kill it (by PID) if it does not.
+  n=0
+  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
+  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  wait "$pid"
+  status=$?
+  exec 3>&-
+  end=$(cut -d' ' -f1 /proc/uptime)
+  ups=$(grep -c "KEEL-GUEST up" "$out")
+  line=$(grep -m1 "KEEL-GUEST up" "$out")
+  result "guest=$name first_boot=$first second_boot=$second boots=$ups keel_exit=$status" \
+    "$(echo "$line" | sed 's/^.*KEEL-GUEST up //')" "seconds=$(awk "BEGIN{print $end-$start}")"
+  echo "---- $name console (last 40 lines)"
+  tail -n 40 "$out"
+}
+
+# bad NAME ARGS...: keel must fail fast with a message and leave no process behind.
+bad() {
+  name=$1
+  shift
+  keel "$@" >/tmp/bad.out 2>&1 </dev/null
+  status=$?
+  msg=$(head -n 1 /tmp/bad.out | tr ' ' '_')
+  left=$(pidof keel | wc -w)
+  result "bad=$name keel_exit=$status stray=$left message=$msg"
+}
+
+[ -f /keel/guest/vmlinuz ] && boot bzimage /keel/guest/vmlinuz
+[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh
+
+bad missing-kernel --kernel /nonexistent/vmlinuz --initramfs "$initramfs"
+head -c 65536 /dev/urandom >/tmp/corrupt-kernel
+bad corrupt-kernel --kernel /tmp/corrupt-kernel --initramfs "$initramfs"
+bad memory-zero --kernel /keel/guest/vmlinuz --memory size=0
+exit 0

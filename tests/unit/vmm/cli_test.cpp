@@ -1,0 +1,66 @@
+#include "vmm/cli.hpp"
+
+#include <catch2/catch.hpp>
+
+namespace keel::vmm {
+namespace {
+
+Result<CliRequest> parse(std::vector<std::string> args) { return parse_command_line(args); }
+
+std::string error_of(std::vector<std::string> args) {
+  auto r = parse(std::move(args));
+  REQUIRE_FALSE(r.ok());
+  return r.error().context();
+}
+
+TEST_CASE("cli parses cloud-hypervisor style options") {
+  auto r = parse({"--kernel", "/k", "--initramfs", "/i", "--cmdline", "console=ttyS0 quiet",
+                  "--cpus", "boot=2", "--memory", "size=1G,shared=on,hugepages=off", "--serial",
+                  "file=/tmp/s.log", "-vv", "--no-reboot"});
+  REQUIRE(r.ok());
+  const VmConfig& c = r->config;
+  CHECK(c.kernel == "/k");
+  CHECK(c.initramfs == "/i");
+  CHECK(c.cmdline == "console=ttyS0 quiet");
+  CHECK(c.boot_vcpus == 2);
+  CHECK(c.memory_size == kGiB);
+  CHECK(c.memory_shared);
+  CHECK_FALSE(c.memory_hugepages);
+  CHECK(c.serial == SerialMode::kFile);
+  CHECK(c.serial_file == "/tmp/s.log");
+  CHECK(c.exit_on_reboot);
+  CHECK(r->verbosity == 2);
+}
+
+TEST_CASE("cli defaults") {
+  auto r = parse({"--kernel", "/k"});
+  REQUIRE(r.ok());
+  CHECK(r->config.boot_vcpus == 1);
+  CHECK(r->config.memory_size == 512 * kMiB);
+  CHECK(r->config.cmdline == "console=ttyS0");
+  CHECK(r->config.serial == SerialMode::kTty);
+  CHECK_FALSE(r->config.initramfs.has_value());
+  CHECK(parse({"--kernel", "/k", "--serial", "off"})->config.serial == SerialMode::kOff);
+}
+
+TEST_CASE("cli rejects wrong and conflicting options with a one-line reason") {
+  CHECK(error_of({}) == "no payload: give --kernel PATH (see keel --help)");
+  CHECK(error_of({"--initramfs", "/i"}) == "--initramfs and --cmdline need --kernel");
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=0"}) ==
+        "--memory: size=0 gives the guest no RAM; use e.g. size=512M");
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=12X"}).find("unknown unit") != std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,numa=on"}) ==
+        "--memory: unknown option \"numa\" (known: size, shared, hugepages)");
+  CHECK(error_of({"--kernel", "/k", "--memory", "shared=yes"}) == "--memory: shared=yes must be on or off");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=0"}) == "--cpus: boot=0 is out of range; use 1 to 254");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=300"}).find("out of range") != std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--cpus", "4"}) == "--cpus: \"4\" is not key=value");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=two"}) == "--cpus: boot=two is not a number of vCPUs");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=1,boot=2"}) == "--cpus: \"boot\" given twice");
+  CHECK(error_of({"--kernel", "/k", "--serial", "pty"}) == "--serial: \"pty\" is not tty, off or file=PATH");
+  CHECK(error_of({"--kernel", "/k", "--bogus"}).find("--bogus") != std::string::npos);
+  CHECK(error_of({"--kernel"}).find("kernel") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace keel::vmm

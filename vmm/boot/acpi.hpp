@@ -1,0 +1,25 @@
+#pragma once
+
+#include <cstdint>
+
+#include "base/result.hpp"
+#include "memory/guest_memory.hpp"
+
+namespace keel::vmm::boot {
+
+// The xAPIC MADT entries carry 8-bit APIC ids and 0xff is the broadcast id.
+inline constexpr std::uint32_t kMaxAcpiCpus = 254;
+
+struct AcpiConfig {
+  std::uint32_t num_cpus = 1;  // APIC ids 0..num_cpus-1
+  bool com1 = true;            // describe the 16550 at layout::kCom1Port / kCom1Irq
+  bool i8042 = true;           // FADT: an 8042 keyboard controller is present
+  bool cmos_rtc = false;       // FADT: clear tells Linux not to probe a CMOS RTC
+};
+
+// Writes RSDP (at layout::kAcpiStart, where the BIOS-area scan finds it), XSDT, FADT
+// (hardware-reduced, sleep/reset registers at layout::kAcpiPmPort), MADT, MCFG and DSDT into
+// [kAcpiStart, kAcpiStart + kAcpiMaxSize). Returns the RSDP's guest-physical address.
+Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const AcpiConfig& config);
+
+}  // namespace keel::vmm::boot

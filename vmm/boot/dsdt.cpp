@@ -1,0 +1,93 @@
+#include "vmm/boot/dsdt.hpp"
+
+#include "memory/layout.hpp"
+#include "vmm/boot/acpi_table.hpp"
+#include "vmm/boot/aml.hpp"
+
+namespace keel::vmm::boot {
+
+namespace layout = memory::layout;
+
+namespace {
+
+constexpr std::uint8_t kDsdtRevision = 2;  // 2 and up: AML integers are 64-bit
+constexpr std::uint32_t kFirstSlot = 1;    // slot 0 is the host bridge, which raises nothing
+constexpr std::uint32_t kLastSlot = 31;
+constexpr std::uint32_t kPinsPerSlot = 4;
+
+// _PRT: every slot's INTA..INTD to the IOAPIC GSI that layout::pci_intx_gsi names. The source is
+// Zero, so the last field is a GSI and the line is level-triggered, active-low.
+aml::Bytes pci_routing_table() {
+  std::vector<aml::Bytes> entries;
+  for (std::uint32_t slot = kFirstSlot; slot <= kLastSlot; ++slot) {
+    for (std::uint32_t pin = 0; pin < kPinsPerSlot; ++pin) {
+      entries.push_back(aml::package(
+          {aml::integer((static_cast<std::uint64_t>(slot) << 16) | 0xffff), aml::integer(pin),
+           aml::integer(0), aml::integer(layout::pci_intx_gsi(slot, pin))}));
+    }
+  }
+  return aml::name("_PRT", aml::package(entries));
+}
+
+aml::Bytes pci_host_bridge(std::uint64_t ram_end) {
+  const std::uint64_t mmio64 = layout::mmio64_start(ram_end);
+  aml::ResourceTemplate crs;
+  crs.word_bus_number(0, static_cast<std::uint16_t>((layout::kEcamSize >> 20) - 1))
+      .io(static_cast<std::uint16_t>(layout::kPciConfigAddressPort),
+          static_cast<std::uint16_t>(layout::kPciConfigAddressPort), 1, 8)
+      .dword_io(0x0000, 0x0cf7)
+      .dword_io(0x0d00, 0xffff)
+      .dword_memory(static_cast<std::uint32_t>(layout::kMmio32Start),
+                    static_cast<std::uint32_t>(layout::kMmio32Start + layout::kMmio32Size - 1))
+      .qword_memory(mmio64, mmio64 + layout::kMmio64Size - 1);
+  return aml::device("PCI0", {
+                                 aml::name("_HID", aml::eisa_id("PNP0A08")),  // PCI Express
+                                 aml::name("_CID", aml::eisa_id("PNP0A03")),  // PCI
+                                 aml::name("_SEG", aml::integer(0)),
+                                 aml::name("_BBN", aml::integer(0)),
+                                 aml::name("_UID", aml::integer(0)),
+                                 aml::name("_CRS", crs.to_buffer()),
+                                 pci_routing_table(),
+                             });
+}
+
+// Linux accepts MMCONFIG once e820 or a PNP0C02 resource reserves it; say it in both places.
+aml::Bytes ecam_reservation() {
+  aml::ResourceTemplate crs;
+  crs.dword_memory(static_cast<std::uint32_t>(layout::kEcamStart),
+                   static_cast<std::uint32_t>(layout::kEcamStart + layout::kEcamSize - 1),
+                   /*consumer=*/true);
+  return aml::device("MRES", {
+                                 aml::name("_HID", aml::eisa_id("PNP0C02")),
+                                 aml::name("_UID", aml::integer(0)),
+                                 aml::name("_CRS", crs.to_buffer()),
+                             });
+}
+
+aml::Bytes com1() {
+  aml::ResourceTemplate crs;
+  crs.io(layout::kCom1Port, layout::kCom1Port, 1, 8)
+      .irq_no_flags(static_cast<std::uint8_t>(layout::kCom1Irq));
+  return aml::device("COM1", {
+                                 aml::name("_HID", aml::eisa_id("PNP0501")),  // 16550A
+                                 aml::name("_UID", aml::integer(0)),
+                                 aml::name("_CRS", crs.to_buffer()),
+                             });
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram_end) {
+  AcpiTable table("DSDT", kDsdtRevision);
+  // SLP_TYPa is what the guest writes to the sleep control register (see AcpiPm).
+  table.append(
+      aml::name("\\_S5_", aml::package({aml::integer(layout::kAcpiS5SleepType), aml::integer(0),
+                                        aml::integer(0), aml::integer(0)})));
+  aml::Bytes sb = config.com1
+                      ? aml::scope("\\_SB_", {pci_host_bridge(ram_end), ecam_reservation(), com1()})
+                      : aml::scope("\\_SB_", {pci_host_bridge(ram_end), ecam_reservation()});
+  table.append(sb);
+  return std::move(table).finish();
+}
+
+}  // namespace keel::vmm::boot

@@ -1,0 +1,177 @@
+#include "vmm/cli.hpp"
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "base/version.hpp"
+
+namespace keel::vmm {
+namespace {
+
+using Options = std::map<std::string, std::string>;
+
+// Splits "boot=2,max=4" into keys and values; every key must be one of `allowed`.
+Result<Options> split_options(const std::string& flag, const std::string& text,
+                              std::initializer_list<const char*> allowed) {
+  Options out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Error::invalid(flag + ": \"" + item + "\" is not key=value");
+    }
+    std::string key = item.substr(0, eq);
+    if (std::find_if(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }) ==
+        allowed.end()) {
+      std::string names;
+      for (const char* a : allowed) {
+        names += names.empty() ? a : std::string(", ") + a;
+      }
+      return Error::invalid(flag + ": unknown option \"" + key + "\" (known: " + names + ")");
+    }
+    if (out.count(key) != 0) {
+      return Error::invalid(flag + ": \"" + key + "\" given twice");
+    }
+    out[key] = item.substr(eq + 1);
+  }
+  if (out.empty()) {
+    return Error::invalid(flag + ": empty value");
+  }
+  return out;
+}
+
+Result<bool> parse_on_off(const std::string& flag, const std::string& key, const std::string& v) {
+  if (v == "on" || v == "true") {
+    return true;
+  }
+  if (v == "off" || v == "false") {
+    return false;
+  }
+  return Error::invalid(flag + ": " + key + "=" + v + " must be on or off");
+}
+
+Status apply_cpus(const std::string& text, VmConfig& config) {
+  auto opts = split_options("--cpus", text, {"boot"});
+  if (!opts.ok()) {
+    return opts.error();
+  }
+  const std::string& boot = (*opts)["boot"];
+  if (boot.empty() || boot.size() > 4 || !std::all_of(boot.begin(), boot.end(), ::isdigit)) {
+    return Error::invalid("--cpus: boot=" + boot + " is not a number of vCPUs");
+  }
+  const unsigned long n = std::stoul(boot);
+  if (n == 0 || n > kMaxVcpus) {
+    return Error::invalid("--cpus: boot=" + boot + " is out of range; use 1 to " +
+                          std::to_string(kMaxVcpus));
+  }
+  config.boot_vcpus = static_cast<std::uint32_t>(n);
+  return ok_status();
+}
+
+Status apply_memory(const std::string& text, VmConfig& config) {
+  auto opts = split_options("--memory", text, {"size", "shared", "hugepages"});
+  if (!opts.ok()) {
+    return opts.error();
+  }
+  if (opts->count("size") != 0) {
+    auto size = parse_size((*opts)["size"]);
+    if (!size.ok()) {
+      return size.error().wrap("--memory");
+    }
+    if (*size == 0) {
+      return Error::invalid("--memory: size=0 gives the guest no RAM; use e.g. size=512M");
+    }
+    config.memory_size = *size;
+  }
+  for (const char* key : {"shared", "hugepages"}) {
+    if (opts->count(key) == 0) {
+      continue;
+    }
+    auto v = parse_on_off("--memory", key, (*opts)[key]);
+    if (!v.ok()) {
+      return v.error();
+    }
+    (std::string(key) == "shared" ? config.memory_shared : config.memory_hugepages) = *v;
+  }
+  return ok_status();
+}
+
+Status apply_serial(const std::string& text, VmConfig& config) {
+  if (text == "tty") {
+    config.serial = SerialMode::kTty;
+  } else if (text == "off" || text == "null") {
+    config.serial = SerialMode::kOff;
+  } else if (text.rfind("file=", 0) == 0 && text.size() > 5) {
+    config.serial = SerialMode::kFile;
+    config.serial_file = text.substr(5);
+  } else {
+    return Error::invalid("--serial: \"" + text + "\" is not tty, off or file=PATH");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
+  CliRequest request;
+  VmConfig& config = request.config;
+  CLI::App app{"keel: a KVM virtual machine monitor with DMA-budget-aware VFIO passthrough"};
+  app.set_version_flag("--version", std::string("keel ") + kVersion);
+  std::string cpus, memory, serial, kernel, initramfs, cmdline;
+  app.add_option("--kernel", kernel, "Guest kernel: a bzImage, or an ELF vmlinux with a PVH note");
+  app.add_option("--initramfs", initramfs, "Initramfs image loaded for the kernel");
+  app.add_option("--cmdline", cmdline, "Kernel command line (default \"console=ttyS0\")");
+  app.add_option("--cpus", cpus, "boot=N: number of vCPUs (default 1)");
+  app.add_option("--memory", memory,
+                 "size=SIZE[,shared=on][,hugepages=on]: guest RAM (default size=512M)");
+  app.add_option("--serial", serial, "tty|file=PATH|off: where the guest's COM1 goes (default tty)");
+  app.add_flag("--no-reboot", config.exit_on_reboot,
+               "Exit when the guest reboots instead of restarting it");
+  app.add_flag("-v", request.verbosity, "More log output (-v info, -vv debug); quiet by default");
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  std::ostringstream out, err;
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp& e) {
+    request.exit_now = true;
+    request.exit_code = app.exit(e);
+    return request;
+  } catch (const CLI::CallForVersion& e) {
+    request.exit_now = true;
+    request.exit_code = app.exit(e);
+    return request;
+  } catch (const CLI::ParseError& e) {
+    return Error::invalid(e.what());
+  }
+
+  if (!cpus.empty()) {
+    KEEL_TRY_STATUS(apply_cpus(cpus, config));
+  }
+  if (!memory.empty()) {
+    KEEL_TRY_STATUS(apply_memory(memory, config));
+  }
+  if (!serial.empty()) {
+    KEEL_TRY_STATUS(apply_serial(serial, config));
+  }
+  if (kernel.empty()) {
+    if (!initramfs.empty() || !cmdline.empty()) {
+      return Error::invalid("--initramfs and --cmdline need --kernel");
+    }
+    return Error::invalid("no payload: give --kernel PATH (see keel --help)");
+  }
+  config.kernel = kernel;
+  if (!initramfs.empty()) {
+    config.initramfs = initramfs;
+  }
+  if (!cmdline.empty()) {
+    config.cmdline = cmdline;
+  }
+  return request;
+}
+
+}  // namespace keel::vmm

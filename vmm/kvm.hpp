@@ -1,0 +1,90 @@
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "base/mapping.hpp"
+#include "base/result.hpp"
+#include "base/unique_fd.hpp"
+
+namespace keel::vmm {
+
+class KvmVm;
+class KvmVcpu;
+
+// /dev/kvm: the one place that opens it and asks system-wide questions.
+class Kvm {
+ public:
+  // open("/dev/kvm"); KVM_GET_API_VERSION must be 12; checks the extensions Keel relies on.
+  static Result<Kvm> open(const char* path = "/dev/kvm");
+
+  // KVM_CHECK_EXTENSION on the system fd; returns the extension's value (0 = absent).
+  int check_extension(long extension) const;
+  // KVM_GET_SUPPORTED_CPUID, growing the buffer on E2BIG.
+  Result<std::vector<kvm_cpuid_entry2>> supported_cpuid() const;
+  // KVM_GET_VCPU_MMAP_SIZE: size of the kvm_run area each vCPU maps.
+  Result<std::size_t> vcpu_mmap_size() const;
+  // KVM_CREATE_VM with the default machine type.
+  Result<KvmVm> create_vm() const;
+
+ private:
+  explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+// A VM fd and the ioctls on it.
+class KvmVm {
+ public:
+  explicit KvmVm(UniqueFd fd) : fd_(std::move(fd)) {}
+  int fd() const { return fd_.get(); }
+
+  // KVM_SET_TSS_ADDR and KVM_SET_IDENTITY_MAP_ADDR: three plus one pages Intel VMX needs below
+  // 4 GiB; they must not overlap RAM or MMIO, so they sit just under the I/O APIC.
+  Status set_x86_private_pages(std::uint64_t tss_addr, std::uint64_t identity_map_addr);
+  // KVM_CREATE_IRQCHIP: in-kernel PIC, I/O APIC and local APICs.
+  Status create_irqchip();
+  // KVM_CREATE_PIT2 with KVM_PIT_SPEAKER_DUMMY: the in-kernel i8254 (ports 0x40-0x43, 0x61).
+  Status create_pit();
+  // KVM_SET_USER_MEMORY_REGION for slot `slot`: guest [gpa, gpa+size) backed by `host`.
+  Status set_memory_region(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host,
+                           std::uint32_t flags = 0);
+  // KVM_IRQFD: signalling `eventfd` injects an edge on `gsi`.
+  Status irqfd(int eventfd, std::uint32_t gsi);
+  // KVM_IRQFD with KVM_IRQFD_FLAG_DEASSIGN.
+  Status remove_irqfd(int eventfd, std::uint32_t gsi);
+  // KVM_CREATE_VCPU, then maps its kvm_run area.
+  Result<KvmVcpu> create_vcpu(std::uint32_t id, std::size_t mmap_size);
+
+ private:
+  UniqueFd fd_;
+};
+
+// A vCPU fd, its kvm_run area, and the register ioctls.
+class KvmVcpu {
+ public:
+  KvmVcpu(UniqueFd fd, Mapping run) : fd_(std::move(fd)), run_(std::move(run)) {}
+  int fd() const { return fd_.get(); }
+  kvm_run* run_area() const { return reinterpret_cast<kvm_run*>(run_.data()); }
+
+  // KVM_RUN: returns when the vCPU exits to userspace (exit reason in run_area()).
+  // EINTR when a signal kicked it; EAGAIN when asked to exit before entering.
+  Status run();
+  Result<kvm_regs> regs() const;                      // KVM_GET_REGS
+  Status set_regs(const kvm_regs& regs);              // KVM_SET_REGS
+  Result<kvm_sregs> sregs() const;                    // KVM_GET_SREGS
+  Status set_sregs(const kvm_sregs& sregs);           // KVM_SET_SREGS
+  Status set_fpu(const kvm_fpu& fpu);                 // KVM_SET_FPU
+  Status set_cpuid(const std::vector<kvm_cpuid_entry2>& entries);  // KVM_SET_CPUID2
+  // KVM_SET_MSRS: all must be accepted, otherwise the error names the first refused index.
+  Status set_msrs(const std::vector<kvm_msr_entry>& msrs);
+  Result<kvm_lapic_state> lapic() const;              // KVM_GET_LAPIC
+  Status set_lapic(const kvm_lapic_state& state);     // KVM_SET_LAPIC
+
+ private:
+  UniqueFd fd_;
+  Mapping run_;
+};
+
+}  // namespace keel::vmm

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <pthread.h>
+#include <thread>
+
+#include "base/result.hpp"
+#include "devices/bus.hpp"
+#include "devices/power_event.hpp"
+#include "vmm/kvm.hpp"
+
+namespace keel::vmm {
+
+// One vCPU and the thread that runs it: KVM_RUN in a loop, port-I/O and MMIO exits dispatched
+// to the buses, power events and fatal errors reported to the VM through callbacks.
+class Vcpu {
+ public:
+  using ErrorHandler = std::function<void(const Error&)>;
+
+  Vcpu(std::uint32_t id, KvmVcpu kvm, const devices::Bus& pio, const devices::Bus& mmio,
+       devices::PowerHandler on_power, ErrorHandler on_error)
+      : id_(id), kvm_(std::move(kvm)), pio_(pio), mmio_(mmio), on_power_(std::move(on_power)),
+        on_error_(std::move(on_error)) {}
+  ~Vcpu() { stop(); }
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+
+  std::uint32_t id() const { return id_; }
+  KvmVcpu& kvm() { return kvm_; }
+
+  // Starts the thread; it runs until stop() or a power event / fatal error.
+  void start();
+  // Asks the thread to leave KVM_RUN and waits for it. Safe to call more than once.
+  void stop();
+
+  // Installs the no-op handler for the signal that kicks vCPUs out of KVM_RUN; once per process.
+  static void install_kick_signal();
+
+ private:
+  void thread_main();
+  // Handles one exit; false when the vCPU must stop running.
+  bool handle_exit();
+  void handle_io(kvm_run* run);
+  void handle_mmio(kvm_run* run);
+
+  std::uint32_t id_;
+  KvmVcpu kvm_;
+  const devices::Bus& pio_;
+  const devices::Bus& mmio_;
+  devices::PowerHandler on_power_;
+  ErrorHandler on_error_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace keel::vmm

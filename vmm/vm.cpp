@@ -1,0 +1,244 @@
+#include "vmm/vm.hpp"
+
+#include <cstring>
+
+#include "base/log.hpp"
+#include "base/size.hpp"
+#include "devices/acpi_pm.hpp"
+#include "devices/i8042.hpp"
+#include "memory/layout.hpp"
+#include "vmm/boot/acpi.hpp"
+#include "vmm/boot/cpu_state.hpp"
+#include "vmm/boot/payload.hpp"
+#include "vmm/cpuid.hpp"
+#include "vmm/irq_line.hpp"
+#include "vmm/reset_vector.hpp"
+
+namespace keel::vmm {
+namespace {
+
+namespace layout = keel::memory::layout;
+
+// Intel VMX needs a TSS (3 pages) and an identity-map page below 4 GiB, outside RAM and MMIO.
+constexpr std::uint64_t kIdentityMapAddr = 0xfffb'c000;
+constexpr std::uint64_t kTssAddr = 0xfffb'd000;
+
+// MSR indices (arch/x86/include/asm/msr-index.h).
+constexpr std::uint32_t kMsrIa32Tsc = 0x10;
+constexpr std::uint32_t kMsrSysenterCs = 0x174;
+constexpr std::uint32_t kMsrSysenterEsp = 0x175;
+constexpr std::uint32_t kMsrSysenterEip = 0x176;
+constexpr std::uint32_t kMsrMiscEnable = 0x1a0;
+constexpr std::uint32_t kMsrMtrrDefType = 0x2ff;
+constexpr std::uint32_t kMsrStar = 0xc000'0081;
+constexpr std::uint32_t kMsrLstar = 0xc000'0082;
+constexpr std::uint32_t kMsrCstar = 0xc000'0083;
+constexpr std::uint32_t kMsrSyscallMask = 0xc000'0084;
+constexpr std::uint32_t kMsrKernelGsBase = 0xc000'0102;
+constexpr std::uint64_t kMiscEnableFastString = 1;
+constexpr std::uint64_t kMtrrEnableWriteBack = (1U << 11) | 6;
+
+// Local APIC LVT registers and delivery modes, for LINT0 = ExtINT and LINT1 = NMI as a BIOS sets.
+constexpr std::size_t kApicLvtLint0 = 0x350;
+constexpr std::size_t kApicLvtLint1 = 0x360;
+constexpr std::uint32_t kApicDeliveryExtInt = 7U << 8;
+constexpr std::uint32_t kApicDeliveryNmi = 4U << 8;
+
+std::vector<kvm_msr_entry> boot_msrs() {
+  std::vector<kvm_msr_entry> msrs;
+  auto add = [&](std::uint32_t index, std::uint64_t data) {
+    kvm_msr_entry e{};
+    e.index = index;
+    e.data = data;
+    msrs.push_back(e);
+  };
+  add(kMsrSysenterCs, 0);
+  add(kMsrSysenterEsp, 0);
+  add(kMsrSysenterEip, 0);
+  add(kMsrStar, 0);
+  add(kMsrCstar, 0);
+  add(kMsrKernelGsBase, 0);
+  add(kMsrSyscallMask, 0);
+  add(kMsrLstar, 0);
+  add(kMsrIa32Tsc, 0);
+  add(kMsrMiscEnable, kMiscEnableFastString);
+  add(kMsrMtrrDefType, kMtrrEnableWriteBack);
+  return msrs;
+}
+
+void set_lvt(kvm_lapic_state& state, std::size_t reg, std::uint32_t delivery) {
+  std::uint32_t value = 0;
+  std::memcpy(&value, state.regs + reg, sizeof value);
+  value = (value & ~0x700U) | delivery;
+  std::memcpy(state.regs + reg, &value, sizeof value);
+}
+
+}  // namespace
+
+Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event)
+    : memory_(std::move(memory)), kvm_vm_(std::move(kvm_vm)), exit_event_(std::move(exit_event)) {}
+
+Vm::~Vm() { stop(); }
+
+Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
+                                       SerialOutput serial_output) {
+  auto memory = memory::GuestMemory::create(
+      config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages});
+  if (!memory.ok()) {
+    return memory.error();
+  }
+  auto kvm_vm = kvm.create_vm();
+  if (!kvm_vm.ok()) {
+    return kvm_vm.error();
+  }
+  auto exit_event = EventFd::create(EFD_NONBLOCK);
+  if (!exit_event.ok()) {
+    return exit_event.error();
+  }
+  std::unique_ptr<Vm> vm(
+      new Vm(std::move(memory).value(), std::move(kvm_vm).value(), std::move(exit_event).value()));
+
+  KEEL_TRY_STATUS(vm->kvm_vm_.set_x86_private_pages(kTssAddr, kIdentityMapAddr));
+  KEEL_TRY_STATUS(vm->kvm_vm_.create_irqchip());
+  KEEL_TRY_STATUS(vm->kvm_vm_.create_pit());
+  std::uint32_t slot = 0;
+  for (const memory::RamRegion& region : vm->memory_.regions()) {
+    KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region.gpa(), region.size(), region.host()));
+  }
+  KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
+
+  auto rsdp = boot::write_acpi_tables(
+      vm->memory_,
+      // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller,
+      // so Linux does not spend a second probing one.
+      boot::AcpiConfig{.num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false});
+  if (!rsdp.ok()) {
+    return rsdp.error().wrap("ACPI tables");
+  }
+  KEEL_TRY_STATUS(write_reset_vector(vm->memory_));
+  auto boot_info = boot::load_payload(
+      vm->memory_, boot::Payload{config.kernel, config.initramfs, config.cmdline}, *rsdp);
+  if (!boot_info.ok()) {
+    return boot_info.error();
+  }
+  KEEL_TRY_STATUS(vm->setup_vcpus(kvm, config, *boot_info));
+  log::info("vm", "created", {{"vcpus", config.boot_vcpus}, {"memory", format_size(config.memory_size)}});
+  return vm;
+}
+
+Status Vm::setup_devices(SerialOutput serial_output) {
+  auto com1_irq = IrqfdLine::create(kvm_vm_, layout::kCom1Irq);
+  if (!com1_irq.ok()) {
+    return com1_irq.error();
+  }
+  serial_ = std::make_shared<devices::Serial>(std::move(com1_irq).value(), std::move(serial_output));
+  KEEL_TRY_STATUS(pio_.insert(serial_, layout::kCom1Port, 8));
+
+  auto power = [this](devices::PowerEvent event) { on_power(event); };
+  KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::I8042>(power), layout::kI8042Port,
+                              devices::I8042::kSize));
+  KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::AcpiPm>(power), layout::kAcpiPmPort,
+                              layout::kAcpiPmSize));
+
+  pci_root_ = std::make_shared<devices::PciRoot>();
+  KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::PciConfigIo>(pci_root_),
+                              layout::kPciConfigAddressPort, devices::PciConfigIo::kSize));
+  KEEL_TRY_STATUS(mmio_.insert(std::make_shared<devices::PciEcam>(pci_root_), layout::kEcamStart,
+                               layout::kEcamSize));
+  return ok_status();
+}
+
+Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info) {
+  auto supported = kvm.supported_cpuid();
+  if (!supported.ok()) {
+    return supported.error();
+  }
+  auto mmap_size = kvm.vcpu_mmap_size();
+  if (!mmap_size.ok()) {
+    return mmap_size.error();
+  }
+  const bool tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+  for (std::uint32_t id = 0; id < config.boot_vcpus; ++id) {
+    auto kvm_vcpu = kvm_vm_.create_vcpu(id, *mmap_size);
+    if (!kvm_vcpu.ok()) {
+      return kvm_vcpu.error();
+    }
+    KvmVcpu& v = *kvm_vcpu;
+    KEEL_TRY_STATUS(v.set_cpuid(cpuid_for_vcpu(*supported, CpuTopology{id, config.boot_vcpus, tsc_deadline})));
+    KEEL_TRY_STATUS(v.set_msrs(boot_msrs()));
+    kvm_fpu fpu{};
+    fpu.fcw = 0x37f;
+    fpu.mxcsr = 0x1f80;
+    KEEL_TRY_STATUS(v.set_fpu(fpu));
+    auto lapic = v.lapic();
+    if (!lapic.ok()) {
+      return lapic.error();
+    }
+    set_lvt(*lapic, kApicLvtLint0, kApicDeliveryExtInt);
+    set_lvt(*lapic, kApicLvtLint1, kApicDeliveryNmi);
+    KEEL_TRY_STATUS(v.set_lapic(*lapic));
+    if (id == 0) {
+      // The boot CPU starts at the payload's entry; the others wait for INIT/SIPI from it.
+      auto sregs = v.sregs();
+      if (!sregs.ok()) {
+        return sregs.error();
+      }
+      boot::setup_boot_sregs(boot_info, *sregs);
+      KEEL_TRY_STATUS(v.set_sregs(*sregs));
+      KEEL_TRY_STATUS(v.set_regs(boot::boot_regs(boot_info)));
+    }
+    vcpus_.push_back(std::make_unique<Vcpu>(
+        id, std::move(kvm_vcpu).value(), pio_, mmio_,
+        [this](devices::PowerEvent e) { on_power(e); }, [this](const Error& e) { on_error(e); }));
+  }
+  return ok_status();
+}
+
+Status Vm::start() {
+  for (auto& vcpu : vcpus_) {
+    vcpu->start();
+  }
+  return ok_status();
+}
+
+void Vm::stop() {
+  for (auto& vcpu : vcpus_) {
+    vcpu->stop();
+  }
+}
+
+void Vm::on_power(devices::PowerEvent event) {
+  {
+    std::lock_guard lock(outcome_mutex_);
+    if (outcome_ != Outcome::kRunning) {
+      return;
+    }
+    outcome_ = event == devices::PowerEvent::kPowerOff ? Outcome::kPowerOff : Outcome::kReset;
+  }
+  log::info("vm", event == devices::PowerEvent::kPowerOff ? "guest powered off" : "guest reset");
+  (void)exit_event_.signal();
+}
+
+void Vm::on_error(const Error& error) {
+  {
+    std::lock_guard lock(outcome_mutex_);
+    if (outcome_ != Outcome::kRunning) {
+      return;
+    }
+    outcome_ = Outcome::kError;
+    error_ = error;
+  }
+  (void)exit_event_.signal();
+}
+
+Vm::Outcome Vm::outcome() const {
+  std::lock_guard lock(outcome_mutex_);
+  return outcome_;
+}
+
+std::optional<Error> Vm::error() const {
+  std::lock_guard lock(outcome_mutex_);
+  return error_;
+}
+
+}  // namespace keel::vmm

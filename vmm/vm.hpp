@@ -1,0 +1,74 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/event_fd.hpp"
+#include "base/result.hpp"
+#include "devices/bus.hpp"
+#include "devices/pci_root.hpp"
+#include "devices/power_event.hpp"
+#include "devices/serial.hpp"
+#include "memory/guest_memory.hpp"
+#include "vmm/boot/boot_info.hpp"
+#include "vmm/kvm.hpp"
+#include "vmm/vcpu.hpp"
+#include "vmm/vm_config.hpp"
+
+namespace keel::vmm {
+
+// One boot of one guest: guest RAM, the KVM VM, the buses and devices, the loaded payload and
+// the vCPUs. A reboot builds a fresh Vm, so nothing of the previous boot leaks into the next.
+class Vm {
+ public:
+  using SerialOutput = devices::Serial::Output;
+
+  static Result<std::unique_ptr<Vm>> create(const Kvm& kvm, const VmConfig& config,
+                                            SerialOutput serial_output);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Starts the vCPUs. The VM then runs until power_event_fd() fires.
+  Status start();
+  // Readable once the guest powered off, reset, or a vCPU failed; see outcome().
+  int exit_event_fd() const { return exit_event_.fd(); }
+
+  enum class Outcome { kRunning, kPowerOff, kReset, kError };
+  Outcome outcome() const;
+  // The first fatal vCPU error, when outcome() is kError.
+  std::optional<Error> error() const;
+  // Stops and joins every vCPU thread. Idempotent.
+  void stop();
+
+  // Bytes from the host's terminal for the guest's COM1.
+  void serial_input(std::span<const std::uint8_t> bytes) { serial_->enqueue_input(bytes); }
+
+  const memory::GuestMemory& memory() const { return memory_; }
+
+ private:
+  Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
+  Status setup_devices(SerialOutput serial_output);
+  Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info);
+  void on_power(devices::PowerEvent event);
+  void on_error(const Error& error);
+
+  memory::GuestMemory memory_;
+  KvmVm kvm_vm_;
+  EventFd exit_event_;
+  devices::Bus pio_{"port I/O"};
+  devices::Bus mmio_{"MMIO"};
+  std::shared_ptr<devices::PciRoot> pci_root_;
+  std::shared_ptr<devices::Serial> serial_;
+
+  mutable std::mutex outcome_mutex_;
+  Outcome outcome_ = Outcome::kRunning;
+  std::optional<Error> error_;
+
+  // Last: vCPU threads stop before the devices and memory they use are destroyed.
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+};
+
+}  // namespace keel::vmm
