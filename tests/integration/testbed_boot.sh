@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctest testbed.boot: inside the emulated host, keel boots the Debian cloud kernel (bzImage) and
-# the guest kernel built from linux-source-6.1 (PVH vmlinux) with 2 vCPUs and 512 MiB; each
-# guest reboots once and then powers off. Bad kernels and sizes must fail cleanly.
+# the guest kernel built from linux-source-6.1 (PVH vmlinux) with 2 vCPUs and 512 MiB, the
+# latter also on shared hugepage memory; each guest reboots once and then powers off. Bad
+# kernels and sizes must fail cleanly.
 #
 # usage: testbed_boot.sh RUN SCENARIO GUEST_INIT KEEL
 set -euo pipefail
@@ -25,7 +26,7 @@ markers=$("$run" --timeout 600 --memory 2G --bin "$keel" --guest-kernel "$bzimag
 printf '%s\n' "$markers"
 expect "the testbed run exits 0 (got $status)" test "$status" -eq 0
 
-for guest in bzimage pvh; do
+for guest in bzimage pvh pvh-hugepages; do
   line=$(grep "^KEEL-TESTBED result guest=$guest " <<<"$markers" || true)
   expect "$guest: a result line" test -n "$line"
   expect "$guest: first boot reached init" test "$(field "$line" first_boot)" = ok
@@ -39,6 +40,12 @@ for guest in bzimage pvh; do
   expect "$guest: the PCI host bridge is enumerated (got '$(field "$line" host_bridge)')" \
     test "$(field "$line" host_bridge)" = 0x8086:0x0d57
 done
+
+hp=$(grep "^KEEL-TESTBED result guest=pvh-hugepages " <<<"$markers" || true)
+expect "256 hugepages were reserved for the hugepages boot" grep -qx "KEEL-TESTBED result hugepages_reserved=256" <<<"$markers"
+expect "hugepages=on: the guest's RAM came from hugepages (used '$(field "$hp" hugepages_used)')" \
+  test "$(field "$hp" hugepages_used)" -gt 0
+expect "without hugepages=on none are used" test "$(field "$(grep "guest=pvh " <<<"$markers")" hugepages_used)" = 0
 
 for bad in missing-kernel corrupt-kernel memory-zero; do
   line=$(grep "^KEEL-TESTBED result bad=$bad " <<<"$markers" || true)

@@ -17,21 +17,25 @@ wait_for() {
   return 1
 }
 
-# boot NAME KERNEL: boot, reboot from inside the guest, power off; report what was seen.
+# boot NAME KERNEL [KEEL ARGS...]: boot, reboot from inside the guest, power off; report what
+# was seen.
 boot() {
   name=$1 kernel=$2
+  shift 2
   out=/tmp/$name.out
   fifo=/tmp/$name.in
   rm -f "$fifo" "$out"
   mkfifo "$fifo"
   start=$(cut -d' ' -f1 /proc/uptime)
-  keel --kernel "$kernel" --initramfs "$initramfs" --cpus boot=2 --memory size=512M \
-    --serial tty <"$fifo" >"$out" 2>&1 &
+  keel --kernel "$kernel" --initramfs "$initramfs" --cpus boot=2 --serial tty \
+    ${1+"$@"} <"$fifo" >"$out" 2>&1 &
   pid=$!
   exec 3>"$fifo"
   first=timeout
+  hugepages_used=0
   if wait_for "$out" "KEEL-GUEST waiting" 1 150; then
     first=ok
+    hugepages_used=$(awk '/^HugePages_Total/ {t=$2} /^HugePages_Free/ {f=$2} END {print t-f}' /proc/meminfo)
     echo reboot >&3
   fi
   second=timeout
@@ -50,6 +54,7 @@ boot() {
   ups=$(grep -c "KEEL-GUEST up" "$out")
   line=$(grep -m1 "KEEL-GUEST up" "$out")
   result "guest=$name first_boot=$first second_boot=$second boots=$ups keel_exit=$status" \
+    "hugepages_used=$hugepages_used" \
     "$(echo "$line" | sed 's/^.*KEEL-GUEST up //')" "seconds=$(awk "BEGIN{print $end-$start}")"
   echo "---- $name console (last 40 lines)"
   tail -n 40 "$out"
@@ -66,8 +71,14 @@ bad() {
   result "bad=$name keel_exit=$status stray=$left message=$msg"
 }
 
-[ -f /keel/guest/vmlinuz ] && boot bzimage /keel/guest/vmlinuz
-[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh
+[ -f /keel/guest/vmlinuz ] && boot bzimage /keel/guest/vmlinuz --memory size=512M
+[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh --memory size=512M
+# Guest RAM from a hugetlbfs-backed memfd: reserve 2 MiB pages for 512 MiB first.
+echo 256 >/proc/sys/vm/nr_hugepages
+result "hugepages_reserved=$(sed -n 's/^HugePages_Total: *//p' /proc/meminfo)"
+[ -f /keel/guest/vmlinux-pvh ] &&
+  boot pvh-hugepages /keel/guest/vmlinux-pvh --memory size=512M,shared=on,hugepages=on
+echo 0 >/proc/sys/vm/nr_hugepages
 
 bad missing-kernel --kernel /nonexistent/vmlinuz --initramfs "$initramfs"
 head -c 65536 /dev/urandom >/tmp/corrupt-kernel
