@@ -16,16 +16,33 @@ bool within_dword(std::uint16_t offset, std::size_t size) {
 
 PciRoot::PciRoot() { slots_[0] = std::make_shared<PciHostBridge>(); }
 
-Result<std::uint8_t> PciRoot::add(std::shared_ptr<PciDevice> device) {
-  std::unique_lock lock(mutex_);
+Result<std::uint8_t> PciRoot::free_slot() const {
+  std::shared_lock lock(mutex_);
   for (std::uint8_t slot = 1; slot < kSlots; ++slot) {
     if (!slots_[slot]) {
-      slots_[slot] = std::move(device);
       return slot;
     }
   }
   return Error::from_errno(ENOSPC, "PCI bus 0 has no free slot (all 31 device slots are taken); "
                                    "pass fewer devices");
+}
+
+Status PciRoot::add_at(std::uint8_t slot, std::shared_ptr<PciDevice> device) {
+  std::unique_lock lock(mutex_);
+  if (slot == 0 || slot >= kSlots || slots_[slot]) {
+    return Error::from_errno(EBUSY, "PCI slot " + std::to_string(slot) + " is not free");
+  }
+  slots_[slot] = std::move(device);
+  return ok_status();
+}
+
+Result<std::uint8_t> PciRoot::add(std::shared_ptr<PciDevice> device) {
+  auto slot = free_slot();
+  if (!slot.ok()) {
+    return slot.error();
+  }
+  KEEL_TRY_STATUS(add_at(*slot, std::move(device)));
+  return *slot;
 }
 
 Status PciRoot::remove(std::uint8_t slot) {

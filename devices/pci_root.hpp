@@ -24,6 +24,10 @@ class PciRoot {
 
   // Places `device` in the first free slot and returns the slot number.
   Result<std::uint8_t> add(std::shared_ptr<PciDevice> device);
+  // The slot add() would use next (a device's INTx line depends on its slot, so a device may
+  // need it before it exists); add_at() then places it there.
+  Result<std::uint8_t> free_slot() const;
+  Status add_at(std::uint8_t slot, std::shared_ptr<PciDevice> device);
   Status remove(std::uint8_t slot);
 
   // Config access to bus 0, function `function` of `slot`; `offset` + size stays in one dword.

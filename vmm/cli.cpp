@@ -114,6 +114,38 @@ Status apply_serial(const std::string& text, VmConfig& config) {
   return ok_status();
 }
 
+Result<DeviceConfig> parse_device(const std::string& text) {
+  auto opts = split_options("--device", text, {"path", "id", "dma_mapping"});
+  if (!opts.ok()) {
+    return opts.error();
+  }
+  DeviceConfig device;
+  device.path = (*opts)["path"];
+  if (device.path.empty()) {
+    return Error::invalid("--device: path= is required, e.g. path=/sys/bus/pci/devices/0000:01:00.0");
+  }
+  while (device.path.size() > 1 && device.path.back() == '/') {
+    device.path.pop_back();
+  }
+  device.id = opts->count("id") != 0 ? (*opts)["id"] : device.path.substr(device.path.rfind('/') + 1);
+  if (device.id.empty()) {
+    return Error::invalid("--device: id= must not be empty");
+  }
+  if (opts->count("dma_mapping") != 0) {
+    const std::string& mode = (*opts)["dma_mapping"];
+    if (mode == "auto") {
+      device.dma_mapping = DmaMapping::kAuto;
+    } else if (mode == "eager") {
+      device.dma_mapping = DmaMapping::kEager;
+    } else if (mode == "lazy") {
+      device.dma_mapping = DmaMapping::kLazy;
+    } else {
+      return Error::invalid("--device: dma_mapping=" + mode + " is not auto, eager or lazy");
+    }
+  }
+  return device;
+}
+
 }  // namespace
 
 Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
@@ -129,6 +161,12 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   app.add_option("--memory", memory,
                  "size=SIZE[,shared=on][,hugepages=on]: guest RAM (default size=512M)");
   app.add_option("--serial", serial, "tty|file=PATH|off: where the guest's COM1 goes (default tty)");
+  std::vector<std::string> devices;
+  app.add_option("--device", devices,
+                 "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]: "
+                 "pass a host PCI function through with VFIO (repeatable)")
+      ->take_all()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--no-reboot", config.exit_on_reboot,
                "Exit when the guest reboots instead of restarting it");
   app.add_flag("-v", request.verbosity, "More log output (-v info, -vv debug); quiet by default");
@@ -157,6 +195,21 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   }
   if (!serial.empty()) {
     KEEL_TRY_STATUS(apply_serial(serial, config));
+  }
+  for (const std::string& text : devices) {
+    auto device = parse_device(text);
+    if (!device.ok()) {
+      return device.error();
+    }
+    for (const DeviceConfig& other : config.devices) {
+      if (other.path == device->path) {
+        return Error::invalid("--device: " + device->path + " is given twice");
+      }
+      if (other.id == device->id) {
+        return Error::invalid("--device: id \"" + device->id + "\" is used twice");
+      }
+    }
+    config.devices.push_back(std::move(device).value());
   }
   if (kernel.empty()) {
     if (!initramfs.empty() || !cmdline.empty()) {

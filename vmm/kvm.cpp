@@ -188,6 +188,47 @@ Status KvmVm::remove_irqfd(int eventfd, std::uint32_t gsi) {
   return ok_status();
 }
 
+Status KvmVm::irqfd_resample(int eventfd, int resample_fd, std::uint32_t gsi) {
+  kvm_irqfd request{};
+  request.fd = static_cast<std::uint32_t>(eventfd);
+  request.resamplefd = static_cast<std::uint32_t>(resample_fd);
+  request.gsi = gsi;
+  request.flags = KVM_IRQFD_FLAG_RESAMPLE;
+  if (::ioctl(fd_.get(), KVM_IRQFD, &request) != 0) {
+    return Error::from_errno("KVM_IRQFD resample gsi " + std::to_string(gsi));
+  }
+  return ok_status();
+}
+
+Status KvmVm::set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries) {
+  CountedBuffer<kvm_irq_routing_entry> buf(entries);
+  if (::ioctl(fd_.get(), abi::kSetGsiRouting, buf.data()) != 0) {
+    return Error::from_errno("KVM_SET_GSI_ROUTING (" + std::to_string(entries.size()) + " routes)");
+  }
+  return ok_status();
+}
+
+Result<UniqueFd> KvmVm::create_vfio_device() {
+  kvm_create_device request{};
+  request.type = KVM_DEV_TYPE_VFIO;
+  if (::ioctl(fd_.get(), KVM_CREATE_DEVICE, &request) != 0) {
+    return Error::from_errno("KVM_CREATE_DEVICE KVM_DEV_TYPE_VFIO");
+  }
+  return UniqueFd(static_cast<int>(request.fd));
+}
+
+Status KvmVm::add_vfio_group(int kvm_vfio_fd, int group_fd) {
+  std::int32_t fd = group_fd;
+  kvm_device_attr attr{};
+  attr.group = KVM_DEV_VFIO_GROUP;
+  attr.attr = KVM_DEV_VFIO_GROUP_ADD;
+  attr.addr = reinterpret_cast<std::uint64_t>(&fd);
+  if (::ioctl(kvm_vfio_fd, KVM_SET_DEVICE_ATTR, &attr) != 0) {
+    return Error::from_errno("KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_ADD");
+  }
+  return ok_status();
+}
+
 Result<KvmVcpu> KvmVm::create_vcpu(std::uint32_t id, std::size_t mmap_size) {
   UniqueFd fd(::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id)));
   if (!fd) {

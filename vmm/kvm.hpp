@@ -52,8 +52,17 @@ class KvmVm {
                            std::uint32_t flags = 0);
   // KVM_IRQFD: signalling `eventfd` injects an edge on `gsi`.
   Status irqfd(int eventfd, std::uint32_t gsi);
+  // KVM_IRQFD with KVM_IRQFD_FLAG_RESAMPLE: `eventfd` asserts the level-triggered `gsi`; on EOI
+  // KVM deasserts it and signals `resample_fd`.
+  Status irqfd_resample(int eventfd, int resample_fd, std::uint32_t gsi);
   // KVM_IRQFD with KVM_IRQFD_FLAG_DEASSIGN.
   Status remove_irqfd(int eventfd, std::uint32_t gsi);
+  // KVM_SET_GSI_ROUTING: replaces the whole routing table (irqchip pins and MSI routes).
+  Status set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries);
+  // KVM_CREATE_DEVICE(KVM_DEV_TYPE_VFIO): the KVM-VFIO pseudo device.
+  Result<UniqueFd> create_vfio_device();
+  // KVM_SET_DEVICE_ATTR(KVM_DEV_VFIO_GROUP, KVM_DEV_VFIO_GROUP_ADD) on the KVM-VFIO device.
+  Status add_vfio_group(int kvm_vfio_fd, int group_fd);
   // KVM_CREATE_VCPU, then maps its kvm_run area.
   Result<KvmVcpu> create_vcpu(std::uint32_t id, std::size_t mmap_size);
 

@@ -28,5 +28,6 @@ inline constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, CountHeader);
 static_assert(kGetSupportedCpuid == 0xc008ae05);
 static_assert(kSetCpuid2 == 0x4008ae90);
 static_assert(kSetMsrs == 0x4008ae89);
+static_assert(kSetGsiRouting == 0x4008ae6a);
 
 }  // namespace keel::vmm::abi

@@ -3,12 +3,23 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/size.hpp"
 
 namespace keel::vmm {
 
 enum class SerialMode { kTty, kFile, kOff };
+
+// How guest RAM is mapped for a passthrough device's DMA (DESIGN.md §4).
+enum class DmaMapping { kAuto, kEager, kLazy };
+
+// One host PCI function passed through with VFIO (--device path=…).
+struct DeviceConfig {
+  std::string path;  // /sys/bus/pci/devices/DDDD:BB:DD.F
+  std::string id;    // name for messages and the API; defaults to the BDF
+  DmaMapping dma_mapping = DmaMapping::kAuto;
+};
 
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.
 struct VmConfig {
@@ -23,6 +34,8 @@ struct VmConfig {
 
   SerialMode serial = SerialMode::kTty;
   std::string serial_file;  // with SerialMode::kFile
+
+  std::vector<DeviceConfig> devices;
 
   bool exit_on_reboot = false;  // --no-reboot: a guest reboot ends keel instead of restarting
 };

@@ -64,3 +64,36 @@ TEST_CASE("cli rejects wrong and conflicting options with a one-line reason") {
 
 }  // namespace
 }  // namespace keel::vmm
+
+namespace keel::vmm {
+namespace {
+
+TEST_CASE("cli --device is repeatable with id and dma_mapping") {
+  auto r = parse_command_line({"--kernel", "/k", "--device", "path=/sys/bus/pci/devices/0000:00:01.0/",
+                               "--device", "path=/sys/bus/pci/devices/0000:00:02.0,id=nic,dma_mapping=eager"});
+  REQUIRE(r.ok());
+  REQUIRE(r->config.devices.size() == 2);
+  CHECK(r->config.devices[0].path == "/sys/bus/pci/devices/0000:00:01.0");
+  CHECK(r->config.devices[0].id == "0000:00:01.0");
+  CHECK(r->config.devices[0].dma_mapping == DmaMapping::kAuto);
+  CHECK(r->config.devices[1].id == "nic");
+  CHECK(r->config.devices[1].dma_mapping == DmaMapping::kEager);
+}
+
+TEST_CASE("cli --device errors") {
+  auto err = [](std::vector<std::string> args) {
+    auto r = parse_command_line(args);
+    REQUIRE_FALSE(r.ok());
+    return r.error().context();
+  };
+  CHECK(err({"--kernel", "/k", "--device", "id=x"}).find("path= is required") != std::string::npos);
+  CHECK(err({"--kernel", "/k", "--device", "path=/a,dma_mapping=lots"}) ==
+        "--device: dma_mapping=lots is not auto, eager or lazy");
+  CHECK(err({"--kernel", "/k", "--device", "path=/a,id=x", "--device", "path=/b,id=x"}) ==
+        "--device: id \"x\" is used twice");
+  CHECK(err({"--kernel", "/k", "--device", "path=/a", "--device", "path=/a/"}) == "--device: /a is given twice");
+  CHECK(err({"--kernel", "/k", "--device", "path=/a,bogus=1"}).find("unknown option \"bogus\"") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace keel::vmm
