@@ -64,12 +64,18 @@ boot() {
 bad() {
   name=$1
   shift
-  keel "$@" >/tmp/bad.out 2>&1 </dev/null
+  echo "---- bad input: $name"
+  timeout 120 keel "$@" >/tmp/bad.out 2>&1 </dev/null
   status=$?
   msg=$(head -n 1 /tmp/bad.out | tr ' ' '_')
   left=$(pidof keel | wc -w)
   result "bad=$name keel_exit=$status stray=$left message=$msg"
 }
+
+bad missing-kernel --kernel /nonexistent/vmlinuz --initramfs "$initramfs"
+head -c 65536 /dev/urandom >/tmp/corrupt-kernel
+bad corrupt-kernel --kernel /tmp/corrupt-kernel --initramfs "$initramfs"
+bad memory-zero --kernel /keel/guest/vmlinuz --memory size=0
 
 [ -f /keel/guest/vmlinuz ] && boot bzimage /keel/guest/vmlinuz --memory size=512M
 [ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh --memory size=512M
@@ -78,10 +84,5 @@ echo 256 >/proc/sys/vm/nr_hugepages
 result "hugepages_reserved=$(sed -n 's/^HugePages_Total: *//p' /proc/meminfo)"
 [ -f /keel/guest/vmlinux-pvh ] &&
   boot pvh-hugepages /keel/guest/vmlinux-pvh --memory size=512M,shared=on,hugepages=on
-echo 0 >/proc/sys/vm/nr_hugepages
-
-bad missing-kernel --kernel /nonexistent/vmlinuz --initramfs "$initramfs"
-head -c 65536 /dev/urandom >/tmp/corrupt-kernel
-bad corrupt-kernel --kernel /tmp/corrupt-kernel --initramfs "$initramfs"
-bad memory-zero --kernel /keel/guest/vmlinuz --memory size=0
+echo "---- done"
 exit 0
