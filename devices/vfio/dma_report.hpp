@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "devices/vfio/dma_mapper.hpp"
+#include "devices/vfio/dma_planner.hpp"
+#include "devices/vfio/iommu_info.hpp"
+
+namespace keel::vfio {
+
+inline constexpr const char* kBackendType1v2 = "vfio-type1v2";
+
+// Everything Keel knows about one container's DMA budget, for vm.info and the log.
+struct DmaReport {
+  std::vector<std::string> devices;  // PCI addresses
+  std::string backend = kBackendType1v2;
+  DmaBudget avail_at_open;             // its source says capability / absent / unlimited
+  std::optional<DmaBudget> avail_now;  // the last re-read, if any
+  std::uint64_t entries_used = 0;      // entries Keel holds now
+  std::optional<bool> consistent;      // unset when it cannot be checked (no capability)
+  Decision mode = Decision::kRefuse;
+  MappingMode requested_mode = MappingMode::kAuto;
+  std::string reason;
+  std::uint64_t planned_entries = 0;
+  std::uint64_t mapped_bytes = 0;
+  std::uint64_t peak_entries = 0;
+  FailedMaps failed_maps;
+  std::vector<IovaRange> iova_ranges;
+  std::uint64_t iova_pgsizes = 0;
+  bool unmap_all_supported = false;
+};
+
+// The report's one logfmt line (no trailing newline in the fields' order below), e.g.
+//   level=info component=vfio msg="DMA budget" devices=0000:00:01.0 backend=vfio-type1v2
+//   avail_at_open=24 source=capability planned_entries=1 mode=eager requested_mode=auto
+//   reason="..." avail_now=23 entries_used=1 consistent=true mapped_bytes=536870912
+//   peak_entries=1 failed_maps=0 failed_enospc=0 failed_enomem=0 failed_eexist=0
+//   failed_einval=0 iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff unmap_all=true
+// avail_at_open and avail_now read "absent" or "unlimited" when the source says so; avail_now
+// and consistent read "unknown" when never re-read or not checkable.
+std::string format_dma_report(const DmaReport& report);
+// Writes that line at info level.
+void log_dma_report(const DmaReport& report);
+
+// "0x0-0xfedfffff,0xfef00000-0x7fffffffff", or "none".
+std::string format_iova_ranges(const std::vector<IovaRange>& ranges);
+
+}  // namespace keel::vfio

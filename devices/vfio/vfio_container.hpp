@@ -1,0 +1,84 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "devices/vfio/container.hpp"
+#include "devices/vfio/device.hpp"
+#include "devices/vfio/dma_mapper.hpp"
+#include "devices/vfio/dma_planner.hpp"
+#include "devices/vfio/dma_report.hpp"
+#include "devices/vfio/group.hpp"
+#include "devices/vfio/iommu_info.hpp"
+#include "devices/vfio/memlock.hpp"
+#include "devices/vfio/pci_sysfs.hpp"
+#include "devices/vfio/vfio_sys.hpp"
+#include "memory/guest_memory.hpp"
+
+namespace keel::vfio {
+
+struct VfioContainerConfig {
+  // /sys/bus/pci/devices/DDDD:BB:DD.F, one per passed-through device.
+  std::vector<std::string> device_paths;
+  MappingMode mode = MappingMode::kAuto;
+  // Where IOMMU group members are looked up (kernel/iommu_groups/N/devices); tests fake it.
+  std::filesystem::path sysfs_root = kSysfsRoot;
+  std::uint32_t p2p_entries = 0;  // BARs the caller will map for peer-to-peer
+  std::uint32_t hotplug_reserve = kDefaultHotplugReserve;
+  std::optional<MemlockLimit> memlock;  // unset: read from this process
+};
+
+// The VFIO side of one VM's passthrough devices, sharing one type1v2 container: opens the
+// container, attaches every device's group, negotiates (GET_INFO), opens the device fds, plans
+// against guest RAM, decides and maps. Guest memory must outlive it. Destruction unmaps every
+// entry (the kernel's count returns to avail_at_open), then detaches the groups and closes.
+class VfioContainer {
+ public:
+  // Fails, before anything is mapped, when a device path is wrong, a group is not viable, the
+  // plan is refused (the error carries the plan's reason: numbers and fixes) or a MAP fails (then
+  // nothing is left mapped). Logs the report line at info on success.
+  static Result<std::unique_ptr<VfioContainer>> create(const std::shared_ptr<VfioSys>& sys,
+                                                       const memory::GuestMemory& memory,
+                                                       const VfioContainerConfig& config);
+  ~VfioContainer() = default;
+  VfioContainer(const VfioContainer&) = delete;
+  VfioContainer& operator=(const VfioContainer&) = delete;
+
+  // Hands the opened device `bdf` to its owner (the passthrough device). Each only once.
+  Result<Device> take_device(const std::string& bdf);
+
+  const std::vector<std::string>& device_names() const { return device_names_; }
+  const Container& container() const { return container_; }
+  // The attached groups (the KVM-VFIO device needs their fds).
+  const std::vector<Group>& groups() const { return groups_; }
+  const IommuInfo& iommu_info() const { return info_; }
+  const DmaPlan& plan() const { return plan_; }
+  // For further entries (BARs mapped for peer-to-peer) and on-request reconciliation.
+  DmaMapper& mapper() { return *mapper_; }
+
+  // The numbers as last known (no syscall).
+  DmaReport report() const;
+  // Re-reads DMA_AVAIL, reconciles, then reports.
+  Result<DmaReport> refresh();
+
+ private:
+  VfioContainer(Container container, std::vector<Group> groups, IommuInfo info)
+      : container_(std::move(container)), groups_(std::move(groups)), info_(std::move(info)) {}
+
+  // Destroyed bottom-up: the entries are unmapped first, then devices close, groups detach, and
+  // the container closes last.
+  Container container_;
+  std::vector<Group> groups_;
+  IommuInfo info_;
+  std::vector<std::string> device_names_;
+  std::vector<std::optional<Device>> devices_;
+  DmaPlan plan_;
+  std::optional<DmaMapper> mapper_;
+};
+
+}  // namespace keel::vfio
