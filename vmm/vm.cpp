@@ -78,7 +78,19 @@ void set_lvt(kvm_lapic_state& state, std::size_t reg, std::uint32_t delivery) {
 Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event)
     : memory_(std::move(memory)), kvm_vm_(std::move(kvm_vm)), exit_event_(std::move(exit_event)) {}
 
-Vm::~Vm() { stop(); }
+Vm::~Vm() {
+  stop();
+  // Passthrough devices leave the buses, then their container unmaps guest RAM, while the
+  // buses and the memory they refer to still exist.
+  passthrough_.reset();
+}
+
+std::optional<vfio::DmaReport> Vm::dma_report() const {
+  if (!passthrough_) {
+    return std::nullopt;
+  }
+  return passthrough_->dma_report();
+}
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output) {
@@ -106,6 +118,14 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region.gpa(), region.size(), region.host()));
   }
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
+  if (!config.devices.empty()) {
+    auto passthrough = Passthrough::create(
+        config.devices, Passthrough::Vm{vm->memory_, vm->kvm_vm_, *vm->pci_root_, vm->mmio_, vm->pio_});
+    if (!passthrough.ok()) {
+      return passthrough.error();
+    }
+    vm->passthrough_ = std::move(passthrough).value();
+  }
 
   auto rsdp = boot::write_acpi_tables(
       vm->memory_,

@@ -14,6 +14,7 @@
 #include "memory/guest_memory.hpp"
 #include "vmm/boot/boot_info.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/passthrough.hpp"
 #include "vmm/vcpu.hpp"
 #include "vmm/vm_config.hpp"
 
@@ -47,6 +48,8 @@ class Vm {
   void serial_input(std::span<const std::uint8_t> bytes) { serial_->enqueue_input(bytes); }
 
   const memory::GuestMemory& memory() const { return memory_; }
+  // The DMA negotiation of the passthrough devices' container, if there are any.
+  std::optional<vfio::DmaReport> dma_report() const;
 
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
@@ -62,6 +65,7 @@ class Vm {
   devices::Bus mmio_{"MMIO"};
   std::shared_ptr<devices::PciRoot> pci_root_;
   std::shared_ptr<devices::Serial> serial_;
+  std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;
