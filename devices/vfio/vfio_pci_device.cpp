@@ -18,7 +18,6 @@ namespace pci = devices::pci;
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint16_t kCommandIo = 0x1;
 constexpr std::uint16_t kCommandMemory = 0x2;
-constexpr std::uint16_t kCommandIntxDisable = 0x400;
 constexpr std::uint16_t kStatusCapList = 0x10;
 constexpr std::uint16_t kRomBar = 0x30;
 constexpr std::uint8_t kCapIdMsi = 0x05;
@@ -353,12 +352,8 @@ void VfioPciDevice::read_config(std::uint16_t offset, std::span<std::uint8_t> da
     log::warn("vfio", "config read failed", {{"device", name()}, {"error", read.error().message()}});
     return;
   }
-  if (dword == pci::kCommand) {
-    // The guest owns INTx masking through KVM: hide VFIO's own use of INTx-disable.
-    if (offset <= pci::kCommand + 1 && offset + data.size() > pci::kCommand + 1) {
-      data[pci::kCommand + 1 - offset] &= static_cast<std::uint8_t>(~(kCommandIntxDisable >> 8));
-    }
-  }
+  // The command register's INTx-disable bit is virtualised by vfio-pci itself (it masks the
+  // line in the host): reading it back through VFIO is what a guest's INTx-masking probe needs.
 }
 
 void VfioPciDevice::write_config(std::uint16_t offset, std::span<const std::uint8_t> data) {
