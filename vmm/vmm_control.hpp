@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "devices/vfio/dma_report.hpp"
+#include "vmm/vm_config.hpp"
+
+namespace keel::vmm {
+
+// The VMM as the API sees it: one method per operation (cloud-hypervisor's vmm.* and vm.*).
+// The API thread calls these; the implementation hands each call to the VMM thread and waits,
+// so the API never touches VM state. Errors carry an errno that says what kind they are (only
+// api/ turns them into HTTP statuses):
+//   EINVAL  the request is wrong (bad config, bad id)                        -> 400
+//   ENOENT  the thing named does not exist (no VM, unknown device id)        -> 404
+//   EBUSY   the VM is in the wrong state for this (boot twice, no VM booted) -> 409
+//   ENOTSUP Keel cannot do this yet (e.g. hot-plug while running)            -> 409
+//   other   the VMM or the kernel failed                                      -> 500
+class VmmControl {
+ public:
+  enum class VmState { kCreated, kRunning, kPaused, kShutdown };
+
+  struct VmmPing {
+    std::string version;
+    std::uint32_t pid;
+  };
+  struct DeviceInfo {
+    std::string id;
+    std::string bdf;  // the guest's PCI address, "0000:00:01.0"
+  };
+  struct VmInfo {
+    VmConfig config;
+    VmState state;
+    std::uint64_t memory_actual_size;
+    std::vector<DeviceInfo> devices;
+    std::vector<vfio::DmaReport> dma;  // one per VFIO container
+  };
+  // vm.counters: per device, named counters (cloud-hypervisor's shape).
+  using Counters = std::map<std::string, std::map<std::string, std::uint64_t>>;
+
+  virtual ~VmmControl() = default;
+
+  virtual Result<VmmPing> ping() = 0;
+  virtual Status shutdown_vmm() = 0;
+
+  virtual Status create_vm(const VmConfig& config) = 0;
+  virtual Status boot_vm() = 0;
+  virtual Status shutdown_vm() = 0;
+  virtual Status reboot_vm() = 0;
+  virtual Status pause_vm() = 0;
+  virtual Status resume_vm() = 0;
+  virtual Status delete_vm() = 0;
+  virtual Result<VmInfo> vm_info() = 0;
+  virtual Result<Counters> vm_counters() = 0;
+  virtual Result<DeviceInfo> add_device(const DeviceConfig& device) = 0;
+  virtual Status remove_device(const std::string& id) = 0;
+};
+
+}  // namespace keel::vmm
