@@ -1,5 +1,8 @@
 #include "vmm/passthrough.hpp"
 
+#include <cstdio>
+#include <string>
+
 #include "base/log.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
 #include "memory/layout.hpp"
@@ -37,8 +40,8 @@ Passthrough::Passthrough(const Vm& vm)
 Passthrough::~Passthrough() {
   // Devices leave the bus (and drop their BAR slots and interrupt routes) before the container
   // unmaps guest RAM and closes.
-  for (auto& [slot, device] : devices_) {
-    (void)pci_root_.remove(slot);
+  for (const Passed& passed : devices_) {
+    (void)pci_root_.remove(passed.slot);
   }
   devices_.clear();
 }
@@ -91,7 +94,9 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
       return pci.error().wrap("--device " + d.id);
     }
     KEEL_TRY_STATUS(vm.pci_root.add_at(*slot, *pci));
-    p->devices_.emplace_back(*slot, std::move(pci).value());
+    char guest_bdf[16];
+    std::snprintf(guest_bdf, sizeof guest_bdf, "0000:00:%02x.0", *slot);
+    p->devices_.push_back(Passed{d.id, *slot, guest_bdf, std::move(pci).value()});
     log::info("vfio", "device passed through",
               {{"id", d.id}, {"bdf", location->bdf}, {"group", location->group}, {"slot", *slot}});
   }

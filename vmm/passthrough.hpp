@@ -37,6 +37,13 @@ class Passthrough {
   Passthrough& operator=(const Passthrough&) = delete;
 
   vfio::DmaReport dma_report() const { return container_->report(); }
+  struct Passed {
+    std::string id;
+    std::uint8_t slot;
+    std::string guest_bdf;  // where the guest sees it on Keel's bus 0: 0000:00:<slot>.0
+    std::shared_ptr<vfio::VfioPciDevice> device;
+  };
+  const std::vector<Passed>& devices() const { return devices_; }
   Result<vfio::DmaReport> refresh_dma_report() { return container_->refresh(); }
 
  private:
@@ -48,7 +55,7 @@ class Passthrough {
   vfio::BarAllocator bars_;
   std::unique_ptr<vfio::VfioContainer> container_;
   UniqueFd kvm_vfio_;
-  std::vector<std::pair<std::uint8_t, std::shared_ptr<vfio::VfioPciDevice>>> devices_;
+  std::vector<Passed> devices_;
 };
 
 }  // namespace keel::vmm

@@ -85,6 +85,10 @@ Vm::~Vm() {
   passthrough_.reset();
 }
 
+std::vector<Passthrough::Passed> Vm::passthrough_devices() const {
+  return passthrough_ ? passthrough_->devices() : std::vector<Passthrough::Passed>{};
+}
+
 std::optional<vfio::DmaReport> Vm::dma_report() const {
   if (!passthrough_) {
     return std::nullopt;

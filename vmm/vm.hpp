@@ -50,6 +50,8 @@ class Vm {
   const memory::GuestMemory& memory() const { return memory_; }
   // The DMA negotiation of the passthrough devices' container, if there are any.
   std::optional<vfio::DmaReport> dma_report() const;
+  // The passthrough devices, empty without --device.
+  std::vector<Passthrough::Passed> passthrough_devices() const;
 
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);

@@ -1,0 +1,398 @@
+#include "vmm/vmm.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <future>
+
+#include "base/log.hpp"
+#include "base/version.hpp"
+#include "vmm/serial_output.hpp"
+
+namespace keel::vmm {
+namespace {
+
+Error no_vm() { return Error::from_errno(ENOENT, "no VM: create one first (vm.create)"); }
+
+Error wrong_state(const std::string& what, VmmControl::VmState state) {
+  static const char* const kNames[] = {"created", "running", "paused", "shut down"};
+  return Error::from_errno(EBUSY, what + ": the VM is " + kNames[static_cast<int>(state)]);
+}
+
+Status validate(const VmConfig& config) {
+  if (config.kernel.empty()) {
+    return Error::invalid("payload.kernel is required: the path of a bzImage or PVH vmlinux");
+  }
+  if (config.boot_vcpus == 0 || config.boot_vcpus > kMaxVcpus) {
+    return Error::invalid("cpus.boot_vcpus=" + std::to_string(config.boot_vcpus) +
+                          " is out of range; use 1 to " + std::to_string(kMaxVcpus));
+  }
+  if (config.memory_size == 0) {
+    return Error::invalid("memory.size=0 gives the guest no RAM; use e.g. 536870912 (512 MiB)");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vmm>> Vmm::create(Options options) {
+  // SIGINT and SIGTERM are read from a signalfd; block them before any thread starts so every
+  // thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  UniqueFd signal_fd(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd) {
+    return Error::from_errno("signalfd");
+  }
+  auto kvm = Kvm::open();
+  if (!kvm.ok()) {
+    return kvm.error();
+  }
+  auto requests = EventFd::create(EFD_NONBLOCK);
+  if (!requests.ok()) {
+    return requests.error();
+  }
+  return std::unique_ptr<Vmm>(
+      new Vmm(options, std::move(kvm).value(), std::move(signal_fd), std::move(requests).value()));
+}
+
+Vmm::~Vmm() { destroy_vm(); }
+
+// ---- the VMM thread ----
+
+template <typename T>
+T Vmm::on_vmm_thread(std::function<T()> fn) {
+  std::packaged_task<T()> task(std::move(fn));
+  std::future<T> result = task.get_future();
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (loop_done_) {
+      return Error::from_errno(ESHUTDOWN, "the VMM is shutting down");
+    }
+    queue_.emplace_back([&task] { task(); });
+  }
+  (void)requests_.signal();
+  return result.get();
+}
+
+void Vmm::run_requests() {
+  (void)requests_.consume();
+  for (;;) {
+    std::function<void()> next;
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (queue_.empty()) {
+        return;
+      }
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    next();
+  }
+}
+
+Status Vmm::create_and_boot(const VmConfig& config) {
+  KEEL_TRY_STATUS(validate(config));
+  config_ = config;
+  state_ = VmState::kCreated;
+  return boot_locked();
+}
+
+int Vmm::run() {
+  while (!exit_requested_) {
+    const bool forward_stdin = stdin_open_ && vm_ && state_ == VmState::kRunning && config_ &&
+                               config_->serial == SerialMode::kTty;
+    pollfd fds[4] = {{requests_.fd(), POLLIN, 0},
+                     {signal_fd_.get(), POLLIN, 0},
+                     {vm_ ? vm_->exit_event_fd() : -1, POLLIN, 0},
+                     {forward_stdin ? STDIN_FILENO : -1, POLLIN, 0}};
+    if (::poll(fds, 4, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      log::error("vmm", "poll failed", {{"error", Error::from_errno("poll").message()}});
+      exit_code_ = 1;
+      break;
+    }
+    if ((fds[0].revents & POLLIN) != 0) {
+      run_requests();
+    }
+    if ((fds[1].revents & POLLIN) != 0) {
+      signalfd_siginfo info{};
+      [[maybe_unused]] ssize_t n = ::read(signal_fd_.get(), &info, sizeof info);
+      log::warn("vmm", "stopping on signal", {{"signal", info.ssi_signo}});
+      exit_code_ = options_.serve_api ? 0 : 1;
+      break;
+    }
+    if ((fds[2].revents & POLLIN) != 0 && !handle_vm_exit()) {
+      break;
+    }
+    if ((fds[3].revents & (POLLIN | POLLHUP)) != 0 && vm_) {
+      std::uint8_t buf[256];
+      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n > 0) {
+        vm_->serial_input(std::span(buf, static_cast<std::size_t>(n)));
+      } else {
+        stdin_open_ = false;  // end of input: the guest keeps running without it
+      }
+    }
+  }
+  {
+    std::lock_guard lock(queue_mutex_);
+    loop_done_ = true;
+  }
+  run_requests();  // answer what is already queued
+  destroy_vm();
+  return exit_code_;
+}
+
+bool Vmm::handle_vm_exit() {
+  const Vm::Outcome outcome = vm_->outcome();
+  std::optional<Error> failure = vm_->error();
+  const bool reboot = outcome == Vm::Outcome::kReset && !config_->exit_on_reboot;
+  destroy_vm();
+  state_ = VmState::kShutdown;
+  if (reboot) {
+    Status booted = boot_locked();
+    if (booted.ok()) {
+      return true;
+    }
+    failure = booted.error();
+  }
+  if (failure) {
+    std::fprintf(stderr, "keel: %s\n", failure->message().c_str());
+    exit_code_ = 1;
+  } else {
+    exit_code_ = 0;
+  }
+  // Without the API there is nothing left to do once the guest is gone.
+  return options_.serve_api;
+}
+
+Status Vmm::boot_locked() {
+  if (!serial_) {
+    auto serial = open_serial_output(*config_);
+    if (!serial.ok()) {
+      return serial.error();
+    }
+    serial_ = std::move(serial).value();
+  }
+  auto vm = Vm::create(kvm_, *config_, *serial_);
+  if (!vm.ok()) {
+    return vm.error();
+  }
+  vm_ = std::move(vm).value();
+  log::info("vmm", "booting", {{"kernel", config_->kernel}});
+  KEEL_TRY_STATUS(vm_->start());
+  state_ = VmState::kRunning;
+  return ok_status();
+}
+
+void Vmm::destroy_vm() {
+  if (vm_) {
+    vm_->stop();
+    vm_.reset();
+  }
+}
+
+// ---- VmmControl ----
+
+Result<VmmControl::VmmPing> Vmm::ping() {
+  return VmmPing{kVersion, static_cast<std::uint32_t>(::getpid())};
+}
+
+Status Vmm::shutdown_vmm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    exit_requested_ = true;
+    exit_code_ = 0;
+    return ok_status();
+  });
+}
+
+Status Vmm::create_vm(const VmConfig& config) {
+  return on_vmm_thread<Status>([this, &config]() -> Status {
+    if (config_) {
+      return Error::from_errno(EBUSY, "a VM already exists; delete it first (vm.delete)");
+    }
+    KEEL_TRY_STATUS(validate(config));
+    config_ = config;
+    serial_.reset();
+    state_ = VmState::kCreated;
+    return ok_status();
+  });
+}
+
+Status Vmm::boot_vm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+      return wrong_state("vm.boot", state_);
+    }
+    Status booted = boot_locked();
+    if (!booted.ok()) {
+      destroy_vm();
+      state_ = VmState::kShutdown;
+    }
+    return booted;
+  });
+}
+
+Status Vmm::shutdown_vm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
+      return wrong_state("vm.shutdown", state_);
+    }
+    destroy_vm();
+    state_ = VmState::kShutdown;
+    return ok_status();
+  });
+}
+
+Status Vmm::reboot_vm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
+      return wrong_state("vm.reboot", state_);
+    }
+    destroy_vm();
+    state_ = VmState::kShutdown;
+    return boot_locked();
+  });
+}
+
+Status Vmm::pause_vm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ != VmState::kRunning) {
+      return wrong_state("vm.pause", state_);
+    }
+    vm_->stop();
+    state_ = VmState::kPaused;
+    return ok_status();
+  });
+}
+
+Status Vmm::resume_vm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ != VmState::kPaused) {
+      return wrong_state("vm.resume", state_);
+    }
+    KEEL_TRY_STATUS(vm_->start());
+    state_ = VmState::kRunning;
+    return ok_status();
+  });
+}
+
+Status Vmm::delete_vm() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    destroy_vm();
+    config_.reset();
+    serial_.reset();
+    state_ = VmState::kShutdown;
+    return ok_status();
+  });
+}
+
+Result<VmmControl::VmInfo> Vmm::vm_info() {
+  return on_vmm_thread<Result<VmInfo>>([this]() -> Result<VmInfo> {
+    if (!config_) {
+      return no_vm();
+    }
+    VmInfo info{*config_, state_, config_->memory_size, {}, {}};
+    if (vm_) {
+      for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
+        info.devices.push_back(DeviceInfo{p.id, p.guest_bdf});
+      }
+      if (auto report = vm_->dma_report()) {
+        info.dma.push_back(*report);
+      }
+    } else {
+      for (const DeviceConfig& d : config_->devices) {
+        info.devices.push_back(DeviceInfo{d.id, ""});
+      }
+    }
+    return info;
+  });
+}
+
+Result<VmmControl::Counters> Vmm::vm_counters() {
+  return on_vmm_thread<Result<Counters>>([this]() -> Result<Counters> {
+    if (!config_) {
+      return no_vm();
+    }
+    Counters counters;
+    if (!vm_) {
+      return counters;
+    }
+    for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
+      const vfio::VfioPciDevice::Counters c = p.device->counters();
+      counters[p.id] = {{"config_reads", c.config_reads},     {"config_writes", c.config_writes},
+                        {"bar_traps", c.bar_traps},           {"msi_enables", c.msi_enables},
+                        {"msix_enables", c.msix_enables}};
+    }
+    if (auto report = vm_->dma_report()) {
+      counters["dma"] = {{"entries_used", report->entries_used},
+                         {"peak_entries", report->peak_entries},
+                         {"mapped_bytes", report->mapped_bytes},
+                         {"failed_maps", report->failed_maps.total()}};
+    }
+    return counters;
+  });
+}
+
+Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
+  return on_vmm_thread<Result<DeviceInfo>>([this, &device]() -> Result<DeviceInfo> {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+      return Error::from_errno(ENOTSUP, "hot-plug is not supported while the VM runs; add devices "
+                                        "before vm.boot");
+    }
+    for (const DeviceConfig& d : config_->devices) {
+      if (d.id == device.id || d.path == device.path) {
+        return Error::invalid("device " + device.id + " (" + device.path + ") is already added");
+      }
+    }
+    config_->devices.push_back(device);
+    return DeviceInfo{device.id, ""};
+  });
+}
+
+Status Vmm::remove_device(const std::string& id) {
+  return on_vmm_thread<Status>([this, &id]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+      return Error::from_errno(ENOTSUP, "hot-unplug is not supported while the VM runs");
+    }
+    auto& devices = config_->devices;
+    for (auto it = devices.begin(); it != devices.end(); ++it) {
+      if (it->id == id) {
+        devices.erase(it);
+        return ok_status();
+      }
+    }
+    return Error::from_errno(ENOENT, "no device with id " + id);
+  });
+}
+
+}  // namespace keel::vmm

@@ -1,0 +1,82 @@
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "base/event_fd.hpp"
+#include "base/unique_fd.hpp"
+#include "vmm/kvm.hpp"
+#include "vmm/vm.hpp"
+#include "vmm/vmm_control.hpp"
+
+namespace keel::vmm {
+
+// The VMM: owns /dev/kvm, the VM's configuration and, while it runs, the Vm. Its event loop runs
+// on the thread that calls run() (the VMM thread): guest power events, SIGINT/SIGTERM, terminal
+// input for the serial console, and API requests, which arrive as closures from the API thread
+// (VmmControl methods post and wait; they never touch VM state themselves).
+class Vmm : public VmmControl {
+ public:
+  struct Options {
+    bool serve_api = false;  // with --api-socket: keep running after the guest powers off
+  };
+  static Result<std::unique_ptr<Vmm>> create(Options options);
+  ~Vmm() override;
+
+  // Creates and boots `config` right away (a payload on the command line).
+  Status create_and_boot(const VmConfig& config);
+  // Runs the event loop until the VMM should exit; returns keel's exit status.
+  int run();
+
+  // VmmControl (callable from any thread).
+  Result<VmmPing> ping() override;
+  Status shutdown_vmm() override;
+  Status create_vm(const VmConfig& config) override;
+  Status boot_vm() override;
+  Status shutdown_vm() override;
+  Status reboot_vm() override;
+  Status pause_vm() override;
+  Status resume_vm() override;
+  Status delete_vm() override;
+  Result<VmInfo> vm_info() override;
+  Result<Counters> vm_counters() override;
+  Result<DeviceInfo> add_device(const DeviceConfig& device) override;
+  Status remove_device(const std::string& id) override;
+
+ private:
+  Vmm(Options options, Kvm kvm, UniqueFd signal_fd, EventFd requests)
+      : options_(options), kvm_(std::move(kvm)), signal_fd_(std::move(signal_fd)),
+        requests_(std::move(requests)) {}
+
+  // Runs `fn` on the VMM thread and returns its result.
+  template <typename T>
+  T on_vmm_thread(std::function<T()> fn);
+  void run_requests();
+
+  Status boot_locked();
+  void destroy_vm();
+  // Handles the end of a boot (power-off, reset, failure); false when run() should return.
+  bool handle_vm_exit();
+
+  Options options_;
+  Kvm kvm_;
+  UniqueFd signal_fd_;
+  EventFd requests_;
+  std::mutex queue_mutex_;
+  std::deque<std::function<void()>> queue_;
+  bool loop_done_ = false;  // guarded by queue_mutex_: calls after the loop fail fast
+
+  // VMM-thread state.
+  std::optional<VmConfig> config_;
+  VmState state_ = VmState::kShutdown;
+  std::optional<devices::Serial::Output> serial_;
+  std::unique_ptr<Vm> vm_;
+  bool stdin_open_ = true;  // until end of input on the terminal
+  bool exit_requested_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace keel::vmm
