@@ -16,6 +16,34 @@ Result<Mapping> Mapping::create(std::size_t size, int prot, int flags, int fd, o
   return Mapping(addr, size);
 }
 
+Result<Mapping> Mapping::anonymous_aligned(std::size_t size, std::size_t alignment, int extra_flags,
+                                           const char* what) {
+  if (size == 0 || alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    return Error::invalid(std::string("map ") + what + ": size " + std::to_string(size) +
+                          " / alignment " + std::to_string(alignment) + " not usable");
+  }
+  // Reserve size + alignment, then give back the unaligned head and the tail.
+  auto reserved = create(size + alignment, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0, what);
+  if (!reserved.ok()) {
+    return reserved.error();
+  }
+  auto* base = reserved->data();
+  const auto start = (reinterpret_cast<std::uintptr_t>(base) + alignment - 1) & ~(alignment - 1);
+  auto* aligned = reinterpret_cast<std::uint8_t*>(start);
+  const std::size_t head = static_cast<std::size_t>(aligned - base);
+  const std::size_t tail = alignment - head;
+  reserved->addr_ = nullptr;  // ownership moves to the trimmed mapping below
+  reserved->size_ = 0;
+  if (head != 0) {
+    ::munmap(base, head);
+  }
+  if (tail != 0) {
+    ::munmap(aligned + size, tail);
+  }
+  return Mapping(aligned, size);
+}
+
 void Mapping::reset() {
   if (addr_ != nullptr) {
     ::munmap(addr_, size_);

@@ -36,6 +36,11 @@ class Mapping {
     return create(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, what);
   }
 
+  // Anonymous private memory whose start is a multiple of `alignment` (a power of two), so the
+  // kernel can back it with transparent huge pages (and KVM map it with large pages).
+  static Result<Mapping> anonymous_aligned(std::size_t size, std::size_t alignment, int extra_flags,
+                                           const char* what);
+
   std::uint8_t* data() const { return static_cast<std::uint8_t*>(addr_); }
   std::size_t size() const { return size_; }
   bool valid() const { return addr_ != nullptr; }

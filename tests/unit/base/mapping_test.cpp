@@ -27,5 +27,17 @@ TEST_CASE("Mapping refuses a zero size and reports mmap errors") {
   CHECK(bad.error().errno_value() == EBADF);
 }
 
+TEST_CASE("Mapping::anonymous_aligned returns memory at the alignment") {
+  for (std::size_t align : {std::size_t{4096}, std::size_t{2} << 20}) {
+    auto m = Mapping::anonymous_aligned(3 << 20, align, 0, "aligned");
+    REQUIRE(m.ok());
+    CHECK(reinterpret_cast<std::uintptr_t>(m->data()) % align == 0);
+    CHECK(m->size() == (3U << 20));
+    m->data()[m->size() - 1] = 1;  // the whole range is usable
+  }
+  CHECK_FALSE(Mapping::anonymous_aligned(4096, 3000, 0, "bad").ok());
+  CHECK_FALSE(Mapping::anonymous_aligned(0, 4096, 0, "empty").ok());
+}
+
 }  // namespace
 }  // namespace keel

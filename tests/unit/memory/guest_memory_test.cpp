@@ -79,6 +79,12 @@ TEST_CASE("GuestMemory refuses bad sizes with the number and the fix") {
   REQUIRE_FALSE(tiny.ok());
 }
 
+TEST_CASE("anonymous guest RAM starts 2 MiB-aligned (large pages for KVM)") {
+  auto mem = GuestMemory::create(64 * kMiB);
+  REQUIRE(mem.ok());
+  CHECK(reinterpret_cast<std::uintptr_t>(mem->regions()[0].host()) % (2 * kMiB) == 0);
+}
+
 TEST_CASE("shared memory is backed by a memfd") {
   auto mem = GuestMemory::create(32 * kMiB, Backing{.shared = true});
   REQUIRE(mem.ok());
