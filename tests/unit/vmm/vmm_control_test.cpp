@@ -1,0 +1,71 @@
+// The VMM's control interface, driven from another thread as the API does, on the real /dev/kvm
+// (no guest is booted: the kernel path does not exist). Part of vmm_kvm_test.
+
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "base/version.hpp"
+#include "vmm/vmm.hpp"
+
+namespace keel::vmm {
+namespace {
+
+TEST_CASE("VmmControl state machine, called from another thread") {
+  auto vmm = Vmm::create(Vmm::Options{.serve_api = true});
+  REQUIRE(vmm.ok());
+  int exit_code = -1;
+  std::thread loop([&] { exit_code = (*vmm)->run(); });
+  VmmControl& control = **vmm;
+
+  auto ping = control.ping();
+  REQUIRE(ping.ok());
+  CHECK(ping->version == kVersion);
+
+  CHECK(control.vm_info().error().errno_value() == ENOENT);
+  CHECK(control.boot_vm().error().errno_value() == ENOENT);
+
+  VmConfig config;
+  CHECK(control.create_vm(config).error().errno_value() == EINVAL);  // no kernel
+  config.kernel = "/nonexistent/vmlinuz";
+  config.boot_vcpus = 2;
+  REQUIRE(control.create_vm(config).ok());
+  CHECK(control.create_vm(config).error().errno_value() == EBUSY);
+
+  DeviceConfig dev{"/sys/bus/pci/devices/0000:00:01.0", "edu0", DmaMapping::kAuto};
+  auto added = control.add_device(dev);
+  REQUIRE(added.ok());
+  CHECK(added->id == "edu0");
+  CHECK(control.add_device(dev).error().errno_value() == EINVAL);
+  CHECK(control.remove_device("nope").error().errno_value() == ENOENT);
+
+  auto info = control.vm_info();
+  REQUIRE(info.ok());
+  CHECK(info->state == VmmControl::VmState::kCreated);
+  CHECK(info->config.boot_vcpus == 2);
+  REQUIRE(info->devices.size() == 1);
+  CHECK(info->devices[0].id == "edu0");
+  CHECK(info->dma.empty());
+  REQUIRE(control.remove_device("edu0").ok());
+
+  CHECK(control.pause_vm().error().errno_value() == EBUSY);
+  CHECK(control.resume_vm().error().errno_value() == EBUSY);
+  CHECK(control.shutdown_vm().error().errno_value() == EBUSY);
+
+  // Booting fails on the missing kernel: a clear error, and the VM is not left half-built.
+  Status booted = control.boot_vm();
+  REQUIRE_FALSE(booted.ok());
+  CHECK(booted.error().message().find("/nonexistent/vmlinuz") != std::string::npos);
+  CHECK(control.vm_info()->state == VmmControl::VmState::kShutdown);
+
+  REQUIRE(control.delete_vm().ok());
+  CHECK(control.vm_info().error().errno_value() == ENOENT);
+
+  REQUIRE(control.shutdown_vmm().ok());
+  loop.join();
+  CHECK(exit_code == 0);
+  CHECK(control.vm_info().error().errno_value() == ESHUTDOWN);
+}
+
+}  // namespace
+}  // namespace keel::vmm
