@@ -6,7 +6,7 @@
 #     avail_now=23, consistent; no DMAR fault; after keel exits a fresh container reads 24 again.
 #     With RLIMIT_MEMLOCK of 1 MiB and no CAP_IPC_LOCK keel refuses with a memlock message.
 #  2. dma_entry_limit=0 (smaller than the plan of 1): eager and auto both refuse with the
-#     numbers, and nothing is mapped.
+#     numbers, and nothing is mapped; a device unbound from vfio-pci is refused with the fix.
 #
 # usage: testbed_vfio.sh RUN SCENARIO GUEST_INIT KEEL VFIO_PROBE EDU_TEST
 set -euo pipefail
@@ -81,5 +81,11 @@ for mode in eager auto; do
   n=$(grep -c "^KEEL-TESTBED result after=$mode .*dma_avail=0 " <<<"$markers" || true)
   expect "limit=0 $mode: nothing stays mapped (fresh container avail=0)" test "$n" -eq 1
 done
+
+line=$(line_of unbound)
+msg=$(grep "^KEEL-TESTBED result run=unbound message=" <<<"$markers" || true)
+expect "unbound device: keel refuses (exit '$(field "$line" keel_exit)')" test "$(field "$line" keel_exit)" = 1
+expect "unbound device: the message names the device and the vfio-pci fix ($msg)" \
+  grep -q "0000:00:01.0.*vfio-pci" <<<"$msg"
 
 finish testbed.vfio

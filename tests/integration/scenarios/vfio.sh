@@ -55,6 +55,11 @@ case "${KEEL_CASE:-run}" in
   refuse)
     run eager eager
     run auto auto
+    # A device that is not bound to vfio-pci: keel names it and says how to bind it.
+    bdf=$(edu_devices | head -n 1)
+    echo "$bdf" >/sys/bus/pci/drivers/vfio-pci/unbind
+    run unbound auto
+    echo "$bdf" >/sys/bus/pci/drivers/vfio-pci/bind
     ;;
 esac
 exit 0
