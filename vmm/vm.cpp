@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "base/hex.hpp"
 #include "base/log.hpp"
 #include "base/size.hpp"
 #include "devices/acpi_pm.hpp"
@@ -146,7 +147,18 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     return boot_info.error();
   }
   KEEL_TRY_STATUS(vm->setup_vcpus(kvm, config, *boot_info));
-  log::info("vm", "created", {{"vcpus", config.boot_vcpus}, {"memory", format_size(config.memory_size)}});
+  std::string ram;
+  for (const memory::RamRegion& r : vm->memory_.regions()) {
+    ram += (ram.empty() ? "" : ",") + hex(r.gpa()) + "-" + hex(r.end() - 1);
+  }
+  const std::uint64_t mmio64 = layout::mmio64_start(vm->memory_.end());
+  log::info("vm", "created",
+            {{"vcpus", config.boot_vcpus},
+             {"memory", format_size(config.memory_size)},
+             {"ram", ram},
+             {"mmio32", hex(layout::kMmio32Start) + "-" + hex(layout::kMmio32Start + layout::kMmio32Size - 1)},
+             {"mmio64", hex(mmio64) + "-" + hex(mmio64 + layout::kMmio64Size - 1)},
+             {"ecam", hex(layout::kEcamStart) + "-" + hex(layout::kEcamStart + layout::kEcamSize - 1)}});
   return vm;
 }
 
