@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #define CATCH_CONFIG_RUNNER
@@ -55,18 +57,47 @@ struct MmioProbe : devices::BusDevice {
   }
 };
 
-TEST_CASE("a real-mode guest reaches the serial port, an MMIO device and power-off") {
+// A VM with two pages of RAM holding `code` at kCodeAddr, and one vCPU about to run it in real
+// mode (CS and DS based at 0).
+struct TinyGuest {
+  Kvm kvm;
+  KvmVm vm;
+  Mapping ram;
+  std::optional<KvmVcpu> vcpu;
+};
+
+std::unique_ptr<TinyGuest> make_tiny_guest(std::span<const std::uint8_t> code) {
   auto kvm = Kvm::open();
   REQUIRE(kvm.ok());
   auto vm = kvm->create_vm();
   REQUIRE(vm.ok());
   REQUIRE(vm->set_x86_private_pages(0xfffbd000, 0xfffbc000).ok());
   REQUIRE(vm->create_irqchip().ok());
-
   auto ram = Mapping::anonymous(0x2000, "tiny guest RAM");
   REQUIRE(ram.ok());
-  std::copy(kGuestCode.begin(), kGuestCode.end(), ram->data() + kCodeAddr);
+  std::copy(code.begin(), code.end(), ram->data() + kCodeAddr);
   REQUIRE(vm->set_memory_region(0, 0, ram->size(), ram->data()).ok());
+  auto mmap_size = kvm->vcpu_mmap_size();
+  REQUIRE(mmap_size.ok());
+  auto vcpu = vm->create_vcpu(0, *mmap_size);
+  REQUIRE(vcpu.ok());
+  auto sregs = vcpu->sregs();
+  REQUIRE(sregs.ok());
+  sregs->cs.base = 0;
+  sregs->cs.selector = 0;
+  sregs->ds.base = 0;
+  sregs->ds.selector = 0;
+  REQUIRE(vcpu->set_sregs(*sregs).ok());
+  kvm_regs regs{};
+  regs.rip = kCodeAddr;
+  regs.rflags = 2;
+  REQUIRE(vcpu->set_regs(regs).ok());
+  return std::unique_ptr<TinyGuest>(new TinyGuest{std::move(kvm).value(), std::move(vm).value(),
+                                                  std::move(ram).value(), std::move(vcpu).value()});
+}
+
+TEST_CASE("a real-mode guest reaches the serial port, an MMIO device and power-off") {
+  auto guest = make_tiny_guest(kGuestCode);
 
   std::string serial_out;
   devices::Bus pio("port I/O");
@@ -86,24 +117,8 @@ TEST_CASE("a real-mode guest reaches the serial port, an MMIO device and power-o
   auto probe = std::make_shared<MmioProbe>();
   REQUIRE(mmio.insert(probe, kMmioAddr, 0x1000).ok());
 
-  auto mmap_size = kvm->vcpu_mmap_size();
-  REQUIRE(mmap_size.ok());
-  auto kvm_vcpu = vm->create_vcpu(0, *mmap_size);
-  REQUIRE(kvm_vcpu.ok());
-  auto sregs = kvm_vcpu->sregs();
-  REQUIRE(sregs.ok());
-  sregs->cs.base = 0;
-  sregs->cs.selector = 0;
-  sregs->ds.base = 0;
-  sregs->ds.selector = 0;
-  REQUIRE(kvm_vcpu->set_sregs(*sregs).ok());
-  kvm_regs regs{};
-  regs.rip = kCodeAddr;
-  regs.rflags = 2;
-  REQUIRE(kvm_vcpu->set_regs(regs).ok());
-
   std::vector<Error> errors;
-  Vcpu vcpu(0, std::move(kvm_vcpu).value(), pio, mmio, on_power,
+  Vcpu vcpu(0, std::move(*guest->vcpu), pio, mmio, on_power,
             [&](const Error& e) {
               errors.push_back(e);
               (void)exited->signal();
@@ -122,31 +137,12 @@ TEST_CASE("a real-mode guest reaches the serial port, an MMIO device and power-o
 }
 
 TEST_CASE("stop() kicks a vCPU out of a guest that spins forever") {
-  auto kvm = Kvm::open();
-  REQUIRE(kvm.ok());
-  auto vm = kvm->create_vm();
-  REQUIRE(vm.ok());
-  REQUIRE(vm->set_x86_private_pages(0xfffbd000, 0xfffbc000).ok());
-  REQUIRE(vm->create_irqchip().ok());
-  auto ram = Mapping::anonymous(0x2000, "tiny guest RAM");
-  REQUIRE(ram.ok());
   const std::uint8_t spin[] = {0xeb, 0xfe};  // jmp $
-  std::copy(std::begin(spin), std::end(spin), ram->data() + kCodeAddr);
-  REQUIRE(vm->set_memory_region(0, 0, ram->size(), ram->data()).ok());
-  auto kvm_vcpu = vm->create_vcpu(0, *kvm->vcpu_mmap_size());
-  REQUIRE(kvm_vcpu.ok());
-  auto sregs = kvm_vcpu->sregs();
-  sregs->cs.base = 0;
-  sregs->cs.selector = 0;
-  REQUIRE(kvm_vcpu->set_sregs(*sregs).ok());
-  kvm_regs regs{};
-  regs.rip = kCodeAddr;
-  regs.rflags = 2;
-  REQUIRE(kvm_vcpu->set_regs(regs).ok());
+  auto guest = make_tiny_guest(spin);
   devices::Bus pio("port I/O");
   devices::Bus mmio("MMIO");
   std::vector<Error> errors;
-  Vcpu vcpu(0, std::move(kvm_vcpu).value(), pio, mmio, [](devices::PowerEvent) {},
+  Vcpu vcpu(0, std::move(*guest->vcpu), pio, mmio, [](devices::PowerEvent) {},
             [&](const Error& e) { errors.push_back(e); });
   vcpu.start();
   ::usleep(100'000);
