@@ -1,0 +1,87 @@
+#include "api/dispatch.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "api/api_errc.hpp"
+#include "api/json_text.hpp"
+#include "api/request_parser.hpp"
+#include "api/routes.hpp"
+#include "api/vm_info_json.hpp"
+#include "base/log.hpp"
+
+namespace keel::api {
+namespace {
+
+Response from_status(const Status& status) {
+  return status.ok() ? no_content() : error_response(status.error());
+}
+
+template <typename T, typename ToJson>
+Response from_result(const Result<T>& result, ToJson to_json) {
+  return result.ok() ? json_response(200, to_json(result.value())) : error_response(result.error());
+}
+
+struct Dispatcher {
+  vmm::VmmControl& control;
+
+  Response operator()(const PingVmm&) const { return from_result(control.ping(), ping_to_json); }
+  Response operator()(const ShutdownVmm&) const { return from_status(control.shutdown_vmm()); }
+  Response operator()(const CreateVm& op) const {
+    return from_status(control.create_vm(op.config));
+  }
+  Response operator()(const BootVm&) const { return from_status(control.boot_vm()); }
+  Response operator()(const ShutdownVm&) const { return from_status(control.shutdown_vm()); }
+  Response operator()(const RebootVm&) const { return from_status(control.reboot_vm()); }
+  Response operator()(const PauseVm&) const { return from_status(control.pause_vm()); }
+  Response operator()(const ResumeVm&) const { return from_status(control.resume_vm()); }
+  Response operator()(const DeleteVm&) const { return from_status(control.delete_vm()); }
+  Response operator()(const GetVmInfo&) const {
+    return from_result(control.vm_info(), vm_info_to_json);
+  }
+  Response operator()(const GetVmCounters&) const {
+    return from_result(control.vm_counters(), counters_to_json);
+  }
+  Response operator()(const AddDevice& op) const {
+    return from_result(control.add_device(op.device), device_info_to_json);
+  }
+  Response operator()(const RemoveDevice& op) const {
+    return from_status(control.remove_device(op.id));
+  }
+};
+
+void log_failure(std::string_view what, const Response& response) {
+  const auto level = response.status >= 500 ? log::Level::kWarn : log::Level::kInfo;
+  log::write(level, "api", "request failed",
+             {{"request", what}, {"status", response.status}, {"body", response.body}});
+}
+
+}  // namespace
+
+Response dispatch(const Operation& operation, vmm::VmmControl& control) {
+  Response response = std::visit(Dispatcher{control}, operation);
+  if (response.status >= 400) {
+    log_failure(operation_name(operation), response);
+  }
+  return response;
+}
+
+Response handle_request(std::string_view method, std::string_view target, std::string_view body,
+                        vmm::VmmControl& control) {
+  auto operation = parse_request(method, target, body);
+  if (operation.ok()) {
+    return dispatch(*operation, control);
+  }
+  Response response = error_response(operation.error());
+  if (operation.error().code() == make_error_code(ApiErrc::kMethodNotAllowed)) {
+    // Cannot fail: a 405 means the path named a route.
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (const Route* route = find_route(path.substr(std::min(path.size(), kApiRoot.size())))) {
+      response.allow = std::string(route->method);
+    }
+  }
+  log_failure(excerpt(method, 16) + " " + excerpt(target, 128), response);
+  return response;
+}
+
+}  // namespace keel::api

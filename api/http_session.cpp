@@ -1,0 +1,157 @@
+#include "api/http_session.hpp"
+
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "api/api_errc.hpp"
+#include "api/dispatch.hpp"
+#include "base/log.hpp"
+#include "base/version.hpp"
+
+namespace keel::api {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+constexpr std::size_t kHeaderLimit = std::size_t{16} * 1024;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+}  // namespace
+
+void HttpSession::start() { read_request(); }
+
+void HttpSession::stop() {
+  stopping_ = true;
+  if (!writing_) {
+    close();
+  }
+}
+
+void HttpSession::read_request() {
+  parser_.emplace();
+  parser_->body_limit(limits_.body_limit);
+  parser_->header_limit(kHeaderLimit);
+  // One deadline for the whole request, header and body: a client that trickles bytes or
+  // half-closes is dropped when it expires, as is an idle keep-alive connection.
+  stream_.expires_after(limits_.timeout);
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+}
+
+void HttpSession::on_header(beast::error_code ec) {
+  if (ec) {
+    on_read(ec);
+    return;
+  }
+  const auto expect = parser_->get()[http::field::expect];
+  if (beast::iequals(expect, "100-continue") && !parser_->is_done()) {
+    // curl sends large bodies only after "100 Continue" (or a one-second wait).
+    writing_ = true;
+    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this()](beast::error_code wec, std::size_t) {
+                               self->writing_ = false;
+                               if (wec || self->stopping_) {
+                                 self->close();
+                                 return;
+                               }
+                               self->read_body();
+                             });
+    return;
+  }
+  read_body();
+}
+
+void HttpSession::read_body() {
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+}
+
+void HttpSession::on_read(beast::error_code ec) {
+  const bool parse_error =
+      ec && &ec.category() == &beast::error_code(http::error::bad_method).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message;
+  if (parse_error) {  // includes body_limit: answered 413
+    answer_unreadable(ec);
+    return;
+  }
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      log::info("api", "dropped a client that sent no whole request in time",
+                {{"timeout_ms", static_cast<std::int64_t>(limits_.timeout.count())}});
+    } else if (ec != http::error::end_of_stream && ec != boost::asio::error::operation_aborted) {
+      log::debug("api", "connection ended", {{"error", ec.message()}});
+    }
+    close();
+    return;
+  }
+  Request& request = parser_->get();
+  const auto method = request.method_string();
+  const auto target = request.target();
+  const Response response =
+      handle_request(std::string_view(method.data(), method.size()),
+                     std::string_view(target.data(), target.size()), request.body(), control_);
+  // Beast takes "HTTP/1.9" as version 19: answer 1.0 clients in 1.0, everyone else in 1.1.
+  send(response, request.version() == 10 ? 10 : 11, request.keep_alive());
+}
+
+void HttpSession::answer_unreadable(beast::error_code ec) {
+  Error error =
+      ec == http::error::body_limit
+          ? api_error(ApiErrc::kBodyTooLarge, "the body is larger than the API takes (" +
+                                                  std::to_string(limits_.body_limit) + " bytes)")
+          : Error::invalid("the request is not valid HTTP/1.1: " + ec.message());
+  Response response = error_response(error);
+  log::info("api", "request refused", {{"status", response.status}, {"body", response.body}});
+  // The rest of the request is unread: the connection cannot be used again.
+  send(response, 11, false);
+}
+
+void HttpSession::send(const Response& response, unsigned version, bool keep_alive) {
+  keep_alive = keep_alive && !stopping_;
+  response_ = HttpResponse(static_cast<http::status>(response.status), version);
+  response_.set(http::field::server, std::string("keel/") + kVersion);
+  if (!response.body.empty()) {
+    response_.set(http::field::content_type, "application/json");
+    response_.body() = response.body;
+  }
+  if (!response.allow.empty()) {
+    response_.set(http::field::allow, response.allow);
+  }
+  response_.keep_alive(keep_alive);
+  if (response.status != 204) {  // a 204 carries no Content-Length (RFC 9110, 8.6)
+    response_.prepare_payload();
+  }
+  writing_ = true;
+  stream_.expires_after(limits_.timeout);
+  http::async_write(stream_, response_,
+                    [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                      self->on_write(ec, keep_alive);
+                    });
+}
+
+void HttpSession::on_write(beast::error_code ec, bool keep_alive) {
+  writing_ = false;
+  if (ec || !keep_alive || stopping_) {
+    close();
+    return;
+  }
+  read_request();
+}
+
+void HttpSession::close() {
+  if (closed_) {
+    return;
+  }
+  closed_ = true;
+  beast::error_code ignored;
+  stream_.socket().shutdown(boost::asio::socket_base::shutdown_send, ignored);
+  stream_.close();
+}
+
+}  // namespace keel::api

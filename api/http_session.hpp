@@ -1,0 +1,65 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "api/response.hpp"
+#include "vmm/vmm_control.hpp"
+
+namespace keel::api {
+
+struct SessionLimits {
+  std::chrono::milliseconds timeout;  // to receive one whole request, and to send one answer
+  std::size_t body_limit;             // bytes; larger bodies are answered 413
+};
+
+// One client connection: reads requests one after another (keep-alive), answers each with
+// handle_request, and closes on the client's request, on an error, on a timeout, or on stop().
+// Lives in shared_ptrs held by its pending handlers; everything runs on the API thread.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  using Socket = boost::asio::local::stream_protocol::socket;
+
+  HttpSession(Socket socket, vmm::VmmControl& control, SessionLimits limits)
+      : stream_(std::move(socket)), control_(control), limits_(limits) {}
+
+  void start();
+  // Closes now if waiting for a request, after the answer if one is being sent.
+  void stop();
+
+ private:
+  using Stream = boost::beast::basic_stream<boost::asio::local::stream_protocol>;
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+  void read_request();
+  void on_header(boost::beast::error_code ec);
+  void read_body();
+  void on_read(boost::beast::error_code ec);
+  // Answers a request that could not be read (413, 400) and closes.
+  void answer_unreadable(boost::beast::error_code ec);
+  void send(const Response& response, unsigned version, bool keep_alive);
+  void on_write(boost::beast::error_code ec, bool keep_alive);
+  void close();
+
+  Stream stream_;
+  vmm::VmmControl& control_;
+  SessionLimits limits_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  HttpResponse response_;
+  bool writing_ = false;
+  bool stopping_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace keel::api

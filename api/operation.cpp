@@ -1,0 +1,28 @@
+#include "api/operation.hpp"
+
+namespace keel::api {
+namespace {
+
+struct NameOf {
+  std::string_view operator()(const PingVmm&) const { return "vmm.ping"; }
+  std::string_view operator()(const ShutdownVmm&) const { return "vmm.shutdown"; }
+  std::string_view operator()(const CreateVm&) const { return "vm.create"; }
+  std::string_view operator()(const BootVm&) const { return "vm.boot"; }
+  std::string_view operator()(const ShutdownVm&) const { return "vm.shutdown"; }
+  std::string_view operator()(const RebootVm&) const { return "vm.reboot"; }
+  std::string_view operator()(const PauseVm&) const { return "vm.pause"; }
+  std::string_view operator()(const ResumeVm&) const { return "vm.resume"; }
+  std::string_view operator()(const DeleteVm&) const { return "vm.delete"; }
+  std::string_view operator()(const GetVmInfo&) const { return "vm.info"; }
+  std::string_view operator()(const GetVmCounters&) const { return "vm.counters"; }
+  std::string_view operator()(const AddDevice&) const { return "vm.add-device"; }
+  std::string_view operator()(const RemoveDevice&) const { return "vm.remove-device"; }
+};
+
+}  // namespace
+
+std::string_view operation_name(const Operation& operation) {
+  return std::visit(NameOf{}, operation);
+}
+
+}  // namespace keel::api

@@ -1,0 +1,159 @@
+#include "api/remote_cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <vector>
+
+#include "api/api_client.hpp"
+#include "api/json_text.hpp"
+#include "api/remote_command.hpp"
+#include "api/remote_output.hpp"
+#include "base/version.hpp"
+
+namespace keel::api {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitApiError = 1;
+constexpr int kExitUsage = 2;
+
+Result<std::string> read_config_file(const std::string& path) {
+  std::ostringstream text;
+  if (path == "-") {
+    text << std::cin.rdbuf();
+    return text.str();
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    return Error::from_errno("create: cannot read " + path);
+  }
+  text << file.rdbuf();
+  return text.str();
+}
+
+// Prints a 2xx answer for `command`.
+void print_success(const std::string& command, const ApiReply& reply, bool raw, std::ostream& out) {
+  if (raw) {
+    if (!reply.body.empty()) {
+      out << reply.body << '\n';
+    }
+    return;
+  }
+  if (reply.body.empty()) {
+    out << format_done(command);
+    return;
+  }
+  auto json = parse_json_text(reply.body);
+  if (!json.ok()) {
+    out << reply.body << '\n';
+    return;
+  }
+  if (command == "ping") {
+    out << format_ping(*json);
+  } else if (command == "info") {
+    out << format_info(*json);
+  } else if (command == "counters") {
+    out << format_counters(*json);
+  } else if (command == "add-device") {
+    out << format_added_device(*json);
+  } else {
+    out << reply.body << '\n';
+  }
+}
+
+}  // namespace
+
+int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"keel-remote: drive a running keel through its REST API on a Unix socket"};
+  app.set_version_flag("--version", std::string("keel-remote ") + kVersion);
+  app.require_subcommand(1);
+  app.fallthrough();  // --api-socket and --json may follow the command too
+
+  std::string socket_path;
+  bool raw = false;
+  double timeout_s = 120;
+  app.add_option("--api-socket", socket_path, "The Unix socket keel serves its API on")->required();
+  app.add_flag("--json", raw, "Print the API's JSON answer as it is");
+  app.add_option("--timeout", timeout_s, "Seconds to wait for an answer (default 120)")
+      ->check(CLI::Range(0.001, 86400.0));
+
+  std::string config_file, device_spec, device_id;
+  for (const char* name : {"ping", "boot", "info", "counters", "shutdown", "reboot", "pause",
+                           "resume", "delete", "shutdown-vmm"}) {
+    app.add_subcommand(name, std::string("vm/vmm operation ") + name);
+  }
+  app.get_subcommand("ping")->description("Check that keel answers (vmm.ping)");
+  app.get_subcommand("boot")->description("Boot the created VM (vm.boot)");
+  app.get_subcommand("info")->description(
+      "The VM's state, configuration, devices and DMA budget (vm.info)");
+  app.get_subcommand("counters")->description("Per-device counters (vm.counters)");
+  app.get_subcommand("shutdown")->description("Shut the VM down (vm.shutdown)");
+  app.get_subcommand("reboot")->description("Reboot the VM (vm.reboot)");
+  app.get_subcommand("pause")->description("Pause the VM's vCPUs (vm.pause)");
+  app.get_subcommand("resume")->description("Resume a paused VM (vm.resume)");
+  app.get_subcommand("delete")->description("Delete the VM (vm.delete)");
+  app.get_subcommand("shutdown-vmm")->description("End keel itself (vmm.shutdown)");
+  app.add_subcommand("create", "Create a VM from a VmConfig JSON file, - for stdin (vm.create)")
+      ->add_option("file", config_file, "The VmConfig JSON file")
+      ->required();
+  app.add_subcommand(
+         "add-device",
+         "Pass a PCI function through (vm.add-device): "
+         "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]")
+      ->add_option("spec", device_spec, "path=...[,id=...][,dma_mapping=...]")
+      ->required();
+  app.add_subcommand("remove-device", "Remove a device by id (vm.remove-device)")
+      ->add_option("id", device_id, "The device's id")
+      ->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e, out, err) == 0 ? kExitOk : kExitUsage;
+  }
+
+  const std::string command = app.get_subcommands().front()->get_name();
+  Result<RemoteRequest> request = Error::invalid("no command");
+  if (command == "create") {
+    auto text = read_config_file(config_file);
+    if (!text.ok()) {
+      err << "keel-remote: " << text.error().message() << '\n';
+      return kExitApiError;
+    }
+    request = create_request(std::move(text).value());
+  } else if (command == "add-device") {
+    request = add_device_request(device_spec);
+  } else if (command == "remove-device") {
+    request = remove_device_request(device_id);
+  } else {
+    request = plain_request(command);
+  }
+  if (!request.ok()) {
+    err << "keel-remote: " << request.error().message() << '\n';
+    return kExitUsage;
+  }
+
+  const auto timeout = std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000));
+  auto reply = api_request(socket_path, request->method, request->target, request->body, timeout);
+  if (!reply.ok()) {
+    err << "keel-remote: " << reply.error().message() << '\n';
+    return kExitApiError;
+  }
+  if (reply->status < 200 || reply->status > 299) {
+    if (raw && !reply->body.empty()) {
+      out << reply->body << '\n';
+    }
+    err << "keel-remote: " << command << ": " << format_error(reply->status, reply->body)
+        << " (HTTP " << reply->status << ")\n";
+    return kExitApiError;
+  }
+  print_success(command, *reply, raw, out);
+  return kExitOk;
+}
+
+}  // namespace keel::api

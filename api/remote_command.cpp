@@ -1,0 +1,95 @@
+#include "api/remote_command.hpp"
+
+#include <array>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "api/json_text.hpp"
+#include "api/routes.hpp"
+
+namespace keel::api {
+namespace {
+
+RemoteRequest request_for(std::string_view endpoint, std::string body = {}) {
+  const Route* route = find_route(endpoint);
+  // Cannot be null: callers name endpoints of the route table.
+  return RemoteRequest{std::string(route->method), std::string(kApiRoot) + std::string(endpoint),
+                       std::move(body)};
+}
+
+struct PlainCommand {
+  std::string_view command;
+  std::string_view endpoint;
+};
+constexpr std::array<PlainCommand, 10> kPlainCommands{{
+    {"ping", "vmm.ping"},
+    {"shutdown-vmm", "vmm.shutdown"},
+    {"boot", "vm.boot"},
+    {"shutdown", "vm.shutdown"},
+    {"reboot", "vm.reboot"},
+    {"pause", "vm.pause"},
+    {"resume", "vm.resume"},
+    {"delete", "vm.delete"},
+    {"info", "vm.info"},
+    {"counters", "vm.counters"},
+}};
+
+}  // namespace
+
+Result<RemoteRequest> plain_request(std::string_view command) {
+  for (const PlainCommand& c : kPlainCommands) {
+    if (c.command == command) {
+      return request_for(c.endpoint);
+    }
+  }
+  return Error::invalid("unknown command \"" + std::string(command) + "\"");
+}
+
+RemoteRequest create_request(std::string config_json) {
+  return request_for("vm.create", std::move(config_json));
+}
+
+Result<RemoteRequest> add_device_request(std::string_view spec) {
+  nlohmann::json body = nlohmann::json::object();
+  std::set<std::string> seen;
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', start), spec.size());
+    const std::string_view item = spec.substr(start, comma - start);
+    start = comma + 1;
+    const std::size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size()) {
+      return Error::invalid(
+          "add-device: \"" + std::string(item) +
+          "\" is not key=value; e.g. path=/sys/bus/pci/devices/0000:01:00.0,id=nic0");
+    }
+    const std::string key(item.substr(0, eq));
+    const std::string value(item.substr(eq + 1));
+    if (!seen.insert(key).second) {
+      return Error::invalid("add-device: " + key + " given twice");
+    }
+    if (key == "path" || key == "id" || key == "dma_mapping") {
+      body[key] = value;
+    } else if (key == "iommu") {
+      if (value != "on" && value != "off") {
+        return Error::invalid("add-device: iommu=" + value + " must be on or off");
+      }
+      body[key] = value == "on";
+    } else {
+      return Error::invalid("add-device: unknown key \"" + key +
+                            "\" (known: path, id, dma_mapping, iommu)");
+    }
+  }
+  if (!body.contains("path")) {
+    return Error::invalid(
+        "add-device: path= is required, e.g. path=/sys/bus/pci/devices/0000:01:00.0");
+  }
+  return request_for("vm.add-device", dump_json(body));
+}
+
+RemoteRequest remove_device_request(const std::string& id) {
+  return request_for("vm.remove-device", dump_json(nlohmann::json{{"id", id}}));
+}
+
+}  // namespace keel::api

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/result.hpp"
+
+// What keel-remote sends for each command: pure, no I/O.
+namespace keel::api {
+
+struct RemoteRequest {
+  std::string method;
+  std::string target;  // "/api/v1/vm.boot"
+  std::string body;    // JSON, or empty
+};
+
+// The request for a command that takes no argument: "ping", "boot", "info", "counters",
+// "shutdown", "reboot", "pause", "resume", "delete", "shutdown-vmm". EINVAL for other names.
+Result<RemoteRequest> plain_request(std::string_view command);
+// vm.create with the VmConfig JSON text as it was read (the server checks it).
+RemoteRequest create_request(std::string config_json);
+// vm.add-device from "path=PATH[,id=ID][,dma_mapping=auto|eager|lazy][,iommu=on|off]", the
+// syntax of keel's --device. EINVAL names a malformed or unknown key.
+Result<RemoteRequest> add_device_request(std::string_view spec);
+// vm.remove-device {"id": ID}.
+RemoteRequest remove_device_request(const std::string& id);
+
+}  // namespace keel::api

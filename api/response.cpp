@@ -1,0 +1,82 @@
+#include "api/response.hpp"
+
+#include <cerrno>
+
+#include "api/api_errc.hpp"
+#include "api/json_text.hpp"
+
+namespace keel::api {
+
+Response no_content() { return Response{204, {}, {}}; }
+
+Response json_response(unsigned status, const nlohmann::json& body) {
+  return Response{status, dump_json(body), {}};
+}
+
+unsigned http_status(const Error& error) {
+  if (error.code().category() == api_category()) {
+    switch (static_cast<ApiErrc>(error.code().value())) {
+      case ApiErrc::kUnknownEndpoint:
+        return 404;
+      case ApiErrc::kMethodNotAllowed:
+        return 405;
+      case ApiErrc::kBodyTooLarge:
+        return 413;
+    }
+    return 500;
+  }
+  switch (error.errno_value()) {
+    case EINVAL:
+      return 400;
+    case ENOENT:
+      return 404;
+    case EBUSY:
+    case ENOTSUP:
+    case EEXIST:
+      return 409;
+    default:
+      return 500;
+  }
+}
+
+std::string_view error_kind(const Error& error) {
+  if (error.code().category() == api_category()) {
+    switch (static_cast<ApiErrc>(error.code().value())) {
+      case ApiErrc::kUnknownEndpoint:
+        return "not_found";
+      case ApiErrc::kMethodNotAllowed:
+        return "method_not_allowed";
+      case ApiErrc::kBodyTooLarge:
+        return "payload_too_large";
+    }
+    return "internal";
+  }
+  switch (error.errno_value()) {
+    case EINVAL:
+      return "bad_request";
+    case ENOENT:
+      return "not_found";
+    case EBUSY:
+      return "wrong_state";
+    case ENOTSUP:
+      return "not_supported";
+    case EEXIST:
+      return "already_exists";
+    default:
+      return "internal";
+  }
+}
+
+std::string error_message(const Error& error) {
+  if (error.code().category() == api_category()) {
+    return error.context();
+  }
+  return error.message();
+}
+
+Response error_response(const Error& error) {
+  return json_response(http_status(error),
+                       {{"kind", error_kind(error)}, {"message", error_message(error)}});
+}
+
+}  // namespace keel::api

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.hpp"
+
+namespace keel::api {
+
+// An API answer before it becomes HTTP: the status, a JSON body (empty for 204) and, for 405,
+// the methods the endpoint takes.
+struct Response {
+  unsigned status = 204;
+  std::string body;
+  std::string allow;
+};
+
+Response no_content();
+Response json_response(unsigned status, const nlohmann::json& body);
+
+// How an Error maps to HTTP. The API's own errors (api_errc.hpp) carry their status; errno
+// kinds follow vmm/vmm_control.hpp: EINVAL 400, ENOENT 404, EBUSY 409, ENOTSUP 409, EEXIST 409
+// (a device id or path already in use, as cloud-hypervisor answers), anything else 500.
+unsigned http_status(const Error& error);
+// "bad_request", "not_found", "method_not_allowed", "wrong_state", "not_supported",
+// "already_exists", "payload_too_large" or "internal".
+std::string_view error_kind(const Error& error);
+// The message for people: the context alone for the API's errors and for invalid(), "context:
+// strerror" for errors a syscall reported.
+std::string error_message(const Error& error);
+
+// The error body every non-2xx answer carries: {"kind": error_kind, "message": error_message}.
+Response error_response(const Error& error);
+
+}  // namespace keel::api

@@ -1,0 +1,97 @@
+#include "api/routes.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "api/json_object_reader.hpp"
+#include "api/json_text.hpp"
+#include "api/vm_config_json.hpp"
+
+namespace keel::api {
+namespace {
+
+template <typename T>
+Result<Operation> make_plain(std::string_view /*body*/) {
+  return Operation(T{});
+}
+
+Result<nlohmann::json> body_json(std::string_view body, std::string_view endpoint,
+                                 std::string_view schema) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return Error::invalid(std::string(endpoint) + " needs a body: a " + std::string(schema) +
+                          " JSON object (see api/openapi.yaml)");
+  }
+  return parse_json_text(body);
+}
+
+Result<Operation> make_create(std::string_view body) {
+  auto json = body_json(body, "vm.create", "VmConfig");
+  if (!json.ok()) {
+    return json.error();
+  }
+  auto config = vm_config_from_json(*json);
+  if (!config.ok()) {
+    return config.error();
+  }
+  return Operation(CreateVm{std::move(config).value()});
+}
+
+Result<Operation> make_add_device(std::string_view body) {
+  auto json = body_json(body, "vm.add-device", "DeviceConfig");
+  if (!json.ok()) {
+    return json.error();
+  }
+  auto device = device_config_from_json(*json, "");
+  if (!device.ok()) {
+    return device.error();
+  }
+  return Operation(AddDevice{std::move(device).value()});
+}
+
+Result<Operation> make_remove_device(std::string_view body) {
+  auto json = body_json(body, "vm.remove-device", "VmRemoveDevice");
+  if (!json.ok()) {
+    return json.error();
+  }
+  auto reader = JsonObjectReader::open(*json, "", "VmRemoveDevice");
+  if (!reader.ok()) {
+    return reader.error();
+  }
+  auto id = reader->string("id", "the id of a device of the VM, e.g. \"nic0\"");
+  if (!id.ok()) {
+    return id.error();
+  }
+  KEEL_TRY_STATUS(reader->finish());
+  if (!*id || (*id)->empty()) {
+    return Error::invalid("id is missing; give the id of a device of the VM (vm.info lists them)");
+  }
+  return Operation(RemoveDevice{**id});
+}
+
+constexpr std::array<Route, 13> kRoutes{{
+    {"vmm.ping", "GET", false, &make_plain<PingVmm>},
+    {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
+    {"vm.create", "PUT", true, &make_create},
+    {"vm.boot", "PUT", false, &make_plain<BootVm>},
+    {"vm.shutdown", "PUT", false, &make_plain<ShutdownVm>},
+    {"vm.reboot", "PUT", false, &make_plain<RebootVm>},
+    {"vm.pause", "PUT", false, &make_plain<PauseVm>},
+    {"vm.resume", "PUT", false, &make_plain<ResumeVm>},
+    {"vm.delete", "PUT", false, &make_plain<DeleteVm>},
+    {"vm.info", "GET", false, &make_plain<GetVmInfo>},
+    {"vm.counters", "GET", false, &make_plain<GetVmCounters>},
+    {"vm.add-device", "PUT", true, &make_add_device},
+    {"vm.remove-device", "PUT", true, &make_remove_device},
+}};
+
+}  // namespace
+
+std::span<const Route> routes() { return kRoutes; }
+
+const Route* find_route(std::string_view name) {
+  const auto it = std::find_if(kRoutes.begin(), kRoutes.end(),
+                               [name](const Route& route) { return route.name == name; });
+  return it == kRoutes.end() ? nullptr : &*it;
+}
+
+}  // namespace keel::api

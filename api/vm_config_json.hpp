@@ -1,0 +1,31 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.hpp"
+#include "vmm/vm_config.hpp"
+
+// VmConfig and DeviceConfig as JSON, in cloud-hypervisor's shape (cpus.boot_vcpus, memory.size,
+// payload.kernel, serial.mode, devices[].path) plus Keel's devices[].dma_mapping and
+// exit_on_reboot. Reading is strict: unknown fields are refused, cloud-hypervisor fields that
+// Keel does not implement are accepted only with values that ask for nothing (api/openapi.yaml
+// lists them), and every error names the field, the value and the fix.
+namespace keel::api {
+
+Result<vmm::VmConfig> vm_config_from_json(const nlohmann::json& value);
+nlohmann::json vm_config_to_json(const vmm::VmConfig& config);
+
+// One devices[] entry or the vm.add-device body. `path` is its place for messages ("devices[2]",
+// or "" for a whole body). A missing id defaults to the path's last component, as on keel's
+// command line.
+Result<vmm::DeviceConfig> device_config_from_json(const nlohmann::json& value,
+                                                  const std::string& path);
+nlohmann::json device_config_to_json(const vmm::DeviceConfig& device);
+
+std::string_view to_string(vmm::DmaMapping mapping);  // "auto", "eager", "lazy"
+std::string_view to_string(vmm::SerialMode mode);     // "Tty", "File", "Off"
+
+}  // namespace keel::api

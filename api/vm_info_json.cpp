@@ -1,0 +1,73 @@
+#include "api/vm_info_json.hpp"
+
+#include "api/dma_report_json.hpp"
+#include "api/vm_config_json.hpp"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+
+json bdf_or_null(const std::string& bdf) { return bdf.empty() ? json(nullptr) : json(bdf); }
+
+}  // namespace
+
+std::string_view to_string(vmm::VmmControl::VmState state) {
+  switch (state) {
+    case vmm::VmmControl::VmState::kCreated:
+      return "Created";
+    case vmm::VmmControl::VmState::kRunning:
+      return "Running";
+    case vmm::VmmControl::VmState::kPaused:
+      return "Paused";
+    case vmm::VmmControl::VmState::kShutdown:
+      return "Shutdown";
+  }
+  return "Shutdown";
+}
+
+json ping_to_json(const vmm::VmmControl::VmmPing& ping) {
+  // Keel has no optional build features; "features" lists what this build can do, as
+  // cloud-hypervisor lists its cargo features.
+  return json{{"build_version", ping.version},
+              {"version", ping.version},
+              {"pid", ping.pid},
+              {"features", json::array({"kvm", "vfio", "dma_budget"})}};
+}
+
+json vm_info_to_json(const vmm::VmmControl::VmInfo& info) {
+  json tree = json::object();
+  for (const auto& device : info.devices) {
+    tree[device.id] = json{{"id", device.id},
+                           {"resources", json::array()},
+                           {"children", json::array()},
+                           {"pci_bdf", bdf_or_null(device.bdf)}};
+  }
+  json dma = json::array();
+  for (const auto& report : info.dma) {
+    dma.push_back(dma_report_to_json(report, info.config, info.devices));
+  }
+  return json{{"config", vm_config_to_json(info.config)},
+              {"state", to_string(info.state)},
+              {"memory_actual_size", info.memory_actual_size},
+              {"device_tree", std::move(tree)},
+              {"dma", std::move(dma)}};
+}
+
+json counters_to_json(const vmm::VmmControl::Counters& counters) {
+  json out = json::object();
+  for (const auto& [device, values] : counters) {
+    json inner = json::object();
+    for (const auto& [name, value] : values) {
+      inner[name] = value;
+    }
+    out[device] = std::move(inner);
+  }
+  return out;
+}
+
+json device_info_to_json(const vmm::VmmControl::DeviceInfo& device) {
+  return json{{"id", device.id}, {"bdf", bdf_or_null(device.bdf)}};
+}
+
+}  // namespace keel::api

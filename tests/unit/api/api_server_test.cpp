@@ -1,0 +1,470 @@
+// The HTTP server over a real Unix socket in a temporary directory, with a fake VMM.
+#include "api/api_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "api/api_client.hpp"
+#include "base/unique_fd.hpp"
+#include "fake_vmm_control.hpp"
+
+namespace keel::api {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FakeVmmControl;
+
+// A private directory for one test's socket, removed afterwards.
+struct TempDir {
+  TempDir() {
+    char name[] = "/tmp/keel-api-test-XXXXXX";
+    REQUIRE(::mkdtemp(name) != nullptr);
+    path = name;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string socket() const { return path + "/api.sock"; }
+  std::string path;
+};
+
+ApiServerOptions fast_options() {
+  ApiServerOptions options;
+  options.timeout = 200ms;
+  return options;
+}
+
+UniqueFd connect_raw(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  return fd;
+}
+
+void send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) {
+      return;  // the server may close first (413): what it answered is still readable
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Reads until the peer closes or `limit` passes; returns what arrived and whether it closed.
+std::pair<std::string, bool> read_until_close(int fd, std::chrono::milliseconds limit) {
+  std::string data;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return {data, false};
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      return {data, false};
+    }
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      return {data, true};
+    }
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+std::unique_ptr<ApiServer> start(const std::string& path, FakeVmmControl& vmm,
+                                 ApiServerOptions options = fast_options()) {
+  auto server = ApiServer::start(path, vmm, std::move(options));
+  INFO((server.ok() ? "" : server.error().message()));
+  REQUIRE(server.ok());
+  return std::move(server).value();
+}
+
+TEST_CASE("server: ping over the socket, which is mode 0600") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  struct stat st {};
+  REQUIRE(::lstat(dir.socket().c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600);
+
+  auto reply = api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 2s);
+  REQUIRE(reply.ok());
+  CHECK(reply->status == 200);
+  CHECK(nlohmann::json::parse(reply->body)["pid"] == 4242);
+  CHECK(vmm.calls() == std::vector<std::string>{"ping"});
+}
+
+TEST_CASE("server: answers carry status, JSON and the Allow header over the wire") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  UniqueFd fd = connect_raw(dir.socket());
+  send_all(fd.get(), "GET /api/v1/vm.boot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto [text, closed] = read_until_close(fd.get(), 2s);
+  CHECK(closed);
+  CHECK(text.rfind("HTTP/1.1 405 Method Not Allowed\r\n", 0) == 0);
+  CHECK(text.find("\r\nAllow: PUT\r\n") != std::string::npos);
+  CHECK(text.find("\r\nContent-Type: application/json\r\n") != std::string::npos);
+  CHECK(text.find(R"({"kind":"method_not_allowed","message":"vm.boot takes PUT, not GET"})") !=
+        std::string::npos);
+
+  UniqueFd boot = connect_raw(dir.socket());
+  send_all(boot.get(), "PUT /api/v1/vm.boot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto [boot_text, boot_closed] = read_until_close(boot.get(), 2s);
+  CHECK(boot_text.rfind("HTTP/1.1 204 No Content\r\n", 0) == 0);
+  CHECK(boot_text.find("Content-Length") == std::string::npos);
+}
+
+TEST_CASE("server: keep-alive serves several requests on one connection") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  UniqueFd fd = connect_raw(dir.socket());
+  send_all(fd.get(),
+           "GET /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\n\r\n"
+           "PUT /api/v1/vm.pause HTTP/1.1\r\nHost: x\r\n\r\n"
+           "GET /api/v1/vm.counters HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto [text, closed] = read_until_close(fd.get(), 2s);
+  CHECK(closed);
+  CHECK(text.find("HTTP/1.1 200 OK") == 0);
+  CHECK(text.find("HTTP/1.1 204 No Content") != std::string::npos);
+  CHECK(text.rfind("HTTP/1.1 200 OK") > text.find("HTTP/1.1 204"));
+  CHECK(vmm.calls() == std::vector<std::string>{"ping", "pause_vm", "vm_counters"});
+}
+
+TEST_CASE("server: a body over 1 MiB is answered 413") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  SECTION("announced by Content-Length") {
+    UniqueFd fd = connect_raw(dir.socket());
+    send_all(fd.get(),
+             "PUT /api/v1/vm.create HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n");
+    auto [text, closed] = read_until_close(fd.get(), 2s);
+    CHECK(closed);
+    CHECK(text.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0) == 0);
+    CHECK(text.find(R"("kind":"payload_too_large")") != std::string::npos);
+  }
+  SECTION("sent in full, one byte over") {
+    UniqueFd fd = connect_raw(dir.socket());
+    const std::string body(kMaxBodyBytes + 1, ' ');
+    std::thread sender([&] {
+      send_all(fd.get(), "PUT /api/v1/vm.create HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n");
+      send_all(fd.get(), body);
+    });
+    auto [text, closed] = read_until_close(fd.get(), 5s);
+    sender.join();
+    CHECK(text.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0) == 0);
+  }
+  SECTION("chunked, over the limit") {
+    UniqueFd fd = connect_raw(dir.socket());
+    std::thread sender([&] {
+      send_all(fd.get(),
+               "PUT /api/v1/vm.create HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+      const std::string chunk(std::size_t{64} * 1024, 'x');
+      for (int i = 0; i < 20; ++i) {
+        send_all(fd.get(), "10000\r\n" + chunk + "\r\n");
+      }
+      send_all(fd.get(), "0\r\n\r\n");
+    });
+    auto [text, closed] = read_until_close(fd.get(), 5s);
+    sender.join();
+    CHECK(text.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0) == 0);
+  }
+  CHECK(vmm.calls().empty());
+  // The server still serves others.
+  CHECK(api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 2s)->status == 200);
+}
+
+TEST_CASE("server: exactly 1 MiB of body is read (and judged as JSON)") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  std::string body = R"({"payload": {"kernel": "/k"}})";
+  body.resize(kMaxBodyBytes, ' ');
+  auto reply = api_request(dir.socket(), "PUT", "/api/v1/vm.create", body, 5s);
+  REQUIRE(reply.ok());
+  CHECK(reply->status == 204);
+}
+
+TEST_CASE("server: slow, idle and half-closed clients are dropped after the timeout") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  SECTION("a request that never completes") {
+    UniqueFd fd = connect_raw(dir.socket());
+    send_all(fd.get(), "PUT /api/v1/vm.boot HTTP/1.1\r\nHost: x\r\n");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [text, closed] = read_until_close(fd.get(), 3s);
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    CHECK(closed);
+    CHECK(text.empty());
+    CHECK(waited >= 150ms);
+    CHECK(waited < 2s);
+  }
+  SECTION("a client that trickles bytes cannot extend the deadline") {
+    UniqueFd fd = connect_raw(dir.socket());
+    std::atomic<bool> done{false};
+    std::thread trickle([&] {
+      const std::string request =
+          "PUT /api/v1/vm.create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+      for (char c : request + std::string(100, ' ')) {
+        if (done) {
+          return;
+        }
+        send_all(fd.get(), std::string_view(&c, 1));
+        std::this_thread::sleep_for(20ms);
+      }
+    });
+    auto [text, closed] = read_until_close(fd.get(), 3s);
+    done = true;
+    trickle.join();
+    CHECK(closed);
+    CHECK(text.empty());
+  }
+  SECTION("an idle connection") {
+    UniqueFd fd = connect_raw(dir.socket());
+    auto [text, closed] = read_until_close(fd.get(), 3s);
+    CHECK(closed);
+  }
+  SECTION("a half-closed client is closed at once") {
+    UniqueFd fd = connect_raw(dir.socket());
+    send_all(fd.get(), "PUT /api/v1/vm.boot HTTP/1.1\r\n");
+    ::shutdown(fd.get(), SHUT_WR);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [text, closed] = read_until_close(fd.get(), 3s);
+    CHECK(closed);
+    CHECK(std::chrono::steady_clock::now() - t0 < 150ms);
+  }
+  SECTION("an idle keep-alive connection after an answer") {
+    UniqueFd fd = connect_raw(dir.socket());
+    send_all(fd.get(), "GET /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto [text, closed] = read_until_close(fd.get(), 3s);
+    CHECK(text.rfind("HTTP/1.1 200 OK", 0) == 0);
+    CHECK(closed);
+  }
+  CHECK(vmm.calls().size() <= 1);
+  CHECK(api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 2s)->status == 200);
+}
+
+TEST_CASE("server: 64 concurrent clients are all answered") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  ApiServerOptions options = fast_options();
+  options.timeout = 5s;
+  auto server = start(dir.socket(), vmm, options);
+  constexpr int kClients = 64;
+  // All connected and all mid-request before any request completes: the server must serve
+  // them side by side, not one connection after another.
+  std::vector<UniqueFd> fds;
+  fds.reserve(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    fds.push_back(connect_raw(dir.socket()));
+    send_all(fds.back().get(), "GET /api/v1/vm.info HTTP/1.1\r\nHost: x\r\n");
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(2 * kClients);
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      send_all(fds[static_cast<std::size_t>(i)].get(), "Connection: close\r\n\r\n");
+      auto [text, closed] = read_until_close(fds[static_cast<std::size_t>(i)].get(), 5s);
+      if (text.rfind("HTTP/1.1 200 OK", 0) == 0 && closed) {
+        ++answered;
+      }
+    });
+  }
+  // And 64 more through the client, concurrently.
+  std::atomic<int> pinged{0};
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&] {
+      auto reply = api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 5s);
+      if (reply.ok() && reply->status == 200) {
+        ++pinged;
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  CHECK(answered == kClients);
+  CHECK(pinged == kClients);
+}
+
+TEST_CASE("server: connections over the limit are closed, the others served") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  ApiServerOptions options = fast_options();
+  options.timeout = 2s;
+  options.max_connections = 2;
+  auto server = start(dir.socket(), vmm, options);
+  UniqueFd a = connect_raw(dir.socket());
+  UniqueFd b = connect_raw(dir.socket());
+  send_all(a.get(), "GET /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\n");  // both held open
+  send_all(b.get(), "GET /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\n");
+  std::this_thread::sleep_for(50ms);
+  UniqueFd c = connect_raw(dir.socket());
+  auto [text, closed] = read_until_close(c.get(), 1s);
+  CHECK(closed);
+  CHECK(text.empty());
+  send_all(a.get(), "\r\n");
+  CHECK(read_until_close(a.get(), 300ms).first.rfind("HTTP/1.1 200 OK", 0) == 0);
+}
+
+TEST_CASE("server: Expect: 100-continue gets its interim answer") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  UniqueFd fd = connect_raw(dir.socket());
+  const std::string body = R"({"id": "nic0"})";
+  send_all(fd.get(),
+           "PUT /api/v1/vm.remove-device HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           "Expect: 100-continue\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n");
+  char buf[64] = {};
+  pollfd p{fd.get(), POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 2000) == 1);
+  const ssize_t n = ::recv(fd.get(), buf, sizeof(buf) - 1, 0);
+  CHECK(std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0))) ==
+        "HTTP/1.1 100 Continue\r\n\r\n");
+  send_all(fd.get(), body);
+  auto [text, closed] = read_until_close(fd.get(), 2s);
+  CHECK(text.rfind("HTTP/1.1 204 No Content", 0) == 0);
+  CHECK(vmm.removed == "nic0");
+}
+
+TEST_CASE("server: malformed HTTP is answered 400 and closed") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  UniqueFd fd = connect_raw(dir.socket());
+  send_all(fd.get(), "THIS IS NOT HTTP\r\n\r\n");
+  auto [text, closed] = read_until_close(fd.get(), 2s);
+  CHECK(closed);
+  CHECK(text.rfind("HTTP/1.1 400 Bad Request", 0) == 0);
+  CHECK(text.find("not valid HTTP/1.1") != std::string::npos);
+}
+
+TEST_CASE("server: the socket path: stale sockets replaced, live ones and other files refused") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  SECTION("a stale socket file is replaced") {
+    {
+      UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", dir.socket().c_str());
+      REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    }  // closed: nobody listens, the file stays
+    REQUIRE(std::filesystem::exists(dir.socket()));
+    auto server = start(dir.socket(), vmm);
+    CHECK(api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 2s)->status == 200);
+  }
+  SECTION("a live socket is refused and keeps serving") {
+    auto first = start(dir.socket(), vmm);
+    auto second = ApiServer::start(dir.socket(), vmm, fast_options());
+    REQUIRE_FALSE(second.ok());
+    CHECK(second.error().errno_value() == EADDRINUSE);
+    CHECK(second.error().message().find("another process serves") != std::string::npos);
+    CHECK(api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 2s)->status == 200);
+  }
+  SECTION("a regular file is refused and left alone") {
+    std::ofstream(dir.socket()) << "keep me";
+    auto server = ApiServer::start(dir.socket(), vmm, fast_options());
+    REQUIRE_FALSE(server.ok());
+    CHECK(server.error().errno_value() == EEXIST);
+    std::ifstream in(dir.socket());
+    std::string content;
+    std::getline(in, content);
+    CHECK(content == "keep me");
+  }
+  SECTION("a path too long for sun_path is refused") {
+    auto server = ApiServer::start(dir.path + "/" + std::string(120, 'x'), vmm, fast_options());
+    REQUIRE_FALSE(server.ok());
+    CHECK(server.error().errno_value() == EINVAL);
+  }
+  SECTION("a directory that does not exist") {
+    auto server = ApiServer::start(dir.path + "/no/such/dir/api.sock", vmm, fast_options());
+    REQUIRE_FALSE(server.ok());
+    CHECK(server.error().errno_value() == ENOENT);
+  }
+}
+
+TEST_CASE("server: stop removes the socket file, is idempotent, and a failed thread start fails") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  {
+    auto server = start(dir.socket(), vmm);
+    server->stop();
+    CHECK_FALSE(std::filesystem::exists(dir.socket()));
+    server->stop();
+    auto reply = api_request(dir.socket(), "GET", "/api/v1/vmm.ping", "", 1s);
+    CHECK_FALSE(reply.ok());
+  }
+  {
+    auto server = start(dir.socket(), vmm);
+    UniqueFd idle = connect_raw(dir.socket());
+  }  // destroyed with an idle client connected: no hang
+  CHECK_FALSE(std::filesystem::exists(dir.socket()));
+
+  ApiServerOptions failing = fast_options();
+  failing.on_thread_start = [] { return Status(Error::from_errno(EPERM, "seccomp: load filter")); };
+  auto server = ApiServer::start(dir.socket(), vmm, failing);
+  REQUIRE_FALSE(server.ok());
+  CHECK(server.error().message() == "seccomp: load filter: Operation not permitted");
+  CHECK_FALSE(std::filesystem::exists(dir.socket()));
+
+  std::atomic<std::thread::id> api_thread;
+  ApiServerOptions hooked = fast_options();
+  hooked.on_thread_start = [&] {
+    api_thread = std::this_thread::get_id();
+    return ok_status();
+  };
+  auto ok = start(dir.socket(), vmm, hooked);
+  CHECK(api_thread.load() != std::this_thread::get_id());
+}
+
+TEST_CASE("server: stop lets an answer being sent finish") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  ApiServerOptions options = fast_options();
+  options.timeout = 2s;
+  auto server = start(dir.socket(), vmm, options);
+  UniqueFd fd = connect_raw(dir.socket());
+  // A large answer the client does not read yet: the server is still writing when stop() comes.
+  vmm.counters_value["dev"] = {};
+  for (int i = 0; i < 40000; ++i) {
+    vmm.counters_value["dev"]["counter_" + std::to_string(i)] = static_cast<std::uint64_t>(i);
+  }
+  send_all(fd.get(), "GET /api/v1/vm.counters HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(100ms);
+  std::thread stopper([&] { server->stop(); });
+  auto [text, closed] = read_until_close(fd.get(), 3s);
+  stopper.join();
+  CHECK(closed);
+  const std::size_t header_end = text.find("\r\n\r\n");
+  REQUIRE(header_end != std::string::npos);
+  CHECK(nlohmann::json::parse(text.substr(header_end + 4))["dev"].size() == 40000);
+}
+
+}  // namespace
+}  // namespace keel::api

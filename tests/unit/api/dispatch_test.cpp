@@ -1,0 +1,167 @@
+#include "api/dispatch.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <future>
+
+#include "api/json_text.hpp"
+#include "api/request_parser.hpp"
+#include "api/routes.hpp"
+#include "api/vm_config_json.hpp"
+#include "fake_vmm_control.hpp"
+#include "test_values.hpp"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+using test::FakeVmmControl;
+
+Response put(FakeVmmControl& vmm, std::string_view name, std::string_view body = "") {
+  return handle_request("PUT", std::string(kApiRoot) + std::string(name), body, vmm);
+}
+Response get(FakeVmmControl& vmm, std::string_view name) {
+  return handle_request("GET", std::string(kApiRoot) + std::string(name), "", vmm);
+}
+
+TEST_CASE("actions answer 204 with no body and call their VmmControl method") {
+  const std::pair<const char*, const char*> actions[] = {
+      {"vmm.shutdown", "shutdown_vmm"}, {"vm.boot", "boot_vm"},   {"vm.shutdown", "shutdown_vm"},
+      {"vm.reboot", "reboot_vm"},       {"vm.pause", "pause_vm"}, {"vm.resume", "resume_vm"},
+      {"vm.delete", "delete_vm"},
+  };
+  for (const auto& [endpoint, method] : actions) {
+    INFO(endpoint);
+    FakeVmmControl vmm;
+    const Response r = put(vmm, endpoint);
+    CHECK(r.status == 204);
+    CHECK(r.body.empty());
+    CHECK(vmm.calls() == std::vector<std::string>{method});
+  }
+}
+
+TEST_CASE("vm.create hands the parsed VmConfig to the VMM") {
+  FakeVmmControl vmm;
+  const Response r = put(vmm, "vm.create", dump_json(vm_config_to_json(test::full_config())));
+  CHECK(r.status == 204);
+  REQUIRE(vmm.created);
+  CHECK(test::same_config(*vmm.created, test::full_config()));
+}
+
+TEST_CASE("vmm.ping answers cloud-hypervisor's VmmPingResponse") {
+  FakeVmmControl vmm;
+  const Response r = get(vmm, "vmm.ping");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body) == json::parse(R"({"build_version": "0.1.0", "version": "0.1.0",
+      "pid": 4242, "features": ["kvm", "vfio", "dma_budget"]})"));
+}
+
+TEST_CASE("vm.info and vm.counters answer 200 with JSON") {
+  FakeVmmControl vmm;
+  vmm.info_value = test::full_info();
+  vmm.counters_value = {{"nic0", {{"config_reads", 7}, {"bar_traps", 2}}}, {"dma", {}}};
+  const Response info = get(vmm, "vm.info");
+  CHECK(info.status == 200);
+  CHECK(json::parse(info.body)["dma"][0]["avail_at_open"] == 24);
+  const Response counters = get(vmm, "vm.counters");
+  CHECK(counters.status == 200);
+  CHECK(json::parse(counters.body) ==
+        json::parse(R"({"nic0": {"bar_traps": 2, "config_reads": 7}, "dma": {}})"));
+}
+
+TEST_CASE("vm.add-device answers 200 {id, bdf}, bdf null before boot") {
+  FakeVmmControl vmm;
+  const Response before =
+      put(vmm, "vm.add-device", R"({"path": "/sys/bus/pci/devices/0000:01:00.0"})");
+  CHECK(before.status == 200);
+  CHECK(json::parse(before.body) == json::parse(R"({"id": "0000:01:00.0", "bdf": null})"));
+  REQUIRE(vmm.added);
+  CHECK(vmm.added->path == "/sys/bus/pci/devices/0000:01:00.0");
+  vmm.added_bdf = "0000:00:03.0";
+  const Response after =
+      put(vmm, "vm.add-device", R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0"})");
+  CHECK(json::parse(after.body) == json::parse(R"({"id": "nic0", "bdf": "0000:00:03.0"})"));
+}
+
+TEST_CASE("vm.remove-device passes the id") {
+  FakeVmmControl vmm;
+  CHECK(put(vmm, "vm.remove-device", R"({"id": "nic0"})").status == 204);
+  CHECK(vmm.removed == "nic0");
+}
+
+TEST_CASE("VMM errors map to statuses by errno kind, with the error body") {
+  struct Case {
+    Error error;
+    unsigned status = 0;
+    const char* kind = nullptr;
+  };
+  const Case cases[] = {
+      {Error::invalid("memory.size: too big for this host"), 400, "bad_request"},
+      {Error::from_errno(ENOENT, "no VM: create one first (vm.create)"), 404, "not_found"},
+      {Error::from_errno(EBUSY, "vm.boot: the VM is running"), 409, "wrong_state"},
+      {Error::from_errno(ENOTSUP, "hot-plug is not supported while the VM runs"), 409,
+       "not_supported"},
+      {Error::from_errno(EEXIST, "device nic0 is already added"), 409, "already_exists"},
+      {Error::from_errno(EIO, "KVM_RUN"), 500, "internal"},
+      {Error::from_errno(ENOSPC, "VFIO_IOMMU_MAP_DMA"), 500, "internal"},
+      {Error(std::make_error_code(std::future_errc::broken_promise), "VMM thread gone"), 500,
+       "internal"},
+  };
+  for (const Route& route : routes()) {
+    for (const Case& c : cases) {
+      INFO(route.name << " " << c.error.message());
+      FakeVmmControl vmm;
+      vmm.fail_with(c.error);
+      std::string body;
+      if (route.name == "vm.create") {
+        body = R"({"payload": {"kernel": "/k"}})";
+      } else if (route.name == "vm.add-device") {
+        body = R"({"path": "/sys/bus/pci/devices/0000:01:00.0"})";
+      } else if (route.name == "vm.remove-device") {
+        body = R"({"id": "nic0"})";
+      }
+      const Response r =
+          handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);
+      CHECK(r.status == c.status);
+      const json j = json::parse(r.body);
+      CHECK(j["kind"] == c.kind);
+      CHECK(j["message"] == c.error.message());
+      CHECK(vmm.calls().size() == 1);
+    }
+  }
+}
+
+TEST_CASE("a request that does not parse never reaches the VMM") {
+  FakeVmmControl vmm;
+  CHECK(put(vmm, "vm.create", "{").status == 400);
+  CHECK(put(vmm, "vm.create", R"({"payload": {"kernel": "/k"}, "x": 1})").status == 400);
+  CHECK(get(vmm, "vm.boot").status == 405);
+  CHECK(get(vmm, "vm.nothing").status == 404);
+  CHECK(put(vmm, "vm.create", std::string(kMaxBodyBytes + 1, 'x')).status == 413);
+  CHECK(vmm.calls().empty());
+}
+
+TEST_CASE("405 carries the endpoint's method for the Allow header") {
+  FakeVmmControl vmm;
+  const Response r = get(vmm, "vm.boot");
+  CHECK(r.status == 405);
+  CHECK(r.allow == "PUT");
+  CHECK(json::parse(r.body) ==
+        json::parse(R"({"kind": "method_not_allowed", "message": "vm.boot takes PUT, not GET"})"));
+  CHECK(handle_request("PUT", "/api/v1/vm.info?x", "", vmm).allow == "GET");
+  CHECK(put(vmm, "vm.nothing").allow.empty());
+}
+
+TEST_CASE("answers are valid UTF-8 JSON even when the request is not") {
+  FakeVmmControl vmm;
+  const Response r = handle_request("GET", "/api/v1/\xff\xfe", "", vmm);
+  CHECK(r.status == 404);
+  CHECK(json::parse(r.body)["message"].get<std::string>().find("\xef\xbf\xbd") !=
+        std::string::npos);
+  const Response bad_method = handle_request("G\xc3", "/api/v1/vm.info", "", vmm);
+  CHECK(bad_method.status == 405);
+  CHECK_NOTHROW(json::parse(bad_method.body));
+}
+
+}  // namespace
+}  // namespace keel::api

@@ -1,0 +1,90 @@
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/vmm_control.hpp"
+
+namespace keel::api::test {
+
+// A VmmControl that records every call and answers with canned values, or with `error` when
+// set (every method then fails with it). Safe to call from the API thread while a test reads.
+class FakeVmmControl : public vmm::VmmControl {
+ public:
+  Result<VmmPing> ping() override { return answer("ping", ping_value); }
+  Status shutdown_vmm() override { return status("shutdown_vmm"); }
+  Status create_vm(const vmm::VmConfig& config) override {
+    std::lock_guard lock(mutex_);
+    created = config;
+    return status_locked("create_vm");
+  }
+  Status boot_vm() override { return status("boot_vm"); }
+  Status shutdown_vm() override { return status("shutdown_vm"); }
+  Status reboot_vm() override { return status("reboot_vm"); }
+  Status pause_vm() override { return status("pause_vm"); }
+  Status resume_vm() override { return status("resume_vm"); }
+  Status delete_vm() override { return status("delete_vm"); }
+  Result<VmInfo> vm_info() override { return answer("vm_info", info_value); }
+  Result<Counters> vm_counters() override { return answer("vm_counters", counters_value); }
+  Result<DeviceInfo> add_device(const vmm::DeviceConfig& device) override {
+    std::lock_guard lock(mutex_);
+    added = device;
+    calls_.emplace_back("add_device");
+    if (error) {
+      return *error;
+    }
+    return DeviceInfo{device.id, added_bdf};
+  }
+  Status remove_device(const std::string& id) override {
+    std::lock_guard lock(mutex_);
+    removed = id;
+    return status_locked("remove_device");
+  }
+
+  std::vector<std::string> calls() const {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+  void fail_with(Error e) {
+    std::lock_guard lock(mutex_);
+    error = std::move(e);
+  }
+
+  std::optional<Error> error;
+  VmmPing ping_value{"0.1.0", 4242};
+  VmInfo info_value{vmm::VmConfig{}, VmState::kCreated, 512ULL << 20, {}, {}};
+  Counters counters_value;
+  std::string added_bdf;  // "" until "boot"
+  std::optional<vmm::VmConfig> created;
+  std::optional<vmm::DeviceConfig> added;
+  std::string removed;
+
+ private:
+  template <typename T>
+  Result<T> answer(const char* name, const T& value) {
+    std::lock_guard lock(mutex_);
+    calls_.emplace_back(name);
+    if (error) {
+      return *error;
+    }
+    return value;
+  }
+  Status status(const char* name) {
+    std::lock_guard lock(mutex_);
+    return status_locked(name);
+  }
+  Status status_locked(const char* name) {
+    calls_.emplace_back(name);
+    if (error) {
+      return *error;
+    }
+    return ok_status();
+  }
+
+  mutable std::mutex mutex_;
+  std::vector<std::string> calls_;
+};
+
+}  // namespace keel::api::test

@@ -1,0 +1,169 @@
+// The answers the API gives validate against api/openapi.yaml, and the file documents exactly the
+// endpoints the route table serves.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include "api/dispatch.hpp"
+#include "api/dma_report_json.hpp"
+#include "api/json_text.hpp"
+#include "api/request_parser.hpp"
+#include "api/routes.hpp"
+#include "api/vm_config_json.hpp"
+#include "fake_vmm_control.hpp"
+#include "openapi_validator.hpp"
+#include "test_values.hpp"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+using test::FakeVmmControl;
+using test::OpenApiValidator;
+
+const OpenApiValidator& spec() {
+  static const OpenApiValidator validator(KEEL_OPENAPI_YAML);
+  return validator;
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+std::string body_for(const Route& route) {
+  if (route.name == "vm.create") {
+    return dump_json(vm_config_to_json(test::full_config()));
+  }
+  if (route.name == "vm.add-device") {
+    return R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0"})";
+  }
+  if (route.name == "vm.remove-device") {
+    return R"({"id": "nic0"})";
+  }
+  return "";
+}
+
+void check_answer(const Route& route, const Response& response) {
+  const auto problems = spec().check_response("/" + std::string(route.name), lower(route.method),
+                                              response.status, response.body);
+  INFO(route.name << " " << response.status << " " << response.body);
+  for (const auto& problem : problems) {
+    FAIL_CHECK(problem);
+  }
+}
+
+TEST_CASE("openapi.yaml loads") { REQUIRE(spec().load_error().empty()); }
+
+TEST_CASE("openapi.yaml documents exactly the route table") {
+  std::set<std::pair<std::string, std::string>> documented, served;
+  for (const auto& op : spec().operations()) {
+    documented.insert(op);
+  }
+  for (const Route& route : routes()) {
+    served.insert({"/" + std::string(route.name), lower(route.method)});
+  }
+  CHECK(documented == served);
+}
+
+TEST_CASE("every success answer validates") {
+  for (const Route& route : routes()) {
+    for (bool full : {false, true}) {
+      FakeVmmControl vmm;
+      if (full) {
+        vmm.info_value = test::full_info();
+        vmm.counters_value = {{"nic0", {{"config_reads", 1}}}, {"dma", {{"entries_used", 3}}}};
+        vmm.added_bdf = "0000:00:01.0";
+      }
+      check_answer(route,
+                   handle_request(route.method, std::string(kApiRoot) + std::string(route.name),
+                                  body_for(route), vmm));
+    }
+  }
+}
+
+TEST_CASE("every error answer validates and is documented for its endpoint") {
+  const Error errors[] = {
+      Error::invalid("bad"),          Error::from_errno(ENOENT, "no VM"),
+      Error::from_errno(EBUSY, "x"),  Error::from_errno(ENOTSUP, "x"),
+      Error::from_errno(EEXIST, "x"), Error::from_errno(EIO, "x"),
+  };
+  for (const Route& route : routes()) {
+    const std::string target = std::string(kApiRoot) + std::string(route.name);
+    for (const Error& error : errors) {
+      FakeVmmControl vmm;
+      vmm.fail_with(error);
+      check_answer(route, handle_request(route.method, target, body_for(route), vmm));
+    }
+    FakeVmmControl vmm;
+    check_answer(route, handle_request(route.method == "GET" ? "PUT" : "GET", target, "", vmm));
+    check_answer(route,
+                 handle_request(route.method, target, std::string(kMaxBodyBytes + 1, ' '), vmm));
+    if (route.takes_body) {
+      check_answer(route, handle_request(route.method, target, "{", vmm));
+      check_answer(route, handle_request(route.method, target, R"({"unknown": 1})", vmm));
+    }
+  }
+  // An unknown endpoint has no path to document it under: its body is still an ErrorBody.
+  FakeVmmControl vmm;
+  const Response r = handle_request("GET", "/api/v1/vm.nothing", "", vmm);
+  CHECK(r.status == 404);
+  CHECK(spec().check_schema("ErrorBody", json::parse(r.body)).empty());
+}
+
+TEST_CASE("request bodies Keel writes validate against their request schemas") {
+  CHECK(spec().check_schema("VmConfig", vm_config_to_json(test::full_config())).empty());
+  vmm::VmConfig plain;
+  plain.kernel = "/k";
+  CHECK(spec().check_schema("VmConfig", vm_config_to_json(plain)).empty());
+  for (const auto& device : test::full_config().devices) {
+    CHECK(spec().check_schema("DeviceConfig", device_config_to_json(device)).empty());
+  }
+}
+
+TEST_CASE("every DmaReport field is documented") {
+  const auto info = test::full_info();
+  for (const auto& report : info.dma) {
+    const json j = dma_report_to_json(report, info.config, info.devices);
+    CHECK(spec().check_schema("DmaReport", j).empty());
+  }
+}
+
+TEST_CASE("the validator is not vacuous") {
+  const json good = json::parse(R"({"kind": "internal", "message": "x"})");
+  CHECK(spec().check_schema("ErrorBody", good).empty());
+  CHECK(spec().check_schema("ErrorBody", json::parse(R"({"kind": "internal"})")).size() == 1);
+  CHECK(
+      spec().check_schema("ErrorBody", json::parse(R"({"kind": "oops", "message": "x"})")).size() ==
+      1);
+  CHECK(spec()
+            .check_schema("ErrorBody", json::parse(R"({"kind": "internal", "message": 1})"))
+            .size() == 1);
+  CHECK(spec()
+            .check_schema("ErrorBody",
+                          json::parse(R"({"kind": "internal", "message": "x", "extra": 1})"))
+            .size() == 1);
+  CHECK(spec()
+            .check_schema("ErrorBody", json::parse(R"({"kind": "internal", "message": null})"))
+            .size() == 1);
+  CHECK(spec().check_schema("PciDeviceInfo", json::parse(R"({"id": "a", "bdf": null})")).empty());
+  CHECK(spec().check_schema("PciDeviceInfo", json::parse(R"({"id": null, "bdf": null})")).size() ==
+        1);
+  CHECK(spec().check_schema("VmCounters", json::parse(R"({"a": {"b": "c"}})")).size() == 1);
+  CHECK(spec().check_schema("VmInfo", json::parse(R"({"state": "Running"})")).size() == 4);
+  CHECK(spec()
+            .check_schema("IovaRange", json::parse(R"({"start": 1, "end": 18446744073709551615})"))
+            .size() == 1);
+  CHECK(spec().check_schema("CpusConfig", json::parse(R"({"boot_vcpus": 0})")).size() == 1);
+  CHECK(spec().check_response("/vm.boot", "put", 200, "{}").size() == 1);
+  CHECK(spec().check_response("/vm.boot", "put", 204, "{}").size() == 1);
+  CHECK(spec().check_response("/vm.info", "get", 200, "not json").size() == 1);
+  CHECK(spec().check_response("/vm.nothing", "get", 200, "").size() == 1);
+}
+
+}  // namespace
+}  // namespace keel::api

@@ -1,0 +1,85 @@
+#include "test_values.hpp"
+
+namespace keel::api::test {
+
+vmm::VmConfig full_config() {
+  vmm::VmConfig c;
+  c.boot_vcpus = 3;
+  c.memory_size = 3ULL << 30;
+  c.memory_shared = true;
+  c.memory_hugepages = true;
+  c.kernel = "/boot/vmlinuz";
+  c.initramfs = "/boot/initrd.img";
+  c.cmdline = "console=ttyS0 quiet";
+  c.serial = vmm::SerialMode::kFile;
+  c.serial_file = "/tmp/serial.log";
+  c.devices = {
+      {"/sys/bus/pci/devices/0000:01:00.0", "nic0", vmm::DmaMapping::kEager},
+      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vmm::DmaMapping::kLazy},
+  };
+  c.exit_on_reboot = true;
+  return c;
+}
+
+vfio::DmaReport capability_report() {
+  vfio::DmaReport r;
+  r.devices = {"0000:01:00.0", "0000:02:00.0"};
+  r.avail_at_open = vfio::DmaBudget{vfio::AvailSource::kCapability, 24};
+  r.avail_now = vfio::DmaBudget{vfio::AvailSource::kCapability, 21};
+  r.entries_used = 3;
+  r.consistent = true;
+  r.mode = vfio::Decision::kEager;
+  r.requested_mode = vfio::MappingMode::kAuto;
+  r.reason = "eager plan needs 3 entries, 24 available";
+  r.planned_entries = 3;
+  r.mapped_bytes = 3ULL << 30;
+  r.peak_entries = 4;
+  r.failed_maps.overlap = 1;
+  r.failed_maps.budget = 2;
+  r.failed_maps.outside_iova = 3;
+  r.failed_maps.memlock = 4;
+  r.failed_maps.other = 5;
+  r.iova_ranges = {{0x0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
+  r.iova_pgsizes = 0x40201000;
+  r.unmap_all_supported = true;
+  return r;
+}
+
+vfio::DmaReport absent_report() {
+  vfio::DmaReport r;
+  r.devices = {"0000:09:00.0"};
+  r.avail_at_open = vfio::DmaBudget{vfio::AvailSource::kAbsent, 0};
+  r.mode = vfio::Decision::kRefuse;
+  r.requested_mode = vfio::MappingMode::kLazy;
+  r.reason = "lazy mapping needs a virtual IOMMU";
+  return r;
+}
+
+vmm::VmmControl::VmInfo full_info() {
+  vmm::VmmControl::VmInfo info{
+      full_config(), vmm::VmmControl::VmState::kRunning, 3ULL << 30, {}, {}};
+  info.devices = {{"nic0", "0000:00:01.0"}, {"0000:02:00.0", "0000:00:02.0"}};
+  vfio::DmaReport unlimited = absent_report();
+  unlimited.avail_at_open = vfio::DmaBudget{vfio::AvailSource::kUnlimited, 0xffffffffU};
+  info.dma = {capability_report(), absent_report(), unlimited};
+  return info;
+}
+
+bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
+  if (a.devices.size() != b.devices.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.devices.size(); ++i) {
+    if (a.devices[i].path != b.devices[i].path || a.devices[i].id != b.devices[i].id ||
+        a.devices[i].dma_mapping != b.devices[i].dma_mapping) {
+      return false;
+    }
+  }
+  return a.boot_vcpus == b.boot_vcpus && a.memory_size == b.memory_size &&
+         a.memory_shared == b.memory_shared && a.memory_hugepages == b.memory_hugepages &&
+         a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
+         a.serial == b.serial && a.serial_file == b.serial_file &&
+         a.exit_on_reboot == b.exit_on_reboot;
+}
+
+}  // namespace keel::api::test

@@ -1,0 +1,316 @@
+#include "api/vm_config_json.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "api/json_text.hpp"
+#include "api/response.hpp"
+#include "test_values.hpp"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+
+// VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
+// api/openapi.yaml and test::same_config need the field too.
+static_assert(sizeof(vmm::VmConfig) == 200, "VmConfig changed: update the API's JSON model");
+
+json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
+
+std::string error_for(const json& body) {
+  auto config = vm_config_from_json(body);
+  REQUIRE_FALSE(config.ok());
+  CHECK(http_status(config.error()) == 400);
+  return error_message(config.error());
+}
+
+TEST_CASE("a minimal VmConfig gets Keel's defaults") {
+  auto config = vm_config_from_json(minimal());
+  REQUIRE(config.ok());
+  const vmm::VmConfig defaults;
+  CHECK(config->kernel == "/boot/vmlinuz");
+  CHECK(config->boot_vcpus == defaults.boot_vcpus);
+  CHECK(config->memory_size == defaults.memory_size);
+  CHECK(config->cmdline == "console=ttyS0");
+  CHECK_FALSE(config->initramfs);
+  CHECK(config->serial == vmm::SerialMode::kTty);
+  CHECK(config->devices.empty());
+  CHECK_FALSE(config->exit_on_reboot);
+}
+
+TEST_CASE("VmConfig -> JSON -> VmConfig is the identity") {
+  std::vector<vmm::VmConfig> configs{test::full_config()};
+  vmm::VmConfig minimal_config;
+  minimal_config.kernel = "/k";
+  configs.push_back(minimal_config);
+  for (vmm::SerialMode mode : {vmm::SerialMode::kTty, vmm::SerialMode::kOff}) {
+    vmm::VmConfig c = test::full_config();
+    c.serial = mode;
+    c.serial_file.clear();
+    c.initramfs.reset();
+    configs.push_back(c);
+  }
+  vmm::VmConfig auto_mapping = test::full_config();
+  auto_mapping.devices[0].dma_mapping = vmm::DmaMapping::kAuto;
+  configs.push_back(auto_mapping);
+
+  for (const vmm::VmConfig& original : configs) {
+    const json j = vm_config_to_json(original);
+    INFO(j.dump());
+    auto back = vm_config_from_json(j);
+    REQUIRE(back.ok());
+    CHECK(test::same_config(original, *back));
+    // And the JSON is stable: JSON -> VmConfig -> JSON gives it back unchanged.
+    CHECK(vm_config_to_json(*back) == j);
+  }
+}
+
+TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set") {
+  const json j = vm_config_to_json(test::full_config());
+  CHECK(j == json::parse(R"({
+    "cpus": {"boot_vcpus": 3, "max_vcpus": 3},
+    "memory": {"size": 3221225472, "shared": true, "hugepages": true},
+    "payload": {"kernel": "/boot/vmlinuz", "cmdline": "console=ttyS0 quiet",
+                "initramfs": "/boot/initrd.img"},
+    "serial": {"mode": "File", "file": "/tmp/serial.log"},
+    "devices": [
+      {"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0", "iommu": false,
+       "dma_mapping": "eager"},
+      {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "0000:02:00.0", "iommu": false,
+       "dma_mapping": "lazy"}],
+    "exit_on_reboot": true})"));
+  vmm::VmConfig plain;
+  plain.kernel = "/k";
+  const json p = vm_config_to_json(plain);
+  CHECK(p["payload"]["initramfs"].is_null());
+  CHECK(p["serial"] == json::parse(R"({"mode": "Tty", "file": null})"));
+}
+
+TEST_CASE("null reads as absent") {
+  auto config = vm_config_from_json(json::parse(R"({
+    "cpus": null, "memory": null, "serial": null, "devices": null, "exit_on_reboot": null,
+    "payload": {"kernel": "/k", "cmdline": null, "initramfs": null, "firmware": null}})"));
+  REQUIRE(config.ok());
+  CHECK(config->boot_vcpus == 1);
+  CHECK(config->cmdline == "console=ttyS0");
+  CHECK_FALSE(config->initramfs);
+}
+
+TEST_CASE("serial modes: Off and Null both discard, File needs a file") {
+  auto with_serial = [](const char* serial) {
+    json j = minimal();
+    j["serial"] = json::parse(serial);
+    return j;
+  };
+  auto off = vm_config_from_json(with_serial(R"({"mode": "Off"})"));
+  auto null = vm_config_from_json(with_serial(R"({"mode": "Null"})"));
+  REQUIRE(off.ok());
+  REQUIRE(null.ok());
+  CHECK(off->serial == vmm::SerialMode::kOff);
+  CHECK(null->serial == vmm::SerialMode::kOff);
+  CHECK(error_for(with_serial(R"({"mode": "File"})")) ==
+        "serial.file is missing: mode \"File\" needs the path of the file that receives the "
+        "guest's output");
+  CHECK(error_for(with_serial(R"({"mode": "Tty", "file": "/x"})")) ==
+        "serial.file: only mode \"File\" writes to a file, and mode is \"Tty\"; remove file or "
+        "set mode to \"File\"");
+  CHECK(error_for(with_serial(R"({"mode": "Pty"})")) ==
+        "serial.mode: \"Pty\" is not a mode Keel has; give \"Tty\", \"File\" (with file), "
+        "\"Off\" or \"Null\"");
+  CHECK(error_for(with_serial(R"({})")).find("serial.mode is missing") == 0);
+  CHECK(error_for(with_serial(R"({"mode": "Tty", "socket": "/s"})"))
+            .find("serial.socket: the string \"/s\" asks for a serial console on a socket") == 0);
+}
+
+TEST_CASE("wrong types name the field, the value and the fix") {
+  json size_string = minimal();
+  size_string["memory"] = {{"size", "512M"}};
+  CHECK(error_for(size_string) ==
+        "memory.size: expected an unsigned 64-bit integer, got the string \"512M\"; give the "
+        "guest RAM in bytes, e.g. 536870912 for 512 MiB");
+  json size_negative = minimal();
+  size_negative["memory"] = {{"size", -1}};
+  CHECK(error_for(size_negative) ==
+        "memory.size: -1 is negative; give the guest RAM in bytes, e.g. 536870912 for 512 MiB");
+  json size_float = minimal();
+  size_float["memory"] = {{"size", 1.5}};
+  CHECK(error_for(size_float)
+            .find("memory.size: expected an unsigned 64-bit integer, got the "
+                  "number 1.5") == 0);
+  json size_huge = json::parse(R"({"payload": {"kernel": "/k"},
+                                   "memory": {"size": 18446744073709551616}})");
+  CHECK(error_for(size_huge).find("memory.size: expected an unsigned 64-bit integer") == 0);
+  json shared = minimal();
+  shared["memory"] = {{"size", 1}, {"shared", "yes"}};
+  CHECK(error_for(shared).find("memory.shared: expected true or false, got the string \"yes\"") ==
+        0);
+  json kernel = json{{"payload", {{"kernel", 5}}}};
+  CHECK(error_for(kernel).find("payload.kernel: expected a string, got 5; give the path of a "
+                               "bzImage") == 0);
+  json cpus = minimal();
+  cpus["cpus"] = json::array();
+  CHECK(error_for(cpus) == "cpus: expected a JSON object (CpusConfig), got an array");
+  json devices = minimal();
+  devices["devices"] = json::object();
+  CHECK(error_for(devices) == "devices: expected an array of DeviceConfig objects, got an object");
+  json device_entry = minimal();
+  device_entry["devices"] = json::array({"0000:01:00.0"});
+  CHECK(error_for(device_entry) ==
+        "devices[0]: expected a JSON object (DeviceConfig), got the string \"0000:01:00.0\"");
+  CHECK(error_for(json("text")) ==
+        "the body: expected a JSON object (VmConfig), got the string \"text\"");
+}
+
+TEST_CASE("ranges and missing fields") {
+  json zero = minimal();
+  zero["cpus"] = {{"boot_vcpus", 0}};
+  CHECK(error_for(zero) == "cpus.boot_vcpus: 0 is out of range; give 1 to 254");
+  json many = minimal();
+  many["cpus"] = {{"boot_vcpus", 255}};
+  CHECK(error_for(many) == "cpus.boot_vcpus: 255 is out of range; give 1 to 254");
+  json max254 = minimal();
+  max254["cpus"] = {{"boot_vcpus", 254}, {"max_vcpus", 254}};
+  CHECK(vm_config_from_json(max254).ok());
+  json no_ram = minimal();
+  no_ram["memory"] = {{"size", 0}};
+  CHECK(error_for(no_ram).find("memory.size: 0 gives the guest no RAM") == 0);
+  json no_size = minimal();
+  no_size["memory"] = {{"shared", true}};
+  CHECK(error_for(no_size).find("memory.size is missing") == 0);
+  CHECK(error_for(json::object()).find("payload is missing") == 0);
+  CHECK(error_for(json{{"payload", json::object()}}).find("payload.kernel is missing") == 0);
+  CHECK(error_for(json{{"payload", {{"kernel", ""}}}}).find("payload.kernel is missing") == 0);
+}
+
+TEST_CASE("unknown fields are refused by name, at every level") {
+  json top = minimal();
+  top["memroy"] = {{"size", 1}};
+  const std::string message = error_for(top);
+  CHECK(message.find("memroy: unknown field; VmConfig takes cpus, memory, payload, serial, "
+                     "devices, exit_on_reboot") == 0);
+  CHECK(message.find("(and, from cloud-hypervisor, iommu,") != std::string::npos);
+  json nested = minimal();
+  nested["memory"] = {{"sise", 1}};
+  CHECK(error_for(nested).find("memory.sise: unknown field; MemoryConfig takes size, shared, "
+                               "hugepages") == 0);
+  json device = minimal();
+  device["devices"] = json::array({{{"path", "/sys/bus/pci/devices/0000:01:00.0"}, {"bdf", "x"}}});
+  CHECK(error_for(device).find("devices[0].bdf: unknown field; DeviceConfig takes path, id, "
+                               "iommu, dma_mapping") == 0);
+  json payload = minimal();
+  payload["payload"]["kernal"] = "/k";
+  CHECK(error_for(payload).find("payload.kernal: unknown field") == 0);
+}
+
+TEST_CASE("devices: unique paths and ids, iommu refused, dma_mapping read") {
+  json j = minimal();
+  j["devices"] = json::parse(R"([
+    {"path": "/sys/bus/pci/devices/0000:01:00.0", "dma_mapping": "eager"},
+    {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "gpu", "iommu": false}])");
+  auto config = vm_config_from_json(j);
+  REQUIRE(config.ok());
+  REQUIRE(config->devices.size() == 2);
+  CHECK(config->devices[0].id == "0000:01:00.0");
+  CHECK(config->devices[0].dma_mapping == vmm::DmaMapping::kEager);
+  CHECK(config->devices[1].id == "gpu");
+  CHECK(config->devices[1].dma_mapping == vmm::DmaMapping::kAuto);
+
+  json same_path = minimal();
+  same_path["devices"] = json::parse(R"([{"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "a"},
+                                         {"path": "/sys/bus/pci/devices/0000:01:00.0/", "id": "b"}])");
+  CHECK(error_for(same_path).find("devices[1].path: /sys/bus/pci/devices/0000:01:00.0 is already "
+                                  "passed through") == 0);
+  json same_id = minimal();
+  same_id["devices"] = json::parse(R"([{"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "a"},
+                                       {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "a"}])");
+  CHECK(error_for(same_id).find("devices[1].id: \"a\" is used by an earlier entry") == 0);
+  json iommu = minimal();
+  iommu["devices"] =
+      json::parse(R"([{"path": "/sys/bus/pci/devices/0000:01:00.0", "iommu": true}])");
+  CHECK(error_for(iommu).find("devices[0].iommu: true asks for the device behind a virtual "
+                              "IOMMU, which Keel does not have yet") == 0);
+}
+
+TEST_CASE("cloud-hypervisor's fields are accepted when they ask for nothing Keel lacks") {
+  // What cloud-hypervisor itself puts in a config with defaults (its vm.info shape).
+  const json ch = json::parse(R"({
+    "cpus": {"boot_vcpus": 2, "max_vcpus": 2, "topology": null, "kvm_hyperv": false,
+             "max_phys_bits": 46, "affinity": null, "features": {"amx": false}, "nested": true,
+             "core_scheduling": "Vm"},
+    "memory": {"size": 1073741824, "mergeable": false, "hotplug_method": "Acpi",
+               "hotplug_size": null, "hotplugged_size": null, "shared": false,
+               "hugepages": false, "hugepage_size": null, "prefault": false, "zones": null,
+               "thp": true},
+    "payload": {"firmware": null, "kernel": "/k", "cmdline": "console=ttyS0", "initramfs": null,
+                "igvm": null, "host_data": null},
+    "rate_limit_groups": null, "disks": null, "net": null,
+    "rng": {"src": "/dev/urandom", "iommu": false}, "balloon": null, "fs": null, "pmem": null,
+    "serial": {"file": null, "mode": "Null", "iommu": null, "socket": null},
+    "console": {"file": null, "mode": "Off", "iommu": false, "socket": null},
+    "debug_console": {"file": null, "mode": "Off", "iobase": null},
+    "devices": [], "user_devices": null, "vdpa": null, "vsock": null, "pvpanic": false,
+    "iommu": false, "numa": null, "watchdog": false, "pci_segments": null, "platform": null,
+    "tpm": null, "landlock_enable": false, "landlock_rules": null})");
+  // serial's "iommu" is not a SerialConfig field in cloud-hypervisor's schema either.
+  json without_serial_iommu = ch;
+  without_serial_iommu["serial"].erase("iommu");
+  auto config = vm_config_from_json(without_serial_iommu);
+  INFO((config.ok() ? "" : config.error().message()));
+  REQUIRE(config.ok());
+  CHECK(config->boot_vcpus == 2);
+  CHECK(config->memory_size == 1ULL << 30);
+  CHECK(config->serial == vmm::SerialMode::kOff);
+  CHECK(error_for(ch).find("serial.iommu: unknown field") == 0);
+}
+
+TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refused by name") {
+  struct Case {
+    const char* patch;  // merged into a minimal config
+    const char* message_start;
+  };
+  const Case cases[] = {
+      {R"({"iommu": true})",
+       "iommu: true asks for a virtual IOMMU, which Keel does not support; send false"},
+      {R"({"disks": [{"path": "/d.img"}]})",
+       "disks: an array asks for \"disks\" entries, which Keel does not support; remove it or "
+       "send []"},
+      {R"({"net": [{}]})", "net: an array asks for \"net\" entries"},
+      {R"({"watchdog": true})", "watchdog: true asks for a watchdog device"},
+      {R"({"vsock": {"cid": 3}})", "vsock: an object asks for a \"vsock\" configuration"},
+      {R"({"console": {"mode": "Tty"}})", "console: an object asks for a virtio or debug console"},
+      {R"({"cpus": {"boot_vcpus": 2, "max_vcpus": 4}})",
+       "cpus.max_vcpus: 4 differs from boot_vcpus 2, which asks for vCPU hotplug; Keel does not "
+       "support it: remove max_vcpus or set it to 2"},
+      {R"({"cpus": {"kvm_hyperv": true}})", "cpus.kvm_hyperv: true asks for Hyper-V"},
+      {R"({"cpus": {"features": {"amx": true}}})", "cpus.features: an object asks for optional"},
+      {R"({"memory": {"size": 1, "hotplug_size": 1073741824}})",
+       "memory.hotplug_size: 1073741824 asks for memory hotplug, which Keel does not support; "
+       "remove it or send 0"},
+      {R"({"memory": {"size": 1, "thp": false}})",
+       "memory.thp: false asks for turning transparent huge pages off"},
+      {R"({"memory": {"size": 1, "zones": [{"id": "z", "size": 1}]}})",
+       "memory.zones: an array asks for memory zones"},
+      {R"({"payload": {"kernel": "/k", "firmware": "/fw"}})",
+       "payload.firmware: the string \"/fw\" asks for booting firmware"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.patch);
+    json j = minimal();
+    j.merge_patch(json::parse(c.patch));
+    CHECK(error_for(j).find(c.message_start) == 0);
+  }
+}
+
+TEST_CASE("device_config JSON round trip") {
+  for (const vmm::DeviceConfig& device : test::full_config().devices) {
+    const json j = device_config_to_json(device);
+    auto back = device_config_from_json(j, "");
+    REQUIRE(back.ok());
+    CHECK(back->path == device.path);
+    CHECK(back->id == device.id);
+    CHECK(back->dma_mapping == device.dma_mapping);
+  }
+}
+
+}  // namespace
+}  // namespace keel::api
