@@ -169,6 +169,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--no-reboot", config.exit_on_reboot,
                "Exit when the guest reboots instead of restarting it");
+  std::string api_socket;
+  app.add_option("--api-socket", api_socket,
+                 "path=PATH: serve the REST API on this Unix socket (mode 0600)");
   app.add_flag("-v", request.verbosity, "More log output (-v info, -vv debug); quiet by default");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
@@ -211,11 +214,21 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
     }
     config.devices.push_back(std::move(device).value());
   }
+  if (!api_socket.empty()) {
+    request.api_socket = api_socket.rfind("path=", 0) == 0 ? api_socket.substr(5) : api_socket;
+    if (request.api_socket.empty()) {
+      return Error::invalid("--api-socket: path= is empty");
+    }
+  }
   if (kernel.empty()) {
     if (!initramfs.empty() || !cmdline.empty()) {
       return Error::invalid("--initramfs and --cmdline need --kernel");
     }
-    return Error::invalid("no payload: give --kernel PATH (see keel --help)");
+    if (request.api_socket.empty()) {
+      return Error::invalid("no payload: give --kernel PATH, or --api-socket path=PATH to wait for vm.create (see keel --help)");
+    }
+    request.has_payload = false;
+    return request;
   }
   config.kernel = kernel;
   if (!initramfs.empty()) {

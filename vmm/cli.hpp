@@ -12,6 +12,8 @@ namespace keel::vmm {
 struct CliRequest {
   VmConfig config;
   int verbosity = 0;       // -v count
+  std::string api_socket;  // --api-socket path=PATH; empty: no API
+  bool has_payload = true; // false: start idle and wait for vm.create
   bool exit_now = false;   // --help or --version was printed
   int exit_code = 0;       // with exit_now
 };

@@ -2,9 +2,11 @@
 
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "api/api_server.hpp"
 #include "base/log.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/vmm.hpp"
@@ -15,16 +17,32 @@ constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 
 int run(const keel::vmm::CliRequest& request) {
-  auto vmm = keel::vmm::Vmm::create(keel::vmm::Vmm::Options{});
+  const bool serve_api = !request.api_socket.empty();
+  auto vmm = keel::vmm::Vmm::create(keel::vmm::Vmm::Options{.serve_api = serve_api});
   if (!vmm.ok()) {
     std::fprintf(stderr, "keel: %s\n", vmm.error().message().c_str());
     return kExitFailure;
   }
-  if (auto booted = (*vmm)->create_and_boot(request.config); !booted.ok()) {
-    std::fprintf(stderr, "keel: %s\n", booted.error().message().c_str());
-    return kExitFailure;
+  std::unique_ptr<keel::api::ApiServer> server;
+  if (serve_api) {
+    auto started = keel::api::ApiServer::start(request.api_socket, **vmm);
+    if (!started.ok()) {
+      std::fprintf(stderr, "keel: --api-socket: %s\n", started.error().message().c_str());
+      return kExitFailure;
+    }
+    server = std::move(started).value();
   }
-  return (*vmm)->run();
+  if (request.has_payload) {
+    if (auto booted = (*vmm)->create_and_boot(request.config); !booted.ok()) {
+      std::fprintf(stderr, "keel: %s\n", booted.error().message().c_str());
+      return kExitFailure;
+    }
+  }
+  const int status = (*vmm)->run();
+  if (server) {
+    server->stop();  // the VMM loop has ended, so calls in flight fail fast
+  }
+  return status;
 }
 
 }  // namespace

@@ -44,7 +44,7 @@ TEST_CASE("cli defaults") {
 }
 
 TEST_CASE("cli rejects wrong and conflicting options with a one-line reason") {
-  CHECK(error_of({}) == "no payload: give --kernel PATH (see keel --help)");
+  CHECK(error_of({}).find("no payload: give --kernel PATH, or --api-socket") == 0);
   CHECK(error_of({"--initramfs", "/i"}) == "--initramfs and --cmdline need --kernel");
   CHECK(error_of({"--kernel", "/k", "--memory", "size=0"}) ==
         "--memory: size=0 gives the guest no RAM; use e.g. size=512M");
@@ -95,5 +95,20 @@ TEST_CASE("cli --device errors") {
   CHECK(err({"--kernel", "/k", "--device", "path=/a,bogus=1"}).find("unknown option \"bogus\"") != std::string::npos);
 }
 
+}  // namespace
+}  // namespace keel::vmm
+
+namespace keel::vmm {
+namespace {
+TEST_CASE("cli --api-socket starts idle without a payload") {
+  auto r = parse_command_line({"--api-socket", "path=/tmp/k.sock"});
+  REQUIRE(r.ok());
+  CHECK(r->api_socket == "/tmp/k.sock");
+  CHECK_FALSE(r->has_payload);
+  auto both = parse_command_line({"--api-socket", "/tmp/k.sock", "--kernel", "/k"});
+  REQUIRE(both.ok());
+  CHECK(both->has_payload);
+  CHECK_FALSE(parse_command_line({"--api-socket", "path="}).ok());
+}
 }  // namespace
 }  // namespace keel::vmm
