@@ -38,6 +38,12 @@ constexpr std::uint16_t kMsixTable = 4;
 constexpr std::uint16_t kMsixPba = 8;
 constexpr std::uint64_t kMsixEntrySize = 16;
 
+// Bytes of an MSI capability: 12 with a 32-bit address, 16 with a 64-bit one, plus the mask and
+// pending registers with per-vector masking. The next capability may start right after it.
+std::uint16_t msi_cap_size(bool is_64bit, bool per_vector_mask) {
+  return static_cast<std::uint16_t>((is_64bit ? 16 : 12) + (per_vector_mask ? 8 : 0));
+}
+
 std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
 std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -324,7 +330,8 @@ bool VfioPciDevice::emulated(std::uint16_t dword) const {
   if (dword == kRomBar || dword == pci::kInterruptLine) {
     return true;
   }
-  if (msi_.cap != 0 && dword >= msi_.cap && dword < msi_.cap + 24) {
+  if (msi_.cap != 0 && dword >= msi_.cap &&
+      dword < msi_.cap + msi_cap_size(msi_.is_64bit, msi_.per_vector_mask)) {
     return true;
   }
   return msix_.cap != 0 && dword >= msix_.cap && dword < msix_.cap + 12;
@@ -369,7 +376,8 @@ void VfioPciDevice::write_config(std::uint16_t offset, std::span<const std::uint
   }
   if (dword == pci::kInterruptLine || emulated(dword)) {
     shadow_.write(offset, data);
-    if (msi_.cap != 0 && dword >= msi_.cap && dword < msi_.cap + 24) {
+    if (msi_.cap != 0 && dword >= msi_.cap &&
+        dword < msi_.cap + msi_cap_size(msi_.is_64bit, msi_.per_vector_mask)) {
       msi_config_written();
     } else if (msix_.cap != 0 && dword >= msix_.cap && dword < msix_.cap + 12) {
       msix_config_written();
@@ -610,6 +618,11 @@ void VfioPciDevice::msi_config_written() {
   Status s = ok_status();
   if (enable && !msi_.enabled) {
     s = msi_enable();
+    if (!s.ok()) {
+      // Nothing half-wired: back to INTx without a route; the guest's next write of the enable
+      // bit tries again.
+      msi_disable();
+    }
   } else if (!enable && msi_.enabled) {
     msi_disable();
   } else if (enable && msi_.gsi) {

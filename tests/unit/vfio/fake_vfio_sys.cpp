@@ -413,8 +413,22 @@ Result<int> FakeVfioSys::group_ioctl(std::uint32_t number, unsigned long request
       for (const auto& region : device->regions) {
         max_index = std::max(max_index, region.index);
       }
-      return new_fd("fake-device", Node{Kind::kDevice, -1, number, name},
-                    region_offset(max_index + 1));
+      auto fd = new_fd("fake-device", Node{Kind::kDevice, -1, number, name, -1, 0},
+                       region_offset(max_index + 1));
+      if (!fd) {
+        return fd.error();
+      }
+      for (const auto& region : device->regions) {
+        const auto size = std::min<std::size_t>(region.contents.size(), region.size);
+        if (size != 0 && ::pwrite(*fd, region.contents.data(), size,
+                                  static_cast<off_t>(region_offset(region.index))) !=
+                             static_cast<ssize_t>(size)) {
+          Error error = Error::from_errno("fake: seeding region " + std::to_string(region.index));
+          ::close(*fd);
+          return error;
+        }
+      }
+      return fd;
     }
     default:
       return Error::from_errno(ENOTTY, what);
@@ -431,7 +445,7 @@ const FakeDevice* FakeVfioSys::find_device(const Node& node) const {
   return nullptr;
 }
 
-Result<int> FakeVfioSys::device_ioctl(const Node& node, unsigned long request, void* arg,
+Result<int> FakeVfioSys::device_ioctl(Node& node, unsigned long request, void* arg,
                                       const std::string& what) {
   const FakeDevice* device = find_device(node);
   if (device == nullptr) {
@@ -502,13 +516,157 @@ Result<int> FakeVfioSys::device_ioctl(const Node& node, unsigned long request, v
       std::memcpy(arg, &info, sizeof(info));
       return 0;
     }
+    case VFIO_DEVICE_SET_IRQS:
+      return set_irqs(node, *device, arg, what);
     default:
       return Error::from_errno(ENOTTY, what);
   }
 }
 
+// vfio_set_irqs_validate_and_prepare, then vfio_pci_set_irqs_ioctl's state machine.
+Result<int> FakeVfioSys::set_irqs(Node& node, const FakeDevice& device, void* arg,
+                                  const std::string& what) {
+  vfio_irq_set head{};
+  std::memcpy(&head, arg, sizeof(head));
+  const std::uint32_t data_type = head.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+  const std::uint32_t action = head.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+  const auto one_bit = [](std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; };
+  if (head.argsz < sizeof(head) || head.index >= device.irqs.size() ||
+      (head.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) != 0 ||
+      !one_bit(data_type) || !one_bit(action)) {
+    return Error::from_errno(EINVAL, what);
+  }
+  const std::uint32_t max = device.irqs[head.index].count;
+  if ((max == 0 && head.count != 0) || head.start >= max || head.count > max - head.start) {
+    return Error::from_errno(EINVAL, what);
+  }
+  FakeIrqSet set{node.bdf, head.index, head.flags, head.start, head.count, {}, 0};
+  if (data_type == VFIO_IRQ_SET_DATA_EVENTFD) {
+    if (head.argsz < sizeof(head) + head.count * sizeof(std::int32_t)) {
+      return Error::from_errno(EINVAL, what);
+    }
+    set.fds.resize(head.count);
+    std::memcpy(set.fds.data(), static_cast<const std::uint8_t*>(arg) + sizeof(head),
+                head.count * sizeof(std::int32_t));
+    for (std::int32_t fd : set.fds) {
+      if (fd < -1 || (fd >= 0 && ::fcntl(fd, F_GETFD) < 0)) {
+        set.error = EBADF;
+      }
+    }
+  }
+  if (set.error == 0) {
+    set.error = set_irqs_state(node, set);
+  }
+  irq_sets_.push_back(set);
+  if (set.error != 0) {
+    return Error::from_errno(set.error, what);
+  }
+  return 0;
+}
+
+// What vfio-pci does with a validated SET_IRQS: 0 or the errno it answers.
+int FakeVfioSys::set_irqs_state(Node& node, const FakeIrqSet& set) {
+  const std::uint32_t data_type = set.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+  const std::uint32_t action = set.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+  const int index = static_cast<int>(set.index);
+  const bool disable = set.count == 0 && data_type == VFIO_IRQ_SET_DATA_NONE;
+  if (index == VFIO_PCI_INTX_IRQ_INDEX) {
+    if (action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+      if (node.irq_type == index && disable) {
+        node.irq_type = -1;
+        return 0;
+      }
+      if ((node.irq_type != index && node.irq_type != -1) || set.start != 0 || set.count != 1) {
+        return EINVAL;
+      }
+      if (data_type == VFIO_IRQ_SET_DATA_EVENTFD && set.fds[0] >= 0) {
+        node.irq_type = index;
+      }
+      return 0;
+    }
+    // MASK / UNMASK (with or without a resample eventfd) need INTx on.
+    return node.irq_type == index && set.start == 0 && set.count == 1 ? 0 : EINVAL;
+  }
+  if (index == VFIO_PCI_MSI_IRQ_INDEX || index == VFIO_PCI_MSIX_IRQ_INDEX) {
+    if (action != VFIO_IRQ_SET_ACTION_TRIGGER) {
+      return ENOTTY;  // vfio-pci has no MSI masking
+    }
+    if (node.irq_type == index && disable) {
+      node.irq_type = -1;
+      node.vectors = 0;
+      return 0;
+    }
+    if (node.irq_type != index && node.irq_type != -1) {
+      return EINVAL;
+    }
+    if (data_type == VFIO_IRQ_SET_DATA_EVENTFD) {
+      if (node.irq_type == index) {
+        return set.start + set.count <= node.vectors ? 0 : EINVAL;
+      }
+      node.irq_type = index;
+      node.vectors = set.start + set.count;
+      return 0;
+    }
+    return node.irq_type == index ? 0 : EINVAL;
+  }
+  return EINVAL;  // ERR and REQ interrupts are not modelled
+}
+
+int FakeVfioSys::open_device_fd(const std::string& bdf) const {
+  for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) {
+    if (it->second.kind == Kind::kDevice && it->second.bdf == bdf &&
+        ::fcntl(it->first, F_GETFD) >= 0) {
+      return it->first;
+    }
+  }
+  return -1;
+}
+
+int FakeVfioSys::active_irq(const std::string& bdf) const {
+  const int fd = open_device_fd(bdf);
+  return fd < 0 ? -1 : nodes_.at(fd).irq_type;
+}
+
+std::vector<std::uint8_t> FakeVfioSys::region_bytes(const std::string& bdf, std::uint32_t index,
+                                                    std::uint64_t offset, std::size_t size) const {
+  std::vector<std::uint8_t> bytes(size, 0);
+  const int fd = open_device_fd(bdf);
+  if (fd < 0 ||
+      ::pread(fd, bytes.data(), size, static_cast<off_t>(region_offset(index) + offset)) !=
+          static_cast<ssize_t>(size)) {
+    bytes.clear();
+  }
+  return bytes;
+}
+
+void FakeVfioSys::set_region_bytes(const std::string& bdf, std::uint32_t index,
+                                   std::uint64_t offset, const std::vector<std::uint8_t>& bytes) {
+  const int fd = open_device_fd(bdf);
+  if (fd >= 0) {
+    (void)::pwrite(fd, bytes.data(), bytes.size(),
+                   static_cast<off_t>(region_offset(index) + offset));
+  }
+}
+
+// The injected errno for an access of a device fd, or 0.
+int FakeVfioSys::region_fault(off_t offset, std::size_t size, bool write) const {
+  const auto& faults = write ? write_faults_ : read_faults_;
+  const auto first = static_cast<std::uint32_t>(static_cast<std::uint64_t>(offset) >> 28);
+  const auto last =
+      static_cast<std::uint32_t>((static_cast<std::uint64_t>(offset) + size - 1) >> 28);
+  for (std::uint32_t index = first; size != 0 && index <= last; ++index) {
+    if (auto it = faults.find(index); it != faults.end() && it->second != 0) {
+      return it->second;
+    }
+  }
+  return 0;
+}
+
 Status FakeVfioSys::pread(int fd, void* buf, std::size_t size, off_t offset,
                           const std::string& what) {
+  if (const int err = region_fault(offset, size, false); err != 0) {
+    return Error::from_errno(err, what);
+  }
   const ssize_t n = ::pread(fd, buf, size, offset);
   if (n < 0) {
     return Error::from_errno(what);
@@ -521,6 +679,9 @@ Status FakeVfioSys::pread(int fd, void* buf, std::size_t size, off_t offset,
 
 Status FakeVfioSys::pwrite(int fd, const void* buf, std::size_t size, off_t offset,
                            const std::string& what) {
+  if (const int err = region_fault(offset, size, true); err != 0) {
+    return Error::from_errno(err, what);
+  }
   const ssize_t n = ::pwrite(fd, buf, size, offset);
   if (n < 0) {
     return Error::from_errno(what);

@@ -18,9 +18,12 @@
 // vfio_dma_do_map in the kernel's order (EEXIST, ENOSPC, EINVAL outside the IOVA ranges, ENOMEM
 // over a memlock budget), UNMAP_ALL, type1v2's refusal to split, GET_INFO capability chains laid
 // out as Linux 6.1 does (MIGRATION, DMA_AVAIL, IOVA_RANGE; misaligned after DMA_AVAIL) with the
-// argsz-growth protocol, groups with viability, and devices with regions and IRQs. Any ioctl can
-// fail with a chosen errno on its Nth call. Every fd it hands out is a real memfd, so UniqueFd can
-// close it and pread/pwrite/mmap on a device fd work on real memory.
+// argsz-growth protocol, groups with viability, and devices with regions (seeded with bytes: a
+// config space, BAR registers) and IRQs, whose VFIO_DEVICE_SET_IRQS follows vfio-pci's rules (one
+// interrupt type at a time; INTx unmask only while INTx is on). Any ioctl can fail with a chosen
+// errno on its Nth call, and reads or writes of a region can be made to fail. Every fd it hands
+// out is a real memfd, so UniqueFd can close it and pread/pwrite/mmap on a device fd work on real
+// memory (a BAR's mmap and its pread see the same bytes).
 namespace keel::vfio::testing {
 
 struct FakeRegion {
@@ -29,6 +32,8 @@ struct FakeRegion {
   std::uint64_t size = 0;
   std::optional<std::vector<SparseMmapArea>> sparse;
   bool msix_mappable = false;
+  // What the region holds when the device fd is opened (the rest reads as zeros).
+  std::vector<std::uint8_t> contents = {};
 };
 
 struct FakeIrq {
@@ -42,6 +47,17 @@ struct FakeDevice {
   std::uint32_t flags = 0;  // VFIO_DEVICE_FLAGS_*; PCI by default (set in add_group)
   std::vector<FakeRegion> regions;
   std::vector<FakeIrq> irqs;
+};
+
+// One VFIO_DEVICE_SET_IRQS as the fake kernel saw it, and what it answered (0 or an errno).
+struct FakeIrqSet {
+  std::string bdf;
+  std::uint32_t index = 0;
+  std::uint32_t flags = 0;  // VFIO_IRQ_SET_DATA_* | VFIO_IRQ_SET_ACTION_*
+  std::uint32_t start = 0;
+  std::uint32_t count = 0;
+  std::vector<std::int32_t> fds;  // with DATA_EVENTFD
+  int error = 0;
 };
 
 // What the fake kernel is like. Change it before the objects under test open anything.
@@ -83,6 +99,9 @@ class FakeVfioSys final : public VfioSys {
   void inject(unsigned long request, int nth, int err);
   // open(path) fails with `err` (every time).
   void inject_open(const std::string& path, int err);
+  // Every pread (or pwrite) of a device fd inside region `index` fails with `err`; 0 heals.
+  void fail_region_reads(std::uint32_t index, int err) { read_faults_[index] = err; }
+  void fail_region_writes(std::uint32_t index, int err) { write_faults_[index] = err; }
   // Another user of the newest container takes `n` entries: avail drops, Keel's table does not.
   void take_entries(std::uint32_t n);
 
@@ -96,6 +115,16 @@ class FakeVfioSys final : public VfioSys {
   bool iommu_set() const;
   // The container a group is attached to (index in open order), or -1.
   int group_container(std::uint32_t number) const;
+  // Every VFIO_DEVICE_SET_IRQS that reached a device, in order.
+  const std::vector<FakeIrqSet>& irq_sets() const { return irq_sets_; }
+  // The interrupt type vfio-pci has on for the open device `bdf` (a VFIO_PCI_*_IRQ_INDEX), or -1.
+  int active_irq(const std::string& bdf) const;
+  // The bytes of region `index` of the open device `bdf`, as the device sees them; and a way to
+  // change them behind Keel's back (device registers changing on their own).
+  std::vector<std::uint8_t> region_bytes(const std::string& bdf, std::uint32_t index,
+                                         std::uint64_t offset, std::size_t size) const;
+  void set_region_bytes(const std::string& bdf, std::uint32_t index, std::uint64_t offset,
+                        const std::vector<std::uint8_t>& bytes);
 
   // VfioSys
   Result<UniqueFd> open(const std::string& path) override;
@@ -127,9 +156,11 @@ class FakeVfioSys final : public VfioSys {
   enum class Kind { kContainer, kGroup, kDevice };
   struct Node {
     Kind kind;
-    int container = -1;       // kContainer
-    std::uint32_t group = 0;  // kGroup, kDevice
-    std::string bdf;          // kDevice
+    int container = -1;         // kContainer
+    std::uint32_t group = 0;    // kGroup, kDevice
+    std::string bdf;            // kDevice
+    int irq_type = -1;          // kDevice: the VFIO_PCI_*_IRQ_INDEX that is on, -1 for none
+    std::uint32_t vectors = 0;  // kDevice: MSI/MSI-X vectors enabled with it
   };
   struct Injection {
     unsigned long request;
@@ -142,8 +173,11 @@ class FakeVfioSys final : public VfioSys {
                               const std::string& what);
   Result<int> group_ioctl(std::uint32_t number, unsigned long request, void* arg,
                           const std::string& what);
-  Result<int> device_ioctl(const Node& node, unsigned long request, void* arg,
-                           const std::string& what);
+  Result<int> device_ioctl(Node& node, unsigned long request, void* arg, const std::string& what);
+  Result<int> set_irqs(Node& node, const FakeDevice& device, void* arg, const std::string& what);
+  static int set_irqs_state(Node& node, const FakeIrqSet& set);
+  int open_device_fd(const std::string& bdf) const;
+  int region_fault(off_t offset, std::size_t size, bool write) const;
   Result<int> get_info(ContainerState& c, void* arg);
   Result<int> map_dma(ContainerState& c, void* arg, const std::string& what);
   Result<int> unmap_dma(ContainerState& c, void* arg, const std::string& what);
@@ -157,6 +191,8 @@ class FakeVfioSys final : public VfioSys {
   std::map<unsigned long, int> calls_;
   std::vector<Injection> injections_;
   std::map<std::string, int> open_faults_;
+  std::map<std::uint32_t, int> read_faults_, write_faults_;
+  std::vector<FakeIrqSet> irq_sets_;
 };
 
 }  // namespace keel::vfio::testing

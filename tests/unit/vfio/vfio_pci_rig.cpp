@@ -1,0 +1,268 @@
+#include "tests/unit/vfio/vfio_pci_rig.hpp"
+
+#include <linux/pci_regs.h>
+
+#include <cstring>
+
+#include <catch2/catch.hpp>
+
+namespace keel::vfio::testing {
+
+Result<std::uint32_t> RecordingRouter::add_msi_route(std::uint64_t address, std::uint32_t data) {
+  if (fail_add_route) {
+    return Error::from_errno(*fail_add_route, "recording router: add_msi_route");
+  }
+  const std::uint32_t gsi = next_gsi_++;
+  routes[gsi] = Route{address, data};
+  ++routes_added;
+  return gsi;
+}
+
+Status RecordingRouter::update_msi_route(std::uint32_t gsi, std::uint64_t address,
+                                         std::uint32_t data) {
+  auto it = routes.find(gsi);
+  if (it == routes.end()) {
+    ++refused;
+    return Error::from_errno(ENOENT,
+                             "recording router: update of unknown GSI " + std::to_string(gsi));
+  }
+  it->second = Route{address, data};
+  ++route_updates;
+  return ok_status();
+}
+
+Status RecordingRouter::remove_msi_route(std::uint32_t gsi) {
+  if (routes.erase(gsi) == 0) {
+    ++refused;
+    return Error::from_errno(ENOENT,
+                             "recording router: removal of unknown GSI " + std::to_string(gsi));
+  }
+  for (const auto& [fd, irqfd] : irqfds) {
+    if (irqfd.gsi == gsi) {
+      ++refused;  // an irqfd left pointing at a route that is gone
+    }
+  }
+  return ok_status();
+}
+
+Status RecordingRouter::attach_irqfd(int eventfd, std::uint32_t gsi) {
+  if (!irqfds.emplace(eventfd, Irqfd{gsi, -1}).second) {
+    return Error::from_errno(EBUSY, "recording router: eventfd attached twice");
+  }
+  return ok_status();
+}
+
+Status RecordingRouter::attach_level_irqfd(int eventfd, int resample_fd, std::uint32_t gsi) {
+  if (!irqfds.emplace(eventfd, Irqfd{gsi, resample_fd}).second) {
+    return Error::from_errno(EBUSY, "recording router: eventfd attached twice");
+  }
+  return ok_status();
+}
+
+Status RecordingRouter::detach_irqfd(int eventfd, std::uint32_t gsi) {
+  auto it = irqfds.find(eventfd);
+  if (it == irqfds.end() || it->second.gsi != gsi) {
+    ++refused;
+    return Error::from_errno(ENOENT, "recording router: detach of an unknown irqfd");
+  }
+  irqfds.erase(it);
+  return ok_status();
+}
+
+Result<std::uint32_t> RecordingSlots::add(std::uint64_t gpa, std::uint64_t size, void* host) {
+  ++adds;
+  const auto page = [](std::uint64_t v) { return v % 4096 == 0; };
+  bool overlaps = false;
+  for (const auto& [id, s] : slots) {
+    overlaps = overlaps || (gpa < s.gpa + s.size && s.gpa < gpa + size);
+  }
+  if (size == 0 || !page(gpa) || !page(size) || !page(reinterpret_cast<std::uintptr_t>(host)) ||
+      overlaps) {
+    ++refused;
+    return Error::from_errno(EINVAL, "recording slots: bad slot");
+  }
+  const std::uint32_t id = next_++;
+  slots[id] = Slot{gpa, size, host};
+  return id;
+}
+
+Status RecordingSlots::remove(std::uint32_t slot) {
+  ++removes;
+  if (slots.erase(slot) == 0) {
+    ++refused;
+    return Error::from_errno(ENOENT, "recording slots: unknown slot");
+  }
+  return ok_status();
+}
+
+const RecordingSlots::Slot* RecordingSlots::at(std::uint64_t gpa) const {
+  for (const auto& [id, s] : slots) {
+    if (s.gpa == gpa) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+void ConfigBytes::set16(std::size_t at, std::uint16_t v) {
+  set8(at, static_cast<std::uint8_t>(v));
+  set8(at + 1, static_cast<std::uint8_t>(v >> 8));
+}
+
+void ConfigBytes::set32(std::size_t at, std::uint32_t v) {
+  set16(at, static_cast<std::uint16_t>(v));
+  set16(at + 2, static_cast<std::uint16_t>(v >> 16));
+}
+
+void ConfigBytes::add_cap(std::uint8_t id, std::uint8_t at) {
+  set16(PCI_STATUS, static_cast<std::uint16_t>(bytes_[PCI_STATUS] | PCI_STATUS_CAP_LIST));
+  set8(last_cap_ == 0 ? PCI_CAPABILITY_LIST : last_cap_ + 1U, at);
+  set8(at, id);
+  set8(at + 1U, 0);
+  last_cap_ = at;
+}
+
+FakeDevice FakeFunction::build() const {
+  FakeDevice device;
+  device.bdf = bdf;
+  ConfigBytes cfg = config;
+  for (std::size_t i = 0; i < bars.size(); ++i) {
+    const FakeBar& bar = bars[i];
+    FakeRegion region;
+    region.index = VFIO_PCI_BAR0_REGION_INDEX + static_cast<std::uint32_t>(i);
+    region.size = bar.size;
+    if (bar.size != 0) {
+      region.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
+                     (bar.mmappable ? VFIO_REGION_INFO_FLAG_MMAP : 0U);
+      region.sparse = bar.sparse;
+      region.msix_mappable = bar.msix_mappable;
+      // The host's firmware put the BAR somewhere; the guest must never see that address.
+      cfg.set32(PCI_BASE_ADDRESS_0 + 4 * i, 0xf700'0000U | bar.type_bits);
+    }
+    device.regions.push_back(region);
+  }
+  FakeRegion config_region;
+  config_region.index = VFIO_PCI_CONFIG_REGION_INDEX;
+  config_region.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+  config_region.size = config_size;
+  config_region.contents = cfg.bytes();
+  device.regions.push_back(config_region);
+  device.irqs = {{VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE, intx},
+                 {VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE, msi},
+                 {VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE, msix}};
+  return device;
+}
+
+FakeFunction nic() {
+  FakeFunction f;
+  ConfigBytes& c = f.config;
+  c.set16(PCI_VENDOR_ID, 0x8086);
+  c.set16(PCI_DEVICE_ID, 0x10d3);
+  c.set8(PCI_REVISION_ID, 0x03);
+  c.set8(PCI_CLASS_PROG, 0x00);
+  c.set16(PCI_CLASS_DEVICE, 0x0200);
+  c.set16(PCI_SUBSYSTEM_VENDOR_ID, 0x8086);
+  c.set16(PCI_SUBSYSTEM_ID, 0xa01f);
+  c.set32(PCI_ROM_ADDRESS, 0xfebc'0001);
+  c.set8(PCI_INTERRUPT_LINE, 0x0b);
+  c.set8(PCI_INTERRUPT_PIN, 1);
+  c.add_cap(PCI_CAP_ID_MSI, kMsiCap);
+  c.set16(kMsiCap + PCI_MSI_FLAGS,
+          PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT | (2U << 1));  // MMC: 4 vectors
+  c.add_cap(PCI_CAP_ID_MSIX, kMsixCap);
+  c.set16(kMsixCap + PCI_MSIX_FLAGS, 4 - 1);
+  c.set32(kMsixCap + PCI_MSIX_TABLE, static_cast<std::uint32_t>(kMsixTable) | 2);
+  c.set32(kMsixCap + PCI_MSIX_PBA, static_cast<std::uint32_t>(kMsixPba) | 2);
+  f.bars[0] = {0x20000, PCI_BASE_ADDRESS_SPACE_MEMORY, true,
+               std::vector<SparseMmapArea>{{0x0, 0x10000}, {0x18000, 0x8000}}, false};
+  f.bars[1] = {32, PCI_BASE_ADDRESS_SPACE_IO, false, std::nullopt, false};
+  f.bars[2] = {0x10000, PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH, true,
+               std::nullopt, true};
+  f.bars[4] = {0x1000, PCI_BASE_ADDRESS_SPACE_MEMORY, false, std::nullopt, false};
+  f.msi = 4;
+  f.msix = 4;
+  return f;
+}
+
+PassthroughRig::PassthroughRig(const FakeFunction& function, std::uint8_t slot)
+    : bdf(function.bdf), pci_slot(slot) {
+  fake->add_group(7, {function.build()});
+  auto c = Container::open(fake);
+  REQUIRE(c.ok());
+  container.emplace(std::move(*c));
+  auto g = Group::open(fake, 7, "/nonexistent");
+  REQUIRE(g.ok());
+  group.emplace(std::move(*g));
+  REQUIRE(container->attach(*group).ok());
+}
+
+Result<std::shared_ptr<VfioPciDevice>> PassthroughRig::create() {
+  auto device = Device::open(fake, *group, bdf);
+  if (!device.ok()) {
+    return device.error();
+  }
+  const VfioPciDevice::Wiring wiring{&router, &slots, &mmio, &pio, &bars, pci_slot};
+  return VfioPciDevice::create(std::move(device).value(), wiring);
+}
+
+std::uint32_t PassthroughRig::cfg_read(VfioPciDevice& d, std::uint16_t offset, std::size_t size) {
+  std::array<std::uint8_t, 4> bytes{};
+  d.read_config(offset, std::span(bytes.data(), size));
+  std::uint32_t v = 0;
+  std::memcpy(&v, bytes.data(), size);
+  return v;
+}
+
+void PassthroughRig::cfg_write(VfioPciDevice& d, std::uint16_t offset, std::uint32_t value,
+                               std::size_t size) {
+  std::array<std::uint8_t, 4> bytes{};
+  std::memcpy(bytes.data(), &value, sizeof(value));
+  d.write_config(offset, std::span<const std::uint8_t>(bytes.data(), size));
+}
+
+std::optional<std::uint64_t> PassthroughRig::mmio_read(std::uint64_t addr, std::size_t size) const {
+  std::array<std::uint8_t, 8> bytes{};
+  if (!mmio.read(addr, std::span(bytes.data(), size))) {
+    return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  std::memcpy(&v, bytes.data(), size);
+  return v;
+}
+
+bool PassthroughRig::mmio_write(std::uint64_t addr, std::uint64_t value, std::size_t size) {
+  std::array<std::uint8_t, 8> bytes{};
+  std::memcpy(bytes.data(), &value, sizeof(value));
+  return mmio.write(addr, std::span<const std::uint8_t>(bytes.data(), size));
+}
+
+std::optional<std::uint64_t> PassthroughRig::pio_read(std::uint64_t addr, std::size_t size) const {
+  std::array<std::uint8_t, 8> bytes{};
+  if (!pio.read(addr, std::span(bytes.data(), size))) {
+    return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  std::memcpy(&v, bytes.data(), size);
+  return v;
+}
+
+std::uint32_t PassthroughRig::device_config(std::uint16_t offset, std::size_t size) const {
+  const auto bytes = fake->region_bytes(bdf, VFIO_PCI_CONFIG_REGION_INDEX, offset, size);
+  REQUIRE(bytes.size() == size);
+  std::uint32_t v = 0;
+  std::memcpy(&v, bytes.data(), size);
+  return v;
+}
+
+std::vector<FakeIrqSet> PassthroughRig::accepted_sets(std::uint32_t index, std::size_t from) const {
+  std::vector<FakeIrqSet> out;
+  const auto& all = fake->irq_sets();
+  for (std::size_t i = from; i < all.size(); ++i) {
+    if (all[i].index == index && all[i].error == 0) {
+      out.push_back(all[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace keel::vfio::testing
