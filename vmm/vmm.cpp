@@ -368,7 +368,9 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
     }
     for (const DeviceConfig& d : config_->devices) {
       if (d.id == device.id || d.path == device.path) {
-        return Error::invalid("device " + device.id + " (" + device.path + ") is already added");
+        return Error::from_errno(EEXIST, "device " + device.id + " (" + device.path +
+                                             ") is already added; remove it first "
+                                             "(vm.remove-device) or give another id and path");
       }
     }
     config_->devices.push_back(device);

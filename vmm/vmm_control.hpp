@@ -20,6 +20,7 @@ namespace keel::vmm {
 //   ENOENT  the thing named does not exist (no VM, unknown device id)        -> 404
 //   EBUSY   the VM is in the wrong state for this (boot twice, no VM booted) -> 409
 //   ENOTSUP Keel cannot do this yet (e.g. hot-plug while running)            -> 409
+//   EEXIST  it is there already (a device id or path added twice)            -> 409
 //   other   the VMM or the kernel failed                                      -> 500
 class VmmControl {
  public:

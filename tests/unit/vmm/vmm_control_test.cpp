@@ -36,7 +36,7 @@ TEST_CASE("VmmControl state machine, called from another thread") {
   auto added = control.add_device(dev);
   REQUIRE(added.ok());
   CHECK(added->id == "edu0");
-  CHECK(control.add_device(dev).error().errno_value() == EINVAL);
+  CHECK(control.add_device(dev).error().errno_value() == EEXIST);
   CHECK(control.remove_device("nope").error().errno_value() == ENOENT);
 
   auto info = control.vm_info();

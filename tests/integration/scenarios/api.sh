@@ -1,0 +1,102 @@
+#!/bin/sh
+# Runs inside the emulated host: keel starts idle with --api-socket, and everything after that
+# goes through keel-remote: ping, create (with the first edu device), cold add and remove of the
+# second, boot, info, counters, pause, resume, shutdown, boot again, and vmm.shutdown. Between
+# steps a fresh container on an edu device keel does not hold, and on keel's device once keel
+# let it go, reads the kernel's DMA_AVAIL. Reports facts only; tests/integration/testbed_api.sh
+# checks them.
+. /keel/testbed.sh
+
+sock=/tmp/keel-api.sock
+console=/tmp/guest.console
+set -- $(edu_devices)
+dev0=$1 dev1=$2
+result "limit=$(cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit) dev0=$dev0 dev1=$dev1"
+
+# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE.
+wait_for() {
+  n=0
+  while [ "$n" -lt $(($4 * 5)) ]; do
+    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+    sleep 0.2
+    n=$((n + 1))
+  done
+  return 1
+}
+
+# api STEP COMMAND [ARGS...]: one keel-remote call in --json mode; reports its exit status and
+# the JSON (or error text) it printed, on one line, last so that it may hold spaces.
+api() {
+  step=$1
+  shift
+  out=$(timeout 60 keel-remote --api-socket "$sock" --json "$@" 2>&1)
+  status=$?
+  result "api=$step exit=$status out=$(echo "$out" | tr '\n' ' ')"
+}
+
+# probe WHEN BDF: the kernel's DMA_AVAIL for a fresh container on BDF (or why it cannot open).
+probe() {
+  result "probe=$1 bdf=$2 $(timeout 120 vfio_probe "$2" 2>&1 | tr '\n' ' ')"
+}
+
+cat >/tmp/vm.json <<EOF
+{
+  "cpus": {"boot_vcpus": 2},
+  "memory": {"size": 536870912},
+  "payload": {"kernel": "/keel/guest/vmlinuz", "initramfs": "/keel/guest/initramfs.cpio.gz",
+              "cmdline": "console=ttyS0"},
+  "serial": {"mode": "File", "file": "$console"},
+  "devices": [{"path": "/sys/bus/pci/devices/$dev0", "id": "edu0", "dma_mapping": "eager"}]
+}
+EOF
+
+keel -v --api-socket "path=$sock" </dev/null >/tmp/keel.out 2>/tmp/keel.log &
+pid=$!
+n=0
+while [ ! -S "$sock" ] && [ "$n" -lt 150 ]; do sleep 0.2; n=$((n + 1)); done
+result "socket=$([ -S "$sock" ] && echo yes || echo no) mode=$(stat -c %a "$sock" 2>/dev/null)"
+
+api ping ping
+api info-empty info
+api boot-empty boot
+api create create /tmp/vm.json
+api create-again create /tmp/vm.json
+api add add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+api add-again add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+api info-created info
+api remove remove-device edu1
+api remove-again remove-device edu1
+api boot boot
+booted=no
+wait_for "$console" "KEEL-GUEST waiting" 1 180 && booted=yes
+result "guest=first booted=$booted"
+api info-running info
+api counters counters
+api boot-twice boot
+api add-running add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+probe running "$dev1"
+probe running-held "$dev0"
+api pause pause
+api info-paused info
+api resume resume
+api info-resumed info
+api shutdown shutdown
+api info-shutdown info
+probe after-shutdown "$dev0"
+api boot-again boot
+booted=no
+wait_for "$console" "KEEL-GUEST waiting" 2 180 && booted=yes
+result "guest=second booted=$booted"
+api info-again info
+api shutdown-vmm shutdown-vmm
+n=0
+while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 150 ]; do sleep 0.2; n=$((n + 1)); done
+kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+wait "$pid"
+result "keel_exit=$? socket_left=$([ -e "$sock" ] && echo yes || echo no)"
+probe after-exit "$dev0"
+echo "---- keel log"
+cat /tmp/keel.log
+echo "---- guest console (last 30 lines)"
+tail -n 30 "$console" 2>/dev/null
+exit 0
