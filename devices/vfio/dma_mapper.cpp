@@ -110,15 +110,19 @@ std::string DmaMapper::explain(MapFailure kind, std::uint64_t iova, std::uint64_
 // VFIO_IOMMU_MAP_DMA: assumes the container's IOMMU is set, the range is page-aligned and the
 // host memory stays mapped until the entry is unmapped.
 Status DmaMapper::map(std::uint64_t iova, std::uint64_t size, std::uint64_t host,
-                      std::string purpose) {
+                      std::string purpose, DmaAccess access) {
   const std::string what = "VFIO_IOMMU_MAP_DMA " + range_text(iova, size) + " (" + purpose + ")";
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   if (size == 0 || iova > kMax - (size - 1) || host > kMax - (size - 1)) {
     return Error::invalid(what + ": empty or wraps around the address space");
   }
+  if (!access.device_reads && !access.device_writes) {
+    return Error::invalid(what + ": gives the device neither read nor write access");
+  }
   vfio_iommu_type1_dma_map request{};
   request.argsz = sizeof(request);
-  request.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+  request.flags = (access.device_reads ? VFIO_DMA_MAP_FLAG_READ : 0U) |
+                  (access.device_writes ? VFIO_DMA_MAP_FLAG_WRITE : 0U);
   request.vaddr = host;
   request.iova = iova;
   request.size = size;
@@ -132,7 +136,7 @@ Status DmaMapper::map(std::uint64_t iova, std::uint64_t size, std::uint64_t host
     }
     return Error(ret.error().code(), what + ": " + explain(kind, iova, size, now));
   }
-  entries_.emplace(iova, DmaEntry{iova, size, host, std::move(purpose)});
+  entries_.emplace(iova, DmaEntry{iova, size, host, std::move(purpose), access});
   mapped_bytes_ += size;
   peak_entries_ = std::max<std::uint64_t>(peak_entries_, entries_.size());
   return ok_status();

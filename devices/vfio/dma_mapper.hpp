@@ -36,12 +36,19 @@ struct FailedMaps {
   std::uint64_t& operator[](MapFailure kind);
 };
 
+// What the device may do with an entry's memory (VFIO_DMA_MAP_FLAG_READ / _WRITE).
+struct DmaAccess {
+  bool device_reads = true;
+  bool device_writes = true;
+};
+
 // One entry Keel holds in the container.
 struct DmaEntry {
   std::uint64_t iova = 0;
   std::uint64_t size = 0;
   std::uint64_t host = 0;
   std::string purpose;  // "guest RAM 0x0-0x1fffffff", "BAR0 of 0000:00:01.0 for peer-to-peer"
+  DmaAccess access;
 };
 
 // Keel's count against the kernel's: avail_at_open - avail_now must equal the entries held.
@@ -71,10 +78,11 @@ class DmaMapper {
   DmaMapper(const DmaMapper&) = delete;
   DmaMapper& operator=(const DmaMapper&) = delete;
 
-  // VFIO_IOMMU_MAP_DMA (read/write) of [iova, iova+size) to host memory at `host`. On failure the
+  // VFIO_IOMMU_MAP_DMA (read/write unless `access` says less) of [iova, iova+size) to host memory at `host`. On failure the
   // Error keeps the errno (classify it with classify_map_errno), says what it means, and the
   // failure is counted by kind; DMA_AVAIL is then re-read and reconciled.
-  Status map(std::uint64_t iova, std::uint64_t size, std::uint64_t host, std::string purpose);
+  Status map(std::uint64_t iova, std::uint64_t size, std::uint64_t host, std::string purpose,
+             DmaAccess access = {});
   // VFIO_IOMMU_UNMAP_DMA of exactly the entry that starts at `iova` (type1v2 never splits).
   Status unmap(std::uint64_t iova);
   // Maps every entry of an eager plan; on any failure unmaps what it mapped, so nothing is left,

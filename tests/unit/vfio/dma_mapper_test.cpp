@@ -12,39 +12,16 @@
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "tests/unit/vfio/fake_vfio_sys.hpp"
+#include "tests/unit/vfio/mapper_rig.hpp"
 
 namespace keel::vfio {
 namespace {
 
 using testing::FakeKernelConfig;
 using testing::FakeVfioSys;
+using testing::MapperRig;
 
 constexpr std::uint64_t kHost = 0x7f00'0000'0000;
-
-// A type1v2 container with one group on a fake kernel, negotiated, with a mapper on top.
-struct Rig {
-  std::shared_ptr<FakeVfioSys> fake;
-  std::optional<Container> container;
-  std::optional<Group> group;
-  IommuInfo info;
-  std::optional<DmaMapper> mapper;
-
-  explicit Rig(FakeKernelConfig config = {}) {
-    fake = std::make_shared<FakeVfioSys>(std::move(config));
-    fake->add_group(1, {});
-    auto c = Container::open(fake);
-    REQUIRE(c.ok());
-    container.emplace(std::move(*c));
-    auto g = Group::open(fake, 1, "/nonexistent");
-    REQUIRE(g.ok());
-    group.emplace(std::move(*g));
-    REQUIRE(container->attach(*group).ok());
-    auto i = read_iommu_info(*fake, container->fd());
-    REQUIRE(i.ok());
-    info = *i;
-    mapper.emplace(fake, container->fd(), info.budget, container->unmap_all_supported());
-  }
-};
 
 FakeKernelConfig with_limit(std::uint32_t limit) {
   FakeKernelConfig config;
@@ -67,7 +44,7 @@ DmaPlan four_entry_plan(const DmaBudget& budget) {
 }
 
 TEST_CASE("mapper: map and unmap keep Keel's table and the kernel's count together") {
-  Rig rig(with_limit(24));
+  MapperRig rig(with_limit(24));
   DmaMapper& mapper = *rig.mapper;
   REQUIRE(mapper.map(0x0, 1 * kMiB, kHost, "a").ok());
   REQUIRE(mapper.map(0x200000, 2 * kMiB, kHost + 2 * kMiB, "b").ok());
@@ -103,7 +80,7 @@ TEST_CASE("mapper: map and unmap keep Keel's table and the kernel's count togeth
 TEST_CASE("mapper: ENOSPC, ENOMEM, EEXIST and EINVAL are kept apart") {
   FakeKernelConfig config = with_limit(3);
   config.memlock_bytes = 8 * kMiB;
-  Rig rig(config);
+  MapperRig rig(config);
   DmaMapper& mapper = *rig.mapper;
   REQUIRE(mapper.map(0x0, 4 * kMiB, kHost, "guest RAM low").ok());
 
@@ -148,7 +125,7 @@ TEST_CASE("mapper: ENOSPC, ENOMEM, EEXIST and EINVAL are kept apart") {
 }
 
 TEST_CASE("mapper: reconcile reports a mismatch when someone else took entries") {
-  Rig rig(with_limit(10));
+  MapperRig rig(with_limit(10));
   DmaMapper& mapper = *rig.mapper;
   REQUIRE(mapper.map(0x0, 1 * kMiB, kHost, "a").ok());
   REQUIRE(mapper.map(0x200000, 1 * kMiB, kHost, "b").ok());
@@ -168,7 +145,7 @@ TEST_CASE("mapper: reconcile cannot check an absent or unlimited budget, and say
   FakeKernelConfig config;
   SECTION("absent") { config.report_dma_avail = false; }
   SECTION("unlimited") { config.unlimited = true; }
-  Rig rig(config);
+  MapperRig rig(config);
   REQUIRE(rig.mapper->map(0x0, 1 * kMiB, kHost, "a").ok());
   auto rec = rig.mapper->reconcile();
   REQUIRE(rec.ok());
@@ -179,7 +156,7 @@ TEST_CASE("mapper: reconcile cannot check an absent or unlimited budget, and say
 TEST_CASE("mapper: map_plan rolls back on the Nth failure and leaves nothing mapped") {
   const int failing = GENERATE(1, 2, 3, 4);
   const int err = GENERATE(ENOSPC, ENOMEM, EFAULT);
-  Rig rig(with_limit(24));
+  MapperRig rig(with_limit(24));
   const std::uint32_t start = rig.fake->avail();
   const DmaPlan plan = four_entry_plan(rig.info.budget);
   rig.fake->inject(VFIO_IOMMU_MAP_DMA, rig.fake->calls(VFIO_IOMMU_MAP_DMA) + failing, err);
@@ -201,7 +178,7 @@ TEST_CASE("mapper: map_plan rolls back on the Nth failure and leaves nothing map
 }
 
 TEST_CASE("mapper: map_plan maps every entry and refuses a plan that is not eager") {
-  Rig rig(with_limit(24));
+  MapperRig rig(with_limit(24));
   const DmaPlan plan = four_entry_plan(rig.info.budget);
   REQUIRE(rig.mapper->map_plan(plan).ok());
   CHECK(rig.fake->mappings().size() == 4);
@@ -222,7 +199,7 @@ TEST_CASE("mapper: map_plan maps every entry and refuses a plan that is not eage
 
 TEST_CASE("mapper: teardown returns the kernel's count to where it was") {
   SECTION("with VFIO_UNMAP_ALL") {
-    Rig rig(with_limit(24));
+    MapperRig rig(with_limit(24));
     REQUIRE(rig.container->unmap_all_supported());
     REQUIRE(rig.mapper->map_plan(four_entry_plan(rig.info.budget)).ok());
     const int unmaps = rig.fake->calls(VFIO_IOMMU_UNMAP_DMA);
@@ -235,7 +212,7 @@ TEST_CASE("mapper: teardown returns the kernel's count to where it was") {
   SECTION("one entry at a time without the extension") {
     FakeKernelConfig config = with_limit(24);
     config.unmap_all = false;
-    Rig rig(config);
+    MapperRig rig(config);
     REQUIRE_FALSE(rig.container->unmap_all_supported());
     REQUIRE(rig.mapper->map_plan(four_entry_plan(rig.info.budget)).ok());
     const int unmaps = rig.fake->calls(VFIO_IOMMU_UNMAP_DMA);
@@ -246,7 +223,7 @@ TEST_CASE("mapper: teardown returns the kernel's count to where it was") {
     CHECK(rig.fake->avail() == 24);
   }
   SECTION("UNMAP_ALL failing falls back to one entry at a time") {
-    Rig rig(with_limit(24));
+    MapperRig rig(with_limit(24));
     REQUIRE(rig.mapper->map_plan(four_entry_plan(rig.info.budget)).ok());
     const int unmaps = rig.fake->calls(VFIO_IOMMU_UNMAP_DMA);
     rig.fake->inject(VFIO_IOMMU_UNMAP_DMA, unmaps + 1, EINVAL);
@@ -258,7 +235,7 @@ TEST_CASE("mapper: teardown returns the kernel's count to where it was") {
 }
 
 TEST_CASE("mapper: an unmap the kernel refuses keeps the entry; one it under-reports is an error") {
-  Rig rig(with_limit(24));
+  MapperRig rig(with_limit(24));
   REQUIRE(rig.mapper->map(0x0, 2 * kMiB, kHost, "a").ok());
   rig.fake->inject(VFIO_IOMMU_UNMAP_DMA, rig.fake->calls(VFIO_IOMMU_UNMAP_DMA) + 1, EBUSY);
   auto refused = rig.mapper->unmap(0x0);
@@ -271,7 +248,7 @@ TEST_CASE("mapper: an unmap the kernel refuses keeps the entry; one it under-rep
 }
 
 TEST_CASE("mapper: rejects empty and wrapping ranges before the kernel sees them") {
-  Rig rig;
+  MapperRig rig;
   const int maps = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
   CHECK_FALSE(rig.mapper->map(0x0, 0, kHost, "empty").ok());
   CHECK_FALSE(rig.mapper->map(~0ULL - 0xfff, 0x2000, kHost, "wraps").ok());

@@ -280,7 +280,8 @@ Result<int> FakeVfioSys::get_info(ContainerState& c, void* arg) {
 Result<int> FakeVfioSys::map_dma(ContainerState& c, void* arg, const std::string& what) {
   vfio_iommu_type1_dma_map map{};
   std::memcpy(&map, arg, sizeof(map));
-  if (!c.iommu_set || map.argsz < sizeof(map) || map.size == 0 || map.iova % kPage != 0 ||
+  const std::uint32_t prot = map.flags & (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+  if (!c.iommu_set || map.argsz < sizeof(map) || prot == 0 || map.size == 0 || map.iova % kPage != 0 ||
       map.size % kPage != 0 || map.vaddr % kPage != 0 || map.iova + map.size - 1 < map.iova) {
     return Error::from_errno(EINVAL, what);
   }
@@ -309,7 +310,7 @@ Result<int> FakeVfioSys::map_dma(ContainerState& c, void* arg, const std::string
   if (config_.memlock_bytes && pinned + map.size > *config_.memlock_bytes) {
     return Error::from_errno(ENOMEM, what);
   }
-  c.mappings[map.iova] = FakeMapping{map.size, map.vaddr};
+  c.mappings[map.iova] = FakeMapping{map.size, map.vaddr, prot};
   return 0;
 }
 

@@ -84,6 +84,7 @@ struct FakeKernelConfig {
 struct FakeMapping {
   std::uint64_t size = 0;
   std::uint64_t vaddr = 0;
+  std::uint32_t flags = 0;  // VFIO_DMA_MAP_FLAG_READ | _WRITE
 };
 
 class FakeVfioSys final : public VfioSys {

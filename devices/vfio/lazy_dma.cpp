@@ -1,0 +1,156 @@
+#include "devices/vfio/lazy_dma.hpp"
+
+#include <linux/virtio_iommu.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "base/hex.hpp"
+#include "base/log.hpp"
+
+namespace keel::vfio {
+namespace {
+
+using virtio::IommuMapping;
+using virtio::IommuStatus;
+
+constexpr std::uint64_t kPage = 4096;
+
+// What the guest is told when the kernel refused a MAP.
+IommuStatus status_for(MapFailure kind) {
+  switch (kind) {
+    case MapFailure::kBudget:   // ENOSPC: no DMA entries left
+    case MapFailure::kMemlock:  // ENOMEM: the pinning limit
+      return IommuStatus::kNoMemory;
+    case MapFailure::kOverlap:  // EEXIST: another user of the container holds the range
+      return IommuStatus::kInvalid;
+    case MapFailure::kOutsideIova:  // EINVAL: outside the host's IOVA ranges
+      return IommuStatus::kRange;
+    case MapFailure::kOther:
+      break;
+  }
+  return IommuStatus::kIoErr;
+}
+
+std::string describe(const IommuMapping& m) {
+  return "iova " + hex(m.iova) + " size " + hex(m.size) + " gpa " + hex(m.gpa);
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> LazyDma::headroom() const {
+  const DmaBudget& at_open = mapper_.avail_at_open();
+  if (at_open.source != AvailSource::kCapability) {
+    return std::nullopt;
+  }
+  const std::uint64_t held = mapper_.entries().size();
+  std::uint64_t free = at_open.avail > held ? at_open.avail - held : 0;
+  if (const auto& last = mapper_.last_reconciliation();
+      last && last->checked && last->now.source == AvailSource::kCapability) {
+    // The kernel's own count as last read, moved by what Keel mapped or unmapped since.
+    const std::int64_t now = static_cast<std::int64_t>(last->now.avail) +
+                             static_cast<std::int64_t>(last->entries_held) -
+                             static_cast<std::int64_t>(held);
+    free = std::min<std::uint64_t>(free, now > 0 ? static_cast<std::uint64_t>(now) : 0);
+  }
+  return free > low_water_ ? free - low_water_ : 0;
+}
+
+const LazyDma::Held* LazyDma::overlapping(std::uint64_t iova, std::uint64_t size) const {
+  auto it = held_.upper_bound(iova);
+  if (it != held_.begin()) {
+    const auto& prev = std::prev(it)->second.mapping;
+    if (prev.iova + (prev.size - 1) >= iova) {
+      return &std::prev(it)->second;
+    }
+  }
+  if (it != held_.end() && it->first <= iova + (size - 1)) {
+    return &it->second;
+  }
+  return nullptr;
+}
+
+IommuStatus LazyDma::map(const IommuMapping& m) {
+  constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+  const bool reads = (m.flags & VIRTIO_IOMMU_MAP_F_READ) != 0;
+  const bool writes = (m.flags & VIRTIO_IOMMU_MAP_F_WRITE) != 0;
+  if ((m.flags & VIRTIO_IOMMU_MAP_F_MMIO) != 0) {
+    ++counters_.refused_invalid;
+    return IommuStatus::kUnsupported;  // device MMIO (an MSI doorbell): not guest RAM
+  }
+  if (m.size == 0 || m.iova > kMax - (m.size - 1) || m.gpa > kMax - (m.size - 1) ||
+      m.iova % kPage != 0 || m.gpa % kPage != 0 || m.size % kPage != 0 || (!reads && !writes)) {
+    ++counters_.refused_invalid;
+    return IommuStatus::kInvalid;
+  }
+  std::uint8_t* host = memory_.translate(m.gpa, m.size);
+  if (host == nullptr) {
+    ++counters_.refused_invalid;
+    log::debug("vfio", "guest mapping is not guest RAM", {{"mapping", describe(m)}});
+    return IommuStatus::kInvalid;
+  }
+  if (const Held* held = overlapping(m.iova, m.size)) {
+    const IommuMapping& h = held->mapping;
+    if (h.iova == m.iova && h.size == m.size && h.gpa == m.gpa && h.flags == m.flags) {
+      ++held_[m.iova].users;
+      ++counters_.shared_maps;
+      return IommuStatus::kOk;
+    }
+    ++counters_.refused_invalid;
+    log::debug("vfio", "guest mapping clashes with one held for another endpoint",
+               {{"mapping", describe(m)}, {"held", describe(h)}});
+    return IommuStatus::kInvalid;
+  }
+  if (auto room = headroom(); room && *room == 0) {
+    ++counters_.refused_budget;
+    log::debug("vfio", "guest mapping refused: DMA budget",
+               {{"mapping", describe(m)},
+                {"entries_used", mapper_.entries().size()},
+                {"low_water", low_water_}});
+    return IommuStatus::kNoMemory;
+  }
+  Status st = mapper_.map(m.iova, m.size, reinterpret_cast<std::uint64_t>(host),
+                          "guest IOMMU mapping of gpa " + hex(m.gpa), DmaAccess{reads, writes});
+  if (!st) {
+    ++counters_.kernel_failures;
+    log::debug("vfio", "guest mapping failed", {{"error", st.error().message()}});
+    return status_for(classify_map_errno(st.error().errno_value()));
+  }
+  held_.emplace(m.iova, Held{m, 1});
+  ++counters_.maps;
+  return IommuStatus::kOk;
+}
+
+IommuStatus LazyDma::unmap(const IommuMapping& m) {
+  auto it = held_.find(m.iova);
+  if (it == held_.end() || it->second.mapping.size != m.size) {
+    return IommuStatus::kNoEntry;
+  }
+  if (it->second.users > 1) {
+    --it->second.users;
+    return IommuStatus::kOk;
+  }
+  if (Status st = mapper_.unmap(m.iova); !st) {
+    ++counters_.kernel_failures;
+    log::warn("vfio", "guest unmap failed; the entry stays mapped",
+              {{"mapping", describe(m)}, {"error", st.error().message()}});
+    return IommuStatus::kIoErr;
+  }
+  held_.erase(it);
+  ++counters_.unmaps;
+  return IommuStatus::kOk;
+}
+
+IommuStatus LazyIommuBackend::map(std::uint32_t endpoint, const IommuMapping& mapping) {
+  auto it = endpoints_.find(endpoint);
+  return it == endpoints_.end() ? IommuStatus::kNoEntry : it->second->map(mapping);
+}
+
+IommuStatus LazyIommuBackend::unmap(std::uint32_t endpoint, const IommuMapping& mapping) {
+  auto it = endpoints_.find(endpoint);
+  return it == endpoints_.end() ? IommuStatus::kNoEntry : it->second->unmap(mapping);
+}
+
+}  // namespace keel::vfio

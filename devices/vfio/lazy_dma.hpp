@@ -1,0 +1,90 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "devices/vfio/dma_mapper.hpp"
+#include "devices/virtio/iommu_backend.hpp"
+#include "memory/guest_memory.hpp"
+
+namespace keel::vfio {
+
+// What the lazy engine did with the guest's mappings for one container. Refusals Keel made
+// before asking the kernel are counted apart from failures the kernel returned.
+struct LazyCounters {
+  std::uint64_t maps = 0;             // guest mappings that took a host entry
+  std::uint64_t shared_maps = 0;      // the same mapping for another endpoint of the container
+  std::uint64_t unmaps = 0;           // guest unmaps that gave a host entry back
+  std::uint64_t refused_budget = 0;   // would have eaten into the low-water reserve
+  std::uint64_t refused_invalid = 0;  // not guest RAM, misaligned, no access, MMIO, or clashing
+  std::uint64_t kernel_failures = 0;  // MAP or UNMAP refused by the kernel (DMA_AVAIL re-read)
+};
+
+// The lazy engine for one VFIO container: the guest's own IOMMU driver (through virtio-iommu)
+// decides what is mapped, and each guest mapping [iova, iova+size) -> gpa becomes exactly one
+// entry of the container at the same IOVA, backed by Keel's host mapping of the guest RAM.
+// A guest mapping never spans two RAM regions (they are not contiguous in guest-physical space),
+// so one guest request costs one host entry; separate guest mappings are never merged, because
+// type1v2 cannot split an entry when the guest later unmaps one of them.
+//
+// Budget: a MAP that would leave fewer than `low_water` entries free is refused with
+// S_NOMEM before the kernel is asked. "Free" is the kernel's count: avail_at_open minus the
+// entries Keel holds, or the last DMA_AVAIL re-read when that is lower (another user of the
+// container, a changed limit). A kernel ENOSPC that still happens is answered S_NOMEM too; the
+// mapper has re-read DMA_AVAIL and reconciled by then, so the next MAP is refused up front. No
+// mapping is ever reported to the guest that the kernel does not hold.
+//
+// Several endpoints of one container share its single IOVA space: the same mapping for a second
+// endpoint (the guest put both in one domain) is counted, not mapped twice; a different
+// mapping overlapping a held one is refused (S_INVAL): it could not be isolated.
+// Not thread-safe: the virtio-iommu request queue calls it from one thread.
+class LazyDma {
+ public:
+  LazyDma(DmaMapper& mapper, const memory::GuestMemory& memory, std::uint32_t low_water)
+      : mapper_(mapper), memory_(memory), low_water_(low_water) {}
+  LazyDma(const LazyDma&) = delete;
+  LazyDma& operator=(const LazyDma&) = delete;
+
+  virtio::IommuStatus map(const virtio::IommuMapping& mapping);
+  virtio::IommuStatus unmap(const virtio::IommuMapping& mapping);
+
+  // Entries Keel may still take before the reserve; unset when the kernel reports no budget
+  // (DMA_AVAIL absent or unlimited): then only a kernel ENOSPC stops a MAP.
+  std::optional<std::uint64_t> headroom() const;
+  std::uint32_t low_water() const { return low_water_; }
+  const LazyCounters& counters() const { return counters_; }
+  std::size_t mappings() const { return held_.size(); }
+
+ private:
+  struct Held {
+    virtio::IommuMapping mapping;
+    unsigned users = 0;
+  };
+  // The held mapping overlapping [iova, iova + size), if any.
+  const Held* overlapping(std::uint64_t iova, std::uint64_t size) const;
+
+  DmaMapper& mapper_;
+  const memory::GuestMemory& memory_;
+  std::uint32_t low_water_;
+  std::map<std::uint64_t, Held> held_;  // by IOVA
+  LazyCounters counters_;
+};
+
+// The virtio-iommu device's view of the host: each endpoint (PCI requester id) behind the
+// virtual IOMMU and the lazy engine of its container.
+class LazyIommuBackend final : public virtio::IommuBackend {
+ public:
+  void add_endpoint(std::uint32_t endpoint, LazyDma& dma) { endpoints_[endpoint] = &dma; }
+
+  bool has_endpoint(std::uint32_t endpoint) const override {
+    return endpoints_.count(endpoint) != 0;
+  }
+  virtio::IommuStatus map(std::uint32_t endpoint, const virtio::IommuMapping& mapping) override;
+  virtio::IommuStatus unmap(std::uint32_t endpoint, const virtio::IommuMapping& mapping) override;
+
+ private:
+  std::map<std::uint32_t, LazyDma*> endpoints_;
+};
+
+}  // namespace keel::vfio

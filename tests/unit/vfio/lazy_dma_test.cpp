@@ -1,0 +1,243 @@
+#include "devices/vfio/lazy_dma.hpp"
+
+#include <linux/vfio.h>
+#include <linux/virtio_iommu.h>
+
+#include <catch2/catch.hpp>
+
+#include "base/size.hpp"
+#include "memory/guest_memory.hpp"
+#include "tests/unit/vfio/fake_vfio_sys.hpp"
+#include "tests/unit/vfio/mapper_rig.hpp"
+
+namespace keel::vfio {
+namespace {
+
+using testing::FakeKernelConfig;
+using testing::MapperRig;
+using virtio::IommuMapping;
+using virtio::IommuStatus;
+
+constexpr std::uint32_t kRW = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
+
+FakeKernelConfig with_limit(std::uint32_t limit) {
+  FakeKernelConfig config;
+  config.dma_entry_limit = limit;
+  return config;
+}
+
+memory::GuestMemory ram(std::uint64_t size = 16 * kMiB) {
+  auto memory = memory::GuestMemory::create(size);
+  REQUIRE(memory.ok());
+  return std::move(memory).value();
+}
+
+IommuMapping page(std::uint64_t n, std::uint32_t flags = kRW) {
+  return IommuMapping{0x100000000 + n * 0x10000, 4096, n * 4096, flags};
+}
+
+TEST_CASE("lazy: a guest mapping becomes one host entry at the guest's IOVA") {
+  MapperRig rig(with_limit(24));
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+
+  const IommuMapping m{0x80000000, 2 * kMiB, 4 * kMiB, kRW};
+  REQUIRE(lazy.map(m) == IommuStatus::kOk);
+  REQUIRE(rig.fake->mappings().size() == 1);
+  const auto& held = rig.fake->mappings().at(0x80000000);
+  CHECK(held.size == 2 * kMiB);
+  CHECK(held.vaddr == reinterpret_cast<std::uint64_t>(memory.translate(4 * kMiB, 2 * kMiB)));
+  CHECK(held.flags == (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+  CHECK(rig.fake->avail() == 23);
+  CHECK(lazy.headroom() == 23u);
+  CHECK(lazy.counters().maps == 1);
+
+  REQUIRE(lazy.unmap(m) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().empty());
+  CHECK(rig.fake->avail() == 24);
+  CHECK(lazy.counters().unmaps == 1);
+  CHECK(lazy.mappings() == 0);
+}
+
+TEST_CASE("lazy: the guest's access flags reach the kernel") {
+  MapperRig rig;
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  REQUIRE(lazy.map(page(0, VIRTIO_IOMMU_MAP_F_READ)) == IommuStatus::kOk);
+  REQUIRE(lazy.map(page(1, VIRTIO_IOMMU_MAP_F_WRITE)) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().at(page(0).iova).flags == VFIO_DMA_MAP_FLAG_READ);
+  CHECK(rig.fake->mappings().at(page(1).iova).flags == VFIO_DMA_MAP_FLAG_WRITE);
+  CHECK(lazy.map(page(2, 0)) == IommuStatus::kInvalid);
+  CHECK(lazy.map(page(3, VIRTIO_IOMMU_MAP_F_MMIO | kRW)) == IommuStatus::kUnsupported);
+  CHECK(rig.fake->mappings().size() == 2);
+  CHECK(lazy.counters().refused_invalid == 2);
+}
+
+TEST_CASE("lazy: the budget is enforced before the kernel says ENOSPC") {
+  MapperRig rig(with_limit(8));
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 2);  // keep 2 entries free
+  CHECK(lazy.low_water() == 2);
+  for (std::uint64_t i = 0; i < 6; ++i) {
+    REQUIRE(lazy.map(page(i)) == IommuStatus::kOk);
+  }
+  CHECK(lazy.headroom() == 0u);
+  const int maps_before = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
+  CHECK(lazy.map(page(6)) == IommuStatus::kNoMemory);
+  CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == maps_before);  // the kernel was not asked
+  CHECK(lazy.counters().refused_budget == 1);
+  CHECK(lazy.counters().kernel_failures == 0);
+  CHECK(rig.fake->avail() == 2);
+  CHECK(rig.mapper->peak_entries() == 6);
+
+  // Freeing one lets the next in.
+  REQUIRE(lazy.unmap(page(0)) == IommuStatus::kOk);
+  CHECK(lazy.map(page(6)) == IommuStatus::kOk);
+  auto rec = rig.mapper->reconcile();
+  REQUIRE(rec.ok());
+  CHECK(rec->consistent);
+}
+
+TEST_CASE("lazy: an ENOSPC from another user of the container is caught and never a success") {
+  MapperRig rig(with_limit(8));
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  REQUIRE(lazy.map(page(0)) == IommuStatus::kOk);
+  rig.fake->take_entries(7);  // someone else takes the rest behind Keel's back
+  CHECK(lazy.headroom() == 7u);  // Keel's own count does not know yet
+
+  CHECK(lazy.map(page(1)) == IommuStatus::kNoMemory);
+  CHECK(lazy.counters().kernel_failures == 1);
+  CHECK(rig.fake->mappings().size() == 1);
+  CHECK(lazy.mappings() == 1);
+  // The mapper re-read DMA_AVAIL: the accounting knows now, and refuses up front.
+  const auto& last = rig.mapper->last_reconciliation();
+  REQUIRE(last);
+  CHECK_FALSE(last->consistent);  // the kernel counts 8 entries, Keel holds 1: reported, not hidden
+  CHECK(lazy.headroom() == 0u);
+  const int maps_before = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
+  CHECK(lazy.map(page(2)) == IommuStatus::kNoMemory);
+  CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == maps_before);
+  CHECK(lazy.counters().refused_budget == 1);
+
+  // Unmapping Keel's entry gives one back, by the kernel's count as well.
+  REQUIRE(lazy.unmap(page(0)) == IommuStatus::kOk);
+  CHECK(lazy.headroom() == 1u);
+}
+
+TEST_CASE("lazy: without a reported budget only the kernel stops a MAP") {
+  FakeKernelConfig config = with_limit(2);
+  config.report_dma_avail = false;
+  MapperRig rig(config);
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 1);
+  CHECK_FALSE(lazy.headroom());
+  REQUIRE(lazy.map(page(0)) == IommuStatus::kOk);
+  REQUIRE(lazy.map(page(1)) == IommuStatus::kOk);
+  CHECK(lazy.map(page(2)) == IommuStatus::kNoMemory);
+  CHECK(lazy.counters().kernel_failures == 1);
+  CHECK(rig.fake->mappings().size() == 2);
+}
+
+TEST_CASE("lazy: kernel refusals map to the guest's statuses") {
+  SECTION("outside the host's IOVA ranges: S_RANGE") {
+    MapperRig rig;
+    auto memory = ram();
+    LazyDma lazy(*rig.mapper, memory, 0);
+    CHECK(lazy.map({0xfee00000, 4096, 0, kRW}) == IommuStatus::kRange);  // the MSI window
+    CHECK(lazy.counters().kernel_failures == 1);
+  }
+  SECTION("memlock: S_NOMEM") {
+    FakeKernelConfig config;
+    config.memlock_bytes = 8192;
+    MapperRig rig(config);
+    auto memory = ram();
+    LazyDma lazy(*rig.mapper, memory, 0);
+    CHECK(lazy.map({0x10000, 3 * 4096, 0, kRW}) == IommuStatus::kNoMemory);
+  }
+  SECTION("a kernel error of another kind: S_IOERR, and nothing recorded") {
+    MapperRig rig;
+    auto memory = ram();
+    LazyDma lazy(*rig.mapper, memory, 0);
+    rig.fake->inject(VFIO_IOMMU_MAP_DMA, 1, EFAULT);
+    CHECK(lazy.map(page(0)) == IommuStatus::kIoErr);
+    CHECK(lazy.mappings() == 0);
+  }
+}
+
+TEST_CASE("lazy: what is not guest RAM or not page-aligned is refused without the kernel") {
+  MapperRig rig;
+  auto memory = ram(16 * kMiB);
+  LazyDma lazy(*rig.mapper, memory, 0);
+  CHECK(lazy.map({0x10000, 4096, 16 * kMiB, kRW}) == IommuStatus::kInvalid);      // past RAM
+  CHECK(lazy.map({0x10000, 8192, 16 * kMiB - 4096, kRW}) == IommuStatus::kInvalid);  // straddles
+  CHECK(lazy.map({0x10000, 4096, 0x800, kRW}) == IommuStatus::kInvalid);          // gpa
+  CHECK(lazy.map({0x10800, 4096, 0, kRW}) == IommuStatus::kInvalid);              // iova
+  CHECK(lazy.map({0x10000, 100, 0, kRW}) == IommuStatus::kInvalid);               // size
+  CHECK(lazy.map({0x10000, 0, 0, kRW}) == IommuStatus::kInvalid);
+  CHECK(lazy.map({0xfffffffffffff000, 0x2000, 0, kRW}) == IommuStatus::kInvalid);  // wraps
+  CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == 0);
+  CHECK(lazy.counters().refused_invalid == 7);
+}
+
+TEST_CASE("lazy: endpoints sharing a container share its IOVA space") {
+  MapperRig rig(with_limit(4));
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  LazyIommuBackend backend;
+  backend.add_endpoint(0x08, lazy);
+  backend.add_endpoint(0x10, lazy);
+  CHECK(backend.has_endpoint(0x08));
+  CHECK_FALSE(backend.has_endpoint(0x18));
+  CHECK(backend.map(0x18, page(0)) == IommuStatus::kNoEntry);
+
+  // One domain with both endpoints: the same mapping twice takes one entry.
+  REQUIRE(backend.map(0x08, page(0)) == IommuStatus::kOk);
+  REQUIRE(backend.map(0x10, page(0)) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().size() == 1);
+  CHECK(lazy.counters().shared_maps == 1);
+  // A different mapping over the same IOVA cannot be isolated in one container.
+  IommuMapping clash = page(0);
+  clash.gpa += 4096;
+  CHECK(backend.map(0x10, clash) == IommuStatus::kInvalid);
+  IommuMapping read_only = page(0, VIRTIO_IOMMU_MAP_F_READ);
+  CHECK(backend.map(0x08, read_only) == IommuStatus::kInvalid);
+
+  // The entry lives until its last user unmaps it.
+  REQUIRE(backend.unmap(0x08, page(0)) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().size() == 1);
+  REQUIRE(backend.unmap(0x10, page(0)) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().empty());
+  CHECK(backend.unmap(0x10, page(0)) == IommuStatus::kNoEntry);
+}
+
+TEST_CASE("lazy: overlap checks see neighbours on both sides") {
+  MapperRig rig;
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  REQUIRE(lazy.map({0x20000, 0x4000, 0, kRW}) == IommuStatus::kOk);
+  CHECK(lazy.map({0x1f000, 0x2000, 0x8000, kRW}) == IommuStatus::kInvalid);  // into its start
+  CHECK(lazy.map({0x23000, 0x1000, 0x8000, kRW}) == IommuStatus::kInvalid);  // its last page
+  CHECK(lazy.map({0x10000, 0x20000, 0x8000, kRW}) == IommuStatus::kInvalid);  // covers it
+  CHECK(lazy.map({0x1f000, 0x1000, 0x8000, kRW}) == IommuStatus::kOk);   // just below
+  CHECK(lazy.map({0x24000, 0x1000, 0x9000, kRW}) == IommuStatus::kOk);   // just above
+  CHECK(rig.fake->mappings().size() == 3);
+}
+
+TEST_CASE("lazy: an unmap that is not exactly a held mapping is S_NOENT; a kernel failure keeps it") {
+  MapperRig rig;
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  REQUIRE(lazy.map({0x20000, 0x4000, 0, kRW}) == IommuStatus::kOk);
+  CHECK(lazy.unmap({0x20000, 0x1000, 0, kRW}) == IommuStatus::kNoEntry);
+  CHECK(lazy.unmap({0x21000, 0x1000, 0, kRW}) == IommuStatus::kNoEntry);
+  rig.fake->inject(VFIO_IOMMU_UNMAP_DMA, 1, EIO);
+  CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == IommuStatus::kIoErr);
+  CHECK(lazy.mappings() == 1);
+  CHECK(rig.fake->mappings().size() == 1);
+  CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().empty());
+}
+
+}  // namespace
+}  // namespace keel::vfio

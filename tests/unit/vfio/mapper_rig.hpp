@@ -1,0 +1,41 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include <catch2/catch.hpp>
+
+#include "devices/vfio/container.hpp"
+#include "devices/vfio/dma_mapper.hpp"
+#include "devices/vfio/group.hpp"
+#include "devices/vfio/iommu_info.hpp"
+#include "tests/unit/vfio/fake_vfio_sys.hpp"
+
+namespace keel::vfio::testing {
+
+// A type1v2 container with one group on a fake kernel, negotiated, with a mapper on top.
+struct MapperRig {
+  std::shared_ptr<FakeVfioSys> fake;
+  std::optional<Container> container;
+  std::optional<Group> group;
+  IommuInfo info;
+  std::optional<DmaMapper> mapper;
+
+  explicit MapperRig(FakeKernelConfig config = {}) {
+    fake = std::make_shared<FakeVfioSys>(std::move(config));
+    fake->add_group(1, {});
+    auto c = Container::open(fake);
+    REQUIRE(c.ok());
+    container.emplace(std::move(*c));
+    auto g = Group::open(fake, 1, "/nonexistent");
+    REQUIRE(g.ok());
+    group.emplace(std::move(*g));
+    REQUIRE(container->attach(*group).ok());
+    auto i = read_iommu_info(*fake, container->fd());
+    REQUIRE(i.ok());
+    info = *i;
+    mapper.emplace(fake, container->fd(), info.budget, container->unmap_all_supported());
+  }
+};
+
+}  // namespace keel::vfio::testing
