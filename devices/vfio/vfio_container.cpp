@@ -75,6 +75,7 @@ Result<std::unique_ptr<VfioContainer>> VfioContainer::create(const std::shared_p
   input.requested = config.mode;
   input.p2p_entries = config.p2p_entries;
   input.hotplug_reserve = config.hotplug_reserve;
+  input.behind_viommu = config.behind_viommu;
   if (config.memlock) {
     input.memlock = *config.memlock;
   } else {
@@ -92,12 +93,11 @@ Result<std::unique_ptr<VfioContainer>> VfioContainer::create(const std::shared_p
   if (self->plan_.decision == Decision::kRefuse) {
     return Error::invalid(what + ": " + self->plan_.reason);
   }
-  if (self->plan_.decision == Decision::kLazy) {
-    return Error::invalid(what + ": lazy mapping is planned but Keel cannot map lazily yet");
-  }
   self->mapper_.emplace(sys, self->container_.fd(), self->info_.budget,
                         self->container_.unmap_all_supported());
-  if (auto st = self->mapper_->map_plan(self->plan_); !st) {
+  if (self->plan_.decision == Decision::kLazy) {
+    self->lazy_.emplace(*self->mapper_, memory, config.low_water);
+  } else if (auto st = self->mapper_->map_plan(self->plan_); !st) {
     return st.error().wrap(what);
   }
   // A mismatch is logged and shown in the report; it does not stop the VM.

@@ -15,6 +15,7 @@
 #include "devices/vfio/dma_report.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/iommu_info.hpp"
+#include "devices/vfio/lazy_dma.hpp"
 #include "devices/vfio/memlock.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
 #include "devices/vfio/vfio_sys.hpp"
@@ -31,11 +32,15 @@ struct VfioContainerConfig {
   std::uint32_t p2p_entries = 0;  // BARs the caller will map for peer-to-peer
   std::uint32_t hotplug_reserve = kDefaultHotplugReserve;
   std::optional<MemlockLimit> memlock;  // unset: read from this process
+  // The devices sit behind Keel's virtual IOMMU: the plan may decide lazy mapping, and then the
+  // guest's IOMMU driver decides what is mapped, keeping `low_water` entries free.
+  bool behind_viommu = false;
+  std::uint32_t low_water = 0;
 };
 
 // The VFIO side of one VM's passthrough devices, sharing one type1v2 container: opens the
 // container, attaches every device's group, negotiates (GET_INFO), opens the device fds, plans
-// against guest RAM, decides and maps. Guest memory must outlive it. Destruction unmaps every
+// against guest RAM, decides, and maps eagerly or hands the container to the lazy engine. Guest memory must outlive it. Destruction unmaps every
 // entry (the kernel's count returns to avail_at_open), then detaches the groups and closes.
 class VfioContainer {
  public:
@@ -60,6 +65,8 @@ class VfioContainer {
   const DmaPlan& plan() const { return plan_; }
   // For further entries (BARs mapped for peer-to-peer) and on-request reconciliation.
   DmaMapper& mapper() { return *mapper_; }
+  // The lazy engine when the plan decided lazy mapping, else null.
+  LazyDma* lazy() { return lazy_ ? &*lazy_ : nullptr; }
 
   // The numbers as last known (no syscall).
   DmaReport report() const;
@@ -79,6 +86,7 @@ class VfioContainer {
   std::vector<std::optional<Device>> devices_;
   DmaPlan plan_;
   std::optional<DmaMapper> mapper_;
+  std::optional<LazyDma> lazy_;  // before mapper_ in destruction: it borrows the mapper
 };
 
 }  // namespace keel::vfio

@@ -148,6 +148,43 @@ TEST_CASE("VfioContainer: a refused plan fails before anything is mapped") {
   }
 }
 
+TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes lazy") {
+  VmRig rig(with_limit(6));
+  rig.config.behind_viommu = true;
+  rig.config.low_water = 1;
+  rig.config.memlock = MemlockLimit{8 * kMiB, false};  // eager would pin 64 MiB
+  auto memory = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(memory.ok());
+  {
+    auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+    REQUIRE(vfio.ok());
+    VfioContainer& c = **vfio;
+    CHECK(c.plan().decision == Decision::kLazy);
+    CHECK_THAT(c.plan().reason, Catch::Contains("lazy (auto)"));
+    CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == 0);  // nothing until the guest asks
+    REQUIRE(c.lazy() != nullptr);
+    CHECK(c.lazy()->headroom() == 5u);
+    const virtio::IommuMapping m{0x100000, 64 * kKiB, 2 * kMiB, 3};
+    REQUIRE(c.lazy()->map(m) == virtio::IommuStatus::kOk);
+    CHECK(rig.fake->avail() == 5);
+    const DmaReport report = c.report();
+    CHECK(report.mode == Decision::kLazy);
+    CHECK(report.entries_used == 1);
+    CHECK(report.mapped_bytes == 64 * kKiB);
+  }
+  CHECK(rig.fake->mappings().empty());  // teardown gave the guest's entries back
+  CHECK(rig.fake->avail() == 6);
+}
+
+TEST_CASE("VfioContainer: an eager plan has no lazy engine") {
+  VmRig rig;
+  auto memory = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(memory.ok());
+  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  REQUIRE(vfio.ok());
+  CHECK((*vfio)->lazy() == nullptr);
+}
+
 TEST_CASE("VfioContainer: a MAP the kernel refuses leaves nothing mapped") {
   FakeKernelConfig kernel;
   kernel.memlock_bytes = 16 * kMiB;  // the process limit was misjudged: the kernel says ENOMEM
