@@ -8,10 +8,19 @@
 #include "devices/vfio/dma_mapper.hpp"
 #include "devices/vfio/dma_planner.hpp"
 #include "devices/vfio/iommu_info.hpp"
+#include "devices/vfio/lazy_dma.hpp"
 
 namespace keel::vfio {
 
 inline constexpr const char* kBackendType1v2 = "vfio-type1v2";
+
+// Lazy mapping only: the reserve kept free and what became of the guest's requests. Refusals
+// Keel made before asking the kernel are here; the kernel's own failures are in failed_maps.
+struct LazyReport {
+  std::uint32_t low_water = 0;
+  std::uint64_t guest_mappings = 0;  // guest mappings held now
+  LazyCounters counters;
+};
 
 // Everything Keel knows about one container's DMA budget, for vm.info and the log.
 struct DmaReport {
@@ -31,6 +40,7 @@ struct DmaReport {
   std::vector<IovaRange> iova_ranges;
   std::uint64_t iova_pgsizes = 0;
   bool unmap_all_supported = false;
+  std::optional<LazyReport> lazy;  // set when mode is lazy
 };
 
 // The report's one logfmt line (no trailing newline in the fields' order below), e.g.
@@ -38,9 +48,11 @@ struct DmaReport {
 //   avail_at_open=24 source=capability planned_entries=1 mode=eager requested_mode=auto
 //   reason="..." avail_now=23 entries_used=1 consistent=true mapped_bytes=536870912
 //   peak_entries=1 failed_maps=0 failed_enospc=0 failed_enomem=0 failed_eexist=0
-//   failed_einval=0 iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff unmap_all=true
+//   failed_einval=0 low_water=none refused_budget=0 refused_invalid=0
+//   iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff unmap_all=true
 // avail_at_open and avail_now read "absent" or "unlimited" when the source says so; avail_now
-// and consistent read "unknown" when never re-read or not checkable.
+// and consistent read "unknown" when never re-read or not checkable; low_water reads "none"
+// unless the mode is lazy.
 std::string format_dma_report(const DmaReport& report);
 // Writes that line at info level.
 void log_dma_report(const DmaReport& report);

@@ -132,6 +132,9 @@ DmaReport VfioContainer::report() const {
   r.iova_ranges = info_.iova_ranges;
   r.iova_pgsizes = info_.iova_pgsizes;
   r.unmap_all_supported = container_.unmap_all_supported();
+  if (lazy_) {
+    r.lazy = LazyReport{lazy_->low_water(), lazy_->mappings(), lazy_->counters()};
+  }
   if (mapper_) {
     r.entries_used = mapper_->entries().size();
     r.mapped_bytes = mapper_->mapped_bytes();

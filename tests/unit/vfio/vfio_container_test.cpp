@@ -171,6 +171,12 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes
     CHECK(report.mode == Decision::kLazy);
     CHECK(report.entries_used == 1);
     CHECK(report.mapped_bytes == 64 * kKiB);
+    REQUIRE(report.lazy);
+    CHECK(report.lazy->low_water == 1);
+    CHECK(report.lazy->guest_mappings == 1);
+    CHECK(report.lazy->counters.maps == 1);
+    CHECK_THAT(format_dma_report(report),
+               Catch::Contains("mode=lazy") && Catch::Contains("low_water=1 refused_budget=0"));
   }
   CHECK(rig.fake->mappings().empty());  // teardown gave the guest's entries back
   CHECK(rig.fake->avail() == 6);
