@@ -91,6 +91,26 @@ IommuStatus LazyDma::map(const IommuMapping& m) {
     log::debug("vfio", "guest mapping is not guest RAM", {{"mapping", describe(m)}});
     return IommuStatus::kInvalid;
   }
+  if (eager_) {
+    if (served_by_eager(m)) {
+      if (const Held* held = overlapping(m.iova, m.size); held != nullptr) {
+        const IommuMapping& h = held->mapping;
+        if (h.iova != m.iova || h.size != m.size || h.flags != m.flags) {
+          ++counters_.refused_invalid;
+          return IommuStatus::kInvalid;
+        }
+        ++held_[m.iova].users;
+        ++counters_.shared_maps;
+        return IommuStatus::kOk;
+      }
+      held_.emplace(m.iova, Held{m, 1, true});
+      ++counters_.served_by_eager;
+      return IommuStatus::kOk;
+    }
+    if (IommuStatus st = switch_to_lazy(m); st != IommuStatus::kOk) {
+      return st;
+    }
+  }
   if (const Held* held = overlapping(m.iova, m.size)) {
     const IommuMapping& h = held->mapping;
     if (h.iova == m.iova && h.size == m.size && h.gpa == m.gpa && h.flags == m.flags) {
@@ -132,6 +152,10 @@ IommuStatus LazyDma::unmap(const IommuMapping& m) {
     --it->second.users;
     return IommuStatus::kOk;
   }
+  if (it->second.by_eager) {
+    held_.erase(it);  // the eager entry stays for the other identity mappings
+    return IommuStatus::kOk;
+  }
   if (Status st = mapper_.unmap(m.iova); !st) {
     ++counters_.kernel_failures;
     log::warn("vfio", "guest unmap failed; the entry stays mapped",
@@ -140,6 +164,42 @@ IommuStatus LazyDma::unmap(const IommuMapping& m) {
   }
   held_.erase(it);
   ++counters_.unmaps;
+  return IommuStatus::kOk;
+}
+
+bool LazyDma::served_by_eager(const IommuMapping& m) const {
+  if (!eager_ || m.iova != m.gpa) {
+    return false;
+  }
+  const auto& entries = mapper_.entries();
+  auto it = entries.upper_bound(m.iova);
+  if (it == entries.begin()) {
+    return false;
+  }
+  const DmaEntry& entry = std::prev(it)->second;
+  // A read-only request is served by a read/write entry: more access, never less.
+  return m.iova + (m.size - 1) <= entry.iova + (entry.size - 1);
+}
+
+IommuStatus LazyDma::switch_to_lazy(const IommuMapping& trigger) {
+  if (!held_.empty()) {
+    // Another endpoint of the container is still served by identity mappings: its domain and
+    // this translated one would have to share the container's single IOVA space.
+    ++counters_.refused_invalid;
+    log::warn("vfio", "translated guest mapping refused: the container still serves identity "
+                      "mappings for another endpoint",
+              {{"mapping", describe(trigger)}, {"identity_mappings", held_.size()}});
+    return IommuStatus::kInvalid;
+  }
+  if (Status st = mapper_.unmap_all(); !st) {
+    ++counters_.kernel_failures;
+    log::warn("vfio", "switch to lazy mapping failed", {{"error", st.error().message()}});
+    return IommuStatus::kIoErr;
+  }
+  eager_ = false;
+  log::info("vfio", "switched to lazy mapping: the guest attached the device to a translated "
+                    "IOMMU domain",
+            {{"first_mapping", describe(trigger)}});
   return IommuStatus::kOk;
 }
 

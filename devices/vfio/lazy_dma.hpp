@@ -19,6 +19,7 @@ struct LazyCounters {
   std::uint64_t refused_budget = 0;   // would have eaten into the low-water reserve
   std::uint64_t refused_invalid = 0;  // not guest RAM, misaligned, no access, MMIO, or clashing
   std::uint64_t kernel_failures = 0;  // MAP or UNMAP refused by the kernel (DMA_AVAIL re-read)
+  std::uint64_t served_by_eager = 0;  // identity mappings the eager plan already covered
 };
 
 // The lazy engine for one VFIO container: the guest's own IOMMU driver (through virtio-iommu)
@@ -35,14 +36,24 @@ struct LazyCounters {
 // mapper has re-read DMA_AVAIL and reconciled by then, so the next MAP is refused up front. No
 // mapping is ever reported to the guest that the kernel does not hold.
 //
+// Started over an eager plan (the container holds IOVA = GPA entries for all guest RAM), it
+// first serves the guest from them: an identity mapping (iova == gpa, as Linux's identity
+// domain sends) inside an eager entry needs no host call. The first mapping that is not, the
+// guest having attached the device to a translated domain, switches the container to lazy
+// mapping: every eager entry is unmapped, and from then on the guest's mappings are the only
+// ones. Until that switch the device can reach all guest RAM, as with eager mapping without a
+// virtual IOMMU.
+//
 // Several endpoints of one container share its single IOVA space: the same mapping for a second
 // endpoint (the guest put both in one domain) is counted, not mapped twice; a different
 // mapping overlapping a held one is refused (S_INVAL): it could not be isolated.
 // Not thread-safe: the virtio-iommu request queue calls it from one thread.
 class LazyDma {
  public:
-  LazyDma(DmaMapper& mapper, const memory::GuestMemory& memory, std::uint32_t low_water)
-      : mapper_(mapper), memory_(memory), low_water_(low_water) {}
+  // `over_eager`: the mapper holds the eager plan's entries, which serve identity mappings.
+  LazyDma(DmaMapper& mapper, const memory::GuestMemory& memory, std::uint32_t low_water,
+          bool over_eager = false)
+      : mapper_(mapper), memory_(memory), low_water_(low_water), eager_(over_eager) {}
   LazyDma(const LazyDma&) = delete;
   LazyDma& operator=(const LazyDma&) = delete;
 
@@ -55,18 +66,26 @@ class LazyDma {
   std::uint32_t low_water() const { return low_water_; }
   const LazyCounters& counters() const { return counters_; }
   std::size_t mappings() const { return held_.size(); }
+  // Whether the eager plan still serves the guest (no switch to lazy yet).
+  bool eager_active() const { return eager_; }
 
  private:
   struct Held {
     virtio::IommuMapping mapping;
     unsigned users = 0;
+    bool by_eager = false;  // served by an eager entry: no host entry of its own
   };
+  // An eager entry covering the identity mapping `m`, if the eager plan is still active.
+  bool served_by_eager(const virtio::IommuMapping& m) const;
+  // Gives the eager entries back so the guest's mappings can be made; false if it cannot.
+  virtio::IommuStatus switch_to_lazy(const virtio::IommuMapping& trigger);
   // The held mapping overlapping [iova, iova + size), if any.
   const Held* overlapping(std::uint64_t iova, std::uint64_t size) const;
 
   DmaMapper& mapper_;
   const memory::GuestMemory& memory_;
   std::uint32_t low_water_;
+  bool eager_;
   std::map<std::uint64_t, Held> held_;  // by IOVA
   LazyCounters counters_;
 };

@@ -97,8 +97,13 @@ Result<std::unique_ptr<VfioContainer>> VfioContainer::create(const std::shared_p
                         self->container_.unmap_all_supported());
   if (self->plan_.decision == Decision::kLazy) {
     self->lazy_.emplace(*self->mapper_, memory, config.low_water);
-  } else if (auto st = self->mapper_->map_plan(self->plan_); !st) {
-    return st.error().wrap(what);
+  } else {
+    if (auto st = self->mapper_->map_plan(self->plan_); !st) {
+      return st.error().wrap(what);
+    }
+    if (config.behind_viommu) {  // the eager entries serve identity domains until translated
+      self->lazy_.emplace(*self->mapper_, memory, config.low_water, /*over_eager=*/true);
+    }
   }
   // A mismatch is logged and shown in the report; it does not stop the VM.
   [[maybe_unused]] auto reconciled = self->mapper_->reconcile();
@@ -128,6 +133,11 @@ DmaReport VfioContainer::report() const {
   r.mode = plan_.decision;
   r.requested_mode = plan_.requested;
   r.reason = plan_.reason;
+  if (lazy_ && plan_.decision == Decision::kEager && !lazy_->eager_active()) {
+    r.mode = Decision::kLazy;
+    r.reason += "; switched to lazy when the guest attached the device to a translated IOMMU "
+                "domain";
+  }
   r.planned_entries = plan_.planned_entries;
   r.iova_ranges = info_.iova_ranges;
   r.iova_pgsizes = info_.iova_pgsizes;

@@ -65,7 +65,8 @@ class VfioContainer {
   const DmaPlan& plan() const { return plan_; }
   // For further entries (BARs mapped for peer-to-peer) and on-request reconciliation.
   DmaMapper& mapper() { return *mapper_; }
-  // The lazy engine when the plan decided lazy mapping, else null.
+  // The lazy engine when the plan decided lazy mapping, or behind the virtual IOMMU (where it
+  // starts over the eager plan); else null.
   LazyDma* lazy() { return lazy_ ? &*lazy_ : nullptr; }
 
   // The numbers as last known (no syscall).

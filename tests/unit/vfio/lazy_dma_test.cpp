@@ -241,3 +241,83 @@ TEST_CASE("lazy: an unmap that is not exactly a held mapping is S_NOENT; a kerne
 
 }  // namespace
 }  // namespace keel::vfio
+
+namespace keel::vfio {
+namespace {
+
+// A container holding the eager plan for `memory` (IOVA = GPA), as VfioContainer leaves it.
+void map_eager(MapperRig& rig, const memory::GuestMemory& memory) {
+  for (const memory::RamRegion& region : memory.regions()) {
+    REQUIRE(rig.mapper
+                ->map(region.gpa(), region.size(), reinterpret_cast<std::uint64_t>(region.host()),
+                      "guest RAM")
+                .ok());
+  }
+}
+
+TEST_CASE("lazy over eager: identity mappings are served by the eager entries") {
+  MapperRig rig(with_limit(8));
+  auto memory = ram(16 * kMiB);
+  map_eager(rig, memory);
+  LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
+  CHECK(lazy.eager_active());
+  const int maps = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
+
+  // Linux's identity domain maps RAM 1:1 in pieces.
+  REQUIRE(lazy.map({0, 8 * kMiB, 0, kRW}) == IommuStatus::kOk);
+  REQUIRE(lazy.map({8 * kMiB, 8 * kMiB, 8 * kMiB, VIRTIO_IOMMU_MAP_F_READ}) == IommuStatus::kOk);
+  CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == maps);
+  CHECK(lazy.counters().served_by_eager == 2);
+  CHECK(rig.fake->mappings().size() == 1);
+  // Unmapping them leaves the eager entry in place.
+  REQUIRE(lazy.unmap({0, 8 * kMiB, 0, kRW}) == IommuStatus::kOk);
+  REQUIRE(lazy.unmap({8 * kMiB, 8 * kMiB, 8 * kMiB, VIRTIO_IOMMU_MAP_F_READ}) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().size() == 1);
+  CHECK(lazy.eager_active());
+}
+
+TEST_CASE("lazy over eager: the first translated mapping switches to lazy") {
+  MapperRig rig(with_limit(8));
+  auto memory = ram(16 * kMiB);
+  map_eager(rig, memory);
+  LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
+
+  const IommuMapping translated{0x100000000, 4096, 4 * kMiB, kRW};
+  REQUIRE(lazy.map(translated) == IommuStatus::kOk);
+  CHECK_FALSE(lazy.eager_active());
+  REQUIRE(rig.fake->mappings().size() == 1);  // the eager entry is gone, the guest's is there
+  CHECK(rig.fake->mappings().count(0x100000000) == 1);
+  CHECK(rig.fake->avail() == 7);
+  // From now on an identity mapping costs an entry like any other.
+  REQUIRE(lazy.map({0, 4096, 0, kRW}) == IommuStatus::kOk);
+  CHECK(rig.fake->mappings().size() == 2);
+  CHECK(lazy.counters().served_by_eager == 0);
+}
+
+TEST_CASE("lazy over eager: no switch while identity mappings are still held") {
+  MapperRig rig(with_limit(8));
+  auto memory = ram(16 * kMiB);
+  map_eager(rig, memory);
+  LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
+  REQUIRE(lazy.map({0, 4096, 0, kRW}) == IommuStatus::kOk);  // another endpoint's identity domain
+  CHECK(lazy.map({0x100000000, 4096, 4096, kRW}) == IommuStatus::kInvalid);
+  CHECK(lazy.eager_active());
+  CHECK(rig.fake->mappings().size() == 1);
+  CHECK(rig.fake->mappings().count(0) == 1);
+}
+
+TEST_CASE("lazy over eager: a failed switch keeps the eager plan and says so") {
+  FakeKernelConfig config = with_limit(8);
+  config.unmap_all = false;  // one UNMAP per entry
+  MapperRig rig(config);
+  auto memory = ram(16 * kMiB);
+  map_eager(rig, memory);
+  LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
+  rig.fake->inject(VFIO_IOMMU_UNMAP_DMA, 1, EIO);
+  CHECK(lazy.map({0x100000000, 4096, 4096, kRW}) == IommuStatus::kIoErr);
+  CHECK(lazy.eager_active());
+  CHECK(lazy.counters().kernel_failures == 1);
+}
+
+}  // namespace
+}  // namespace keel::vfio

@@ -182,6 +182,27 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes
   CHECK(rig.fake->avail() == 6);
 }
 
+TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that fits maps eagerly, then switches") {
+  VmRig rig(with_limit(6));
+  rig.config.behind_viommu = true;
+  auto memory = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(memory.ok());
+  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  REQUIRE(vfio.ok());
+  VfioContainer& c = **vfio;
+  CHECK(c.plan().decision == Decision::kEager);
+  CHECK(rig.fake->avail() == 5);
+  REQUIRE(c.lazy() != nullptr);
+  CHECK(c.report().mode == Decision::kEager);
+  REQUIRE(c.lazy()->map({0x100000000, 4096, 0, 3}) == virtio::IommuStatus::kOk);
+  const DmaReport report = c.report();
+  CHECK(report.mode == Decision::kLazy);
+  CHECK_THAT(report.reason, Catch::Contains("eager (auto)") &&
+                                Catch::Contains("switched to lazy when the guest attached"));
+  CHECK(report.entries_used == 1);
+  CHECK(rig.fake->avail() == 5);
+}
+
 TEST_CASE("VfioContainer: an eager plan has no lazy engine") {
   VmRig rig;
   auto memory = memory::GuestMemory::create(64 * kMiB);
