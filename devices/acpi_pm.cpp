@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/hex.hpp"
+#include "base/log.hpp"
 #include "memory/layout.hpp"
 
 namespace keel::devices {
@@ -21,8 +23,11 @@ void AcpiPm::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
   const std::uint8_t value = data[0];
   if (offset == layout::kAcpiSleepControlOffset && (value & layout::kAcpiSleepEnable) != 0 &&
       ((value >> layout::kAcpiSleepTypeShift) & kSleepTypeMask) == layout::kAcpiS5SleepType) {
+    log::info("acpi", "sleep control: S5 requested",
+              {{"value", hex(value)}, {"size", data.size()}});
     on_power_(PowerEvent::kPowerOff);
   } else if (offset == layout::kAcpiResetOffset && value == layout::kAcpiResetValue) {
+    log::info("acpi", "reset register written", {{"size", data.size()}});
     on_power_(PowerEvent::kReset);
   }
 }

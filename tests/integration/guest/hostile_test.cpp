@@ -1,0 +1,306 @@
+// A hostile guest: runs inside a guest Keel booted and writes random and boundary values to
+// what Keel emulates — port I/O (COM1, the i8042, the ACPI PM registers, PCI configuration
+// mechanism #1 and ports nobody decodes), PCI configuration space of every function through
+// 0xcf8/0xcfc (BARs, command register, capabilities, beyond the end, other buses) and MMIO (the
+// ECAM window, the 32-bit PCI window where no BAR sits, the hole below the IOAPIC) through
+// /dev/mem — then checks that Keel still answers sanely: the host bridge still reads its IDs, and
+// every read of something nobody decodes gave all-ones or zeros, never other bytes (which could
+// be host memory). The guest then powers off normally, which the test checks from outside.
+//
+// Spared, so that the guest can still power off (those are allowed, not what is tested): the
+// reset and sleep commands (i8042 0xfe, ACPI PM reset and SLP_EN, 0xcf9 reset bits), the
+// in-kernel PIC, PIT, ELCR and RTC ports, which are KVM's and the guest's own clock, and COM1's
+// registers are restored afterwards so the console keeps working.
+//
+//   hostile_test [--seed N] [--rounds N]
+// prints one line: KEEL-GUEST hostile seed=N pio=N pci=N mmio=N reads=N odd_reads=N
+//                  host_bridge=VVVV:DDDD result=ok|FAILED(...)
+// Built static.
+
+#include <fcntl.h>
+#include <sys/io.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::mt19937_64 rng;
+
+std::uint64_t random_bits() { return rng(); }
+std::uint32_t pick(std::uint32_t n) { return static_cast<std::uint32_t>(rng() % n); }
+
+// Boundary values and random ones, in equal parts.
+std::uint32_t value() {
+  static const std::uint32_t kEdges[] = {0,          1,          0x7f,       0x80,      0xff,
+                                         0x100,      0x7fff,     0x8000,     0xffff,    0x10000,
+                                         0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff};
+  return pick(2) == 0 ? kEdges[pick(sizeof kEdges / sizeof kEdges[0])]
+                      : static_cast<std::uint32_t>(random_bits());
+}
+
+unsigned width() {
+  static const unsigned kWidths[] = {1, 2, 4};
+  return kWidths[pick(3)];
+}
+
+void out(std::uint16_t port, std::uint32_t v, unsigned size) {
+  if (size == 1) {
+    outb(static_cast<std::uint8_t>(v), port);
+  } else if (size == 2) {
+    outw(static_cast<std::uint16_t>(v), port);
+  } else {
+    outl(v, port);
+  }
+}
+
+std::uint32_t in(std::uint16_t port, unsigned size) {
+  if (size == 1) {
+    return inb(port);
+  }
+  if (size == 2) {
+    return inw(port);
+  }
+  return inl(port);
+}
+
+bool all_ones_or_zero(std::uint64_t v, unsigned size) {
+  const std::uint64_t ones = size == 8 ? ~0ULL : (1ULL << (size * 8)) - 1;
+  return v == 0 || v == ones;
+}
+
+// Ports that are KVM's in-kernel devices or the guest's clock: not Keel's, and breaking them
+// would stop the guest from finishing.
+bool spared_port(std::uint16_t port) {
+  return (port >= 0x20 && port <= 0x21) || (port >= 0x40 && port <= 0x43) || port == 0x61 ||
+         (port >= 0x70 && port <= 0x71) || (port >= 0xa0 && port <= 0xa1) ||
+         (port >= 0x4d0 && port <= 0x4d1) || port == 0x80 || port == 0xcf9;
+}
+
+// Writes that would reset or power off the guest.
+bool spared_write(std::uint16_t port, std::uint32_t v, unsigned size) {
+  for (unsigned i = 0; i < size; ++i) {
+    const std::uint16_t p = static_cast<std::uint16_t>(port + i);
+    const std::uint8_t b = static_cast<std::uint8_t>(v >> (8 * i));
+    if (spared_port(p) || (p == 0x64 && b == 0xfe) || (p == 0x600 && (b & 0x20) != 0) ||
+        p == 0x602) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Ports Keel decodes (the rest of the 64 KiB I/O space is nobody's unless a BAR sits there).
+bool keel_port(std::uint16_t port) {
+  return (port >= 0x3f8 && port <= 0x3ff) || port == 0x60 || port == 0x64 ||
+         (port >= 0x600 && port <= 0x603) || (port >= 0xcf8 && port <= 0xcff) || port >= 0xc000;
+}
+
+struct Tally {
+  unsigned long pio = 0, pci = 0, mmio = 0, reads = 0, odd = 0;
+  std::string odd_examples;
+  void read_of_nothing(std::uint64_t where, std::uint64_t v, unsigned size) {
+    ++reads;
+    if (!all_ones_or_zero(v, size)) {
+      ++odd;
+      if (odd_examples.size() < 200) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%llx/%u=%llx,", static_cast<unsigned long long>(where), size,
+                      static_cast<unsigned long long>(v));
+        odd_examples += buf;
+      }
+    }
+  }
+};
+
+void fuzz_ports(Tally& t, unsigned rounds) {
+  static const std::uint16_t kKeelPorts[] = {0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe,
+                                             0x3ff, 0x60,  0x64,  0x600, 0x601, 0x602, 0x603,
+                                             0xcf8, 0xcfa, 0xcfc, 0xcfd, 0xcfe, 0xcff};
+  for (unsigned i = 0; i < rounds; ++i) {
+    const unsigned size = width();
+    const std::uint16_t port = pick(2) == 0
+                                   ? kKeelPorts[pick(sizeof kKeelPorts / sizeof kKeelPorts[0])]
+                                   : static_cast<std::uint16_t>(pick(0x10000 - 4));
+    if (spared_port(port) || spared_port(static_cast<std::uint16_t>(port + size - 1))) {
+      continue;
+    }
+    if (pick(3) == 0) {
+      const std::uint32_t v = in(port, size);
+      bool nobody = true;
+      for (unsigned b = 0; b < size; ++b) {
+        nobody = nobody && !keel_port(static_cast<std::uint16_t>(port + b));
+      }
+      if (nobody) {
+        t.read_of_nothing(port, v, size);
+      }
+      continue;
+    }
+    const std::uint32_t v = value();
+    if (spared_write(port, v, size)) {
+      continue;
+    }
+    out(port, v, size);
+    ++t.pio;
+  }
+}
+
+// PCI configuration mechanism #1: random functions (mostly bus 0), offsets and values,
+// including the BARs and the command register, and reads of functions that do not exist.
+void fuzz_config(Tally& t, unsigned rounds) {
+  for (unsigned i = 0; i < rounds; ++i) {
+    const std::uint32_t bus = pick(8) == 0 ? pick(256) : 0;
+    const std::uint32_t dev = pick(32), fn = pick(8);
+    const unsigned size = width();
+    std::uint32_t offset = pick(4) == 0 ? 0x10 + 4 * pick(6) : pick(256);  // BARs often
+    offset &= ~(size - 1);
+    const std::uint32_t address = 0x80000000U | (bus << 16) | (dev << 11) | (fn << 8) | (offset & 0xfc);
+    outl(pick(16) == 0 ? value() : address, 0xcf8);  // sometimes a wild address register
+    const std::uint16_t data = static_cast<std::uint16_t>(0xcfc + (offset & 3));
+    if (pick(3) == 0) {
+      (void)in(data, size);
+      continue;
+    }
+    out(data, value(), size);
+    ++t.pci;
+  }
+}
+
+// MMIO through /dev/mem (the guest runs with iomem=relaxed): Keel's ECAM, and places in the PCI
+// window and below the IOAPIC where nothing is decoded.
+void fuzz_mmio(Tally& t, unsigned rounds) {
+  const int fd = ::open("/dev/mem", O_RDWR | O_SYNC);
+  if (fd < 0) {
+    return;
+  }
+  struct Window {
+    std::uint64_t base, size;
+    bool nothing;  // reads should be all-ones or zero
+  };
+  const Window windows[] = {
+      {0xe0000000, 0x100000, false},  // ECAM: 32 devices x 8 functions x 4 KiB
+      {0xdff00000, 0x100000, true},   // top of the 32-bit PCI window: no BAR is placed there
+      {0xfeb00000, 0x100000, true},   // below the IOAPIC
+  };
+  for (const Window& w : windows) {
+    void* map = ::mmap(nullptr, w.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                       static_cast<off_t>(w.base));
+    if (map == MAP_FAILED) {
+      continue;
+    }
+    auto* base = static_cast<volatile std::uint8_t*>(map);
+    for (unsigned i = 0; i < rounds; ++i) {
+      static const unsigned kSizes[] = {1, 2, 4, 8};
+      const unsigned size = kSizes[pick(4)];
+      const std::uint64_t off = (random_bits() % w.size) & ~std::uint64_t{size - 1};
+      volatile std::uint8_t* p = base + off;
+      if (pick(3) == 0) {
+        std::uint64_t v = 0;
+        switch (size) {
+          case 1: v = *p; break;
+          case 2: v = *reinterpret_cast<volatile std::uint16_t*>(p); break;
+          case 4: v = *reinterpret_cast<volatile std::uint32_t*>(p); break;
+          default: v = *reinterpret_cast<volatile std::uint64_t*>(p); break;
+        }
+        if (w.nothing) {
+          t.read_of_nothing(w.base + off, v, size);
+        }
+        continue;
+      }
+      const std::uint64_t v = (std::uint64_t{value()} << 32) | value();
+      switch (size) {
+        case 1: *p = static_cast<std::uint8_t>(v); break;
+        case 2: *reinterpret_cast<volatile std::uint16_t*>(p) = static_cast<std::uint16_t>(v); break;
+        case 4: *reinterpret_cast<volatile std::uint32_t*>(p) = static_cast<std::uint32_t>(v); break;
+        default: *reinterpret_cast<volatile std::uint64_t*>(p) = v; break;
+      }
+      ++t.mmio;
+    }
+    ::munmap(map, w.size);
+  }
+  ::close(fd);
+}
+
+struct Uart {
+  std::uint8_t ier, lcr, mcr, dll, dlm;
+  static Uart save() {
+    Uart u{};
+    u.lcr = inb(0x3fb);
+    u.ier = inb(0x3f9);
+    u.mcr = inb(0x3fc);
+    outb(static_cast<std::uint8_t>(u.lcr | 0x80), 0x3fb);
+    u.dll = inb(0x3f8);
+    u.dlm = inb(0x3f9);
+    outb(u.lcr, 0x3fb);
+    return u;
+  }
+  void restore() const {
+    outb(0x80, 0x3fb);
+    outb(dll, 0x3f8);
+    outb(dlm, 0x3f9);
+    outb(lcr, 0x3fb);
+    outb(ier, 0x3f9);
+    outb(mcr, 0x3fc);
+    outb(0x07, 0x3fa);  // FIFOs on and cleared
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint64_t seed = 0;
+  unsigned rounds = 20000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--seed") == 0) {
+      seed = std::strtoull(argv[i + 1], nullptr, 0);
+    } else if (std::strcmp(argv[i], "--rounds") == 0) {
+      rounds = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 0));
+    }
+  }
+  if (seed == 0) {
+    seed = std::random_device{}();
+  }
+  rng.seed(seed);
+  if (::iopl(3) != 0) {
+    std::printf("KEEL-GUEST hostile result=FAILED(iopl)\n");
+    return 1;
+  }
+  const Uart uart = Uart::save();
+  Tally t;
+  fuzz_ports(t, rounds);
+  uart.restore();
+  std::printf("KEEL-GUEST hostile-phase pio-done\n");
+  std::fflush(stdout);
+  fuzz_config(t, rounds);
+  std::printf("KEEL-GUEST hostile-phase pci-done\n");
+  std::fflush(stdout);
+  fuzz_mmio(t, rounds / 4);
+  uart.restore();
+  std::printf("KEEL-GUEST hostile-phase mmio-done\n");
+  std::fflush(stdout);
+
+  // Keel still decodes configuration space: the host bridge (00:00.0) reads its IDs.
+  outl(0x80000000U, 0xcf8);
+  const std::uint32_t ids = inl(0xcfc);
+  char bridge[16];
+  std::snprintf(bridge, sizeof bridge, "%04x:%04x", ids & 0xffff, ids >> 16);
+  std::string result = "ok";
+  if (ids == 0xffffffff || ids == 0) {
+    result = "FAILED(host-bridge)";
+  } else if (t.odd != 0) {
+    result = "FAILED(odd-reads:" + t.odd_examples + ")";
+  }
+  std::printf("KEEL-GUEST hostile seed=%llu pio=%lu pci=%lu mmio=%lu reads=%lu odd_reads=%lu "
+              "host_bridge=%s result=%s\n",
+              static_cast<unsigned long long>(seed), t.pio, t.pci, t.mmio, t.reads, t.odd, bridge,
+              result.c_str());
+  std::fflush(stdout);
+  return result == "ok" ? 0 : 1;
+}

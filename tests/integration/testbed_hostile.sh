@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ctest testbed.hostile: a guest writes random and boundary values to Keel's port I/O, PCI
+# configuration space and MMIO (tests/integration/guest/hostile_test.cpp), with seeds 1, 2 and 3
+# (fixed, so that a failure replays). Keel must keep running: the guest reaches its power-off, keel
+# exits 0, no sanitizer report; every read of something nobody decodes is all-ones or zeros, and
+# the host bridge still answers.
+#
+# usage: testbed_hostile.sh RUN SCENARIO GUEST_INIT KEEL HOSTILE_TEST
+set -euo pipefail
+(($# == 5)) || { echo "usage: $0 RUN SCENARIO GUEST_INIT KEEL HOSTILE_TEST" >&2; exit 2; }
+run=$1 scenario=$2 guest_init=$3 keel=$4 hostile=$5
+testbed=$(dirname -- "$run")
+
+# shellcheck source=testbed_lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/testbed_lib.sh"
+
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+kdir=$("$testbed/host-kernel.sh")
+"$testbed/build-guest-initramfs.sh" --init "$guest_init" --file "$hostile:/bin/hostile_test" \
+  -o "$work/initramfs.cpio.gz"
+
+status=0
+markers=$("$run" --timeout 1200 --bin "$keel" --guest-kernel "$kdir/vmlinuz" \
+  --guest-initramfs "$work/initramfs.cpio.gz" "$scenario") || status=$?
+printf '%s\n' "$markers"
+expect "the testbed run exits 0 with no DMAR fault (got $status)" test "$status" -eq 0
+
+runs=0
+while IFS= read -r line; do
+  [[ -n $line ]] || continue
+  runs=$((runs + 1))
+  seed=$(field "$line" run)
+  expect "seed $seed: the guest's writes ran (pio=$(field "$line" pio) pci=$(field "$line" pci) mmio=$(field "$line" mmio))" \
+    test "$(field "$line" pio)" -gt 10000 -a "$(field "$line" pci)" -gt 10000 -a "$(field "$line" mmio)" -gt 1000
+  expect "seed $seed: reads of undecoded ports and MMIO gave only all-ones or zeros ($(field "$line" reads) reads, result=$(field "$line" result))" \
+    test "$(field "$line" result)" = ok
+  expect "seed $seed: the host bridge still answers ($(field "$line" host_bridge))" \
+    test -n "$(field "$line" host_bridge)"
+  expect "seed $seed: the guest reached its power-off" test "$(field "$line" powered_off)" = 1
+  expect "seed $seed: keel exits 0 (got '$(field "$line" keel_exit)')" test "$(field "$line" keel_exit)" = 0
+  expect "seed $seed: no sanitizer report in keel's log" test "$(field "$line" sanitizer_reports)" = 0
+done < <(grep '^KEEL-TESTBED result run=' <<<"$markers" || true)
+expect "three hostile runs reported (got $runs)" test "$runs" -eq 3
+finish testbed.hostile
