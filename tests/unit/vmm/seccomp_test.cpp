@@ -1,0 +1,176 @@
+// The per-thread filters, tried in forked children: a call outside the list stops the process
+// with a message naming it, a listed one works, ioctls are filtered by request, log mode lets
+// everything through, and a filter binds only the thread that installed it.
+#include "vmm/seccomp.hpp"
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+namespace keel::vmm {
+namespace {
+
+struct Outcome {
+  int status = -1;  // the exit status, or -1 if killed by a signal
+  std::string err;  // what the child wrote to stderr
+};
+
+// Runs `body` in a forked child with stderr captured; the child's exit status is body's
+// return value unless something stops it first.
+Outcome in_child(const std::function<int()>& body) {
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::_exit(body());
+  }
+  ::close(pipe_fds[1]);
+  Outcome out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pipe_fds[0], buf, sizeof buf)) > 0) {
+    out.err.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST_CASE("seccomp: the API thread attempting execve is stopped, with a message") {
+  const Outcome out = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kApi, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
+    ::execve("/bin/true", argv, nullptr);
+    return 4;  // not reached: execve is outside the list
+  });
+  CHECK(out.status == 159);
+  CHECK_THAT(out.err, Catch::Contains("the api thread made system call " +
+                                      std::to_string(SYS_execve)));
+}
+
+TEST_CASE("seccomp: listed calls work under the filter") {
+  for (ThreadKind kind : {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi}) {
+    INFO(to_string(kind));
+    const Outcome out = in_child([kind] {
+      if (!install_seccomp_filter(kind, SeccompMode::kEnforce).ok()) {
+        return 3;
+      }
+      const std::string text = "still here\n";
+      if (::write(STDERR_FILENO, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+        return 5;
+      }
+      void* p = ::malloc(1 << 20);  // mmap underneath
+      ::free(p);
+      return ::getpid() > 0 ? 0 : 6;
+    });
+    CHECK(out.status == 0);
+    CHECK(out.err == "still here\n");
+  }
+}
+
+TEST_CASE("seccomp: ioctl is allowed by request number only") {
+  const Outcome allowed = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVcpu, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    // KVM_RUN is on the vCPU list: the kernel answers (EBADF), the filter does not stop it.
+    return ::ioctl(-1, KVM_RUN, 0) == -1 && errno == EBADF ? 0 : 5;
+  });
+  CHECK(allowed.status == 0);
+  const Outcome refused = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVcpu, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    termios t{};
+    ::ioctl(-1, TCGETS, &t);  // not on the list
+    return 4;
+  });
+  CHECK(refused.status == 159);
+  CHECK_THAT(refused.err, Catch::Contains("vcpu thread made system call " +
+                                          std::to_string(SYS_ioctl)));
+  const Outcome api_kvm = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kApi, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    ::ioctl(-1, KVM_RUN, 0);  // the API thread never runs a vCPU
+    return 4;
+  });
+  CHECK(api_kvm.status == 159);
+}
+
+TEST_CASE("seccomp: a filter binds only the thread that installed it") {
+  const Outcome out = in_child([] {
+    std::thread api([] {
+      if (!install_seccomp_filter(ThreadKind::kApi, SeccompMode::kEnforce).ok()) {
+        ::_exit(3);
+      }
+    });
+    api.join();
+    // This thread has no filter: a call the API thread may not make is fine here.
+    return ::syscall(SYS_getppid) > 0 ? 0 : 5;
+  });
+  INFO(out.err);
+  CHECK(out.status == 0);
+  CHECK(out.err.empty());
+}
+
+TEST_CASE("seccomp: log mode and off let everything through") {
+  for (SeccompMode mode : {SeccompMode::kLog, SeccompMode::kOff}) {
+    INFO(to_string(mode));
+    const Outcome out = in_child([mode] {
+      if (!install_seccomp_filter(ThreadKind::kApi, mode).ok()) {
+        return 3;
+      }
+      char* const argv[] = {const_cast<char*>("/nonexistent"), nullptr};
+      ::execve("/nonexistent", argv, nullptr);
+      return errno == ENOENT ? 0 : 5;
+    });
+    CHECK(out.status == 0);
+  }
+}
+
+TEST_CASE("seccomp: --seccomp values") {
+  CHECK(*parse_seccomp_mode("true") == SeccompMode::kEnforce);
+  CHECK(*parse_seccomp_mode("log") == SeccompMode::kLog);
+  CHECK(*parse_seccomp_mode("false") == SeccompMode::kOff);
+  auto bad = parse_seccomp_mode("yes");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message(), Catch::Contains("'yes' is not true, log or false"));
+}
+
+TEST_CASE("seccomp: the lists") {
+  const auto has = [](const std::vector<int>& list, int nr) {
+    return std::find(list.begin(), list.end(), nr) != list.end();
+  };
+  for (ThreadKind kind : {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi}) {
+    const SeccompRules& rules = seccomp_rules(kind);
+    INFO(to_string(kind) << ": " << rules.syscalls.size() << " system calls, "
+                         << rules.ioctls.size() << " ioctls");
+    CHECK_FALSE(has(rules.syscalls, SYS_execve));
+    CHECK_FALSE(has(rules.syscalls, SYS_socket));
+    CHECK(has(rules.syscalls, SYS_exit_group));
+  }
+  CHECK(has(seccomp_rules(ThreadKind::kApi).syscalls, SYS_accept4));
+  CHECK_FALSE(has(seccomp_rules(ThreadKind::kVcpu).syscalls, SYS_openat));
+  CHECK_FALSE(has(seccomp_rules(ThreadKind::kApi).syscalls, SYS_openat));
+}
+
+}  // namespace
+}  // namespace keel::vmm

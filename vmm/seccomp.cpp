@@ -1,0 +1,253 @@
+#include "vmm/seccomp.hpp"
+
+#include <linux/kvm.h>
+#include <linux/vfio.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "vmm/kvm_abi.hpp"
+
+namespace keel::vmm {
+namespace {
+
+using abi::kGetMsrs;
+using abi::kGetSupportedCpuid;
+using abi::kSetCpuid2;
+using abi::kSetGsiRouting;
+using abi::kSetMsrs;
+
+// What every thread needs from the C and C++ runtimes: memory, locks, time, its own exit, and
+// writing its log lines.
+const std::vector<int> kRuntime = {
+    SYS_read,          SYS_write,          SYS_writev,        SYS_close,
+    SYS_futex,         SYS_exit,           SYS_exit_group,    SYS_rt_sigreturn,
+    SYS_rt_sigprocmask, SYS_sigaltstack,   SYS_madvise,       SYS_mmap,
+    SYS_munmap,        SYS_mprotect,       SYS_mremap,        SYS_brk,
+    SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep,    SYS_gettimeofday,
+    SYS_gettid,        SYS_getpid,         SYS_sched_yield,   SYS_restart_syscall,
+    SYS_fstat,         SYS_newfstatat,     SYS_lseek,         SYS_getrandom,
+    SYS_tgkill,  // abort() on a failed assertion
+    SYS_rt_sigaction,  // abort() resets SIGABRT's handler first
+};
+
+// The ioctls a running VM's devices issue from a vCPU thread: interrupt routes and irqfds when
+// the guest programs MSI or MSI-X, memory slots when it moves a passthrough BAR, VFIO interrupt
+// setup, and the lazy engine's MAP/UNMAP with its DMA_AVAIL re-read.
+const std::vector<unsigned long> kDeviceIoctls = {
+    KVM_IRQFD,         kSetGsiRouting,      KVM_SET_USER_MEMORY_REGION, VFIO_DEVICE_SET_IRQS,
+    VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO,
+};
+
+std::vector<int> with_runtime(std::vector<int> extra) {
+  extra.insert(extra.end(), kRuntime.begin(), kRuntime.end());
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer probes whether memory is readable through a pipe when a thread ends.
+  // Sanitizer builds only.
+  extra.push_back(SYS_pipe2);
+#endif
+  return extra;
+}
+
+std::vector<unsigned long> with_devices(std::vector<unsigned long> extra) {
+  extra.insert(extra.end(), kDeviceIoctls.begin(), kDeviceIoctls.end());
+  return extra;
+}
+
+SeccompRules vcpu_rules() {
+  return {with_runtime({
+              SYS_ioctl, SYS_pread64, SYS_pwrite64,  // KVM_RUN; passthrough config space, BARs
+              SYS_eventfd2,                          // irqfds for newly enabled vectors
+          }),
+          with_devices({KVM_RUN})};
+}
+
+SeccompRules api_rules() {
+  return {with_runtime({
+              SYS_accept4, SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg, SYS_shutdown,
+              SYS_getsockopt, SYS_setsockopt, SYS_getsockname, SYS_getpeername, SYS_fcntl,
+              SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl, SYS_timerfd_settime,
+              SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_ioctl,
+          }),
+          {FIONBIO}};
+}
+
+SeccompRules vmm_rules() {
+  std::vector<int> syscalls = with_runtime({
+      // Files: kernel images, sysfs (IOMMU groups, drivers), /dev/kvm, /dev/vfio, the console.
+      SYS_open, SYS_openat, SYS_pread64, SYS_pwrite64, SYS_readlink, SYS_readlinkat,
+      SYS_getdents64, SYS_statx, SYS_access, SYS_faccessat, SYS_fcntl, SYS_ioctl,
+      SYS_unlink, SYS_unlinkat,  // the API socket when keel ends
+      // Guest RAM and devices.
+      SYS_memfd_create, SYS_ftruncate, SYS_fallocate, SYS_mlock, SYS_munlock,
+      SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_ctl,
+      // vCPU threads: start, name, kick and join them.
+      SYS_clone, SYS_clone3, SYS_set_robust_list, SYS_rseq, SYS_prctl,
+      SYS_sched_getaffinity, SYS_sched_setaffinity,
+      // Limits: RLIMIT_MEMLOCK and CAP_IPC_LOCK before pinning guest RAM.
+      SYS_prlimit64, SYS_getrlimit, SYS_capget,
+  });
+#if defined(__SANITIZE_ADDRESS__)
+  // LeakSanitizer's check at exit runs on this thread: it stops the others with ptrace from a
+  // helper task. Sanitizer builds only; release builds do not allow these.
+  syscalls.insert(syscalls.end(), {SYS_ptrace, SYS_wait4, SYS_process_vm_readv, SYS_getppid,
+                                   SYS_sigaltstack, SYS_sched_getaffinity});
+#endif
+  std::vector<unsigned long> ioctls = with_devices({
+      // KVM system, VM and vCPU setup.
+      KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE,
+      kGetSupportedCpuid, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP,
+      KVM_CREATE_PIT2, KVM_CREATE_VCPU, kSetCpuid2, kSetMsrs, kGetMsrs, KVM_GET_REGS,
+      KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_GET_LAPIC, KVM_SET_LAPIC,
+      KVM_CREATE_DEVICE, KVM_SET_DEVICE_ATTR,
+      // VFIO containers, groups and devices.
+      VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_GROUP_GET_STATUS,
+      VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD,
+      VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_GET_IRQ_INFO,
+  });
+  return {std::move(syscalls), std::move(ioctls)};
+}
+
+thread_local ThreadKind t_kind = ThreadKind::kVmm;
+
+// Async-signal-safe: builds the line by hand and writes it with one write(2).
+void on_sigsys(int /*signal*/, siginfo_t* info, void* /*context*/) {
+  char line[160];
+  std::size_t n = 0;
+  auto put = [&](std::string_view text) {
+    for (char c : text) {
+      if (n < sizeof line) {
+        line[n++] = c;
+      }
+    }
+  };
+  put("keel: seccomp: the ");
+  put(to_string(t_kind));
+  put(" thread made system call ");
+  char digits[12];
+  int nr = info->si_syscall;
+  std::size_t d = 0;
+  do {
+    digits[d++] = static_cast<char>('0' + nr % 10);
+    nr /= 10;
+  } while (nr > 0 && d < sizeof digits);
+  while (d > 0) {
+    put(std::string_view(&digits[--d], 1));
+  }
+  put(", which its allow-list does not have; stopping (--seccomp log to find them all)\n");
+  [[maybe_unused]] auto written = ::write(STDERR_FILENO, line, n);
+  ::syscall(SYS_exit_group, 128 + SIGSYS);
+}
+
+Status install_sigsys_handler() {
+  struct sigaction action {};
+  action.sa_sigaction = on_sigsys;
+  action.sa_flags = SA_SIGINFO;
+  sigemptyset(&action.sa_mask);
+  if (::sigaction(SIGSYS, &action, nullptr) != 0) {
+    return Error::from_errno("seccomp: sigaction(SIGSYS)");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<SeccompMode> parse_seccomp_mode(std::string_view text) {
+  if (text == "true") {
+    return SeccompMode::kEnforce;
+  }
+  if (text == "log") {
+    return SeccompMode::kLog;
+  }
+  if (text == "false") {
+    return SeccompMode::kOff;
+  }
+  return Error::invalid("--seccomp: '" + std::string(text) + "' is not true, log or false");
+}
+
+std::string_view to_string(SeccompMode mode) {
+  switch (mode) {
+    case SeccompMode::kEnforce:
+      return "true";
+    case SeccompMode::kLog:
+      return "log";
+    case SeccompMode::kOff:
+      break;
+  }
+  return "false";
+}
+
+std::string_view to_string(ThreadKind kind) {
+  switch (kind) {
+    case ThreadKind::kVmm:
+      return "vmm";
+    case ThreadKind::kVcpu:
+      return "vcpu";
+    case ThreadKind::kApi:
+      break;
+  }
+  return "api";
+}
+
+const SeccompRules& seccomp_rules(ThreadKind kind) {
+  static const SeccompRules kVmmRules = vmm_rules();
+  static const SeccompRules kVcpuRules = vcpu_rules();
+  static const SeccompRules kApiRules = api_rules();
+  switch (kind) {
+    case ThreadKind::kVmm:
+      return kVmmRules;
+    case ThreadKind::kVcpu:
+      return kVcpuRules;
+    case ThreadKind::kApi:
+      break;
+  }
+  return kApiRules;
+}
+
+Status install_seccomp_filter(ThreadKind kind, SeccompMode mode) {
+  if (mode == SeccompMode::kOff) {
+    return ok_status();
+  }
+  const std::string what = "seccomp filter for the " + std::string(to_string(kind)) + " thread";
+  if (mode == SeccompMode::kEnforce) {
+    KEEL_TRY_STATUS(install_sigsys_handler());
+  }
+  scmp_filter_ctx ctx = seccomp_init(mode == SeccompMode::kEnforce ? SCMP_ACT_TRAP : SCMP_ACT_LOG);
+  if (ctx == nullptr) {
+    return Error::from_errno(ENOMEM, what + ": seccomp_init");
+  }
+  struct Release {
+    scmp_filter_ctx ctx;
+    ~Release() { seccomp_release(ctx); }
+  } release{ctx};
+
+  const SeccompRules& rules = seccomp_rules(kind);
+  for (int nr : rules.syscalls) {
+    if (nr == SYS_ioctl) {
+      continue;  // by request number below
+    }
+    // A number listed twice (runtime and kind) is accepted by libseccomp as the same rule.
+    if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0); rc != 0 && rc != -EEXIST) {
+      return Error::from_errno(-rc, what + ": rule for system call " + std::to_string(nr));
+    }
+  }
+  for (unsigned long request : rules.ioctls) {
+    // The kernel compares the whole 64-bit register; glibc passes the request zero-extended.
+    if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                  SCMP_A1_64(SCMP_CMP_EQ, request));
+        rc != 0 && rc != -EEXIST) {
+      return Error::from_errno(-rc, what + ": rule for ioctl " + std::to_string(request));
+    }
+  }
+  if (int rc = seccomp_load(ctx); rc != 0) {
+    return Error::from_errno(-rc, what + ": seccomp_load");
+  }
+  t_kind = kind;
+  return ok_status();
+}
+
+}  // namespace keel::vmm

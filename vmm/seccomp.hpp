@@ -1,0 +1,42 @@
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "base/result.hpp"
+
+namespace keel::vmm {
+
+// --seccomp true | log | false.
+enum class SeccompMode {
+  kEnforce,  // a system call outside the thread's list stops keel with a message naming it
+  kLog,      // such a call is allowed and logged by the kernel (audit, dmesg)
+  kOff,
+};
+Result<SeccompMode> parse_seccomp_mode(std::string_view text);
+std::string_view to_string(SeccompMode mode);
+
+// Each kind of thread gets its own allow-list, installed by the thread itself before it handles
+// untrusted input (the guest's exits, API requests).
+enum class ThreadKind {
+  kVmm,   // the event loop: API operations, building and tearing down VMs, guest power events
+  kVcpu,  // KVM_RUN and the device emulation that guest exits reach
+  kApi,   // the HTTP server on the Unix socket
+};
+std::string_view to_string(ThreadKind kind);
+
+// A thread kind's allow-list: system call numbers (x86-64), and for ioctl the request numbers it
+// may pass (ioctl with any other request is outside the list).
+struct SeccompRules {
+  std::vector<int> syscalls;
+  std::vector<unsigned long> ioctls;
+};
+const SeccompRules& seccomp_rules(ThreadKind kind);
+
+// Installs `kind`'s filter on the calling thread only (no TSYNC; threads it creates later
+// inherit it). kOff installs nothing. In kEnforce a call outside the list raises SIGSYS, whose
+// handler writes "keel: seccomp: the <kind> thread made system call <n> (<name>) ..." to stderr
+// and ends the process with status 159 (128 + SIGSYS).
+Status install_seccomp_filter(ThreadKind kind, SeccompMode mode);
+
+}  // namespace keel::vmm
