@@ -172,6 +172,10 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   std::string api_socket;
   app.add_option("--api-socket", api_socket,
                  "path=PATH: serve the REST API on this Unix socket (mode 0600)");
+  std::string seccomp = "true";
+  app.add_option("--seccomp", seccomp,
+                 "true|log|false: per-thread system call filters (default true; log only "
+                 "reports calls outside the lists, to the kernel's audit log)");
   app.add_flag("-v", request.verbosity, "More log output (-v info, -vv debug); quiet by default");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
@@ -190,6 +194,11 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
     return Error::invalid(e.what());
   }
 
+  auto seccomp_mode = parse_seccomp_mode(seccomp);
+  if (!seccomp_mode.ok()) {
+    return seccomp_mode.error();
+  }
+  request.seccomp = *seccomp_mode;
   if (!cpus.empty()) {
     KEEL_TRY_STATUS(apply_cpus(cpus, config));
   }

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "vmm/seccomp.hpp"
 #include "vmm/vm_config.hpp"
 
 namespace keel::vmm {
@@ -14,6 +15,7 @@ struct CliRequest {
   int verbosity = 0;       // -v count
   std::string api_socket;  // --api-socket path=PATH; empty: no API
   bool has_payload = true; // false: start idle and wait for vm.create
+  SeccompMode seccomp = SeccompMode::kEnforce;  // --seccomp
   bool exit_now = false;   // --help or --version was printed
   int exit_code = 0;       // with exit_now
 };

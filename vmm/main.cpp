@@ -18,19 +18,31 @@ constexpr int kExitFailure = 1;
 
 int run(const keel::vmm::CliRequest& request) {
   const bool serve_api = !request.api_socket.empty();
-  auto vmm = keel::vmm::Vmm::create(keel::vmm::Vmm::Options{.serve_api = serve_api});
+  auto vmm = keel::vmm::Vmm::create(
+      keel::vmm::Vmm::Options{.serve_api = serve_api, .seccomp = request.seccomp});
   if (!vmm.ok()) {
     std::fprintf(stderr, "keel: %s\n", vmm.error().message().c_str());
     return kExitFailure;
   }
   std::unique_ptr<keel::api::ApiServer> server;
   if (serve_api) {
-    auto started = keel::api::ApiServer::start(request.api_socket, **vmm);
+    keel::api::ApiServerOptions options;
+    options.on_thread_start = [mode = request.seccomp] {
+      return keel::vmm::install_seccomp_filter(keel::vmm::ThreadKind::kApi, mode);
+    };
+    auto started = keel::api::ApiServer::start(request.api_socket, **vmm, std::move(options));
     if (!started.ok()) {
       std::fprintf(stderr, "keel: --api-socket: %s\n", started.error().message().c_str());
       return kExitFailure;
     }
     server = std::move(started).value();
+  }
+  // This thread is the VMM thread from here on: API operations, VMs built and torn down, guest
+  // power events. The vCPU threads it starts inherit this filter and add their own.
+  if (auto filtered = keel::vmm::install_seccomp_filter(keel::vmm::ThreadKind::kVmm, request.seccomp);
+      !filtered.ok()) {
+    std::fprintf(stderr, "keel: %s\n", filtered.error().message().c_str());
+    return kExitFailure;
   }
   if (request.has_payload) {
     if (auto booted = (*vmm)->create_and_boot(request.config); !booted.ok()) {

@@ -68,7 +68,7 @@ SeccompRules vcpu_rules() {
 
 SeccompRules api_rules() {
   return {with_runtime({
-              SYS_accept4, SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg, SYS_shutdown,
+              SYS_accept, SYS_accept4, SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg, SYS_shutdown,
               SYS_getsockopt, SYS_setsockopt, SYS_getsockname, SYS_getpeername, SYS_fcntl,
               SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl, SYS_timerfd_settime,
               SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_ioctl,
@@ -85,8 +85,9 @@ SeccompRules vmm_rules() {
       // Guest RAM and devices.
       SYS_memfd_create, SYS_ftruncate, SYS_fallocate, SYS_mlock, SYS_munlock,
       SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_ctl,
-      // vCPU threads: start, name, kick and join them.
-      SYS_clone, SYS_clone3, SYS_set_robust_list, SYS_rseq, SYS_prctl,
+      // vCPU threads: start, name, kick and join them; each installs its own filter on top of
+      // this one, which it inherits.
+      SYS_clone, SYS_clone3, SYS_set_robust_list, SYS_rseq, SYS_prctl, SYS_seccomp,
       SYS_sched_getaffinity, SYS_sched_setaffinity,
       // Limits: RLIMIT_MEMLOCK and CAP_IPC_LOCK before pinning guest RAM.
       SYS_prlimit64, SYS_getrlimit, SYS_capget,
@@ -94,10 +95,12 @@ SeccompRules vmm_rules() {
 #if defined(__SANITIZE_ADDRESS__)
   // LeakSanitizer's check at exit runs on this thread: it stops the others with ptrace from a
   // helper task. Sanitizer builds only; release builds do not allow these.
-  syscalls.insert(syscalls.end(), {SYS_ptrace, SYS_wait4, SYS_process_vm_readv, SYS_getppid,
+  syscalls.insert(syscalls.end(), {SYS_ptrace, SYS_wait4, SYS_process_vm_readv, SYS_getppid, SYS_getdents,
                                    SYS_sigaltstack, SYS_sched_getaffinity});
 #endif
   std::vector<unsigned long> ioctls = with_devices({
+      // Never called here, but the vCPU threads this thread starts inherit its filter.
+      KVM_RUN,
       // KVM system, VM and vCPU setup.
       KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE,
       kGetSupportedCpuid, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP,

@@ -48,6 +48,10 @@ void Vcpu::stop() {
 void Vcpu::thread_main() {
   const std::string name = "keel-vcpu" + std::to_string(id_);
   ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
+  if (Status filtered = install_seccomp_filter(ThreadKind::kVcpu, seccomp_); !filtered.ok()) {
+    on_error_(filtered.error().wrap("vCPU " + std::to_string(id_)));
+    return;
+  }
   while (!stopping_.load()) {
     Status ran = kvm_.run();
     if (!ran.ok()) {

@@ -10,6 +10,7 @@
 #include "devices/bus.hpp"
 #include "devices/power_event.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/seccomp.hpp"
 
 namespace keel::vmm {
 
@@ -20,9 +21,10 @@ class Vcpu {
   using ErrorHandler = std::function<void(const Error&)>;
 
   Vcpu(std::uint32_t id, KvmVcpu kvm, const devices::Bus& pio, const devices::Bus& mmio,
-       devices::PowerHandler on_power, ErrorHandler on_error)
+       devices::PowerHandler on_power, ErrorHandler on_error,
+       SeccompMode seccomp = SeccompMode::kOff)
       : id_(id), kvm_(std::move(kvm)), pio_(pio), mmio_(mmio), on_power_(std::move(on_power)),
-        on_error_(std::move(on_error)) {}
+        on_error_(std::move(on_error)), seccomp_(seccomp) {}
   ~Vcpu() { stop(); }
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
@@ -51,6 +53,7 @@ class Vcpu {
   const devices::Bus& mmio_;
   devices::PowerHandler on_power_;
   ErrorHandler on_error_;
+  SeccompMode seccomp_;  // the vCPU filter, installed by the thread before its first KVM_RUN
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

@@ -98,7 +98,7 @@ std::optional<vfio::DmaReport> Vm::dma_report() const {
 }
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
-                                       SerialOutput serial_output) {
+                                       SerialOutput serial_output, SeccompMode seccomp) {
   auto memory = memory::GuestMemory::create(
       config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages});
   if (!memory.ok()) {
@@ -146,7 +146,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   if (!boot_info.ok()) {
     return boot_info.error();
   }
-  KEEL_TRY_STATUS(vm->setup_vcpus(kvm, config, *boot_info));
+  KEEL_TRY_STATUS(vm->setup_vcpus(kvm, config, *boot_info, seccomp));
   std::string ram;
   for (const memory::RamRegion& r : vm->memory_.regions()) {
     ram += (ram.empty() ? "" : ",") + hex(r.gpa()) + "-" + hex(r.end() - 1);
@@ -184,7 +184,8 @@ Status Vm::setup_devices(SerialOutput serial_output) {
   return ok_status();
 }
 
-Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info) {
+Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
+                       SeccompMode seccomp) {
   auto supported = kvm.supported_cpuid();
   if (!supported.ok()) {
     return supported.error();
@@ -225,7 +226,8 @@ Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootI
     }
     vcpus_.push_back(std::make_unique<Vcpu>(
         id, std::move(kvm_vcpu).value(), pio_, mmio_,
-        [this](devices::PowerEvent e) { on_power(e); }, [this](const Error& e) { on_error(e); }));
+        [this](devices::PowerEvent e) { on_power(e); }, [this](const Error& e) { on_error(e); },
+        seccomp));
   }
   return ok_status();
 }

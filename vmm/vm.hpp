@@ -26,8 +26,10 @@ class Vm {
  public:
   using SerialOutput = devices::Serial::Output;
 
+  // `seccomp`: the filter each vCPU thread installs before it first enters the guest.
   static Result<std::unique_ptr<Vm>> create(const Kvm& kvm, const VmConfig& config,
-                                            SerialOutput serial_output);
+                                            SerialOutput serial_output,
+                                            SeccompMode seccomp = SeccompMode::kOff);
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
@@ -56,7 +58,8 @@ class Vm {
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
   Status setup_devices(SerialOutput serial_output);
-  Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info);
+  Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
+                     SeccompMode seccomp);
   void on_power(devices::PowerEvent event);
   void on_error(const Error& error);
 

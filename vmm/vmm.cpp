@@ -182,7 +182,7 @@ Status Vmm::boot_locked() {
     }
     serial_ = std::move(serial).value();
   }
-  auto vm = Vm::create(kvm_, *config_, *serial_);
+  auto vm = Vm::create(kvm_, *config_, *serial_, options_.seccomp);
   if (!vm.ok()) {
     return vm.error();
   }

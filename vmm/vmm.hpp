@@ -22,6 +22,7 @@ class Vmm : public VmmControl {
  public:
   struct Options {
     bool serve_api = false;  // with --api-socket: keep running after the guest powers off
+    SeccompMode seccomp = SeccompMode::kOff;  // for the vCPU threads (the caller filters itself)
   };
   static Result<std::unique_ptr<Vmm>> create(Options options);
   ~Vmm() override;
