@@ -240,8 +240,12 @@ Status install_seccomp_filter(ThreadKind kind, SeccompMode mode) {
   }
   for (unsigned long request : rules.ioctls) {
     // The kernel compares the whole 64-bit register; glibc passes the request zero-extended.
-    if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                                  SCMP_A1_64(SCMP_CMP_EQ, request));
+    // (Built by hand: libseccomp's SCMP_A1_64 is a C compound literal.)
+    scmp_arg_cmp request_is{};
+    request_is.arg = 1;
+    request_is.op = SCMP_CMP_EQ;
+    request_is.datum_a = request;
+    if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request_is);
         rc != 0 && rc != -EEXIST) {
       return Error::from_errno(-rc, what + ": rule for ioctl " + std::to_string(request));
     }
