@@ -1,0 +1,623 @@
+#include "devices/virtio/virtio_pci.hpp"
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_pci.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/hex.hpp"
+#include "base/log.hpp"
+
+namespace keel::virtio {
+namespace {
+
+namespace L = pci_layout;
+
+constexpr std::uint16_t kVendor = 0x1af4;
+constexpr std::uint16_t kModernDeviceBase = 0x1040;
+constexpr std::uint16_t kNoVector = VIRTIO_MSI_NO_VECTOR;
+constexpr std::uint16_t kCommandMask = 0x0406;  // memory decode, bus master, INTx disable
+constexpr std::uint16_t kStatusCapList = 0x10;
+constexpr std::uint8_t kCapVendor = 0x09;
+constexpr std::uint8_t kCapMsix = 0x11;
+constexpr std::uint16_t kMsixEnable = 0x8000;
+constexpr std::uint16_t kMsixMaskAll = 0x4000;
+constexpr std::uint64_t kCommonSize = 0x38;  // through queue_device_hi (virtio 1.0 layout)
+constexpr std::uint8_t kIsrQueue = 0x1;
+static_assert(sizeof(virtio_pci_common_cfg) == kCommonSize);  // through queue_device_hi (virtio 1.0 layout)
+
+// Vendor capabilities, in order, at these config-space offsets; then MSI-X.
+constexpr std::uint16_t kCapCommon = 0x40, kCapIsr = 0x50, kCapDevice = 0x60, kCapNotify = 0x70,
+                        kCapPciCfg = 0x84, kCapMsixAt = 0x98;
+
+std::uint32_t class_code(std::uint32_t type) {
+  return type == VIRTIO_ID_IOMMU ? 0x088000 : 0xff0000;  // "other system peripheral" : other
+}
+
+// Guest-triggered warnings: the first few are logged, the rest only counted, so that a driver
+// cannot flood the log.
+bool first_few(std::uint64_t& count) { return count++ < 10; }
+
+bool overlaps(std::uint64_t a, std::uint64_t alen, std::uint64_t b, std::uint64_t blen) {
+  return a < b + blen && b < a + alen;
+}
+
+std::uint64_t load(std::span<const std::uint8_t> bytes) {
+  std::uint64_t v = 0;
+  std::memcpy(&v, bytes.data(), std::min<std::size_t>(bytes.size(), 8));
+  return v;
+}
+
+// Forwards BAR 0 accesses from the MMIO bus to the device, while it exists.
+class BarWindow : public devices::BusDevice {
+ public:
+  explicit BarWindow(std::weak_ptr<VirtioPciDevice> device) : device_(std::move(device)) {}
+  void read(std::uint64_t offset, std::span<std::uint8_t> data) override {
+    if (auto d = device_.lock()) {
+      d->bar_read(offset, data);
+    } else {
+      std::fill(data.begin(), data.end(), 0xff);
+    }
+  }
+  void write(std::uint64_t offset, std::span<const std::uint8_t> data) override {
+    if (auto d = device_.lock()) {
+      d->bar_write(offset, data);
+    }
+  }
+
+ private:
+  std::weak_ptr<VirtioPciDevice> device_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(
+    std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory, const Wiring& wiring) {
+  if (device->num_queues() == 0 || device->num_queues() > 64) {
+    return Error::invalid("virtio device with " + std::to_string(device->num_queues()) +
+                          " queues; the transport takes 1 to 64");
+  }
+  if (wiring.bar_address % L::kBarSize != 0) {
+    return Error::invalid("virtio BAR address " + hex(wiring.bar_address) +
+                          " is not aligned to its size " + hex(L::kBarSize));
+  }
+  std::shared_ptr<VirtioPciDevice> d(new VirtioPciDevice(std::move(device), memory, wiring));
+  return d;
+}
+
+VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device,
+                                 const memory::GuestMemory& memory, const Wiring& wiring)
+    : device_(std::move(device)), memory_(memory), wiring_(wiring) {
+  for (std::uint16_t q = 0; q < device_->num_queues(); ++q) {
+    queues_.push_back(Queue{Virtqueue(memory_, device_->queue_max_size(q)), kNoVector});
+  }
+  vectors_.resize(queues_.size() + 1);
+  build_config_space();
+}
+
+VirtioPciDevice::~VirtioPciDevice() {
+  if (registered_) {
+    (void)wiring_.mmio->remove(*registered_);
+  }
+  for (Vector& v : vectors_) {
+    if (v.gsi && v.trigger) {
+      (void)wiring_.router->detach_irqfd(v.trigger->fd(), *v.gsi);
+    }
+    if (v.gsi) {
+      (void)wiring_.router->remove_msi_route(*v.gsi);
+    }
+  }
+}
+
+void VirtioPciDevice::build_config_space() {
+  namespace pci = devices::pci;
+  const std::uint32_t type = device_->device_type();
+  config_.set_identity(kVendor, static_cast<std::uint16_t>(kModernDeviceBase + type),
+                       class_code(type), 1);
+  config_.set16(pci::kSubsystemVendorId, kVendor);
+  config_.set16(pci::kSubsystemId, 0x40);
+  config_.set16(pci::kStatus, kStatusCapList);
+  config_.set_writable16(pci::kCommand, kCommandMask);
+  // BAR 0: 64-bit memory, not prefetchable; BAR 1 its upper half.
+  config_.set32(pci::kBar0, static_cast<std::uint32_t>(wiring_.bar_address) | 0x4);
+  config_.set32(pci::kBar0 + 4, static_cast<std::uint32_t>(wiring_.bar_address >> 32));
+  config_.set_writable32(pci::kBar0, static_cast<std::uint32_t>(~(L::kBarSize - 1)) & ~0xfU);
+  config_.set_writable32(pci::kBar0 + 4, 0xffffffff);
+  config_.set8(pci::kCapabilitiesPointer, kCapCommon);
+  config_.set8(pci::kInterruptPin, 0);
+  config_.set_writable8(pci::kInterruptLine, 0xff);
+
+  auto vendor_cap = [this](std::uint16_t at, std::uint8_t next, std::uint8_t len,
+                           std::uint8_t cfg_type, std::uint32_t offset, std::uint32_t length) {
+    config_.set8(at, kCapVendor);
+    config_.set8(at + 1, next);
+    config_.set8(at + 2, len);
+    config_.set8(at + 3, cfg_type);
+    config_.set8(at + 4, 0);  // BAR 0
+    config_.set32(at + 8, offset);
+    config_.set32(at + 12, length);
+  };
+  vendor_cap(kCapCommon, kCapIsr, 16, VIRTIO_PCI_CAP_COMMON_CFG, L::kCommon, 0x1000);
+  vendor_cap(kCapIsr, kCapDevice, 16, VIRTIO_PCI_CAP_ISR_CFG, L::kIsr, 4);
+  vendor_cap(kCapDevice, kCapNotify, 16, VIRTIO_PCI_CAP_DEVICE_CFG, L::kDevice, 0x1000);
+  vendor_cap(kCapNotify, kCapPciCfg, 20, VIRTIO_PCI_CAP_NOTIFY_CFG, L::kNotify,
+             static_cast<std::uint32_t>(L::kNotifyMultiplier * queues_.size()));
+  config_.set32(kCapNotify + 16, L::kNotifyMultiplier);
+  // The PCI configuration access capability: bar, offset and length are the driver's to set;
+  // its data dword is a window into the BAR (pci_cfg_access).
+  vendor_cap(kCapPciCfg, kCapMsixAt, 20, VIRTIO_PCI_CAP_PCI_CFG, 0, 0);
+  config_.set_writable8(kCapPciCfg + 4, 0xff);
+  config_.set_writable32(kCapPciCfg + 8, 0xffffffff);
+  config_.set_writable32(kCapPciCfg + 12, 0xffffffff);
+  pci_cfg_cap_ = kCapPciCfg;
+
+  msix_cap_ = kCapMsixAt;
+  config_.set8(msix_cap_, kCapMsix);
+  config_.set8(msix_cap_ + 1, 0);
+  config_.set16(msix_cap_ + 2, static_cast<std::uint16_t>(vectors_.size() - 1));
+  config_.set_writable16(msix_cap_ + 2, kMsixEnable | kMsixMaskAll);
+  config_.set32(msix_cap_ + 4, static_cast<std::uint32_t>(L::kMsixTable));  // BIR 0
+  config_.set32(msix_cap_ + 8, static_cast<std::uint32_t>(L::kMsixPba));
+}
+
+// ---- configuration space ----
+
+void VirtioPciDevice::read_config(std::uint16_t offset, std::span<std::uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  if (overlaps(offset, data.size(), pci_cfg_cap_ + 16, 4)) {
+    std::fill(data.begin(), data.end(), 0);
+    pci_cfg_access(false, data);
+    return;
+  }
+  config_.read(offset, data);
+}
+
+void VirtioPciDevice::write_config(std::uint16_t offset, std::span<const std::uint8_t> data) {
+  namespace pci = devices::pci;
+  std::lock_guard lock(mutex_);
+  if (overlaps(offset, data.size(), pci_cfg_cap_ + 16, 4)) {
+    std::vector<std::uint8_t> copy(data.begin(), data.end());
+    pci_cfg_access(true, copy);
+    return;
+  }
+  config_.write(offset, data);
+  if (overlaps(offset, data.size(), pci::kCommand, 2) || overlaps(offset, data.size(), pci::kBar0, 8)) {
+    update_bar();
+  }
+  if (overlaps(offset, data.size(), msix_cap_ + 2, 2)) {
+    msix_control_written();
+  }
+}
+
+void VirtioPciDevice::pci_cfg_access(bool write, std::span<std::uint8_t> data) {
+  const std::uint8_t bar = config_.get8(pci_cfg_cap_ + 4);
+  const std::uint32_t offset = config_.get32(pci_cfg_cap_ + 8);
+  const std::uint32_t length = config_.get32(pci_cfg_cap_ + 12);
+  if (bar != 0 || (length != 1 && length != 2 && length != 4) || offset > L::kBarSize - length) {
+    ++ignored_accesses_;
+    return;
+  }
+  const std::size_t n = std::min<std::size_t>(length, data.size());
+  if (write) {
+    bar_access(offset, {}, data.first(n));
+  } else {
+    bar_access(offset, data.first(n), {});
+  }
+}
+
+void VirtioPciDevice::update_bar() {
+  namespace pci = devices::pci;
+  const std::uint64_t address = (static_cast<std::uint64_t>(config_.get32(pci::kBar0 + 4)) << 32) |
+                                (config_.get32(pci::kBar0) & ~0xfULL);
+  const bool decode = (config_.get16(pci::kCommand) & 0x2) != 0;
+  const std::optional<std::uint64_t> wanted =
+      decode && address != 0 ? std::optional(address) : std::nullopt;
+  if (wanted == registered_) {
+    return;
+  }
+  if (registered_) {
+    (void)wiring_.mmio->remove(*registered_);
+    registered_.reset();
+  }
+  if (wanted) {
+    Status s = wiring_.mmio->insert(std::make_shared<BarWindow>(weak_from_this()), *wanted, L::kBarSize);
+    if (s.ok()) {
+      registered_ = wanted;
+    } else if (first_few(guest_warnings_)) {
+      log::warn("virtio", "BAR 0 not mapped: the guest placed it over something else",
+                {{"address", hex(*wanted)}, {"error", s.error().message()}});
+    }
+  }
+}
+
+// ---- BAR 0 ----
+
+void VirtioPciDevice::bar_read(std::uint64_t offset, std::span<std::uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  std::fill(data.begin(), data.end(), 0);
+  bar_access(offset, data, {});
+}
+
+void VirtioPciDevice::bar_write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+  std::lock_guard lock(mutex_);
+  bar_access(offset, {}, data);
+}
+
+void VirtioPciDevice::bar_access(std::uint64_t offset, std::span<std::uint8_t> read_into,
+                                 std::span<const std::uint8_t> write_from) {
+  const bool write = !write_from.empty();
+  const std::size_t size = write ? write_from.size() : read_into.size();
+  if (size == 0 || offset >= L::kBarSize || size > L::kBarSize - offset) {
+    ++ignored_accesses_;
+    return;
+  }
+  const std::uint64_t region = offset & ~0xfffULL;
+  const std::uint64_t at = offset - region;
+  if (at + size > 0x1000) {  // across two regions: no register is like that
+    ++ignored_accesses_;
+    return;
+  }
+  switch (region) {
+    case L::kCommon:
+      write ? common_write(at, write_from) : common_read(at, read_into);
+      break;
+    case L::kIsr:
+      if (!write && at == 0) {
+        read_into[0] = isr_;
+        isr_ = 0;
+      }
+      break;
+    case L::kDevice:
+      write ? device_->write_config(at, write_from) : device_->read_config(at, read_into);
+      break;
+    case L::kNotify:
+      if (write && at % L::kNotifyMultiplier == 0) {
+        notify(static_cast<std::uint16_t>(at / L::kNotifyMultiplier));
+      }
+      break;
+    case L::kMsixTable:
+      write ? msix_write(at, write_from) : msix_read(at, read_into);
+      break;
+    case L::kMsixPba:
+      if (!write) {
+        for (std::size_t i = 0; i < size; ++i) {
+          std::uint8_t byte = 0;
+          for (std::size_t bit = 0; bit < 8; ++bit) {
+            const std::size_t v = (at + i) * 8 + bit;
+            if (v < vectors_.size() && vectors_[v].pending) {
+              byte |= static_cast<std::uint8_t>(1U << bit);
+            }
+          }
+          read_into[i] = byte;
+        }
+      }
+      break;
+    default:
+      ++ignored_accesses_;
+      break;
+  }
+}
+
+// ---- common configuration ----
+
+void VirtioPciDevice::common_read(std::uint64_t offset, std::span<std::uint8_t> data) {
+  if (offset + data.size() > kCommonSize) {
+    return;  // zeros
+  }
+  const std::uint64_t features = device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);
+  virtio_pci_common_cfg c{};
+  c.device_feature_select = device_feature_select_;
+  c.device_feature =
+      device_feature_select_ < 2 ? static_cast<std::uint32_t>(features >> (32 * device_feature_select_)) : 0;
+  c.guest_feature_select = driver_feature_select_;
+  c.guest_feature = driver_feature_select_ < 2
+                        ? static_cast<std::uint32_t>(driver_features_ >> (32 * driver_feature_select_))
+                        : 0;
+  c.msix_config = msix_config_;
+  c.num_queues = static_cast<std::uint16_t>(queues_.size());
+  c.device_status = status_;
+  c.config_generation = config_generation_;
+  c.queue_select = queue_select_;
+  if (queue_select_ < queues_.size()) {
+    const Queue& q = queues_[queue_select_];
+    c.queue_size = q.ring.size();
+    c.queue_msix_vector = q.vector;
+    c.queue_enable = q.ring.enabled() ? 1 : 0;
+    c.queue_notify_off = queue_select_;
+    c.queue_desc_lo = static_cast<std::uint32_t>(q.ring.desc);
+    c.queue_desc_hi = static_cast<std::uint32_t>(q.ring.desc >> 32);
+    c.queue_avail_lo = static_cast<std::uint32_t>(q.ring.avail);
+    c.queue_avail_hi = static_cast<std::uint32_t>(q.ring.avail >> 32);
+    c.queue_used_lo = static_cast<std::uint32_t>(q.ring.used);
+    c.queue_used_hi = static_cast<std::uint32_t>(q.ring.used >> 32);
+  }
+  std::memcpy(data.data(), reinterpret_cast<const std::uint8_t*>(&c) + offset, data.size());
+}
+
+void VirtioPciDevice::common_write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+  if (offset + data.size() > kCommonSize) {
+    ++ignored_accesses_;
+    return;
+  }
+  // Each field the write touches takes its new value from the written bytes over the current
+  // ones; read-only fields are not listed, so writes to them do nothing.
+  std::uint8_t image[kCommonSize];
+  common_read(0, image);
+  std::memcpy(image + offset, data.data(), data.size());
+  auto touched = [&](std::uint64_t field, std::uint64_t size) {
+    return overlaps(offset, data.size(), field, size);
+  };
+  auto u16_at = [&](std::uint64_t at) { return static_cast<std::uint16_t>(load({image + at, 2})); };
+  auto u32_at = [&](std::uint64_t at) { return static_cast<std::uint32_t>(load({image + at, 4})); };
+  auto valid_vector = [&](std::uint16_t v) {
+    return v < vectors_.size() ? v : kNoVector;  // out of range reads back NO_VECTOR
+  };
+  using C = virtio_pci_common_cfg;
+  if (touched(offsetof(C, device_feature_select), 4)) {
+    device_feature_select_ = u32_at(offsetof(C, device_feature_select));
+  }
+  if (touched(offsetof(C, guest_feature_select), 4)) {
+    driver_feature_select_ = u32_at(offsetof(C, guest_feature_select));
+  }
+  if (touched(offsetof(C, guest_feature), 4) && driver_feature_select_ < 2 &&
+      (status_ & VIRTIO_CONFIG_S_FEATURES_OK) == 0) {
+    const unsigned shift = 32 * driver_feature_select_;
+    driver_features_ = (driver_features_ & ~(0xffffffffULL << shift)) |
+                       (static_cast<std::uint64_t>(u32_at(offsetof(C, guest_feature))) << shift);
+  }
+  if (touched(offsetof(C, msix_config), 2)) {
+    msix_config_ = valid_vector(u16_at(offsetof(C, msix_config)));
+  }
+  if (touched(offsetof(C, queue_select), 2)) {
+    queue_select_ = u16_at(offsetof(C, queue_select));
+  }
+  if (queue_select_ < queues_.size()) {
+    Queue& q = queues_[queue_select_];
+    if (touched(offsetof(C, queue_msix_vector), 2)) {
+      q.vector = valid_vector(u16_at(offsetof(C, queue_msix_vector)));
+    }
+    if (!q.ring.enabled()) {  // ring fields are fixed once the queue runs
+      if (touched(offsetof(C, queue_size), 2)) {
+        const std::uint16_t size = u16_at(offsetof(C, queue_size));
+        if (size != 0 && (size & (size - 1)) == 0 && size <= q.ring.max_size()) {
+          q.ring.set_size(size);
+        }
+      }
+      auto address = [&](std::uint64_t lo) { return load({image + lo, 8}); };
+      if (touched(offsetof(C, queue_desc_lo), 8)) {
+        q.ring.desc = address(offsetof(C, queue_desc_lo));
+      }
+      if (touched(offsetof(C, queue_avail_lo), 8)) {
+        q.ring.avail = address(offsetof(C, queue_avail_lo));
+      }
+      if (touched(offsetof(C, queue_used_lo), 8)) {
+        q.ring.used = address(offsetof(C, queue_used_lo));
+      }
+      if (touched(offsetof(C, queue_enable), 2) && u16_at(offsetof(C, queue_enable)) == 1) {
+        Status s = q.ring.enable();
+        if (!s.ok() && first_few(guest_warnings_)) {
+          log::warn("virtio", "queue not enabled",
+                    {{"device_type", device_->device_type()},
+                     {"queue", queue_select_},
+                     {"error", s.error().message()},
+                     {"fix", "the driver must place its rings in guest RAM, aligned"}});
+        }
+      }
+    }
+  }
+  if (touched(offsetof(C, device_status), 1)) {
+    set_status(image[offsetof(C, device_status)]);
+  }
+}
+
+void VirtioPciDevice::set_status(std::uint8_t status) {
+  if (status == 0) {
+    reset_device();
+    return;
+  }
+  if ((status & VIRTIO_CONFIG_S_FEATURES_OK) != 0 && (status_ & VIRTIO_CONFIG_S_FEATURES_OK) == 0) {
+    const std::uint64_t offered = device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);
+    if ((driver_features_ & ~offered) != 0 || (driver_features_ & (1ULL << VIRTIO_F_VERSION_1)) == 0) {
+      if (first_few(guest_warnings_)) {
+        log::warn("virtio", "features refused",
+                  {{"device_type", device_->device_type()},
+                   {"driver_features", hex(driver_features_)},
+                   {"offered", hex(offered)}});
+      }
+      status &= static_cast<std::uint8_t>(~VIRTIO_CONFIG_S_FEATURES_OK);
+    }
+  }
+  status_ = static_cast<std::uint8_t>(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
+}
+
+void VirtioPciDevice::reset_device() {
+  device_->reset();
+  for (Queue& q : queues_) {
+    q.ring.reset();
+    q.vector = kNoVector;
+  }
+  device_feature_select_ = driver_feature_select_ = 0;
+  driver_features_ = 0;
+  status_ = 0;
+  isr_ = 0;
+  msix_config_ = kNoVector;
+  queue_select_ = 0;
+  ++resets_;
+}
+
+void VirtioPciDevice::needs_reset(const std::string& why) {
+  if ((status_ & VIRTIO_CONFIG_S_NEEDS_RESET) == 0 && first_few(guest_warnings_)) {
+    log::warn("virtio", "device needs reset", {{"device_type", device_->device_type()}, {"why", why}});
+  }
+  status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
+  ++needs_reset_;
+  isr_ |= VIRTIO_PCI_ISR_CONFIG;
+  signal(msix_config_);
+}
+
+// ---- requests ----
+
+void VirtioPciDevice::notify(std::uint16_t queue) {
+  ++notifications_;
+  if (queue >= queues_.size() || (status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0 ||
+      (status_ & VIRTIO_CONFIG_S_NEEDS_RESET) != 0 || !device_->consumes(queue)) {
+    return;
+  }
+  Queue& q = queues_[queue];
+  bool used = false;
+  // Bounded: a driver adding requests as fast as they are answered gets its next batch on its
+  // next notification.
+  for (std::uint32_t n = 0; n < 4U * q.ring.size(); ++n) {
+    Popped p = q.ring.pop();
+    if (p.kind == Popped::Kind::kNone) {
+      break;
+    }
+    if (p.kind == Popped::Kind::kBroken) {
+      needs_reset(p.error);
+      return;
+    }
+    std::uint32_t length = 0;
+    if (p.kind == Popped::Kind::kBad) {
+      ++chains_refused_;
+      if (first_few(guest_warnings_)) {
+        log::warn("virtio", "malformed request refused",
+                  {{"device_type", device_->device_type()}, {"queue", queue}, {"why", p.error}});
+      }
+    } else {
+      std::vector<std::uint8_t> out(p.chain.writable_size, 0);
+      length = static_cast<std::uint32_t>(
+          std::min<std::size_t>(device_->handle(queue, p.chain.readable, out), out.size()));
+      if (!q.ring.write_back(p.chain, std::span(out).first(length)).ok()) {
+        length = 0;
+      }
+      ++chains_handled_;
+    }
+    if (!q.ring.push_used(p.chain.head, length).ok()) {
+      needs_reset("used ring unwritable");
+      return;
+    }
+    used = true;
+  }
+  if (used && q.ring.wants_interrupt()) {
+    isr_ |= kIsrQueue;
+    signal(q.vector);
+  }
+}
+
+// ---- MSI-X ----
+
+void VirtioPciDevice::msix_read(std::uint64_t offset, std::span<std::uint8_t> data) const {
+  const std::size_t index = offset / 16;
+  if (index >= vectors_.size() || offset % 4 != 0 || (data.size() != 4 && data.size() != 8)) {
+    return;  // zeros
+  }
+  const Vector& v = vectors_[index];
+  std::uint8_t entry[16];
+  const std::uint32_t fields[4] = {static_cast<std::uint32_t>(v.address),
+                                   static_cast<std::uint32_t>(v.address >> 32), v.data, v.control};
+  std::memcpy(entry, fields, sizeof entry);
+  const std::size_t at = offset % 16;
+  if (at + data.size() <= 16) {
+    std::memcpy(data.data(), entry + at, data.size());
+  }
+}
+
+void VirtioPciDevice::msix_write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+  const std::size_t index = offset / 16;
+  const std::size_t at = offset % 16;
+  if (index >= vectors_.size() || offset % 4 != 0 || (data.size() != 4 && data.size() != 8) ||
+      at + data.size() > 16) {
+    ++ignored_accesses_;
+    return;
+  }
+  Vector& v = vectors_[index];
+  for (std::size_t i = 0; i < data.size(); i += 4) {
+    const auto value = static_cast<std::uint32_t>(load(data.subspan(i, 4)));
+    switch (at + i) {
+      case 0: v.address = (v.address & ~0xffffffffULL) | value; break;
+      case 4: v.address = (v.address & 0xffffffffULL) | (static_cast<std::uint64_t>(value) << 32); break;
+      case 8: v.data = value; break;
+      default: v.control = value & 1; break;
+    }
+  }
+  if (v.gsi) {
+    (void)wiring_.router->update_msi_route(*v.gsi, v.address, v.data);
+  }
+  if (v.pending && msix_enabled_ && !msix_masked_ && (v.control & 1) == 0) {
+    v.pending = false;
+    (void)deliver(v);
+  }
+}
+
+void VirtioPciDevice::msix_control_written() {
+  const std::uint16_t control = config_.get16(msix_cap_ + 2);
+  msix_enabled_ = (control & kMsixEnable) != 0;
+  msix_masked_ = (control & kMsixMaskAll) != 0;
+  if (!msix_enabled_ || msix_masked_) {
+    return;
+  }
+  for (Vector& v : vectors_) {
+    if (v.pending && (v.control & 1) == 0) {
+      v.pending = false;
+      (void)deliver(v);
+    }
+  }
+}
+
+void VirtioPciDevice::signal(std::uint16_t vector) {
+  if (vector >= vectors_.size()) {
+    return;  // NO_VECTOR: the driver asked for no interrupt
+  }
+  Vector& v = vectors_[vector];
+  if (!msix_enabled_ || msix_masked_ || (v.control & 1) != 0) {
+    v.pending = true;
+    ++pending_;
+    return;
+  }
+  Status s = deliver(v);
+  if (!s.ok() && first_few(guest_warnings_)) {
+    log::warn("virtio", "interrupt not delivered",
+              {{"device_type", device_->device_type()}, {"vector", vector}, {"error", s.error().message()}});
+  }
+}
+
+Status VirtioPciDevice::deliver(Vector& v) {
+  if (!v.gsi) {
+    auto trigger = EventFd::create();
+    if (!trigger.ok()) {
+      return trigger.error();
+    }
+    auto gsi = wiring_.router->add_msi_route(v.address, v.data);
+    if (!gsi.ok()) {
+      return gsi.error();
+    }
+    Status attached = wiring_.router->attach_irqfd(trigger->fd(), *gsi);
+    if (!attached.ok()) {
+      (void)wiring_.router->remove_msi_route(*gsi);
+      return attached;
+    }
+    v.gsi = *gsi;
+    v.trigger = std::move(trigger).value();
+  }
+  KEEL_TRY_STATUS(v.trigger->signal());
+  ++interrupts_;
+  return ok_status();
+}
+
+std::map<std::string, std::uint64_t> VirtioPciDevice::counters() const {
+  std::lock_guard lock(mutex_);
+  return {{"notifications", notifications_},   {"chains_handled", chains_handled_},
+          {"chains_refused", chains_refused_}, {"interrupts", interrupts_},
+          {"interrupts_pending", pending_},    {"resets", resets_},
+          {"needs_reset", needs_reset_},       {"ignored_accesses", ignored_accesses_},
+          {"guest_warnings", guest_warnings_}};
+}
+
+std::uint8_t VirtioPciDevice::device_status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
+}  // namespace keel::virtio

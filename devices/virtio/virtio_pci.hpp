@@ -1,0 +1,141 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/event_fd.hpp"
+#include "base/result.hpp"
+#include "devices/bus.hpp"
+#include "devices/interrupt_router.hpp"
+#include "devices/pci_config_space.hpp"
+#include "devices/pci_device.hpp"
+#include "devices/virtio/virtio_device.hpp"
+#include "devices/virtio/virtqueue.hpp"
+#include "memory/guest_memory.hpp"
+
+namespace keel::virtio {
+
+// Where the transport's registers sit in its one memory BAR (BAR 0, 64-bit, kBarSize bytes).
+namespace pci_layout {
+inline constexpr std::uint64_t kBarSize = 0x8000;
+inline constexpr std::uint64_t kCommon = 0x0000;   // struct virtio_pci_common_cfg
+inline constexpr std::uint64_t kIsr = 0x1000;      // one byte, read-to-clear
+inline constexpr std::uint64_t kDevice = 0x2000;   // the device's config space (4 KiB)
+inline constexpr std::uint64_t kNotify = 0x3000;   // 4 bytes per queue
+inline constexpr std::uint64_t kMsixTable = 0x4000;
+inline constexpr std::uint64_t kMsixPba = 0x5000;
+inline constexpr std::uint32_t kNotifyMultiplier = 4;
+}  // namespace pci_layout
+
+// A virtio device on Keel's PCI root through the modern virtio-pci transport (virtio 1.2 §4.1):
+// vendor 0x1af4, device 0x1040 + type, the vendor capabilities (common, notify, ISR, device and
+// PCI-configuration-access), MSI-X with one vector per queue plus one for configuration changes.
+// There is no INTx (interrupt pin 0): a driver that cannot use MSI-X gets no interrupts, which
+// Linux's virtio-pci then reports as a probe failure.
+//
+// Driver notifications (writes to the notify area, from vCPU threads) are handled inline: the
+// queue's available chains are checked (virtqueue.hpp), given to the device, returned in the
+// used ring, and the queue's vector is signalled through a KVM irqfd. A malformed chain is
+// returned with used length 0 and counted; an inconsistent ring sets DEVICE_NEEDS_RESET. One
+// mutex guards the transport and the device; with_device() runs code under it.
+class VirtioPciDevice : public devices::PciDevice,
+                        public std::enable_shared_from_this<VirtioPciDevice> {
+ public:
+  struct Wiring {
+    devices::InterruptRouter* router;
+    devices::Bus* mmio;
+    std::uint64_t bar_address;  // where Keel places BAR 0 (naturally aligned to kBarSize)
+  };
+
+  // The device must outlive nothing: the transport owns it.
+  static Result<std::shared_ptr<VirtioPciDevice>> create(std::unique_ptr<VirtioDevice> device,
+                                                         const memory::GuestMemory& memory,
+                                                         const Wiring& wiring);
+  ~VirtioPciDevice() override;
+  VirtioPciDevice(const VirtioPciDevice&) = delete;
+  VirtioPciDevice& operator=(const VirtioPciDevice&) = delete;
+
+  void read_config(std::uint16_t offset, std::span<std::uint8_t> data) override;
+  void write_config(std::uint16_t offset, std::span<const std::uint8_t> data) override;
+
+  // BAR 0 accesses; offsets are into the BAR. Public for the bus window that forwards them.
+  void bar_read(std::uint64_t offset, std::span<std::uint8_t> data);
+  void bar_write(std::uint64_t offset, std::span<const std::uint8_t> data);
+
+  template <typename F>
+  auto with_device(F&& f) {
+    std::lock_guard lock(mutex_);
+    return f(*device_);
+  }
+
+  // notifications, chains_handled, chains_refused, interrupts, interrupts_pending, resets,
+  // needs_reset, ignored_accesses, guest_warnings (the first 10 are logged).
+  std::map<std::string, std::uint64_t> counters() const;
+  std::uint8_t device_status() const;
+
+ private:
+  struct Vector {
+    std::uint64_t address = 0;
+    std::uint32_t data = 0;
+    std::uint32_t control = 1;  // masked at reset
+    bool pending = false;
+    std::optional<std::uint32_t> gsi;
+    std::optional<EventFd> trigger;
+  };
+  struct Queue {
+    Virtqueue ring;
+    std::uint16_t vector = 0xffff;  // VIRTIO_MSI_NO_VECTOR
+  };
+
+  VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
+                  const Wiring& wiring);
+  void build_config_space();
+
+  // Under mutex_.
+  void common_read(std::uint64_t offset, std::span<std::uint8_t> data);
+  void common_write(std::uint64_t offset, std::span<const std::uint8_t> data);
+  void notify(std::uint16_t queue);
+  void set_status(std::uint8_t status);
+  void reset_device();
+  void needs_reset(const std::string& why);
+  void msix_read(std::uint64_t offset, std::span<std::uint8_t> data) const;
+  void msix_write(std::uint64_t offset, std::span<const std::uint8_t> data);
+  void msix_control_written();
+  void signal(std::uint16_t vector);
+  Status deliver(Vector& v);
+  void update_bar();
+  void bar_access(std::uint64_t offset, std::span<std::uint8_t> read_into,
+                  std::span<const std::uint8_t> write_from);
+  void pci_cfg_access(bool write, std::span<std::uint8_t> data);
+
+  std::unique_ptr<VirtioDevice> device_;
+  const memory::GuestMemory& memory_;
+  Wiring wiring_;
+  mutable std::mutex mutex_;
+  devices::PciConfigSpace config_;
+  std::uint16_t msix_cap_ = 0, pci_cfg_cap_ = 0;
+  bool msix_enabled_ = false, msix_masked_ = false;
+  std::optional<std::uint64_t> registered_;  // bus base of BAR 0 while decoded
+
+  std::uint32_t device_feature_select_ = 0, driver_feature_select_ = 0;
+  std::uint64_t driver_features_ = 0;
+  std::uint8_t status_ = 0;
+  std::uint8_t isr_ = 0;
+  std::uint8_t config_generation_ = 0;
+  std::uint16_t msix_config_ = 0xffff;
+  std::uint16_t queue_select_ = 0;
+  std::vector<Queue> queues_;
+  std::vector<Vector> vectors_;
+
+  std::uint64_t notifications_ = 0, chains_handled_ = 0, chains_refused_ = 0, interrupts_ = 0,
+                pending_ = 0, resets_ = 0, needs_reset_ = 0, ignored_accesses_ = 0,
+                guest_warnings_ = 0;
+};
+
+}  // namespace keel::virtio

@@ -1,0 +1,191 @@
+#include "devices/virtio/virtqueue.hpp"
+
+#include <atomic>
+
+#include "base/hex.hpp"
+
+namespace keel::virtio {
+namespace {
+
+// The split ring's layout (virtio 1.2 §2.7). <linux/virtio_ring.h> has them too, but its inline
+// helpers are C, not C++.
+struct Desc {
+  std::uint64_t addr;
+  std::uint32_t len;
+  std::uint16_t flags;
+  std::uint16_t next;
+};
+struct UsedElem {
+  std::uint32_t id;
+  std::uint32_t len;
+};
+constexpr std::uint16_t kDescNext = 1, kDescWrite = 2, kDescIndirect = 4;
+constexpr std::uint16_t kAvailNoInterrupt = 1;
+constexpr std::uint64_t kDescSize = sizeof(Desc);
+constexpr std::uint64_t kUsedElemSize = sizeof(UsedElem);
+static_assert(kDescSize == 16 && kUsedElemSize == 8);
+
+bool power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+Status Virtqueue::enable() {
+  if (!power_of_two(size_) || size_ > max_size_) {
+    return Error::invalid("queue size " + std::to_string(size_) +
+                          " is not a power of two up to " + std::to_string(max_size_));
+  }
+  struct Ring {
+    const char* name;
+    std::uint64_t address, bytes, align;
+  };
+  const Ring rings[] = {
+      {"descriptor table", desc, kDescSize * size_, 16},
+      {"available ring", avail, 6 + 2ULL * size_, 2},
+      {"used ring", used, 6 + kUsedElemSize * size_, 4},
+  };
+  for (const Ring& r : rings) {
+    if (r.address % r.align != 0) {
+      return Error::invalid(std::string(r.name) + " at " + hex(r.address) + " is not " +
+                            std::to_string(r.align) + "-byte aligned");
+    }
+    if (!memory_->contains(r.address, r.bytes)) {
+      return Error::invalid(std::string(r.name) + " " + hex(r.address) + "+" + hex(r.bytes) +
+                            " is not inside guest RAM");
+    }
+  }
+  enabled_ = true;
+  last_avail_ = 0;
+  next_used_ = 0;
+  return ok_status();
+}
+
+void Virtqueue::reset() {
+  enabled_ = false;
+  size_ = max_size_;
+  desc = avail = used = 0;
+  last_avail_ = next_used_ = 0;
+}
+
+Popped Virtqueue::bad(std::uint16_t head, std::string why) const {
+  Popped p;
+  p.kind = Popped::Kind::kBad;
+  p.chain.head = head;
+  p.error = std::move(why);
+  return p;
+}
+
+Popped Virtqueue::pop() {
+  Popped none;
+  if (!enabled_) {
+    return none;
+  }
+  // The rings were inside RAM at enable(); reads still go through the bounds checks.
+  auto avail_idx = memory_->read_obj<std::uint16_t>(avail + 2);
+  if (!avail_idx.ok()) {
+    return none;
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);  // read the ring after its index
+  const auto pending = static_cast<std::uint16_t>(*avail_idx - last_avail_);
+  if (pending == 0) {
+    return none;
+  }
+  if (pending > size_) {
+    Popped broken;
+    broken.kind = Popped::Kind::kBroken;
+    broken.error = "available index " + std::to_string(*avail_idx) + " is " +
+                   std::to_string(pending) + " entries ahead of the device's " +
+                   std::to_string(last_avail_) + " on a ring of " + std::to_string(size_);
+    return broken;
+  }
+  auto head = memory_->read_obj<std::uint16_t>(avail + 4 + 2ULL * (last_avail_ % size_));
+  ++last_avail_;
+  if (!head.ok()) {
+    return bad(0, "available ring entry unreadable");
+  }
+  if (*head >= size_) {
+    // Not a descriptor of this ring: nothing can be returned for it but an index the driver
+    // gave, so it goes back as given.
+    return bad(*head, "head descriptor " + std::to_string(*head) + " is outside the ring of " +
+                          std::to_string(size_));
+  }
+
+  Popped out;
+  out.kind = Popped::Kind::kChain;
+  out.chain.head = *head;
+  std::uint16_t index = *head;
+  bool writing = false;
+  std::uint32_t readable_bytes = 0;
+  for (std::uint32_t count = 0;; ++count) {
+    if (count >= size_) {
+      return bad(*head, "descriptor chain longer than the ring (a loop)");
+    }
+    if (index >= size_) {
+      return bad(*head, "descriptor index " + std::to_string(index) + " is outside the ring of " +
+                            std::to_string(size_));
+    }
+    auto d = memory_->read_obj<Desc>(desc + kDescSize * index);
+    if (!d.ok()) {
+      return bad(*head, "descriptor unreadable");
+    }
+    if ((d->flags & kDescIndirect) != 0) {
+      return bad(*head, "indirect descriptor (VIRTIO_F_INDIRECT_DESC was not offered)");
+    }
+    const bool writable = (d->flags & kDescWrite) != 0;
+    if (!writable && writing) {
+      return bad(*head, "device-readable descriptor after a device-writable one");
+    }
+    writing = writable;
+    if (d->len != 0 && !memory_->contains(d->addr, d->len)) {
+      return bad(*head, "buffer " + hex(d->addr) + "+" + hex(d->len) + " is not inside guest RAM");
+    }
+    std::uint32_t& total = writable ? out.chain.writable_size : readable_bytes;
+    if (d->len > kMaxChainBytes - total) {
+      return bad(*head, "chain carries more than " + std::to_string(kMaxChainBytes) + " bytes");
+    }
+    total += d->len;
+    if (d->len != 0) {
+      if (writable) {
+        out.chain.writable.emplace_back(d->addr, d->len);
+      } else {
+        const std::size_t at = out.chain.readable.size();
+        out.chain.readable.resize(at + d->len);
+        if (!memory_->read(d->addr, std::span(out.chain.readable).subspan(at)).ok()) {
+          return bad(*head, "buffer unreadable");
+        }
+      }
+    }
+    if ((d->flags & kDescNext) == 0) {
+      break;
+    }
+    index = d->next;
+  }
+  return out;
+}
+
+Status Virtqueue::write_back(const Chain& chain, std::span<const std::uint8_t> data) const {
+  std::size_t done = 0;
+  for (const auto& [gpa, len] : chain.writable) {
+    if (done >= data.size()) {
+      break;
+    }
+    const std::size_t n = std::min<std::size_t>(len, data.size() - done);
+    KEEL_TRY_STATUS(memory_->write(gpa, data.subspan(done, n)));
+    done += n;
+  }
+  return ok_status();
+}
+
+Status Virtqueue::push_used(std::uint16_t head, std::uint32_t length) {
+  const std::uint64_t elem = used + 4 + kUsedElemSize * (next_used_ % size_);
+  KEEL_TRY_STATUS(memory_->write_obj(elem, UsedElem{head, length}));
+  ++next_used_;
+  std::atomic_thread_fence(std::memory_order_release);  // the element before the index
+  return memory_->write_obj<std::uint16_t>(used + 2, next_used_);
+}
+
+bool Virtqueue::wants_interrupt() const {
+  auto flags = memory_->read_obj<std::uint16_t>(avail);
+  return !flags.ok() || (*flags & kAvailNoInterrupt) == 0;
+}
+
+}  // namespace keel::virtio

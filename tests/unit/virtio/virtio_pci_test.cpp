@@ -1,0 +1,427 @@
+#include "devices/virtio/virtio_pci.hpp"
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_pci.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <map>
+#include <random>
+
+namespace keel::virtio {
+namespace {
+
+namespace L = pci_layout;
+constexpr std::uint64_t kBar = 0xc0000000;
+constexpr std::uint64_t kRam = 16 << 20;
+constexpr std::uint64_t kDesc = 0x1000, kAvail = 0x2000, kUsed = 0x3000, kData = 0x10000;
+constexpr std::uint16_t kSize = 8;
+constexpr std::uint64_t kMsiAddress = 0xfee00000;
+using C = virtio_pci_common_cfg;
+constexpr std::uint16_t VRING_DESC_F_NEXT = 1, VRING_DESC_F_WRITE = 2;  // virtio_ring.h is C
+
+// Adds one to each readable byte; answers as many bytes as fit.
+class EchoDevice final : public VirtioDevice {
+ public:
+  std::uint32_t device_type() const override { return 0x2a; }
+  std::uint64_t device_features() const override { return 1ULL << 3; }
+  std::uint16_t num_queues() const override { return 2; }
+  std::uint16_t queue_max_size(std::uint16_t) const override { return 64; }
+  void read_config(std::uint64_t offset, std::span<std::uint8_t> data) const override {
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      data[i] = static_cast<std::uint8_t>(0x50 + offset + i);
+    }
+  }
+  void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+  bool consumes(std::uint16_t queue) const override { return queue == 0; }
+  std::size_t handle(std::uint16_t, std::span<const std::uint8_t> in,
+                     std::span<std::uint8_t> out) override {
+    const std::size_t n = std::min(in.size(), out.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      out[i] = static_cast<std::uint8_t>(in[i] + 1);
+    }
+    ++handled;
+    return n;
+  }
+  void reset() override { ++resets; }
+  int handled = 0, resets = 0;
+};
+
+class Router final : public devices::InterruptRouter {
+ public:
+  Result<std::uint32_t> add_msi_route(std::uint64_t address, std::uint32_t data) override {
+    routes[next_gsi] = {address, data};
+    return next_gsi++;
+  }
+  Status update_msi_route(std::uint32_t gsi, std::uint64_t address, std::uint32_t data) override {
+    routes[gsi] = {address, data};
+    return ok_status();
+  }
+  Status remove_msi_route(std::uint32_t gsi) override {
+    routes.erase(gsi);
+    return ok_status();
+  }
+  Status attach_irqfd(int eventfd, std::uint32_t gsi) override {
+    irqfds[gsi] = eventfd;
+    return ok_status();
+  }
+  Status attach_level_irqfd(int, int, std::uint32_t) override { return Error::invalid("no INTx"); }
+  Status detach_irqfd(int, std::uint32_t gsi) override {
+    irqfds.erase(gsi);
+    return ok_status();
+  }
+  // Interrupts signalled to the vector whose message data is `data` since the last call.
+  std::uint64_t fired(std::uint32_t data) {
+    for (const auto& [gsi, route] : routes) {
+      if (route.second == data && irqfds.count(gsi) != 0) {
+        pollfd p{irqfds[gsi], POLLIN, 0};
+        std::uint64_t n = 0;
+        if (::poll(&p, 1, 0) == 1 && ::read(irqfds[gsi], &n, sizeof n) == sizeof n) {
+          return n;
+        }
+      }
+    }
+    return 0;
+  }
+  std::map<std::uint32_t, std::pair<std::uint64_t, std::uint32_t>> routes;
+  std::map<std::uint32_t, int> irqfds;
+  std::uint32_t next_gsi = 24;
+};
+
+memory::GuestMemory one_mib() {
+  auto m = memory::GuestMemory::create(kRam);
+  if (!m.ok()) {
+    FAIL(m.error().message());
+  }
+  return std::move(m).value();
+}
+
+struct Rig {
+  memory::GuestMemory mem = one_mib();
+  devices::Bus mmio{"mmio"};
+  Router router;
+  EchoDevice* echo = nullptr;
+  std::shared_ptr<VirtioPciDevice> dev;
+  std::uint16_t avail_idx = 0;
+
+  Rig() {
+    auto e = std::make_unique<EchoDevice>();
+    echo = e.get();
+    auto d = VirtioPciDevice::create(std::move(e), mem, {&router, &mmio, kBar});
+    REQUIRE(d.ok());
+    dev = std::move(d).value();
+  }
+  std::uint32_t cfg32(std::uint16_t off) {
+    std::uint8_t b[4];
+    dev->read_config(off, b);
+    std::uint32_t v;
+    std::memcpy(&v, b, 4);
+    return v;
+  }
+  void cfg_write(std::uint16_t off, std::uint32_t v, std::size_t size = 4) {
+    std::uint8_t b[4];
+    std::memcpy(b, &v, 4);
+    dev->write_config(off, std::span<const std::uint8_t>(b, size));
+  }
+  std::uint64_t read(std::uint64_t off, std::size_t size) {
+    std::uint8_t b[8] = {};
+    REQUIRE(mmio.read(kBar + off, std::span(b, size)));
+    std::uint64_t v = 0;
+    std::memcpy(&v, b, size);
+    return v;
+  }
+  void write(std::uint64_t off, std::uint64_t v, std::size_t size) {
+    std::uint8_t b[8];
+    std::memcpy(b, &v, 8);
+    REQUIRE(mmio.write(kBar + off, std::span<const std::uint8_t>(b, size)));
+  }
+  // Capability offsets by virtio cfg_type, and the MSI-X capability (under 0x11).
+  std::map<std::uint8_t, std::uint16_t> caps() {
+    std::map<std::uint8_t, std::uint16_t> found;
+    std::uint16_t at = cfg32(0x34) & 0xff;
+    for (int hops = 0; at != 0 && hops < 48; ++hops) {
+      const std::uint32_t head = cfg32(at);
+      const std::uint8_t id = head & 0xff;
+      found[id == 0x09 ? static_cast<std::uint8_t>(head >> 24) : 0x11] = at;
+      at = (head >> 8) & 0xff;
+    }
+    return found;
+  }
+  void decode() { cfg_write(0x04, 0x6, 2); }
+  // A driver bringing queue 0 up with MSI-X: vector 0 for the queue, 1 for config changes.
+  void bring_up() {
+    decode();
+    const std::uint16_t msix = caps()[0x11];
+    cfg_write(msix + 2, 0x8000, 2);  // enable
+    for (std::uint64_t v = 0; v < 2; ++v) {
+      write(L::kMsixTable + 16 * v, kMsiAddress, 4);
+      write(L::kMsixTable + 16 * v + 8, 0x40 + v, 4);
+      write(L::kMsixTable + 16 * v + 12, 0, 4);
+    }
+    write(offsetof(C, device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER, 1);
+    write(offsetof(C, guest_feature_select), 1, 4);
+    write(offsetof(C, guest_feature), 1, 4);  // VERSION_1
+    write(offsetof(C, device_status),
+          VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK, 1);
+    REQUIRE((read(offsetof(C, device_status), 1) & VIRTIO_CONFIG_S_FEATURES_OK) != 0);
+    write(offsetof(C, msix_config), 1, 2);
+    write(offsetof(C, queue_select), 0, 2);
+    write(offsetof(C, queue_size), kSize, 2);
+    write(offsetof(C, queue_msix_vector), 0, 2);
+    write(offsetof(C, queue_desc_lo), kDesc, 8);
+    write(offsetof(C, queue_avail_lo), kAvail, 4);
+    write(offsetof(C, queue_avail_hi), 0, 4);
+    write(offsetof(C, queue_used_lo), kUsed, 8);
+    write(offsetof(C, queue_enable), 1, 2);
+    REQUIRE(read(offsetof(C, queue_enable), 2) == 1);
+    write(offsetof(C, device_status), 0xf, 1);  // DRIVER_OK
+  }
+  void desc(std::uint16_t i, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
+            std::uint16_t next = 0) {
+    std::uint8_t d[16];
+    std::memcpy(d, &addr, 8);
+    std::memcpy(d + 8, &len, 4);
+    std::memcpy(d + 12, &flags, 2);
+    std::memcpy(d + 14, &next, 2);
+    REQUIRE(mem.write(kDesc + 16ULL * i, d).ok());
+  }
+  void offer(std::uint16_t head) {
+    REQUIRE(mem.write_obj<std::uint16_t>(kAvail + 4 + 2ULL * (avail_idx % kSize), head).ok());
+    ++avail_idx;
+    REQUIRE(mem.write_obj<std::uint16_t>(kAvail + 2, avail_idx).ok());
+  }
+  void notify(std::uint16_t queue) { write(L::kNotify + 4ULL * queue, queue, 2); }
+  std::uint16_t used_idx() { return *mem.read_obj<std::uint16_t>(kUsed + 2); }
+  std::uint32_t used_len(std::uint16_t i) { return *mem.read_obj<std::uint32_t>(kUsed + 8 + 8ULL * i); }
+};
+
+TEST_CASE("virtio-pci: identity, capabilities and BAR sizing") {
+  Rig r;
+  CHECK(r.cfg32(0x00) == 0x106a1af4);  // 1af4, 0x1040 + 0x2a
+  CHECK((r.cfg32(0x08) >> 8) == 0xff0000);
+  CHECK((r.cfg32(0x08) & 0xff) == 1);  // revision 1: modern only
+  CHECK((r.cfg32(0x04) >> 16 & 0x10) != 0);  // capability list
+  auto caps = r.caps();
+  for (std::uint8_t t : {VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+                         VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_PCI_CFG}) {
+    CAPTURE(t);
+    CHECK(caps.count(t) == 1);
+  }
+  REQUIRE(caps.count(0x11) == 1);
+  CHECK((r.cfg32(caps[0x11]) >> 16 & 0x7ff) == 2);  // 3 vectors: 2 queues + config
+  CHECK(r.cfg32(caps[VIRTIO_PCI_CAP_NOTIFY_CFG] + 16) == L::kNotifyMultiplier);
+  CHECK(r.cfg32(0x3c) >> 8 == 0);  // no INTx pin
+  // Sizing: all-ones reads back the size mask with the 64-bit memory type bits.
+  r.cfg_write(0x10, 0xffffffff);
+  r.cfg_write(0x14, 0xffffffff);
+  CHECK(r.cfg32(0x10) == 0xffff8004);
+  CHECK(r.cfg32(0x14) == 0xffffffff);
+  r.cfg_write(0x10, static_cast<std::uint32_t>(kBar));
+  r.cfg_write(0x14, 0);
+  CHECK(r.cfg32(0x10) == (kBar | 4));
+}
+
+TEST_CASE("virtio-pci: BAR 0 is on the bus only while memory decode is on, where the guest put it") {
+  Rig r;
+  std::uint8_t b[2];
+  CHECK_FALSE(r.mmio.read(kBar + offsetof(C, num_queues), b));
+  r.decode();
+  CHECK(r.read(offsetof(C, num_queues), 2) == 2);
+  r.cfg_write(0x10, 0xd0000000);  // moved while decoding
+  CHECK_FALSE(r.mmio.read(kBar + offsetof(C, num_queues), b));
+  CHECK(r.mmio.read(0xd0000000 + offsetof(C, num_queues), b));
+  r.cfg_write(0x04, 0, 2);
+  CHECK_FALSE(r.mmio.read(0xd0000000 + offsetof(C, num_queues), b));
+}
+
+TEST_CASE("virtio-pci: features without VERSION_1, or not offered, are refused at FEATURES_OK") {
+  Rig r;
+  r.decode();
+  r.write(offsetof(C, device_feature_select), 1, 4);
+  CHECK(r.read(offsetof(C, device_feature), 4) == 1);  // VERSION_1 (bit 32)
+  r.write(offsetof(C, device_feature_select), 0, 4);
+  CHECK(r.read(offsetof(C, device_feature), 4) == 8);  // the device's bit 3
+  r.write(offsetof(C, guest_feature_select), 0, 4);
+  r.write(offsetof(C, guest_feature), 8, 4);
+  r.write(offsetof(C, device_status), VIRTIO_CONFIG_S_FEATURES_OK | 3, 1);
+  CHECK(r.read(offsetof(C, device_status), 1) == 3);  // no VERSION_1: not accepted
+  r.write(offsetof(C, guest_feature_select), 1, 4);
+  r.write(offsetof(C, guest_feature), 1 | 2, 4);  // bit 33 was not offered
+  r.write(offsetof(C, device_status), VIRTIO_CONFIG_S_FEATURES_OK | 3, 1);
+  CHECK(r.read(offsetof(C, device_status), 1) == 3);
+  r.write(offsetof(C, guest_feature), 1, 4);
+  r.write(offsetof(C, device_status), VIRTIO_CONFIG_S_FEATURES_OK | 3, 1);
+  CHECK(r.read(offsetof(C, device_status), 1) == (VIRTIO_CONFIG_S_FEATURES_OK | 3));
+}
+
+TEST_CASE("virtio-pci: a request goes through the ring, is answered and interrupts") {
+  Rig r;
+  r.bring_up();
+  const std::uint8_t in[] = {1, 2, 3};
+  REQUIRE(r.mem.write(kData, in).ok());
+  r.desc(0, kData, 3, VRING_DESC_F_NEXT, 1);
+  r.desc(1, kData + 0x100, 8, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.notify(0);
+  CHECK(r.echo->handled == 1);
+  CHECK(r.used_idx() == 1);
+  CHECK(r.used_len(0) == 3);
+  std::uint8_t out[3];
+  REQUIRE(r.mem.read(kData + 0x100, out).ok());
+  CHECK(std::vector<std::uint8_t>(out, out + 3) == std::vector<std::uint8_t>{2, 3, 4});
+  CHECK(r.router.fired(0x40) == 1);
+  CHECK(r.read(L::kIsr, 1) == 1);
+  CHECK(r.read(L::kIsr, 1) == 0);  // read clears
+  // The event-only queue keeps its buffers.
+  r.notify(1);
+  CHECK(r.echo->handled == 1);
+  CHECK(r.dev->counters()["notifications"] == 2);
+}
+
+TEST_CASE("virtio-pci: a malformed request is returned empty; the queue keeps working") {
+  Rig r;
+  r.bring_up();
+  r.desc(0, kData, 4, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+  r.desc(1, kData, 4, 0);  // readable after writable
+  r.offer(0);
+  r.desc(2, kData, 2, VRING_DESC_F_NEXT, 3);
+  r.desc(3, kData + 0x100, 2, VRING_DESC_F_WRITE);
+  r.offer(2);
+  r.notify(0);
+  CHECK(r.used_idx() == 2);
+  CHECK(r.used_len(0) == 0);
+  CHECK(r.used_len(1) == 2);
+  CHECK(r.echo->handled == 1);
+  auto counters = r.dev->counters();
+  CHECK(counters["chains_refused"] == 1);
+  CHECK(counters["chains_handled"] == 1);
+}
+
+TEST_CASE("virtio-pci: an inconsistent ring sets NEEDS_RESET and signals a config change") {
+  Rig r;
+  r.bring_up();
+  REQUIRE(r.mem.write_obj<std::uint16_t>(kAvail + 2, 100).ok());
+  r.notify(0);
+  CHECK((r.read(offsetof(C, device_status), 1) & VIRTIO_CONFIG_S_NEEDS_RESET) != 0);
+  CHECK(r.router.fired(0x41) == 1);
+  CHECK(r.read(L::kIsr, 1) == VIRTIO_PCI_ISR_CONFIG);
+  CHECK(r.echo->handled == 0);
+  // Reset: the device, the queues and the status start over.
+  r.write(offsetof(C, device_status), 0, 1);
+  CHECK(r.read(offsetof(C, device_status), 1) == 0);
+  CHECK(r.read(offsetof(C, queue_enable), 2) == 0);
+  CHECK(r.read(offsetof(C, queue_size), 2) == 64);
+  CHECK(r.echo->resets == 1);
+}
+
+TEST_CASE("virtio-pci: a masked vector's interrupt waits in the PBA until unmasked") {
+  Rig r;
+  r.bring_up();
+  r.write(L::kMsixTable + 12, 1, 4);  // mask vector 0
+  r.desc(0, kData, 1, VRING_DESC_F_NEXT, 1);
+  r.desc(1, kData + 0x100, 1, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.notify(0);
+  CHECK(r.router.fired(0x40) == 0);
+  CHECK((r.read(L::kMsixPba, 8) & 1) == 1);
+  r.write(L::kMsixTable + 12, 0, 4);
+  CHECK(r.router.fired(0x40) == 1);
+  CHECK((r.read(L::kMsixPba, 8) & 1) == 0);
+  // Function mask through the capability holds them too.
+  const std::uint16_t msix = r.caps()[0x11];
+  r.cfg_write(msix + 2, 0xc000, 2);
+  r.offer(0);
+  r.notify(0);
+  CHECK(r.router.fired(0x40) == 0);
+  r.cfg_write(msix + 2, 0x8000, 2);
+  CHECK(r.router.fired(0x40) == 1);
+}
+
+TEST_CASE("virtio-pci: queue fields refuse bad values and freeze once enabled") {
+  Rig r;
+  r.decode();
+  r.write(offsetof(C, queue_select), 0, 2);
+  r.write(offsetof(C, queue_size), 48, 2);  // not a power of two
+  CHECK(r.read(offsetof(C, queue_size), 2) == 64);
+  r.write(offsetof(C, queue_size), 128, 2);  // above the maximum
+  CHECK(r.read(offsetof(C, queue_size), 2) == 64);
+  r.write(offsetof(C, queue_msix_vector), 7, 2);  // no such vector
+  CHECK(r.read(offsetof(C, queue_msix_vector), 2) == VIRTIO_MSI_NO_VECTOR);
+  r.write(offsetof(C, queue_desc_lo), kDesc + 4, 8);  // misaligned: enable refused
+  r.write(offsetof(C, queue_avail_lo), kAvail, 8);
+  r.write(offsetof(C, queue_used_lo), kUsed, 8);
+  r.write(offsetof(C, queue_enable), 1, 2);
+  CHECK(r.read(offsetof(C, queue_enable), 2) == 0);
+  r.write(offsetof(C, queue_desc_lo), kDesc, 8);
+  r.write(offsetof(C, queue_enable), 1, 2);
+  CHECK(r.read(offsetof(C, queue_enable), 2) == 1);
+  r.write(offsetof(C, queue_desc_lo), 0x8000, 8);
+  CHECK(r.read(offsetof(C, queue_desc_lo), 8) == kDesc);
+  r.write(offsetof(C, queue_select), 9, 2);  // no such queue: reads as zeros
+  CHECK(r.read(offsetof(C, queue_size), 2) == 0);
+  CHECK(r.read(offsetof(C, num_queues), 2) == 2);
+}
+
+TEST_CASE("virtio-pci: the PCI configuration access capability reaches the BAR") {
+  Rig r;
+  const std::uint16_t cap = r.caps()[VIRTIO_PCI_CAP_PCI_CFG];
+  r.cfg_write(cap + 4, 0, 1);
+  r.cfg_write(cap + 8, offsetof(C, num_queues));
+  r.cfg_write(cap + 12, 2);
+  CHECK((r.cfg32(cap + 16) & 0xffff) == 2);
+  r.cfg_write(cap + 8, L::kDevice + 1);
+  r.cfg_write(cap + 12, 1);
+  CHECK((r.cfg32(cap + 16) & 0xff) == 0x51);
+  r.cfg_write(cap + 12, 3);  // not 1, 2 or 4: nothing
+  CHECK(r.cfg32(cap + 16) == 0);
+}
+
+TEST_CASE("virtio-pci: a hostile driver writing anything anywhere does not break the VMM") {
+  Rig r;
+  r.bring_up();
+  std::mt19937_64 rng(7);
+  const std::size_t sizes[] = {1, 2, 4, 8};
+  for (int i = 0; i < 200000; ++i) {
+    const std::size_t size = sizes[rng() % 4];
+    const std::uint64_t value = rng();
+    if (rng() % 8 == 0) {
+      const auto off = static_cast<std::uint16_t>(rng() % (4096 - 4) & ~std::uint64_t{3});
+      r.cfg_write(off, static_cast<std::uint32_t>(value), std::min<std::size_t>(size, 4));
+      if (rng() % 2 == 0) {
+        r.decode();
+        r.cfg_write(0x10, static_cast<std::uint32_t>(kBar));
+        r.cfg_write(0x14, 0);
+      }
+      continue;
+    }
+    // Biased towards the registers that do something.
+    const std::uint64_t regions[] = {L::kCommon, L::kIsr, L::kDevice, L::kNotify, L::kMsixTable,
+                                     L::kMsixPba, 0x6000, 0x7ff8};
+    const std::uint64_t off = regions[rng() % 8] + (rng() % 0x40);
+    std::uint8_t b[8];
+    std::memcpy(b, &value, 8);
+    if (off + size <= L::kBarSize) {
+      (void)r.mmio.write(kBar + off, std::span<const std::uint8_t>(b, size));
+      (void)r.mmio.read(kBar + off, std::span(b, size));
+    }
+  }
+  // Still a device: a reset and a fresh bring-up work.
+  r.decode();
+  r.cfg_write(0x10, static_cast<std::uint32_t>(kBar));
+  r.cfg_write(0x14, 0);
+  r.write(offsetof(C, device_status), 0, 1);
+  r.avail_idx = 0;
+  REQUIRE(r.mem.fill(kAvail, 0, 0x2000).ok());
+  r.bring_up();
+  r.desc(0, kData, 1, VRING_DESC_F_NEXT, 1);
+  r.desc(1, kData + 0x100, 1, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.notify(0);
+  CHECK(r.used_len(0) == 1);
+}
+
+}  // namespace
+}  // namespace keel::virtio
