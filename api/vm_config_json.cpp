@@ -1,5 +1,6 @@
 #include "api/vm_config_json.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "api/json_object_reader.hpp"
@@ -258,16 +259,11 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
   if (!id.ok()) {
     return id.error();
   }
-  auto iommu = r->boolean("iommu", "false");
+  auto iommu = r->boolean("iommu", "true to place the device behind the virtual IOMMU, else false");
   if (!iommu.ok()) {
     return iommu.error();
   }
-  if (iommu->value_or(false)) {
-    return Error::invalid(at("iommu") +
-                          ": true asks for the device behind a virtual IOMMU, which Keel does not "
-                          "have yet; send false (Keel maps guest RAM for the device itself, see "
-                          "dma_mapping)");
-  }
+  device.iommu = iommu->value_or(false);
   constexpr std::string_view kMappingHint = "\"auto\", \"eager\" or \"lazy\"";
   auto mapping = r->string("dma_mapping", kMappingHint);
   if (!mapping.ok()) {
@@ -312,7 +308,7 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
 json device_config_to_json(const vmm::DeviceConfig& device) {
   return json{{"path", device.path},
               {"id", device.id},
-              {"iommu", false},
+              {"iommu", device.iommu},
               {"dma_mapping", to_string(device.dma_mapping)}};
 }
 
@@ -331,7 +327,12 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   if (!exit_on_reboot.ok()) {
     return exit_on_reboot.error();
   }
-  KEEL_TRY_STATUS(r->accept_if("iommu", is_false, "a virtual IOMMU", "send false"));
+  // cloud-hypervisor's VM-level switch: Keel places the virtual IOMMU whenever a device asks
+  // for it (iommu: true), so either value is accepted and the answer says whether it is there.
+  auto iommu = r->boolean("iommu", "true or false (the virtual IOMMU comes with a device's iommu)");
+  if (!iommu.ok()) {
+    return iommu.error();
+  }
   KEEL_TRY_STATUS(off(*r, "watchdog", "a watchdog device"));
   KEEL_TRY_STATUS(off(*r, "pvpanic", "a pvpanic device"));
   KEEL_TRY_STATUS(off(*r, "landlock_enable", "Landlock sandboxing"));
@@ -394,6 +395,8 @@ json vm_config_to_json(const vmm::VmConfig& config) {
         {"file",
          config.serial == vmm::SerialMode::kFile ? json(config.serial_file) : json(nullptr)}}},
       {"devices", std::move(devices)},
+      {"iommu", std::any_of(config.devices.begin(), config.devices.end(),
+                            [](const vmm::DeviceConfig& d) { return d.iommu; })},
       {"exit_on_reboot", config.exit_on_reboot},
   };
 }

@@ -115,7 +115,7 @@ Status apply_serial(const std::string& text, VmConfig& config) {
 }
 
 Result<DeviceConfig> parse_device(const std::string& text) {
-  auto opts = split_options("--device", text, {"path", "id", "dma_mapping"});
+  auto opts = split_options("--device", text, {"path", "id", "dma_mapping", "iommu"});
   if (!opts.ok()) {
     return opts.error();
   }
@@ -143,6 +143,14 @@ Result<DeviceConfig> parse_device(const std::string& text) {
       return Error::invalid("--device: dma_mapping=" + mode + " is not auto, eager or lazy");
     }
   }
+  if (opts->count("iommu") != 0) {
+    const std::string& iommu = (*opts)["iommu"];
+    if (iommu == "on") {
+      device.iommu = true;
+    } else if (iommu != "off") {
+      return Error::invalid("--device: iommu=" + iommu + " is not on or off");
+    }
+  }
   return device;
 }
 
@@ -163,8 +171,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   app.add_option("--serial", serial, "tty|file=PATH|off: where the guest's COM1 goes (default tty)");
   std::vector<std::string> devices;
   app.add_option("--device", devices,
-                 "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]: "
-                 "pass a host PCI function through with VFIO (repeatable)")
+                 "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]"
+                 "[,iommu=on]: pass a host PCI function through with VFIO (repeatable); "
+                 "iommu=on puts it behind the virtual IOMMU, which lazy mapping needs")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--no-reboot", config.exit_on_reboot,

@@ -27,6 +27,10 @@ vfio::MappingMode to_vfio(DmaMapping mode) {
   return vfio::MappingMode::kAuto;
 }
 
+// The PCI requester id of function 0 of `slot` on bus 0: what the VIOT table and the virtual
+// IOMMU's requests call the endpoint.
+std::uint16_t requester_id(std::uint8_t slot) { return static_cast<std::uint16_t>(slot << 3); }
+
 }  // namespace
 
 Passthrough::Passthrough(const Vm& vm)
@@ -49,21 +53,53 @@ Passthrough::~Passthrough() {
 Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<DeviceConfig>& devices,
                                                          const Vm& vm) {
   std::unique_ptr<Passthrough> p(new Passthrough(vm));
-  vfio::VfioContainerConfig config;
-  config.mode = to_vfio(devices.front().dma_mapping);
-  for (const DeviceConfig& d : devices) {
-    if (d.dma_mapping != devices.front().dma_mapping) {
-      return Error::invalid("--device " + d.id + ": dma_mapping differs from --device " +
-                            devices.front().id + "; all devices share one VFIO container, give them the same mode");
-    }
-    config.device_paths.push_back(d.path);
-  }
   std::shared_ptr<vfio::VfioSys> sys = vfio::make_kernel_vfio_sys();
-  auto container = vfio::VfioContainer::create(sys, vm.memory, config);
-  if (!container.ok()) {
-    return container.error();
+
+  // The shared container first (devices not behind the virtual IOMMU), then one per device
+  // behind it; `container_of[i]` is where devices[i] went.
+  std::vector<std::size_t> container_of(devices.size());
+  vfio::VfioContainerConfig shared;
+  const DeviceConfig* first_shared = nullptr;
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const DeviceConfig& d = devices[i];
+    if (d.iommu) {
+      continue;
+    }
+    if (first_shared == nullptr) {
+      first_shared = &d;
+      shared.mode = to_vfio(d.dma_mapping);
+    } else if (d.dma_mapping != first_shared->dma_mapping) {
+      return Error::invalid("--device " + d.id + ": dma_mapping differs from --device " +
+                            first_shared->id +
+                            "; devices not behind the virtual IOMMU share one VFIO container, "
+                            "give them the same mode (or iommu=on)");
+    }
+    shared.device_paths.push_back(d.path);
+    container_of[i] = 0;
   }
-  p->container_ = std::move(container).value();
+  if (first_shared != nullptr) {
+    auto container = vfio::VfioContainer::create(sys, vm.memory, shared);
+    if (!container.ok()) {
+      return container.error();
+    }
+    p->containers_.push_back(std::move(container).value());
+  }
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const DeviceConfig& d = devices[i];
+    if (!d.iommu) {
+      continue;
+    }
+    vfio::VfioContainerConfig own;
+    own.mode = to_vfio(d.dma_mapping);
+    own.device_paths.push_back(d.path);
+    own.behind_viommu = true;
+    auto container = vfio::VfioContainer::create(sys, vm.memory, own);
+    if (!container.ok()) {
+      return container.error().wrap("--device " + d.id);
+    }
+    container_of[i] = p->containers_.size();
+    p->containers_.push_back(std::move(container).value());
+  }
 
   // The KVM-VFIO device tells KVM which groups the VM uses (for coherent DMA and interrupts).
   auto kvm_vfio = vm.kvm.create_vfio_device();
@@ -71,16 +107,20 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     return kvm_vfio.error();
   }
   p->kvm_vfio_ = std::move(kvm_vfio).value();
-  for (const vfio::Group& group : p->container_->groups()) {
-    KEEL_TRY_STATUS(vm.kvm.add_vfio_group(p->kvm_vfio_.get(), group.fd()));
+  for (const auto& container : p->containers_) {
+    for (const vfio::Group& group : container->groups()) {
+      KEEL_TRY_STATUS(vm.kvm.add_vfio_group(p->kvm_vfio_.get(), group.fd()));
+    }
   }
 
-  for (const DeviceConfig& d : devices) {
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const DeviceConfig& d = devices[i];
+    vfio::VfioContainer& container = *p->containers_[container_of[i]];
     auto location = vfio::resolve_pci_device(d.path);
     if (!location.ok()) {
       return location.error();
     }
-    auto device = p->container_->take_device(location->bdf);
+    auto device = container.take_device(location->bdf);
     if (!device.ok()) {
       return device.error();
     }
@@ -96,11 +136,70 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     KEEL_TRY_STATUS(vm.pci_root.add_at(*slot, *pci));
     char guest_bdf[16];
     std::snprintf(guest_bdf, sizeof guest_bdf, "0000:00:%02x.0", *slot);
-    p->devices_.push_back(Passed{d.id, *slot, guest_bdf, std::move(pci).value()});
+    if (d.iommu) {  // a container behind the virtual IOMMU always has a lazy engine
+      p->backend_.add_endpoint(requester_id(*slot), *container.lazy());
+    }
+    p->devices_.push_back(
+        Passed{d.id, *slot, guest_bdf, d.iommu, container_of[i], std::move(pci).value()});
     log::info("vfio", "device passed through",
-              {{"id", d.id}, {"bdf", location->bdf}, {"group", location->group}, {"slot", *slot}});
+              {{"id", d.id},
+               {"bdf", location->bdf},
+               {"group", location->group},
+               {"slot", *slot},
+               {"iommu", d.iommu}});
   }
   return p;
+}
+
+std::vector<vfio::DmaReport> Passthrough::dma_reports() const {
+  std::lock_guard lock(dma_mutex_);
+  std::vector<vfio::DmaReport> reports;
+  for (const auto& container : containers_) {
+    reports.push_back(container->report());
+  }
+  return reports;
+}
+
+Result<std::vector<vfio::DmaReport>> Passthrough::refresh_dma_reports() {
+  std::lock_guard lock(dma_mutex_);
+  std::vector<vfio::DmaReport> reports;
+  for (const auto& container : containers_) {
+    auto report = container->refresh();
+    if (!report.ok()) {
+      return report.error();
+    }
+    reports.push_back(std::move(report).value());
+  }
+  return reports;
+}
+
+std::vector<Passthrough::ViommuEndpoint> Passthrough::viommu_endpoints() const {
+  std::lock_guard lock(dma_mutex_);
+  std::vector<ViommuEndpoint> endpoints;
+  for (const Passed& passed : devices_) {
+    if (passed.behind_viommu) {
+      const vfio::DmaReport report = containers_[passed.container]->report();
+      endpoints.push_back({requester_id(passed.slot), report.iova_ranges, report.iova_pgsizes});
+    }
+  }
+  return endpoints;
+}
+
+bool Passthrough::LockedBackend::has_endpoint(std::uint32_t endpoint) const {
+  std::lock_guard lock(mutex_);
+  return inner_.has_endpoint(endpoint);
+}
+
+virtio::IommuStatus Passthrough::LockedBackend::map(std::uint32_t endpoint,
+                                                    const virtio::IommuMapping& m) {
+  std::lock_guard lock(mutex_);
+  return inner_.map(endpoint, m);
+}
+
+virtio::IommuStatus Passthrough::LockedBackend::unmap(std::uint32_t endpoint,
+                                                      const virtio::IommuMapping& m) {
+  std::lock_guard lock(mutex_);
+  return inner_.unmap(endpoint, m);
 }
 
 }  // namespace keel::vmm

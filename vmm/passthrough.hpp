@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "base/result.hpp"
@@ -8,8 +10,10 @@
 #include "devices/bus.hpp"
 #include "devices/pci_root.hpp"
 #include "devices/vfio/dma_report.hpp"
+#include "devices/vfio/lazy_dma.hpp"
 #include "devices/vfio/vfio_container.hpp"
 #include "devices/vfio/vfio_pci_device.hpp"
+#include "devices/virtio/iommu_backend.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/kvm_interrupt_router.hpp"
@@ -18,9 +22,12 @@
 
 namespace keel::vmm {
 
-// A VM's VFIO passthrough: one container for all its devices (negotiated, planned and mapped
-// before the guest runs), the KVM-VFIO device, and one VfioPciDevice per host function on Keel's
-// PCI root. Teardown removes the devices first, then the container unmaps every DMA entry.
+// A VM's VFIO passthrough: the devices that are not behind the virtual IOMMU share one
+// container, planned and mapped eagerly before the guest runs; each device behind it
+// (iommu=on) gets a container of its own, whose plan may hand it to the lazy engine, since the
+// guest may put each in a different IOMMU domain. Then the KVM-VFIO device, and one
+// VfioPciDevice per host function on Keel's PCI root. Teardown removes the devices first, then
+// each container unmaps every DMA entry.
 class Passthrough {
  public:
   struct Vm {
@@ -36,24 +43,62 @@ class Passthrough {
   Passthrough(const Passthrough&) = delete;
   Passthrough& operator=(const Passthrough&) = delete;
 
-  vfio::DmaReport dma_report() const { return container_->report(); }
   struct Passed {
     std::string id;
     std::uint8_t slot;
     std::string guest_bdf;  // where the guest sees it on Keel's bus 0: 0000:00:<slot>.0
+    bool behind_viommu = false;
+    std::size_t container = 0;  // index into the containers, as in dma_reports()
     std::shared_ptr<vfio::VfioPciDevice> device;
   };
   const std::vector<Passed>& devices() const { return devices_; }
-  Result<vfio::DmaReport> refresh_dma_report() { return container_->refresh(); }
+
+  // One report per container, as last known (no syscall) or re-read from the kernel first.
+  std::vector<vfio::DmaReport> dma_reports() const;
+  Result<std::vector<vfio::DmaReport>> refresh_dma_reports();
+
+  // What the virtual IOMMU serves: for each device behind it, its guest requester id (bus 0:
+  // slot << 3) and what its container's host IOMMU can translate; and the host side of the
+  // guest's mappings. Empty without iommu=on.
+  struct ViommuEndpoint {
+    std::uint16_t requester_id = 0;
+    std::vector<vfio::IovaRange> iova_ranges;  // empty: every IOVA
+    std::uint64_t iova_pgsizes = 0;            // 0: not reported
+  };
+  std::vector<ViommuEndpoint> viommu_endpoints() const;
+  virtio::IommuBackend& iommu_backend() { return backend_; }
+
+  // For the virtual IOMMU's own PCI function: the VM's interrupt routes and BAR windows.
+  devices::InterruptRouter& router() { return router_; }
+  vfio::BarAllocator& bars() { return bars_; }
 
  private:
   explicit Passthrough(const Vm& vm);
+
+  // Serialises the lazy engines (called from the vCPU thread that notifies the virtual IOMMU)
+  // with reports (the VMM thread).
+  class LockedBackend final : public virtio::IommuBackend {
+   public:
+    explicit LockedBackend(std::mutex& mutex) : mutex_(mutex) {}
+    void add_endpoint(std::uint32_t endpoint, vfio::LazyDma& dma) {
+      inner_.add_endpoint(endpoint, dma);
+    }
+    bool has_endpoint(std::uint32_t endpoint) const override;
+    virtio::IommuStatus map(std::uint32_t endpoint, const virtio::IommuMapping& m) override;
+    virtio::IommuStatus unmap(std::uint32_t endpoint, const virtio::IommuMapping& m) override;
+
+   private:
+    std::mutex& mutex_;
+    vfio::LazyIommuBackend inner_;
+  };
 
   devices::PciRoot& pci_root_;
   KvmInterruptRouter router_;
   KvmMemorySlots slots_;
   vfio::BarAllocator bars_;
-  std::unique_ptr<vfio::VfioContainer> container_;
+  mutable std::mutex dma_mutex_;
+  std::vector<std::unique_ptr<vfio::VfioContainer>> containers_;
+  LockedBackend backend_{dma_mutex_};
   UniqueFd kvm_vfio_;
   std::vector<Passed> devices_;
 };

@@ -81,20 +81,29 @@ Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event)
 
 Vm::~Vm() {
   stop();
-  // Passthrough devices leave the buses, then their container unmaps guest RAM, while the
-  // buses and the memory they refer to still exist.
+  // The virtual IOMMU goes first (it maps through the passthrough containers); then the
+  // passthrough devices leave the buses and their containers unmap guest RAM, while the buses
+  // and the memory they refer to still exist.
+  viommu_.reset();
   passthrough_.reset();
 }
 
-std::vector<Passthrough::Passed> Vm::passthrough_devices() const {
-  return passthrough_ ? passthrough_->devices() : std::vector<Passthrough::Passed>{};
+const std::vector<Passthrough::Passed>& Vm::passthrough_devices() const {
+  static const std::vector<Passthrough::Passed> kNone;
+  return passthrough_ ? passthrough_->devices() : kNone;
 }
 
-std::optional<vfio::DmaReport> Vm::dma_report() const {
+std::vector<vfio::DmaReport> Vm::dma_reports() const {
   if (!passthrough_) {
-    return std::nullopt;
+    return {};
   }
-  return passthrough_->dma_report();
+  // Live numbers when the kernel answers; the last known ones (and the error logged) if not.
+  auto fresh = passthrough_->refresh_dma_reports();
+  if (!fresh.ok()) {
+    log::warn("vm", "DMA_AVAIL re-read failed", {{"error", fresh.error().message()}});
+    return passthrough_->dma_reports();
+  }
+  return std::move(fresh).value();
 }
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
@@ -130,13 +139,23 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
       return passthrough.error();
     }
     vm->passthrough_ = std::move(passthrough).value();
+    if (!vm->passthrough_->viommu_endpoints().empty()) {
+      auto viommu =
+          VirtualIommu::create(*vm->passthrough_, vm->memory_, *vm->pci_root_, vm->mmio_);
+      if (!viommu.ok()) {
+        return viommu.error();
+      }
+      vm->viommu_ = std::move(viommu).value();
+    }
   }
 
-  auto rsdp = boot::write_acpi_tables(
-      vm->memory_,
-      // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller,
-      // so Linux does not spend a second probing one.
-      boot::AcpiConfig{.num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false});
+  // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
+  // Linux does not spend a second probing one.
+  boot::AcpiConfig acpi{.num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false};
+  if (vm->viommu_) {
+    acpi.viot = vm->viommu_->viot();
+  }
+  auto rsdp = boot::write_acpi_tables(vm->memory_, acpi);
   if (!rsdp.ok()) {
     return rsdp.error().wrap("ACPI tables");
   }

@@ -16,6 +16,7 @@
 #include "vmm/kvm.hpp"
 #include "vmm/passthrough.hpp"
 #include "vmm/vcpu.hpp"
+#include "vmm/virtual_iommu.hpp"
 #include "vmm/vm_config.hpp"
 
 namespace keel::vmm {
@@ -50,10 +51,13 @@ class Vm {
   void serial_input(std::span<const std::uint8_t> bytes) { serial_->enqueue_input(bytes); }
 
   const memory::GuestMemory& memory() const { return memory_; }
-  // The DMA negotiation of the passthrough devices' container, if there are any.
-  std::optional<vfio::DmaReport> dma_report() const;
+  // The DMA negotiation of each passthrough container, re-read from the kernel (empty without
+  // --device).
+  std::vector<vfio::DmaReport> dma_reports() const;
   // The passthrough devices, empty without --device.
-  std::vector<Passthrough::Passed> passthrough_devices() const;
+  const std::vector<Passthrough::Passed>& passthrough_devices() const;
+  // The virtual IOMMU, if a device is behind it (iommu=on).
+  const VirtualIommu* viommu() const { return viommu_.get(); }
 
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
@@ -71,6 +75,7 @@ class Vm {
   std::shared_ptr<devices::PciRoot> pci_root_;
   std::shared_ptr<devices::Serial> serial_;
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
+  std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;

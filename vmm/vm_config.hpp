@@ -19,6 +19,9 @@ struct DeviceConfig {
   std::string path;  // /sys/bus/pci/devices/DDDD:BB:DD.F
   std::string id;    // name for messages and the API; defaults to the BDF
   DmaMapping dma_mapping = DmaMapping::kAuto;
+  // iommu=on: the device sits behind Keel's virtual IOMMU (virtio-iommu). The guest's IOMMU
+  // driver then decides what it may reach, and its container may map lazily.
+  bool iommu = false;
 };
 
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.

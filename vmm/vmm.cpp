@@ -320,9 +320,7 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
       for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
         info.devices.push_back(DeviceInfo{p.id, p.guest_bdf});
       }
-      if (auto report = vm_->dma_report()) {
-        info.dma.push_back(*report);
-      }
+      info.dma = vm_->dma_reports();
     } else {
       for (const DeviceConfig& d : config_->devices) {
         info.devices.push_back(DeviceInfo{d.id, ""});
@@ -347,11 +345,30 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
                         {"bar_traps", c.bar_traps},           {"msi_enables", c.msi_enables},
                         {"msix_enables", c.msix_enables}};
     }
-    if (auto report = vm_->dma_report()) {
-      counters["dma"] = {{"entries_used", report->entries_used},
-                         {"peak_entries", report->peak_entries},
-                         {"mapped_bytes", report->mapped_bytes},
-                         {"failed_maps", report->failed_maps.total()}};
+    // One group per VFIO container: "dma", then "dma1", "dma2", ... in vm.info's order.
+    const std::vector<vfio::DmaReport> reports = vm_->dma_reports();
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      const vfio::DmaReport& report = reports[i];
+      auto& group = counters[i == 0 ? std::string("dma") : "dma" + std::to_string(i)];
+      group = {{"entries_used", report.entries_used},
+               {"peak_entries", report.peak_entries},
+               {"mapped_bytes", report.mapped_bytes},
+               {"failed_maps", report.failed_maps.total()}};
+      if (report.lazy) {
+        const vfio::LazyCounters& lazy = report.lazy->counters;
+        group["guest_maps"] = lazy.maps;
+        group["guest_unmaps"] = lazy.unmaps;
+        group["shared_maps"] = lazy.shared_maps;
+        group["refused_budget"] = lazy.refused_budget;
+        group["refused_invalid"] = lazy.refused_invalid;
+        group["kernel_failures"] = lazy.kernel_failures;
+        group["served_by_eager"] = lazy.served_by_eager;
+      }
+    }
+    if (const VirtualIommu* viommu = vm_->viommu()) {
+      for (const auto& [name, value] : viommu->counters()) {
+        counters["viommu"][name] = value;
+      }
     }
     return counters;
   });

@@ -10,7 +10,7 @@ namespace keel::vfio {
 namespace {
 
 constexpr const char* kNoViommu =
-    "lazy mapping needs the virtual IOMMU, which Keel does not have yet";
+    "lazy mapping needs the device behind the virtual IOMMU (add iommu=on to its --device)";
 
 std::string ram_range(std::uint64_t start, std::uint64_t size) {
   return hex(start) + "-" + hex(start + size - 1);
@@ -75,7 +75,7 @@ std::string fixes(const DmaPlan& plan) {
             ", or LimitMEMLOCK=" + std::to_string(plan.pinned_bytes) +
             " in the systemd unit) or give Keel CAP_IPC_LOCK;";
   }
-  return text + " or enable the virtual IOMMU (iommu=on) for lazy mapping (not yet available)";
+  return text + " or put the device behind the virtual IOMMU (iommu=on) to map lazily";
 }
 
 }  // namespace

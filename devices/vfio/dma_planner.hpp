@@ -43,7 +43,7 @@ struct PlanInput {
   DmaBudget budget;                    // at container open
   MemlockLimit memlock;
   MappingMode requested = MappingMode::kAuto;
-  bool behind_viommu = false;     // always false until Keel has a virtual IOMMU
+  bool behind_viommu = false;     // the device is behind the virtual IOMMU (iommu=on)
   std::uint32_t p2p_entries = 0;  // BARs mapped for peer-to-peer: entries, not pinned bytes
   std::uint32_t hotplug_reserve = kDefaultHotplugReserve;
 };

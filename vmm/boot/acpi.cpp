@@ -127,6 +127,42 @@ std::vector<std::uint8_t> build_mcfg() {
   return std::move(t).finish();
 }
 
+// VIOT (ACPI 6.4 §5.2.31, virtio-iommu's firmware description; revision 0): a virtio-pci IOMMU
+// node, then one PCI-range node per endpoint pointing at it. One node per endpoint rather than
+// one range: the endpoints sit on scattered slots, and a range would also claim the slots
+// between them (the virtio-iommu device itself among them).
+std::vector<std::uint8_t> build_viot(const ViotConfig& viot) {
+  constexpr std::uint16_t kNodeOffset = kAcpiHeaderSize + 12;
+  constexpr std::uint8_t kVirtioIommuPciNode = 3, kPciRangeNode = 1;
+  constexpr std::uint16_t kVirtioIommuPciSize = 16, kPciRangeSize = 24;
+  AcpiTable t("VIOT", 0);
+  t.u16(static_cast<std::uint16_t>(1 + viot.endpoint_bdfs.size()));  // node count
+  t.u16(kNodeOffset);
+  t.pad_to(kNodeOffset);  // 8 reserved bytes
+
+  t.u8(kVirtioIommuPciNode);
+  t.u8(0);
+  t.u16(kVirtioIommuPciSize);
+  t.u16(0);  // segment
+  t.u16(viot.iommu_bdf);
+  t.pad_to(kNodeOffset + kVirtioIommuPciSize);
+
+  for (std::uint16_t bdf : viot.endpoint_bdfs) {
+    const std::size_t start = t.size();
+    t.u8(kPciRangeNode);
+    t.u8(0);
+    t.u16(kPciRangeSize);
+    t.u32(bdf);  // endpoint id of bdf_start
+    t.u16(0);    // segments 0..0
+    t.u16(0);
+    t.u16(bdf);  // BDFs bdf..bdf
+    t.u16(bdf);
+    t.u16(kNodeOffset);  // output node: the virtio-iommu node above
+    t.pad_to(start + kPciRangeSize);
+  }
+  return std::move(t).finish();
+}
+
 std::vector<std::uint8_t> build_xsdt(const std::vector<std::uint64_t>& tables) {
   AcpiTable t("XSDT", kXsdtRevision);
   for (std::uint64_t gpa : tables) {
@@ -172,7 +208,11 @@ Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const Ac
   const std::uint64_t fadt = place(build_fadt(config, dsdt));
   const std::uint64_t madt = place(build_madt(config));
   const std::uint64_t mcfg = place(build_mcfg());
-  const std::uint64_t xsdt = place(build_xsdt({fadt, madt, mcfg}));
+  std::vector<std::uint64_t> tables{fadt, madt, mcfg};
+  if (config.viot) {
+    tables.push_back(place(build_viot(*config.viot)));
+  }
+  const std::uint64_t xsdt = place(build_xsdt(tables));
   placed.emplace_back(rsdp_gpa, build_rsdp(xsdt));
 
   const std::uint64_t used = next - layout::kAcpiStart;

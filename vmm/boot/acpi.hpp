@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <vector>
 
 #include "base/result.hpp"
 #include "memory/guest_memory.hpp"
@@ -10,16 +12,26 @@ namespace keel::vmm::boot {
 // The xAPIC MADT entries carry 8-bit APIC ids and 0xff is the broadcast id.
 inline constexpr std::uint32_t kMaxAcpiCpus = 254;
 
+// The virtual IOMMU as the guest learns of it from the VIOT table: the virtio-iommu PCI function
+// and the PCI functions it translates for, all on segment 0. A BDF is (bus << 8) | (slot << 3) |
+// function; the endpoint id virtio-iommu requests carry is the endpoint's BDF.
+struct ViotConfig {
+  std::uint16_t iommu_bdf = 0;
+  std::vector<std::uint16_t> endpoint_bdfs;
+};
+
 struct AcpiConfig {
   std::uint32_t num_cpus = 1;  // APIC ids 0..num_cpus-1
   bool com1 = true;            // describe the 16550 at layout::kCom1Port / kCom1Irq
   bool i8042 = true;           // FADT: an 8042 keyboard controller is present
   bool cmos_rtc = false;       // FADT: clear tells Linux not to probe a CMOS RTC
+  std::optional<ViotConfig> viot = std::nullopt;  // a VIOT table, when the VM has a virtual IOMMU
 };
 
 // Writes RSDP (at layout::kAcpiStart, where the BIOS-area scan finds it), XSDT, FADT
 // (hardware-reduced, sleep/reset registers at layout::kAcpiPmPort), MADT, MCFG and DSDT into
-// [kAcpiStart, kAcpiStart + kAcpiMaxSize). Returns the RSDP's guest-physical address.
+// [kAcpiStart, kAcpiStart + kAcpiMaxSize), and VIOT when config.viot is set. Returns the RSDP's
+// guest-physical address.
 Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const AcpiConfig& config);
 
 }  // namespace keel::vmm::boot

@@ -23,10 +23,30 @@ TEST_CASE("a DmaReport from the capability: every field") {
     "mode": "eager", "requested_mode": "auto",
     "reason": "eager plan needs 3 entries, 24 available",
     "planned_entries": 3, "mapped_bytes": 3221225472, "peak_entries": 4,
-    "failed_maps": {"eexist": 1, "enospc": 2, "einval": 3, "enomem": 4, "other": 5},
+    "failed_maps": {"eexist": 1, "enospc": 2, "einval": 3, "enomem": 4, "other": 5,
+                    "refused_budget": 0, "refused_invalid": 0},
+    "low_water": null, "guest_mappings": null,
     "iova_ranges": [{"start": 0, "end": 4276092927}, {"start": 4277141504, "end": 549755813887}],
     "iova_pgsizes": 1075843072,
     "unmap_all_supported": true})"));
+}
+
+TEST_CASE("a lazy DmaReport shows the reserve, the guest's mappings and Keel's refusals") {
+  vfio::DmaReport r = test::capability_report();
+  r.mode = vfio::Decision::kLazy;
+  vfio::LazyReport lazy;
+  lazy.low_water = 2;
+  lazy.guest_mappings = 7;
+  lazy.counters.refused_budget = 5;
+  lazy.counters.refused_invalid = 1;
+  r.lazy = lazy;
+  const json j = dma_report_to_json(r, vmm::VmConfig{}, {});
+  CHECK(j["mode"] == "lazy");
+  CHECK(j["low_water"] == 2);
+  CHECK(j["guest_mappings"] == 7);
+  CHECK(j["failed_maps"]["refused_budget"] == 5);
+  CHECK(j["failed_maps"]["refused_invalid"] == 1);
+  CHECK(j["failed_maps"]["enospc"] == 2);  // the kernel's, kept apart
 }
 
 TEST_CASE("a DmaReport without the capability: unknown values are null, not 0") {

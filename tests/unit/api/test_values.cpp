@@ -15,7 +15,7 @@ vmm::VmConfig full_config() {
   c.serial_file = "/tmp/serial.log";
   c.devices = {
       {"/sys/bus/pci/devices/0000:01:00.0", "nic0", vmm::DmaMapping::kEager},
-      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vmm::DmaMapping::kLazy},
+      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vmm::DmaMapping::kLazy, true},
   };
   c.exit_on_reboot = true;
   return c;
@@ -71,7 +71,8 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
   }
   for (std::size_t i = 0; i < a.devices.size(); ++i) {
     if (a.devices[i].path != b.devices[i].path || a.devices[i].id != b.devices[i].id ||
-        a.devices[i].dma_mapping != b.devices[i].dma_mapping) {
+        a.devices[i].dma_mapping != b.devices[i].dma_mapping ||
+        a.devices[i].iommu != b.devices[i].iommu) {
       return false;
     }
   }

@@ -340,6 +340,59 @@ TEST_CASE("ACPI: DSDT leaves COM1 out when asked") {
   CHECK(test::byte_sum(dsdt) == 0);
 }
 
+TEST_CASE("ACPI: no VIOT without a virtual IOMMU") {
+  Guest g(64 * kMiB);
+  CHECK(read_tables(*g.mem, g.rsdp).count("VIOT") == 0);
+}
+
+// Read as Linux's drivers/acpi/viot.c does: nodes from node_offset, each within the table, PCI
+// range nodes whose output node is a virtio-pci IOMMU node.
+TEST_CASE("ACPI: VIOT names the virtio-iommu function and one PCI range per endpoint") {
+  auto mem = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(mem.ok());
+  AcpiConfig config;
+  config.viot = ViotConfig{.iommu_bdf = 3 << 3, .endpoint_bdfs = {1 << 3, 4 << 3}};
+  auto rsdp = write_acpi_tables(*mem, config);
+  REQUIRE(rsdp.ok());
+  const auto tables = read_tables(*mem, *rsdp);
+  REQUIRE(tables.count("VIOT") == 1);
+  const Bytes& viot = tables.at("VIOT");
+  CHECK(viot[8] == 0);  // revision
+  CHECK(test::byte_sum(viot) == 0);
+  const std::uint16_t count = fetch<std::uint16_t>(viot, 36);
+  const std::uint16_t offset = fetch<std::uint16_t>(viot, 38);
+  CHECK(count == 3);
+  CHECK(offset == 48);
+  std::size_t at = offset;
+  std::vector<std::pair<std::uint16_t, std::uint16_t>> ranges;  // bdf, endpoint id
+  std::size_t iommu_node = 0;
+  for (int i = 0; i < count; ++i) {
+    REQUIRE(at + 4 <= viot.size());
+    const std::uint8_t type = viot[at];
+    const std::uint16_t length = fetch<std::uint16_t>(viot, at + 2);
+    REQUIRE(at + length <= viot.size());
+    if (type == 3) {
+      REQUIRE(length == 16);
+      CHECK(fetch<std::uint16_t>(viot, at + 4) == 0);  // segment
+      CHECK(fetch<std::uint16_t>(viot, at + 6) == (3 << 3));
+      iommu_node = at;
+    } else {
+      REQUIRE(type == 1);
+      REQUIRE(length == 24);
+      const std::uint16_t bdf_start = fetch<std::uint16_t>(viot, at + 12);
+      CHECK(fetch<std::uint16_t>(viot, at + 14) == bdf_start);  // bdf_end: one function
+      CHECK(fetch<std::uint16_t>(viot, at + 8) == 0);           // segments 0..0
+      CHECK(fetch<std::uint16_t>(viot, at + 10) == 0);
+      CHECK(fetch<std::uint16_t>(viot, at + 16) == offset);  // output node: the IOMMU
+      ranges.emplace_back(bdf_start, fetch<std::uint32_t>(viot, at + 4));
+    }
+    at += length;
+  }
+  CHECK(at == viot.size());
+  CHECK(iommu_node == offset);
+  CHECK(ranges == std::vector<std::pair<std::uint16_t, std::uint16_t>>{{8, 8}, {32, 32}});
+}
+
 // iasl, when installed (acpica-tools), must disassemble every table without complaint.
 TEST_CASE("ACPI: iasl disassembles the tables cleanly") {
   if (std::system("command -v iasl >/dev/null 2>&1") != 0) {

@@ -107,8 +107,8 @@ TEST_CASE("planner: layouts x budgets x modes x memlock") {
                      Catch::Contains(std::to_string(layout.entries) +
                                      (layout.entries == 1 ? " DMA entry (" : " DMA entries (")));
           if (mode == MappingMode::kLazy) {
-            CHECK_THAT(reason, Catch::Contains("needs the virtual IOMMU, which Keel does not "
-                                               "have yet"));
+            CHECK_THAT(reason, Catch::Contains("lazy mapping needs the device behind the virtual "
+                                               "IOMMU (add iommu=on to its --device)"));
           }
           if (budget_case == BudgetCase::kOneShort && mode != MappingMode::kLazy) {
             CHECK_THAT(reason, Catch::Contains("but only " + std::to_string(layout.entries - 1) +
@@ -141,10 +141,10 @@ TEST_CASE("planner: layouts x budgets x modes x memlock") {
             CHECK_THAT(reason, Catch::Contains("CAP_IPC_LOCK"));
           }
           if (!eager && mode != MappingMode::kLazy) {
-            CHECK_THAT(reason, Catch::Contains("enable the virtual IOMMU (iommu=on)"));
+            CHECK_THAT(reason, Catch::Contains("put the device behind the virtual IOMMU (iommu=on)"));
           }
           if (!eager && mode == MappingMode::kAuto) {
-            CHECK_THAT(reason, Catch::Contains("needs the virtual IOMMU"));
+            CHECK_THAT(reason, Catch::Contains("needs the device behind the virtual IOMMU"));
           }
           if (entries_ok) {
             CHECK_THAT(reason, !Catch::Contains("raise vfio_iommu_type1.dma_entry_limit"));

@@ -134,7 +134,7 @@ TEST_CASE("VfioContainer: a refused plan fails before anything is mapped") {
     auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
     REQUIRE_FALSE(vfio.ok());
     CHECK_THAT(vfio.error().message(),
-               Catch::Contains("needs the virtual IOMMU, which Keel does not have yet"));
+               Catch::Contains("lazy mapping needs the device behind the virtual IOMMU (add iommu=on"));
     CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == 0);
   }
   SECTION("memlock too low") {
