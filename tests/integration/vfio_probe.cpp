@@ -1,7 +1,7 @@
 // vfio_probe: asks the real kernel what a VFIO type1 container offers, the way Keel will.
 // Runs inside the testbed's emulated host; never against a fake.
 //
-//   vfio_probe [--kvm] [--fill] [--max-maps N] [--dma] [--dma-fault] TARGET...
+//   vfio_probe [--kvm] [--fill] [--max-maps N] [--map-bench N] [--dma] [--dma-fault] TARGET...
 //
 // TARGET is a group node (/dev/vfio/7), a group number (7) or a PCI address (0000:00:01.0).
 // For each target it opens its own container, checks the API version and the type1v2
@@ -14,6 +14,9 @@
 // --fill maps 4 KiB pages one MAP_DMA call at a time until the kernel refuses (at most
 // --max-maps, default 4096), then unmaps them, and adds to the line:
 //   mapped=24 stop=ENOSPC avail_full=0 avail_after_unmap=24
+// --map-bench N maps and unmaps one 4 KiB page at one IOVA N times, timed, and adds
+//   map_bench=N map_bench_seconds=S map_bench_per_second=R
+// (the raw MAP+UNMAP rate that the lazy benchmark compares the guest's with).
 // --kvm first checks /dev/kvm (KVM_GET_API_VERSION, KVM_CREATE_VM) and prints "kvm api=12 vm=ok".
 // --dma (edu devices only) maps two pages, has the edu DMA engine copy a pattern from the first
 // page into its buffer and from there into the second page, and adds "dma=ok" when the pattern
@@ -28,6 +31,8 @@
 #include <linux/kvm.h>
 #include <linux/vfio.h>
 #include <sys/ioctl.h>
+
+#include <chrono>
 #include <unistd.h>
 
 #include <algorithm>
@@ -508,11 +513,44 @@ Result<Target> resolve_target(std::string arg) {
   return target;
 }
 
+// N MAP+UNMAP pairs of one page at the first valid IOVA; the seconds they took.
+Result<double> map_bench(int container, const IommuInfo& info, std::uint32_t count) {
+  auto iovas = fill_iovas(info.iova_ranges, 1);
+  if (iovas.empty()) {
+    return Error::invalid("no valid IOVA range to map into");
+  }
+  auto memory = Mapping::anonymous(kPageSize, "bench page");
+  if (!memory) {
+    return memory.error();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    vfio_iommu_type1_dma_map map{};
+    map.argsz = sizeof(map);
+    map.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+    map.vaddr = reinterpret_cast<std::uintptr_t>(memory->data());
+    map.iova = iovas[0];
+    map.size = kPageSize;
+    if (::ioctl(container, VFIO_IOMMU_MAP_DMA, &map) != 0) {
+      return Error::from_errno("VFIO_IOMMU_MAP_DMA iova " + hex(iovas[0]));
+    }
+    vfio_iommu_type1_dma_unmap unmap{};
+    unmap.argsz = sizeof(unmap);
+    unmap.iova = iovas[0];
+    unmap.size = kPageSize;
+    if (::ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap) != 0) {
+      return Error::from_errno("VFIO_IOMMU_UNMAP_DMA iova " + hex(iovas[0]));
+    }
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Opens a container and attaches one group to it with type1v2. Prints the group's line.
 struct Options {
   bool kvm = false;
   bool fill = false;
   std::uint32_t max_maps = 4096;
+  std::uint32_t map_bench = 0;
   bool dma = false;
   bool dma_fault = false;
 };
@@ -594,6 +632,16 @@ Status probe_group(const Target& target, const Options& options) {
          << " avail_full=" << avail_text(filled->avail_full)
          << " avail_after_unmap=" << avail_text(filled->avail_after_unmap);
   }
+  if (options.map_bench > 0) {
+    auto seconds = map_bench(container->get(), *info, options.map_bench);
+    if (!seconds) {
+      return seconds.error().wrap("map bench group " + target.group);
+    }
+    char figures[96];
+    std::snprintf(figures, sizeof figures, " map_bench=%u map_bench_seconds=%.3f map_bench_per_second=%.1f",
+                  options.map_bench, *seconds, *seconds > 0 ? options.map_bench / *seconds : 0.0);
+    line << figures;
+  }
   if (options.dma || options.dma_fault) {
     if (target.device.empty()) {
       return Error::invalid("group " + target.group + " has no device for the DMA test");
@@ -641,7 +689,8 @@ Status probe_kvm() {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: vfio_probe [--kvm] [--fill] [--max-maps N] [--dma] [--dma-fault] "
+               "usage: vfio_probe [--kvm] [--fill] [--max-maps N] [--map-bench N] [--dma] "
+               "[--dma-fault] "
                "TARGET...\n"
                "  TARGET: /dev/vfio/N, N, or a PCI address such as 0000:00:01.0\n");
   return 2;
@@ -667,6 +716,13 @@ int run(int argc, char** argv) {
         return usage();
       }
       options.max_maps = static_cast<std::uint32_t>(value);
+    } else if (arg == "--map-bench" && i + 1 < argc) {
+      char* end = nullptr;
+      unsigned long value = std::strtoul(argv[++i], &end, 10);
+      if (*end != '\0' || value == 0 || value > 1'000'000) {
+        return usage();
+      }
+      options.map_bench = static_cast<std::uint32_t>(value);
     } else if (arg.starts_with("-")) {
       return usage();
     } else {

@@ -1,0 +1,443 @@
+// Runs inside a guest whose edu device (1234:11e8) Keel placed behind its virtual IOMMU
+// (iommu=on). The guest's own VFIO (type1 over virtio-iommu) drives the device, so every DMA
+// mapping below is a guest MAP request that Keel turns into a host VFIO mapping:
+//   1. round trip: two 4 KiB buffers mapped at IOVAs that are not their guest-physical
+//      addresses; random data RAM -> edu -> RAM through them, compared byte for byte;
+//   2. --pages N: N more 4 KiB mappings, each used by a DMA round trip, then unmapped;
+//   3. --fault-probe: unmaps the destination buffer and aims edu's write at its IOVA; the host
+//      IOMMU must block it (the emulated host logs a DMAR fault at kIovaDst) and the buffer
+//      must not change; then maps it again;
+//   4. --hold N: maps 4 KiB buffers one by one, up to N, and reports how many the host granted
+//      and the errno of the first refusal (the budget phase); then frees half of them, maps
+//      one more (which must work) and runs a round trip through it;
+//   5. --bench N: N MAP+UNMAP round trips of one 4 KiB page at one IOVA, timed (each a guest
+//      VFIO ioctl pair, i.e. two virtio-iommu requests, i.e. two host VFIO ioctls when lazy);
+//   6. unmaps everything.
+// One line per phase on stdout, key=value, for the scenario to check:
+//   KEEL-GUEST lazy phase=setup bdf=0000:00:01.0 group=0 result=ok
+//   KEEL-GUEST lazy phase=roundtrip result=ok
+//   KEEL-GUEST lazy phase=pages count=8 result=ok
+//   KEEL-GUEST lazy phase=fault iova=0x2000000 result=ok
+//   KEEL-GUEST lazy phase=hold wanted=40 granted=21 errno=ENOMEM freed=10 after=ok
+//   KEEL-GUEST lazy phase=bench count=200 seconds=1.234 per_second=162.1 result=ok
+//   KEEL-GUEST lazy phase=done maps=.. unmaps=.. result=ok
+// Built static so it needs nothing from the guest's initramfs; it must not use what needs a
+// futex (iostreams, threads): the guest kernel is built without.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/vfio.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace {
+
+constexpr std::uint32_t kEduId = 0x010000ed;
+constexpr std::uint64_t kRegId = 0x00;
+constexpr std::uint64_t kRegDmaSrc = 0x80;
+constexpr std::uint64_t kRegDmaDst = 0x88;
+constexpr std::uint64_t kRegDmaCount = 0x90;
+constexpr std::uint64_t kRegDmaCmd = 0x98;
+constexpr std::uint32_t kDmaStart = 1;
+constexpr std::uint32_t kDmaToRam = 2;
+constexpr std::uint64_t kEduBuffer = 0x40000;
+constexpr std::size_t kTransfer = 4000;  // shorter than 4096: a QEMU 7.2 edu limit
+constexpr std::size_t kPage = 4096;
+// IOVAs below edu's 28-bit DMA mask, away from any guest-physical address Linux would hand a
+// small process (so that an identity mapping could not make a wrong IOVA work by chance).
+constexpr std::uint64_t kIovaSrc = 0x1000000;
+constexpr std::uint64_t kIovaDst = 0x2000000;
+constexpr std::uint64_t kIovaPages = 0x3000000;  // --pages: every other page from here
+constexpr std::uint64_t kIovaHold = 0x5000000;   // --hold: every other page from here
+constexpr std::uint64_t kIovaBench = 0x8000000;  // --bench: one page, mapped and unmapped
+
+// The first line of a file. Plain read(2), no iostreams: the guest kernel has no futex, and
+// iostreams' locale setup (pthread_once) aborts without one.
+std::string read_text(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) {
+    return "";
+  }
+  char buf[256];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  std::string s(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  return s.substr(0, s.find('\n'));
+}
+
+const char* errno_name(int e) {
+  switch (e) {
+    case ENOMEM: return "ENOMEM";
+    case ENOSPC: return "ENOSPC";
+    case EINVAL: return "EINVAL";
+    case EEXIST: return "EEXIST";
+    case EFAULT: return "EFAULT";
+    case EPERM: return "EPERM";
+    case ERANGE: return "ERANGE";
+    case EIO: return "EIO";
+    case EBUSY: return "EBUSY";
+    case ENODEV: return "ENODEV";
+    default: return "other";
+  }
+}
+
+struct Vfio {
+  int container = -1, group = -1, device = -1;
+  volatile std::uint8_t* bar = nullptr;
+  std::uint64_t maps = 0, unmaps = 0;
+
+  std::uint32_t read32(std::uint64_t off) const {
+    return *reinterpret_cast<volatile std::uint32_t*>(bar + off);
+  }
+  void write32(std::uint64_t off, std::uint32_t v) const {
+    *reinterpret_cast<volatile std::uint32_t*>(bar + off) = v;
+  }
+  // 0 or the errno of VFIO_IOMMU_MAP_DMA.
+  int map(void* host, std::uint64_t iova, std::uint64_t size) {
+    vfio_iommu_type1_dma_map m{};
+    m.argsz = sizeof m;
+    m.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+    m.vaddr = reinterpret_cast<std::uintptr_t>(host);
+    m.iova = iova;
+    m.size = size;
+    if (::ioctl(container, VFIO_IOMMU_MAP_DMA, &m) != 0) {
+      return errno;
+    }
+    ++maps;
+    return 0;
+  }
+  int unmap(std::uint64_t iova, std::uint64_t size) {
+    vfio_iommu_type1_dma_unmap u{};
+    u.argsz = sizeof u;
+    u.iova = iova;
+    u.size = size;
+    if (::ioctl(container, VFIO_IOMMU_UNMAP_DMA, &u) != 0) {
+      return errno;
+    }
+    ++unmaps;
+    return 0;
+  }
+  bool wait_dma() const {
+    for (int i = 0; i < 300; ++i) {  // edu completes a transfer about 100 ms after the start
+      if ((read32(kRegDmaCmd) & kDmaStart) == 0) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  bool dma(std::uint64_t src, std::uint64_t dst, bool to_ram) const {
+    write32(kRegDmaSrc, static_cast<std::uint32_t>(src));
+    write32(kRegDmaDst, static_cast<std::uint32_t>(dst));
+    write32(kRegDmaCount, kTransfer);
+    write32(kRegDmaCmd, kDmaStart | (to_ram ? kDmaToRam : 0));
+    return wait_dma();
+  }
+};
+
+std::uint8_t* page() {
+  void* p = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return nullptr;
+  }
+  std::memset(p, 0, kPage);
+  return static_cast<std::uint8_t*>(p);
+}
+
+bool fill_random(std::uint8_t* p) {
+  const int fd = ::open("/dev/urandom", O_RDONLY);
+  const bool ok = fd >= 0 && ::read(fd, p, kTransfer) == static_cast<ssize_t>(kTransfer);
+  if (fd >= 0) {
+    ::close(fd);
+  }
+  return ok;
+}
+
+// RAM (at iova_src) -> edu -> RAM (at iova_dst), compared.
+std::string round_trip(const Vfio& v, std::uint8_t* src, std::uint64_t iova_src, std::uint8_t* dst,
+                       std::uint64_t iova_dst) {
+  if (!fill_random(src)) {
+    return "no-random";
+  }
+  std::memset(dst, 0, kPage);
+  if (!v.dma(iova_src, kEduBuffer, false)) {
+    return "timeout-to-device";
+  }
+  if (!v.dma(kEduBuffer, iova_dst, true)) {
+    return "timeout-to-ram";
+  }
+  return std::memcmp(src, dst, kTransfer) == 0 ? "ok" : "mismatch";
+}
+
+std::string find_edu() {
+  DIR* dir = ::opendir("/sys/bus/pci/devices");
+  if (dir == nullptr) {
+    return "";
+  }
+  std::string found;
+  while (dirent* e = ::readdir(dir)) {
+    const std::string dev = std::string("/sys/bus/pci/devices/") + e->d_name;
+    if (e->d_name[0] != '.' && read_text(dev + "/vendor") == "0x1234" &&
+        read_text(dev + "/device") == "0x11e8") {
+      found = e->d_name;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// Opens the guest's VFIO for `bdf`: container (type1v2), group, device, BAR0, bus mastering.
+std::string open_vfio(const std::string& bdf, Vfio* v, std::string* group_name) {
+  char link[256] = {};
+  const std::string dev = "/sys/bus/pci/devices/" + bdf;
+  const ssize_t n = ::readlink((dev + "/iommu_group").c_str(), link, sizeof link - 1);
+  if (n <= 0) {
+    return "no-iommu-group";
+  }
+  *group_name = std::string(link).substr(std::string(link).rfind('/') + 1);
+  const std::string group_path = "/dev/vfio/" + *group_name;
+  for (int i = 0; i < 100 && ::access(group_path.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  v->container = ::open("/dev/vfio/vfio", O_RDWR);
+  if (v->container < 0) {
+    return "no-container";
+  }
+  if (::ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION ||
+      ::ioctl(v->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) != 1) {
+    return "no-type1v2";
+  }
+  v->group = ::open(group_path.c_str(), O_RDWR);
+  if (v->group < 0) {
+    return "no-group-node";
+  }
+  vfio_group_status status{};
+  status.argsz = sizeof status;
+  if (::ioctl(v->group, VFIO_GROUP_GET_STATUS, &status) != 0 ||
+      (status.flags & VFIO_GROUP_FLAGS_VIABLE) == 0) {
+    return "group-not-viable";
+  }
+  if (::ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container) != 0) {
+    return std::string("set-container-") + errno_name(errno);
+  }
+  if (::ioctl(v->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) {
+    return std::string("set-iommu-") + errno_name(errno);
+  }
+  v->device = ::ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, bdf.c_str());
+  if (v->device < 0) {
+    return std::string("device-fd-") + errno_name(errno);
+  }
+  vfio_region_info bar{};
+  bar.argsz = sizeof bar;
+  bar.index = VFIO_PCI_BAR0_REGION_INDEX;
+  if (::ioctl(v->device, VFIO_DEVICE_GET_REGION_INFO, &bar) != 0 || bar.size == 0) {
+    return "no-bar0";
+  }
+  void* map = ::mmap(nullptr, bar.size, PROT_READ | PROT_WRITE, MAP_SHARED, v->device,
+                     static_cast<off_t>(bar.offset));
+  if (map == MAP_FAILED) {
+    return "bar0-mmap";
+  }
+  v->bar = static_cast<volatile std::uint8_t*>(map);
+  vfio_region_info config{};
+  config.argsz = sizeof config;
+  config.index = VFIO_PCI_CONFIG_REGION_INDEX;
+  if (::ioctl(v->device, VFIO_DEVICE_GET_REGION_INFO, &config) != 0) {
+    return "no-config";
+  }
+  std::uint16_t command = 0;
+  const auto at = static_cast<off_t>(config.offset + 4);
+  if (::pread(v->device, &command, 2, at) != 2) {
+    return "config-read";
+  }
+  command |= 0x6;  // memory decode, bus master
+  if (::pwrite(v->device, &command, 2, at) != 2) {
+    return "config-write";
+  }
+  if (v->read32(kRegId) != kEduId) {
+    return "not-edu";
+  }
+  return "ok";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int pages = 0, hold = 0, bench = 0;
+  bool fault_probe = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--pages" && i + 1 < argc) {
+      pages = std::atoi(argv[++i]);
+    } else if (arg == "--hold" && i + 1 < argc) {
+      hold = std::atoi(argv[++i]);
+    } else if (arg == "--bench" && i + 1 < argc) {
+      bench = std::atoi(argv[++i]);
+    } else if (arg == "--fault-probe") {
+      fault_probe = true;
+    } else {
+      std::printf("KEEL-GUEST lazy phase=args result=unknown-%s\n", arg.c_str());
+      return 2;
+    }
+  }
+  const std::string bdf = find_edu();
+  if (bdf.empty()) {
+    std::printf("KEEL-GUEST lazy phase=setup result=no-edu\n");
+    return 1;
+  }
+  Vfio v;
+  std::string group;
+  const std::string setup = open_vfio(bdf, &v, &group);
+  std::printf("KEEL-GUEST lazy phase=setup bdf=%s group=%s result=%s\n", bdf.c_str(),
+              group.c_str(), setup.c_str());
+  std::fflush(stdout);
+  if (setup != "ok") {
+    return 1;
+  }
+
+  bool all_ok = true;
+  std::uint8_t* src = page();
+  std::uint8_t* dst = page();
+  std::string rt = "no-page";
+  if (src != nullptr && dst != nullptr) {
+    int e = v.map(src, kIovaSrc, kPage);
+    if (e == 0) {
+      e = v.map(dst, kIovaDst, kPage);
+    }
+    rt = e != 0 ? std::string("map-") + errno_name(e) : round_trip(v, src, kIovaSrc, dst, kIovaDst);
+  }
+  std::printf("KEEL-GUEST lazy phase=roundtrip result=%s\n", rt.c_str());
+  std::fflush(stdout);
+  all_ok = all_ok && rt == "ok";
+
+  if (pages > 0) {
+    std::string result = "ok";
+    for (int i = 0; i < pages && result == "ok"; ++i) {
+      std::uint8_t* p = page();
+      const std::uint64_t iova = kIovaPages + 2 * kPage * static_cast<std::uint64_t>(i);
+      const int e = p == nullptr ? ENOMEM : v.map(p, iova, kPage);
+      if (e != 0) {
+        result = std::string("map-") + errno_name(e) + "-at-" + std::to_string(i);
+        break;
+      }
+      const std::string r = round_trip(v, src, kIovaSrc, p, iova);
+      if (r != "ok") {
+        result = r + "-at-" + std::to_string(i);
+      }
+      const int u = v.unmap(iova, kPage);
+      if (u != 0 && result == "ok") {
+        result = std::string("unmap-") + errno_name(u) + "-at-" + std::to_string(i);
+      }
+    }
+    std::printf("KEEL-GUEST lazy phase=pages count=%d result=%s\n", pages, result.c_str());
+    std::fflush(stdout);
+    all_ok = all_ok && result == "ok";
+  }
+
+  if (fault_probe) {
+    // edu writes to the IOVA just unmapped: the host IOMMU must stop it, and the page that
+    // was mapped there must not change.
+    std::memset(dst, 0x5a, kPage);
+    std::string result = "ok";
+    if (const int u = v.unmap(kIovaDst, kPage); u != 0) {
+      result = std::string("unmap-") + errno_name(u);
+    } else {
+      const bool done = v.dma(kEduBuffer, kIovaDst, true);
+      bool untouched = true;
+      for (std::size_t i = 0; i < kPage; ++i) {
+        untouched = untouched && dst[i] == 0x5a;
+      }
+      result = !done ? "timeout" : untouched ? "ok" : "dst-changed";
+      if (const int m = v.map(dst, kIovaDst, kPage); m != 0 && result == "ok") {
+        result = std::string("remap-") + errno_name(m);
+      }
+    }
+    std::printf("KEEL-GUEST lazy phase=fault iova=0x%llx result=%s\n",
+                static_cast<unsigned long long>(kIovaDst), result.c_str());
+    std::fflush(stdout);
+    all_ok = all_ok && result == "ok";
+  }
+
+  std::vector<std::pair<std::uint64_t, std::uint8_t*>> held;  // iova, page
+  if (hold > 0) {
+    int refused = 0;
+    for (int i = 0; i < hold; ++i) {
+      std::uint8_t* p = page();
+      const std::uint64_t iova = kIovaHold + 2 * kPage * static_cast<std::uint64_t>(i);
+      const int e = p == nullptr ? ENOMEM : v.map(p, iova, kPage);
+      if (e != 0) {
+        refused = e;
+        break;
+      }
+      held.emplace_back(iova, p);
+    }
+    const std::size_t granted = held.size();
+    // Free half and carry on: one more mapping must now work, and DMA through it.
+    const std::size_t freed = held.size() / 2;
+    std::string after = "ok";
+    for (std::size_t i = 0; i < freed; ++i) {
+      if (const int u = v.unmap(held.back().first, kPage); u != 0) {
+        after = std::string("unmap-") + errno_name(u);
+      }
+      held.pop_back();
+    }
+    if (after == "ok" && refused != 0) {
+      std::uint8_t* p = page();
+      const std::uint64_t iova = kIovaHold + 2 * kPage * static_cast<std::uint64_t>(hold);
+      const int e = p == nullptr ? ENOMEM : v.map(p, iova, kPage);
+      if (e != 0) {
+        after = std::string("map-") + errno_name(e);
+      } else {
+        held.emplace_back(iova, p);
+        after = round_trip(v, src, kIovaSrc, p, iova);
+      }
+    }
+    std::printf("KEEL-GUEST lazy phase=hold wanted=%d granted=%zu errno=%s freed=%zu after=%s\n",
+                hold, granted, refused == 0 ? "none" : errno_name(refused), freed, after.c_str());
+    std::fflush(stdout);
+    all_ok = all_ok && after == "ok";
+  }
+
+  if (bench > 0) {
+    std::uint8_t* p = page();
+    std::string result = p == nullptr ? "no-page" : "ok";
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < bench && result == "ok"; ++i) {
+      if (const int e = v.map(p, kIovaBench, kPage); e != 0) {
+        result = std::string("map-") + errno_name(e);
+      } else if (const int u = v.unmap(kIovaBench, kPage); u != 0) {
+        result = std::string("unmap-") + errno_name(u);
+      }
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("KEEL-GUEST lazy phase=bench count=%d seconds=%.3f per_second=%.1f result=%s\n",
+                bench, seconds, seconds > 0 ? bench / seconds : 0.0, result.c_str());
+    std::fflush(stdout);
+    all_ok = all_ok && result == "ok";
+  }
+
+  int unmap_errors = 0;
+  for (const auto& [iova, p] : held) {
+    unmap_errors += v.unmap(iova, kPage) != 0;
+  }
+  unmap_errors += v.unmap(kIovaSrc, kPage) != 0;
+  unmap_errors += v.unmap(kIovaDst, kPage) != 0;
+  std::printf("KEEL-GUEST lazy phase=done maps=%llu unmaps=%llu unmap_errors=%d result=%s\n",
+              static_cast<unsigned long long>(v.maps), static_cast<unsigned long long>(v.unmaps),
+              unmap_errors, all_ok && unmap_errors == 0 ? "ok" : "failed");
+  std::fflush(stdout);
+  return all_ok && unmap_errors == 0 ? 0 : 1;
+}

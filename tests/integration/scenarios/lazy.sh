@@ -1,0 +1,78 @@
+#!/bin/sh
+# Runs inside the emulated host: keel boots the guest kernel (virtio-iommu, VIOT and VFIO built
+# in) with the edu device behind its virtual IOMMU (iommu=on, dma_mapping=auto); inside, the
+# guest's own VFIO maps buffers and runs edu DMA through them (tests/integration/guest/lazy_test).
+# Two runs:
+#   lazy   without CAP_IPC_LOCK and a memlock limit below guest RAM: the eager plan does not
+#          fit, auto picks lazy; the guest keeps more mappings than dma_entry_limit allows.
+#   eager  as root: the eager plan fits and auto picks it; the guest's translated mappings
+#          then switch the container to lazy.
+# Each run reads vm.info while the guest is waiting and after its work, and a fresh container
+# reads the kernel's DMA_AVAIL after keel has gone. Reports facts only;
+# tests/integration/testbed_lazy.sh checks them.
+. /keel/testbed.sh
+
+set -- $(edu_devices)
+dev=$1
+limit=$(cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit)
+result "limit=$limit dev=$dev"
+
+# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE.
+wait_for() {
+  n=0
+  while [ "$n" -lt $(($4 * 5)) ]; do
+    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+    sleep 0.2
+    n=$((n + 1))
+  done
+  return 1
+}
+
+# run NAME MEMLOCK GUEST_ARGS: one boot; MEMLOCK "none" runs keel as plain root.
+run() {
+  name=$1 memlock=$2 guest_args=$3
+  sock=/tmp/$name.sock out=/tmp/$name.out fifo=/tmp/$name.in
+  rm -f "$fifo" "$out" "$sock"
+  mkfifo "$fifo"
+  prefix=
+  [ "$memlock" = none ] || prefix="memlock_exec $memlock"
+  # shellcheck disable=SC2086 # the prefix is separate words
+  $prefix keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
+    --memory size=256M --serial tty --api-socket "path=$sock" \
+    --cmdline "console=ttyS0 vfio_iommu_type1.allow_unsafe_interrupts=1 keel_lazy=$guest_args" \
+    --device "path=/sys/bus/pci/devices/$dev,id=edu0,iommu=on" <"$fifo" >"$out" 2>"/tmp/$name.log" &
+  pid=$!
+  exec 3>"$fifo"
+  n=0
+  while [ ! -S "$sock" ] && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
+  result "run=$name at=start info=$(timeout 60 keel-remote --api-socket "$sock" --json info 2>&1 | tr '\n' ' ')"
+  finished=no
+  wait_for "$out" "KEEL-GUEST lazy-finished" 1 400 && finished=yes
+  result "run=$name finished=$finished"
+  grep -a "KEEL-GUEST lazy " "$out" | tr -d '\r' | while IFS= read -r line; do
+    result "run=$name ${line#*KEEL-GUEST lazy }"
+  done
+  result "run=$name at=end info=$(timeout 60 keel-remote --api-socket "$sock" --json info 2>&1 | tr '\n' ' ')"
+  result "run=$name counters=$(timeout 60 keel-remote --api-socket "$sock" --json counters 2>&1 | tr '\n' ' ')"
+  # The guest powers off; keel, serving its API, stays until vmm.shutdown.
+  echo poweroff >&3
+  wait_for "/tmp/$name.log" "guest powered off" 1 60
+  timeout 60 keel-remote --api-socket "$sock" shutdown-vmm >/dev/null 2>&1
+  n=0
+  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
+  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  wait "$pid"
+  status=$?
+  exec 3>&-
+  result "run=$name keel_exit=$status"
+  result "run=$name probe=after $(timeout 120 vfio_probe "$dev" 2>&1 | tr '\n' ' ')"
+  echo "---- $name: keel log (last 30 lines)"
+  tail -n 30 "/tmp/$name.log"
+  echo "---- $name: guest console (last 30 lines)"
+  tail -n 30 "$out" | tr -d '\r'
+}
+
+# 64 MiB of memlock for 256 MiB of guest RAM: eager cannot pin it all.
+run lazy 67108864 "--pages,4,--fault-probe,--hold,$((limit * 2))"
+run eager none "--pages,2"
+exit 0
