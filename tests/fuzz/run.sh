@@ -18,10 +18,11 @@ declare -A seeds=(
   [api_request_fuzzer]=tests/fuzz/api/corpus/request
   [api_http_fuzzer]=tests/fuzz/api/corpus/http
   [iommu_fuzzer]=tests/fuzz/virtio/corpus
+  [virtio_pci_fuzzer]=tests/fuzz/virtio/corpus-pci
 )
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer)
+  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer)
 fi
 
 if ! grep -q 'KEEL_FUZZ' CMakeLists.txt; then
