@@ -19,10 +19,14 @@ declare -A seeds=(
   [api_http_fuzzer]=tests/fuzz/api/corpus/http
   [iommu_fuzzer]=tests/fuzz/virtio/corpus
   [virtio_pci_fuzzer]=tests/fuzz/virtio/corpus-pci
+  [vfio_info_fuzzer]=tests/fuzz/vfio/corpus
+  [kernel_image_fuzzer]=tests/fuzz/boot/corpus
+  [uart_fuzzer]=tests/fuzz/devices/corpus
 )
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer)
+  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer vfio_info_fuzzer
+    kernel_image_fuzzer uart_fuzzer)
 fi
 
 if ! grep -q 'KEEL_FUZZ' CMakeLists.txt; then
