@@ -108,6 +108,8 @@ class FakeVfioSys final : public VfioSys {
 
   // Observations (of the newest container unless said otherwise).
   int calls(unsigned long request) const;
+  // Every ioctl request made so far and how many times.
+  const std::map<unsigned long, int>& all_calls() const { return calls_; }
   std::uint32_t avail() const;  // the live value (limit - mapped - taken)
   const std::map<std::uint64_t, FakeMapping>& mappings() const;
   std::uint64_t pinned_bytes() const;
