@@ -16,7 +16,7 @@
 // One line per phase on stdout, key=value, for the scenario to check:
 //   KEEL-GUEST lazy phase=setup bdf=0000:00:01.0 group=0 result=ok
 //   KEEL-GUEST lazy phase=roundtrip result=ok
-//   KEEL-GUEST lazy phase=pages count=8 result=ok
+//   KEEL-GUEST lazy phase=pages count=8 seconds=1.234 result=ok
 //   KEEL-GUEST lazy phase=fault iova=0x2000000 result=ok
 //   KEEL-GUEST lazy phase=hold wanted=40 granted=21 errno=ENOMEM freed=10 after=ok
 //   KEEL-GUEST lazy phase=bench count=200 seconds=1.234 per_second=162.1 result=ok
@@ -324,6 +324,7 @@ int main(int argc, char** argv) {
 
   if (pages > 0) {
     std::string result = "ok";
+    const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < pages && result == "ok"; ++i) {
       std::uint8_t* p = page();
       const std::uint64_t iova = kIovaPages + 2 * kPage * static_cast<std::uint64_t>(i);
@@ -341,7 +342,10 @@ int main(int argc, char** argv) {
         result = std::string("unmap-") + errno_name(u) + "-at-" + std::to_string(i);
       }
     }
-    std::printf("KEEL-GUEST lazy phase=pages count=%d result=%s\n", pages, result.c_str());
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("KEEL-GUEST lazy phase=pages count=%d seconds=%.3f result=%s\n", pages, seconds,
+                result.c_str());
     std::fflush(stdout);
     all_ok = all_ok && result == "ok";
   }
