@@ -22,11 +22,12 @@ declare -A seeds=(
   [vfio_info_fuzzer]=tests/fuzz/vfio/corpus
   [kernel_image_fuzzer]=tests/fuzz/boot/corpus
   [uart_fuzzer]=tests/fuzz/devices/corpus
+  [passthrough_config_fuzzer]=tests/fuzz/vfio/corpus-pt
 )
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
   fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer vfio_info_fuzzer
-    kernel_image_fuzzer uart_fuzzer)
+    kernel_image_fuzzer uart_fuzzer passthrough_config_fuzzer)
 fi
 
 if ! grep -q 'KEEL_FUZZ' CMakeLists.txt; then
