@@ -76,9 +76,14 @@ Result<RemoteRequest> add_device_request(std::string_view spec) {
         return Error::invalid("add-device: iommu=" + value + " must be on or off");
       }
       body[key] = value == "on";
+    } else if (key == "dma_low_water") {
+      if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 10) {
+        return Error::invalid("add-device: dma_low_water=" + value + " is not a number of entries");
+      }
+      body[key] = std::stoull(value);
     } else {
       return Error::invalid("add-device: unknown key \"" + key +
-                            "\" (known: path, id, dma_mapping, iommu)");
+                            "\" (known: path, id, dma_mapping, iommu, dma_low_water)");
     }
   }
   if (!body.contains("path")) {

@@ -264,6 +264,22 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
     return iommu.error();
   }
   device.iommu = iommu->value_or(false);
+  auto low_water = r->unsigned_integer(
+      "dma_low_water", "a number of DMA entries to keep free when mapping lazily, e.g. 2");
+  if (!low_water.ok()) {
+    return low_water.error();
+  }
+  if (*low_water) {
+    if (**low_water > 0xffffffffULL) {
+      return Error::invalid(at("dma_low_water") + ": " + std::to_string(**low_water) +
+                            " is more entries than a container can hold; give at most 4294967295");
+    }
+    if (**low_water != 0 && !device.iommu) {
+      return Error::invalid(at("dma_low_water") +
+                            ": applies to lazy mapping, which needs iommu: true");
+    }
+    device.dma_low_water = static_cast<std::uint32_t>(**low_water);
+  }
   constexpr std::string_view kMappingHint = "\"auto\", \"eager\" or \"lazy\"";
   auto mapping = r->string("dma_mapping", kMappingHint);
   if (!mapping.ok()) {
@@ -309,7 +325,8 @@ json device_config_to_json(const vmm::DeviceConfig& device) {
   return json{{"path", device.path},
               {"id", device.id},
               {"iommu", device.iommu},
-              {"dma_mapping", to_string(device.dma_mapping)}};
+              {"dma_mapping", to_string(device.dma_mapping)},
+              {"dma_low_water", device.dma_low_water}};
 }
 
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {

@@ -1,6 +1,8 @@
 #include "vmm/cli.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 
@@ -115,7 +117,7 @@ Status apply_serial(const std::string& text, VmConfig& config) {
 }
 
 Result<DeviceConfig> parse_device(const std::string& text) {
-  auto opts = split_options("--device", text, {"path", "id", "dma_mapping", "iommu"});
+  auto opts = split_options("--device", text, {"path", "id", "dma_mapping", "iommu", "dma_low_water"});
   if (!opts.ok()) {
     return opts.error();
   }
@@ -151,6 +153,21 @@ Result<DeviceConfig> parse_device(const std::string& text) {
       return Error::invalid("--device: iommu=" + iommu + " is not on or off");
     }
   }
+  if (opts->count("dma_low_water") != 0) {
+    const std::string& entries = (*opts)["dma_low_water"];
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long value = std::strtoul(entries.c_str(), &end, 10);
+    if (entries.empty() || *end != '\0' || entries[0] == '-' || errno != 0 || value > 0xffffffffUL) {
+      return Error::invalid("--device: dma_low_water=" + entries +
+                            " is not a number of DMA entries (0 to 4294967295)");
+    }
+    if (!device.iommu) {
+      return Error::invalid("--device: dma_low_water=" + entries +
+                            " applies to lazy mapping, which needs iommu=on");
+    }
+    device.dma_low_water = static_cast<std::uint32_t>(value);
+  }
   return device;
 }
 
@@ -172,8 +189,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   std::vector<std::string> devices;
   app.add_option("--device", devices,
                  "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]"
-                 "[,iommu=on]: pass a host PCI function through with VFIO (repeatable); "
-                 "iommu=on puts it behind the virtual IOMMU, which lazy mapping needs")
+                 "[,iommu=on][,dma_low_water=N]: pass a host PCI function through with VFIO "
+                 "(repeatable); iommu=on puts it behind the virtual IOMMU, which lazy mapping "
+                 "needs; dma_low_water keeps N DMA entries free when mapping lazily")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--no-reboot", config.exit_on_reboot,

@@ -93,6 +93,7 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     own.mode = to_vfio(d.dma_mapping);
     own.device_paths.push_back(d.path);
     own.behind_viommu = true;
+    own.low_water = d.dma_low_water;
     auto container = vfio::VfioContainer::create(sys, vm.memory, own);
     if (!container.ok()) {
       return container.error().wrap("--device " + d.id);

@@ -22,6 +22,9 @@ struct DeviceConfig {
   // iommu=on: the device sits behind Keel's virtual IOMMU (virtio-iommu). The guest's IOMMU
   // driver then decides what it may reach, and its container may map lazily.
   bool iommu = false;
+  // With lazy mapping (iommu=on): DMA entries kept free for others; a guest MAP that would eat
+  // into them is refused (virtio-iommu NOMEM) before the kernel would say ENOSPC.
+  std::uint32_t dma_low_water = 0;
 };
 
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.

@@ -6,19 +6,33 @@
 # checks them.
 . /keel/testbed.sh
 
-# KEEL_SEEDS (--env) replaces the seeds, e.g. to replay a failure.
+# KEEL_SEEDS (--env) replaces the seeds, e.g. to replay a failure; KEEL_VIRTIO_SEEDS those of
+# the runs with the edu behind the virtual IOMMU, where the guest drives the virtio-iommu
+# function instead (4 and 5 by default).
 seeds=${KEEL_SEEDS:-1,2,3}
-for seed in $(echo "$seeds" | tr ',' ' '); do
-  echo "---- hostile guest, seed $seed"
+virtio_seeds=${KEEL_VIRTIO_SEEDS:-4,5}
+set -- $(edu_devices)
+edu=$1
+for seed in $(echo "$seeds" | tr ',' ' ') $(echo "$virtio_seeds" | tr ',' ' ' | sed 's/[0-9]*/v&/g'); do
+  device= phases=pio,pci,mmio
+  case $seed in
+    v*)
+      seed=${seed#v}
+      phases=virtio
+      device="--device path=/sys/bus/pci/devices/$edu,iommu=on"
+      ;;
+  esac
+  echo "---- hostile guest, seed $seed ($phases)"
+  # shellcheck disable=SC2086 # $device is separate words or nothing
   timeout "${KEEL_RUN_TIMEOUT:-300}" keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
-    --cpus boot=1 --memory size=256M --serial file=/tmp/hostile.console \
-    --cmdline "console=ttyS0 iomem=relaxed keel_seed=$seed" </dev/null 2>/tmp/hostile.log
+    --cpus boot=1 --memory size=256M --serial file=/tmp/hostile.console $device \
+    --cmdline "console=ttyS0 iomem=relaxed keel_seed=$seed keel_phases=$phases" </dev/null 2>/tmp/hostile.log
   status=$?
   # The guest's random COM1 writes put bytes of every kind on the console: keep the line only.
   line=$(grep -a -o 'KEEL-GUEST hostile seed=[[:print:]]*' /tmp/hostile.console | head -n 1)
   sanitizer=$(grep -c -a -E 'AddressSanitizer|runtime error|LeakSanitizer' /tmp/hostile.log)
   phase=$(grep -a -o 'KEEL-GUEST hostile-phase [a-z-]*' /tmp/hostile.console | tail -n 1)
-  result "run=$seed keel_exit=$status sanitizer_reports=$sanitizer powered_off=$(grep -c -a 'KEEL-GUEST powering-off' /tmp/hostile.console) last_phase=${phase##* } ${line#KEEL-GUEST }"
+  result "run=$seed phases=$phases keel_exit=$status sanitizer_reports=$sanitizer powered_off=$(grep -c -a 'KEEL-GUEST powering-off' /tmp/hostile.console) last_phase=${phase##* } ${line#KEEL-GUEST }"
   echo "---- keel log (last 40 lines)"
   tail -n 40 /tmp/hostile.log
   echo "---- guest console (last 20 lines, printable characters only)"

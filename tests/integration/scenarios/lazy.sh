@@ -28,9 +28,10 @@ wait_for() {
   return 1
 }
 
-# run NAME MEMLOCK GUEST_ARGS: one boot; MEMLOCK "none" runs keel as plain root.
+# run NAME MEMLOCK GUEST_ARGS [DEVICE_OPTS]: one boot; MEMLOCK "none" runs keel as plain root;
+# DEVICE_OPTS are appended to --device.
 run() {
-  name=$1 memlock=$2 guest_args=$3
+  name=$1 memlock=$2 guest_args=$3 device_opts=${4:-}
   sock=/tmp/$name.sock out=/tmp/$name.out fifo=/tmp/$name.in
   rm -f "$fifo" "$out" "$sock"
   mkfifo "$fifo"
@@ -40,7 +41,7 @@ run() {
   $prefix keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
     --memory size=256M --serial tty --api-socket "path=$sock" \
     --cmdline "console=ttyS0 vfio_iommu_type1.allow_unsafe_interrupts=1 keel_lazy=$guest_args" \
-    --device "path=/sys/bus/pci/devices/$dev,id=edu0,iommu=on" <"$fifo" >"$out" 2>"/tmp/$name.log" &
+    --device "path=/sys/bus/pci/devices/$dev,id=edu0,iommu=on$device_opts" <"$fifo" >"$out" 2>"/tmp/$name.log" &
   pid=$!
   exec 3>"$fifo"
   n=0
@@ -73,6 +74,7 @@ run() {
 }
 
 # 64 MiB of memlock for 256 MiB of guest RAM: eager cannot pin it all.
-run lazy 67108864 "--pages,4,--fault-probe,--hold,$((limit * 2))"
+# Two entries kept free (dma_low_water): the guest's MAPs stop there, before the kernel's limit.
+run lazy 67108864 "--pages,4,--fault-probe,--hold,$((limit * 2))" ",dma_low_water=2"
 run eager none "--pages,2"
 exit 0

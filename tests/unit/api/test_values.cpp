@@ -72,7 +72,8 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
   for (std::size_t i = 0; i < a.devices.size(); ++i) {
     if (a.devices[i].path != b.devices[i].path || a.devices[i].id != b.devices[i].id ||
         a.devices[i].dma_mapping != b.devices[i].dma_mapping ||
-        a.devices[i].iommu != b.devices[i].iommu) {
+        a.devices[i].iommu != b.devices[i].iommu ||
+        a.devices[i].dma_low_water != b.devices[i].dma_low_water) {
       return false;
     }
   }

@@ -75,9 +75,9 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set
     "serial": {"mode": "File", "file": "/tmp/serial.log"},
     "devices": [
       {"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0", "iommu": false,
-       "dma_mapping": "eager"},
+       "dma_mapping": "eager", "dma_low_water": 0},
       {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "0000:02:00.0", "iommu": true,
-       "dma_mapping": "lazy"}],
+       "dma_mapping": "lazy", "dma_low_water": 0}],
     "iommu": true,
     "exit_on_reboot": true})"));
   vmm::VmConfig plain;
@@ -199,7 +199,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   json device = minimal();
   device["devices"] = json::array({{{"path", "/sys/bus/pci/devices/0000:01:00.0"}, {"bdf", "x"}}});
   CHECK(error_for(device).find("devices[0].bdf: unknown field; DeviceConfig takes path, id, "
-                               "iommu, dma_mapping") == 0);
+                               "iommu, dma_low_water, dma_mapping") == 0);
   json payload = minimal();
   payload["payload"]["kernal"] = "/k";
   CHECK(error_for(payload).find("payload.kernal: unknown field") == 0);
@@ -235,6 +235,16 @@ TEST_CASE("devices: unique paths and ids, iommu refused, dma_mapping read") {
   CHECK(behind->devices[0].iommu);
   CHECK(vm_config_to_json(*behind)["devices"][0]["iommu"] == true);
   CHECK(vm_config_to_json(*behind)["iommu"] == true);
+  iommu["devices"][0]["dma_low_water"] = 2;
+  auto reserve = vm_config_from_json(iommu);
+  REQUIRE(reserve.ok());
+  CHECK(reserve->devices[0].dma_low_water == 2);
+  CHECK(vm_config_to_json(*reserve)["devices"][0]["dma_low_water"] == 2);
+  iommu["devices"][0]["dma_low_water"] = 4294967296ULL;
+  CHECK(error_for(iommu).find("devices[0].dma_low_water: 4294967296 is more entries") == 0);
+  iommu["devices"][0]["dma_low_water"] = 1;
+  iommu["devices"][0]["iommu"] = false;
+  CHECK(error_for(iommu).find("devices[0].dma_low_water: applies to lazy mapping") == 0);
   iommu["devices"][0]["iommu"] = "yes";
   CHECK(error_for(iommu).find("devices[0].iommu") == 0);
 }

@@ -70,7 +70,7 @@ namespace {
 
 TEST_CASE("cli --device is repeatable with id and dma_mapping") {
   auto r = parse_command_line({"--kernel", "/k", "--device", "path=/sys/bus/pci/devices/0000:00:01.0/",
-                               "--device", "path=/sys/bus/pci/devices/0000:00:02.0,id=nic,dma_mapping=eager,iommu=on"});
+                               "--device", "path=/sys/bus/pci/devices/0000:00:02.0,id=nic,dma_mapping=eager,iommu=on,dma_low_water=3"});
   REQUIRE(r.ok());
   REQUIRE(r->config.devices.size() == 2);
   CHECK(r->config.devices[0].path == "/sys/bus/pci/devices/0000:00:01.0");
@@ -80,6 +80,8 @@ TEST_CASE("cli --device is repeatable with id and dma_mapping") {
   CHECK(r->config.devices[1].dma_mapping == DmaMapping::kEager);
   CHECK_FALSE(r->config.devices[0].iommu);
   CHECK(r->config.devices[1].iommu);
+  CHECK(r->config.devices[0].dma_low_water == 0);
+  CHECK(r->config.devices[1].dma_low_water == 3);
 }
 
 TEST_CASE("cli --device errors") {
@@ -92,6 +94,12 @@ TEST_CASE("cli --device errors") {
   CHECK(err({"--kernel", "/k", "--device", "path=/a,dma_mapping=lots"}) ==
         "--device: dma_mapping=lots is not auto, eager or lazy");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=yes"}) == "--device: iommu=yes is not on or off");
+  CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=on,dma_low_water=-1"}) ==
+        "--device: dma_low_water=-1 is not a number of DMA entries (0 to 4294967295)");
+  CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=on,dma_low_water=4294967296"}).find(
+            "is not a number") != std::string::npos);
+  CHECK(err({"--kernel", "/k", "--device", "path=/a,dma_low_water=2"}) ==
+        "--device: dma_low_water=2 applies to lazy mapping, which needs iommu=on");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,id=x", "--device", "path=/b,id=x"}) ==
         "--device: id \"x\" is used twice");
   CHECK(err({"--kernel", "/k", "--device", "path=/a", "--device", "path=/a/"}) == "--device: /a is given twice");
