@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "base/hex.hpp"
 #include "vmm/kvm_abi.hpp"
@@ -15,6 +16,23 @@ namespace keel::vmm {
 namespace {
 
 constexpr int kKvmApiVersion = 12;
+
+class KernelKvmSys final : public KvmSys {
+ public:
+  int ioctl(int fd, unsigned long request, std::uintptr_t arg) override {
+    return ::ioctl(fd, request, arg);
+  }
+};
+
+// ioctl through the seam, with pointer or integer arguments as ioctl(2) takes them.
+template <typename T>
+int kvm_ioctl(KvmSys& sys, int fd, unsigned long request, T arg) {
+  if constexpr (std::is_pointer_v<T>) {
+    return sys.ioctl(fd, request, reinterpret_cast<std::uintptr_t>(arg));
+  } else {
+    return sys.ioctl(fd, request, static_cast<std::uintptr_t>(arg));
+  }
+}
 
 // A count header followed by `count` entries, laid out as the kernel expects (see kvm_abi.hpp).
 template <typename Entry>
@@ -59,7 +77,12 @@ constexpr RequiredExtension kRequired[] = {
 
 }  // namespace
 
-Result<Kvm> Kvm::open(const char* path) {
+std::shared_ptr<KvmSys> kernel_kvm_sys() {
+  static const std::shared_ptr<KvmSys> sys = std::make_shared<KernelKvmSys>();
+  return sys;
+}
+
+Result<Kvm> Kvm::open(const char* path, std::shared_ptr<KvmSys> sys) {
   UniqueFd fd(::open(path, O_RDWR | O_CLOEXEC));
   if (!fd) {
     const int err = errno;
@@ -71,12 +94,12 @@ Result<Kvm> Kvm::open(const char* path) {
     }
     return Error::from_errno(err, std::string("open ") + path + hint);
   }
-  const int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
+  const int version = kvm_ioctl(*sys, fd.get(), KVM_GET_API_VERSION, 0);
   if (version != kKvmApiVersion) {
     return Error::from_errno(ENOTSUP, std::string(path) + " speaks KVM API version " +
                                           std::to_string(version) + "; Keel needs version 12");
   }
-  Kvm kvm(std::move(fd));
+  Kvm kvm(std::move(fd), std::move(sys));
   for (const RequiredExtension& ext : kRequired) {
     if (kvm.check_extension(ext.id) <= 0) {
       return Error::from_errno(ENOTSUP, std::string("this kernel's KVM lacks ") + ext.name +
@@ -87,7 +110,7 @@ Result<Kvm> Kvm::open(const char* path) {
 }
 
 int Kvm::check_extension(long extension) const {
-  const int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, extension);
+  const int r = kvm_ioctl(*sys_, fd_.get(), KVM_CHECK_EXTENSION, extension);
   return r < 0 ? 0 : r;
 }
 
@@ -96,7 +119,7 @@ Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
   // kernels answer E2BIG when they have more, so grow only then.
   for (std::uint32_t count = 256; count <= 4096; count *= 2) {
     CountedBuffer<kvm_cpuid_entry2> buf(count);
-    if (::ioctl(fd_.get(), abi::kGetSupportedCpuid, buf.data()) == 0) {
+    if (kvm_ioctl(*sys_, fd_.get(), abi::kGetSupportedCpuid, buf.data()) == 0) {
       return buf.entries();
     }
     if (errno != E2BIG) {
@@ -107,7 +130,7 @@ Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
 }
 
 Result<std::size_t> Kvm::vcpu_mmap_size() const {
-  const int size = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  const int size = kvm_ioctl(*sys_, fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
   if (size <= 0) {
     return Error::from_errno("KVM_GET_VCPU_MMAP_SIZE");
   }
@@ -118,26 +141,26 @@ Result<KvmVm> Kvm::create_vm() const {
   // EINTR can interrupt KVM_CREATE_VM while the kernel allocates; retrying is what it asks for.
   int fd = -1;
   do {
-    fd = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+    fd = kvm_ioctl(*sys_, fd_.get(), KVM_CREATE_VM, 0);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     return Error::from_errno("KVM_CREATE_VM");
   }
-  return KvmVm(UniqueFd(fd));
+  return KvmVm(UniqueFd(fd), sys_);
 }
 
 Status KvmVm::set_x86_private_pages(std::uint64_t tss_addr, std::uint64_t identity_map_addr) {
-  if (::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity_map_addr) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity_map_addr) != 0) {
     return Error::from_errno("KVM_SET_IDENTITY_MAP_ADDR " + hex(identity_map_addr));
   }
-  if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(tss_addr)) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(tss_addr)) != 0) {
     return Error::from_errno("KVM_SET_TSS_ADDR " + hex(tss_addr));
   }
   return ok_status();
 }
 
 Status KvmVm::create_irqchip() {
-  if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_CREATE_IRQCHIP, 0) != 0) {
     return Error::from_errno("KVM_CREATE_IRQCHIP");
   }
   return ok_status();
@@ -146,7 +169,7 @@ Status KvmVm::create_irqchip() {
 Status KvmVm::create_pit() {
   kvm_pit_config config{};
   config.flags = KVM_PIT_SPEAKER_DUMMY;
-  if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &config) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_CREATE_PIT2, &config) != 0) {
     return Error::from_errno("KVM_CREATE_PIT2");
   }
   return ok_status();
@@ -160,7 +183,7 @@ Status KvmVm::set_memory_region(std::uint32_t slot, std::uint64_t gpa, std::uint
   region.guest_phys_addr = gpa;
   region.memory_size = size;
   region.userspace_addr = reinterpret_cast<std::uint64_t>(host);
-  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_USER_MEMORY_REGION, &region) != 0) {
     return Error::from_errno("KVM_SET_USER_MEMORY_REGION slot " + std::to_string(slot) + " gpa " +
                              hex(gpa) + " size " + hex(size));
   }
@@ -171,7 +194,7 @@ Status KvmVm::irqfd(int eventfd, std::uint32_t gsi) {
   kvm_irqfd request{};
   request.fd = static_cast<std::uint32_t>(eventfd);
   request.gsi = gsi;
-  if (::ioctl(fd_.get(), KVM_IRQFD, &request) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_IRQFD, &request) != 0) {
     return Error::from_errno("KVM_IRQFD gsi " + std::to_string(gsi));
   }
   return ok_status();
@@ -182,7 +205,7 @@ Status KvmVm::remove_irqfd(int eventfd, std::uint32_t gsi) {
   request.fd = static_cast<std::uint32_t>(eventfd);
   request.gsi = gsi;
   request.flags = KVM_IRQFD_FLAG_DEASSIGN;
-  if (::ioctl(fd_.get(), KVM_IRQFD, &request) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_IRQFD, &request) != 0) {
     return Error::from_errno("KVM_IRQFD deassign gsi " + std::to_string(gsi));
   }
   return ok_status();
@@ -194,7 +217,7 @@ Status KvmVm::irqfd_resample(int eventfd, int resample_fd, std::uint32_t gsi) {
   request.resamplefd = static_cast<std::uint32_t>(resample_fd);
   request.gsi = gsi;
   request.flags = KVM_IRQFD_FLAG_RESAMPLE;
-  if (::ioctl(fd_.get(), KVM_IRQFD, &request) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_IRQFD, &request) != 0) {
     return Error::from_errno("KVM_IRQFD resample gsi " + std::to_string(gsi));
   }
   return ok_status();
@@ -202,7 +225,7 @@ Status KvmVm::irqfd_resample(int eventfd, int resample_fd, std::uint32_t gsi) {
 
 Status KvmVm::set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries) {
   CountedBuffer<kvm_irq_routing_entry> buf(entries);
-  if (::ioctl(fd_.get(), abi::kSetGsiRouting, buf.data()) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), abi::kSetGsiRouting, buf.data()) != 0) {
     return Error::from_errno("KVM_SET_GSI_ROUTING (" + std::to_string(entries.size()) + " routes)");
   }
   return ok_status();
@@ -211,7 +234,7 @@ Status KvmVm::set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries)
 Result<UniqueFd> KvmVm::create_vfio_device() {
   kvm_create_device request{};
   request.type = KVM_DEV_TYPE_VFIO;
-  if (::ioctl(fd_.get(), KVM_CREATE_DEVICE, &request) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_CREATE_DEVICE, &request) != 0) {
     return Error::from_errno("KVM_CREATE_DEVICE KVM_DEV_TYPE_VFIO");
   }
   return UniqueFd(static_cast<int>(request.fd));
@@ -223,14 +246,14 @@ Status KvmVm::add_vfio_group(int kvm_vfio_fd, int group_fd) {
   attr.group = KVM_DEV_VFIO_GROUP;
   attr.attr = KVM_DEV_VFIO_GROUP_ADD;
   attr.addr = reinterpret_cast<std::uint64_t>(&fd);
-  if (::ioctl(kvm_vfio_fd, KVM_SET_DEVICE_ATTR, &attr) != 0) {
+  if (kvm_ioctl(*sys_, kvm_vfio_fd, KVM_SET_DEVICE_ATTR, &attr) != 0) {
     return Error::from_errno("KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_ADD");
   }
   return ok_status();
 }
 
 Result<KvmVcpu> KvmVm::create_vcpu(std::uint32_t id, std::size_t mmap_size) {
-  UniqueFd fd(::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id)));
+  UniqueFd fd(kvm_ioctl(*sys_, fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id)));
   if (!fd) {
     return Error::from_errno("KVM_CREATE_VCPU " + std::to_string(id));
   }
@@ -238,11 +261,11 @@ Result<KvmVcpu> KvmVm::create_vcpu(std::uint32_t id, std::size_t mmap_size) {
   if (!run.ok()) {
     return run.error();
   }
-  return KvmVcpu(std::move(fd), std::move(run).value());
+  return KvmVcpu(std::move(fd), std::move(run).value(), sys_);
 }
 
 Status KvmVcpu::run() {
-  if (::ioctl(fd_.get(), KVM_RUN, 0) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_RUN, 0) != 0) {
     return Error::from_errno("KVM_RUN");
   }
   return ok_status();
@@ -250,14 +273,14 @@ Status KvmVcpu::run() {
 
 Result<kvm_regs> KvmVcpu::regs() const {
   kvm_regs regs{};
-  if (::ioctl(fd_.get(), KVM_GET_REGS, &regs) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_GET_REGS, &regs) != 0) {
     return Error::from_errno("KVM_GET_REGS");
   }
   return regs;
 }
 
 Status KvmVcpu::set_regs(const kvm_regs& regs) {
-  if (::ioctl(fd_.get(), KVM_SET_REGS, &regs) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_REGS, &regs) != 0) {
     return Error::from_errno("KVM_SET_REGS");
   }
   return ok_status();
@@ -265,21 +288,21 @@ Status KvmVcpu::set_regs(const kvm_regs& regs) {
 
 Result<kvm_sregs> KvmVcpu::sregs() const {
   kvm_sregs sregs{};
-  if (::ioctl(fd_.get(), KVM_GET_SREGS, &sregs) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_GET_SREGS, &sregs) != 0) {
     return Error::from_errno("KVM_GET_SREGS");
   }
   return sregs;
 }
 
 Status KvmVcpu::set_sregs(const kvm_sregs& sregs) {
-  if (::ioctl(fd_.get(), KVM_SET_SREGS, &sregs) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_SREGS, &sregs) != 0) {
     return Error::from_errno("KVM_SET_SREGS");
   }
   return ok_status();
 }
 
 Status KvmVcpu::set_fpu(const kvm_fpu& fpu) {
-  if (::ioctl(fd_.get(), KVM_SET_FPU, &fpu) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_FPU, &fpu) != 0) {
     return Error::from_errno("KVM_SET_FPU");
   }
   return ok_status();
@@ -287,7 +310,7 @@ Status KvmVcpu::set_fpu(const kvm_fpu& fpu) {
 
 Status KvmVcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
   CountedBuffer<kvm_cpuid_entry2> buf(entries);
-  if (::ioctl(fd_.get(), abi::kSetCpuid2, buf.data()) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), abi::kSetCpuid2, buf.data()) != 0) {
     return Error::from_errno("KVM_SET_CPUID2 (" + std::to_string(entries.size()) + " entries)");
   }
   return ok_status();
@@ -295,7 +318,7 @@ Status KvmVcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
 
 Status KvmVcpu::set_msrs(const std::vector<kvm_msr_entry>& msrs) {
   CountedBuffer<kvm_msr_entry> buf(msrs);
-  const int set = ::ioctl(fd_.get(), abi::kSetMsrs, buf.data());
+  const int set = kvm_ioctl(*sys_, fd_.get(), abi::kSetMsrs, buf.data());
   if (set < 0) {
     return Error::from_errno("KVM_SET_MSRS");
   }
@@ -307,14 +330,14 @@ Status KvmVcpu::set_msrs(const std::vector<kvm_msr_entry>& msrs) {
 
 Result<kvm_lapic_state> KvmVcpu::lapic() const {
   kvm_lapic_state state{};
-  if (::ioctl(fd_.get(), KVM_GET_LAPIC, &state) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_GET_LAPIC, &state) != 0) {
     return Error::from_errno("KVM_GET_LAPIC");
   }
   return state;
 }
 
 Status KvmVcpu::set_lapic(const kvm_lapic_state& state) {
-  if (::ioctl(fd_.get(), KVM_SET_LAPIC, &state) != 0) {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_SET_LAPIC, &state) != 0) {
     return Error::from_errno("KVM_SET_LAPIC");
   }
   return ok_status();

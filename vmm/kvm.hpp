@@ -8,6 +8,7 @@
 #include "base/mapping.hpp"
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
+#include "vmm/kvm_sys.hpp"
 
 namespace keel::vmm {
 
@@ -18,7 +19,9 @@ class KvmVcpu;
 class Kvm {
  public:
   // open("/dev/kvm"); KVM_GET_API_VERSION must be 12; checks the extensions Keel relies on.
-  static Result<Kvm> open(const char* path = "/dev/kvm");
+  // Every ioctl of this Kvm and of the VMs and vCPUs it creates goes through `sys`.
+  static Result<Kvm> open(const char* path = "/dev/kvm",
+                          std::shared_ptr<KvmSys> sys = kernel_kvm_sys());
 
   // KVM_CHECK_EXTENSION on the system fd; returns the extension's value (0 = absent).
   int check_extension(long extension) const;
@@ -30,14 +33,15 @@ class Kvm {
   Result<KvmVm> create_vm() const;
 
  private:
-  explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
+  Kvm(UniqueFd fd, std::shared_ptr<KvmSys> sys) : fd_(std::move(fd)), sys_(std::move(sys)) {}
   UniqueFd fd_;
+  std::shared_ptr<KvmSys> sys_;
 };
 
 // A VM fd and the ioctls on it.
 class KvmVm {
  public:
-  explicit KvmVm(UniqueFd fd) : fd_(std::move(fd)) {}
+  KvmVm(UniqueFd fd, std::shared_ptr<KvmSys> sys) : fd_(std::move(fd)), sys_(std::move(sys)) {}
   int fd() const { return fd_.get(); }
 
   // KVM_SET_TSS_ADDR and KVM_SET_IDENTITY_MAP_ADDR: three plus one pages Intel VMX needs below
@@ -68,12 +72,14 @@ class KvmVm {
 
  private:
   UniqueFd fd_;
+  std::shared_ptr<KvmSys> sys_;
 };
 
 // A vCPU fd, its kvm_run area, and the register ioctls.
 class KvmVcpu {
  public:
-  KvmVcpu(UniqueFd fd, Mapping run) : fd_(std::move(fd)), run_(std::move(run)) {}
+  KvmVcpu(UniqueFd fd, Mapping run, std::shared_ptr<KvmSys> sys)
+      : fd_(std::move(fd)), run_(std::move(run)), sys_(std::move(sys)) {}
   int fd() const { return fd_.get(); }
   kvm_run* run_area() const { return reinterpret_cast<kvm_run*>(run_.data()); }
 
@@ -94,6 +100,7 @@ class KvmVcpu {
  private:
   UniqueFd fd_;
   Mapping run_;
+  std::shared_ptr<KvmSys> sys_;
 };
 
 }  // namespace keel::vmm
