@@ -34,24 +34,16 @@ guest() {
   while [ ! -S "$sock" ] && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
   start=$(timeout 60 keel-remote --api-socket "$sock" --json info 2>/dev/null | tr -d '\n')
   result "sample what=$name at=start info=$start"
-  n=0
-  while ! grep -q "KEEL-GUEST lazy-finished" "$out" 2>/dev/null && [ "$n" -lt 3000 ]; do
-    sleep 0.2
-    n=$((n + 1))
-  done
+  wait_for "$out" "KEEL-GUEST lazy-finished" 1 600
   grep -a "KEEL-GUEST lazy phase=" "$out" | tr -d '\r' | while IFS= read -r line; do
     result "sample what=$name ${line#*KEEL-GUEST lazy }"
   done
   info=$(timeout 60 keel-remote --api-socket "$sock" --json info 2>/dev/null | tr -d '\n')
   result "sample what=$name at=end info=$info"
   echo poweroff >&3
-  n=0
-  while ! grep -q "guest powered off" "/tmp/$name.log" && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
+  wait_for "/tmp/$name.log" "guest powered off" 1 60
   timeout 60 keel-remote --api-socket "$sock" shutdown-vmm >/dev/null 2>&1
-  n=0
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  wait "$pid"
+  reap "$pid" 60
   exec 3>&-
 }
 

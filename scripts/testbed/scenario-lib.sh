@@ -36,6 +36,30 @@ check() {
   fi
 }
 
+# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE (false if it
+# does not within SECONDS).
+wait_for() {
+  n=0
+  while [ "$n" -lt $(($4 * 5)) ]; do
+    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+    sleep 0.2
+    n=$((n + 1))
+  done
+  return 1
+}
+
+# reap PID SECONDS: waits for the background process PID (a child of this shell) to exit, kills
+# it (by PID) if it has not within SECONDS; returns its exit status (137 when killed).
+reap() {
+  n=0
+  while kill -0 "$1" 2>/dev/null && [ "$n" -lt $(($2 * 5)) ]; do
+    sleep 0.2
+    n=$((n + 1))
+  done
+  kill -0 "$1" 2>/dev/null && kill -9 "$1"
+  wait "$1"
+}
+
 # Prints the PCI addresses (BDF) of every edu device (1234:11e8), one per line.
 edu_devices() {
   for dev in /sys/bus/pci/devices/*; do

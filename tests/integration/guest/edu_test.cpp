@@ -21,22 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "edu.hpp"
+
 namespace {
 
-constexpr std::uint32_t kEduId = 0x010000ed;
-constexpr std::uint64_t kRegId = 0x00;
-constexpr std::uint64_t kRegRaiseIrq = 0x60;
-constexpr std::uint64_t kRegAckIrq = 0x64;
-constexpr std::uint64_t kRegDmaSrc = 0x80;
-constexpr std::uint64_t kRegDmaDst = 0x88;
-constexpr std::uint64_t kRegDmaCount = 0x90;
-constexpr std::uint64_t kRegDmaCmd = 0x98;
-constexpr std::uint32_t kDmaStart = 1;
-constexpr std::uint32_t kDmaToRam = 2;
-constexpr std::uint64_t kEduBuffer = 0x40000;
-constexpr std::uint64_t kDmaLimit = 1ULL << 28;  // edu's DMA mask
-constexpr std::size_t kTransfer = 4000;          // shorter than 4096: a QEMU 7.2 edu limit
-constexpr std::size_t kPage = 4096;
+using namespace edu;  // NOLINT(google-build-using-namespace): its registers
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -121,13 +110,13 @@ std::string dma_round_trip(const Bar& bar) {
   ::close(urandom);
   std::memset(dst, 0, kPage);
   bar.write32(kRegDmaSrc, static_cast<std::uint32_t>(src_pa));
-  bar.write32(kRegDmaDst, static_cast<std::uint32_t>(kEduBuffer));
+  bar.write32(kRegDmaDst, static_cast<std::uint32_t>(kBuffer));
   bar.write32(kRegDmaCount, kTransfer);
   bar.write32(kRegDmaCmd, kDmaStart);
   if (!wait_dma(bar)) {
     return "timeout-to-device";
   }
-  bar.write32(kRegDmaSrc, static_cast<std::uint32_t>(kEduBuffer));
+  bar.write32(kRegDmaSrc, static_cast<std::uint32_t>(kBuffer));
   bar.write32(kRegDmaDst, static_cast<std::uint32_t>(dst_pa));
   bar.write32(kRegDmaCount, kTransfer);
   bar.write32(kRegDmaCmd, kDmaStart | kDmaToRam);
@@ -213,8 +202,8 @@ int main() {
     }
     Bar bar{static_cast<volatile std::uint8_t*>(map)};
     const std::uint32_t id = bar.read32(kRegId);
-    const std::string dma = id == kEduId ? dma_round_trip(bar) : "skipped";
-    const std::string irq = id == kEduId ? interrupt_round_trip(bar, dev) : "skipped";
+    const std::string dma = id == kId ? dma_round_trip(bar) : "skipped";
+    const std::string irq = id == kId ? interrupt_round_trip(bar, dev) : "skipped";
     // Spaces inside a value would split the key=value line: join with '_'.
     auto flat = [](std::string s) {
       for (char& c : s) {

@@ -42,19 +42,11 @@
 #include <utility>
 #include <vector>
 
+#include "edu.hpp"
+
 namespace {
 
-constexpr std::uint32_t kEduId = 0x010000ed;
-constexpr std::uint64_t kRegId = 0x00;
-constexpr std::uint64_t kRegDmaSrc = 0x80;
-constexpr std::uint64_t kRegDmaDst = 0x88;
-constexpr std::uint64_t kRegDmaCount = 0x90;
-constexpr std::uint64_t kRegDmaCmd = 0x98;
-constexpr std::uint32_t kDmaStart = 1;
-constexpr std::uint32_t kDmaToRam = 2;
-constexpr std::uint64_t kEduBuffer = 0x40000;
-constexpr std::size_t kTransfer = 4000;  // shorter than 4096: a QEMU 7.2 edu limit
-constexpr std::size_t kPage = 4096;
+using namespace edu;  // NOLINT(google-build-using-namespace): its registers
 // IOVAs below edu's 28-bit DMA mask, away from any guest-physical address Linux would hand a
 // small process (so that an identity mapping could not make a wrong IOVA work by chance).
 constexpr std::uint64_t kIovaSrc = 0x1000000;
@@ -172,10 +164,10 @@ std::string round_trip(const Vfio& v, std::uint8_t* src, std::uint64_t iova_src,
     return "no-random";
   }
   std::memset(dst, 0, kPage);
-  if (!v.dma(iova_src, kEduBuffer, false)) {
+  if (!v.dma(iova_src, kBuffer, false)) {
     return "timeout-to-device";
   }
-  if (!v.dma(kEduBuffer, iova_dst, true)) {
+  if (!v.dma(kBuffer, iova_dst, true)) {
     return "timeout-to-ram";
   }
   return std::memcmp(src, dst, kTransfer) == 0 ? "ok" : "mismatch";
@@ -266,7 +258,7 @@ std::string open_vfio(const std::string& bdf, Vfio* v, std::string* group_name) 
   if (::pwrite(v->device, &command, 2, at) != 2) {
     return "config-write";
   }
-  if (v->read32(kRegId) != kEduId) {
+  if (v->read32(kRegId) != kId) {
     return "not-edu";
   }
   return "ok";
@@ -358,7 +350,7 @@ int main(int argc, char** argv) {
     if (const int u = v.unmap(kIovaDst, kPage); u != 0) {
       result = std::string("unmap-") + errno_name(u);
     } else {
-      const bool done = v.dma(kEduBuffer, kIovaDst, true);
+      const bool done = v.dma(kBuffer, kIovaDst, true);
       bool untouched = true;
       for (std::size_t i = 0; i < kPage; ++i) {
         untouched = untouched && dst[i] == 0x5a;

@@ -13,17 +13,6 @@ set -- $(edu_devices)
 dev0=$1 dev1=$2
 result "limit=$(cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit) dev0=$dev0 dev1=$dev1"
 
-# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE.
-wait_for() {
-  n=0
-  while [ "$n" -lt $(($4 * 5)) ]; do
-    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-    sleep 0.2
-    n=$((n + 1))
-  done
-  return 1
-}
-
 # api STEP COMMAND [ARGS...]: one keel-remote call in --json mode; reports its exit status and
 # the JSON (or error text) it printed, on one line, last so that it may hold spaces.
 api() {

@@ -6,17 +6,6 @@
 
 initramfs=/keel/guest/initramfs.cpio.gz
 
-# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE.
-wait_for() {
-  n=0
-  while [ "$n" -lt $(($4 * 5)) ]; do
-    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-    sleep 0.2
-    n=$((n + 1))
-  done
-  return 1
-}
-
 # boot NAME KERNEL [KEEL ARGS...]: boot, reboot from inside the guest, power off; report what
 # was seen.
 boot() {
@@ -43,11 +32,7 @@ boot() {
     second=ok
     echo poweroff >&3
   fi
-  # Bounded wait for keel to exit; kill it (by PID) if it does not.
-  n=0
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  wait "$pid"
+  reap "$pid" 60
   status=$?
   exec 3>&-
   end=$(cut -d' ' -f1 /proc/uptime)

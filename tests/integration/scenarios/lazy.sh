@@ -17,17 +17,6 @@ dev=$1
 limit=$(cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit)
 result "limit=$limit dev=$dev"
 
-# wait_for FILE PATTERN COUNT SECONDS: until PATTERN occurs COUNT times in FILE.
-wait_for() {
-  n=0
-  while [ "$n" -lt $(($4 * 5)) ]; do
-    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-    sleep 0.2
-    n=$((n + 1))
-  done
-  return 1
-}
-
 # run NAME MEMLOCK GUEST_ARGS [DEVICE_OPTS]: one boot; MEMLOCK "none" runs keel as plain root;
 # DEVICE_OPTS are appended to --device.
 run() {
@@ -59,10 +48,7 @@ run() {
   echo poweroff >&3
   wait_for "/tmp/$name.log" "guest powered off" 1 60
   timeout 60 keel-remote --api-socket "$sock" shutdown-vmm >/dev/null 2>&1
-  n=0
-  while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do sleep 0.2; n=$((n + 1)); done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  wait "$pid"
+  reap "$pid" 60
   status=$?
   exec 3>&-
   result "run=$name keel_exit=$status"

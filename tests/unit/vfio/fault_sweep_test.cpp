@@ -3,7 +3,6 @@
 // (each request's n-th call, with the errno the kernel would give and with EIO), and every case
 // must end with a clear error or a clean recovery: no fd left open, no DMA entry left mapped,
 // and a report that still agrees with the kernel when the container survives.
-#include <dirent.h>
 #include <linux/vfio.h>
 
 #include <catch2/catch.hpp>
@@ -15,6 +14,7 @@
 #include "devices/vfio/vfio_container.hpp"
 #include "tests/unit/vfio/fake_sysfs.hpp"
 #include "tests/unit/vfio/fake_vfio_sys.hpp"
+#include "tests/unit/open_fds.hpp"
 
 namespace keel::vfio {
 namespace {
@@ -24,16 +24,7 @@ using testing::FakeKernelConfig;
 using testing::FakeSysfs;
 using testing::FakeVfioSys;
 
-int open_fds() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  REQUIRE(dir != nullptr);
-  while (::readdir(dir) != nullptr) {
-    ++n;
-  }
-  ::closedir(dir);
-  return n;
-}
+using test::open_fds;
 
 struct Case {
   unsigned long request = 0;

@@ -11,17 +11,18 @@
 #include <map>
 #include <random>
 
+#include "tests/unit/virtio/driver_ring.hpp"
+
 namespace keel::virtio {
 namespace {
 
 namespace L = pci_layout;
 constexpr std::uint64_t kBar = 0xc0000000;
-constexpr std::uint64_t kRam = 16 << 20;
-constexpr std::uint64_t kDesc = 0x1000, kAvail = 0x2000, kUsed = 0x3000, kData = 0x10000;
+using namespace test;  // NOLINT(google-build-using-namespace): the ring's fixed layout
 constexpr std::uint16_t kSize = 8;
 constexpr std::uint64_t kMsiAddress = 0xfee00000;
 using C = virtio_pci_common_cfg;
-constexpr std::uint16_t VRING_DESC_F_NEXT = 1, VRING_DESC_F_WRITE = 2;  // virtio_ring.h is C
+constexpr std::uint16_t VRING_DESC_F_NEXT = kNext, VRING_DESC_F_WRITE = kWrite;
 
 // Adds one to each readable byte; answers as many bytes as fit.
 class EchoDevice final : public VirtioDevice {
@@ -91,23 +92,13 @@ class Router final : public devices::InterruptRouter {
   std::uint32_t next_gsi = 24;
 };
 
-memory::GuestMemory one_mib() {
-  auto m = memory::GuestMemory::create(kRam);
-  if (!m.ok()) {
-    FAIL(m.error().message());
-  }
-  return std::move(m).value();
-}
-
-struct Rig {
-  memory::GuestMemory mem = one_mib();
+struct Rig : DriverRing {
+  memory::GuestMemory mem = guest_ram();
   devices::Bus mmio{"mmio"};
   Router router;
   EchoDevice* echo = nullptr;
   std::shared_ptr<VirtioPciDevice> dev;
-  std::uint16_t avail_idx = 0;
-
-  Rig() {
+  Rig() : DriverRing(mem, kSize) {
     auto e = std::make_unique<EchoDevice>();
     echo = e.get();
     auto d = VirtioPciDevice::create(std::move(e), mem, {&router, &mmio, kBar});
@@ -179,23 +170,8 @@ struct Rig {
     REQUIRE(read(offsetof(C, queue_enable), 2) == 1);
     write(offsetof(C, device_status), 0xf, 1);  // DRIVER_OK
   }
-  void desc(std::uint16_t i, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-            std::uint16_t next = 0) {
-    std::uint8_t d[16];
-    std::memcpy(d, &addr, 8);
-    std::memcpy(d + 8, &len, 4);
-    std::memcpy(d + 12, &flags, 2);
-    std::memcpy(d + 14, &next, 2);
-    REQUIRE(mem.write(kDesc + 16ULL * i, d).ok());
-  }
-  void offer(std::uint16_t head) {
-    REQUIRE(mem.write_obj<std::uint16_t>(kAvail + 4 + 2ULL * (avail_idx % kSize), head).ok());
-    ++avail_idx;
-    REQUIRE(mem.write_obj<std::uint16_t>(kAvail + 2, avail_idx).ok());
-  }
   void notify(std::uint16_t queue) { write(L::kNotify + 4ULL * queue, queue, 2); }
-  std::uint16_t used_idx() { return *mem.read_obj<std::uint16_t>(kUsed + 2); }
-  std::uint32_t used_len(std::uint16_t i) { return *mem.read_obj<std::uint32_t>(kUsed + 8 + 8ULL * i); }
+  std::uint32_t used_len(std::uint16_t i) const { return used_elem(i).second; }
 };
 
 TEST_CASE("virtio-pci: identity, capabilities and BAR sizing") {

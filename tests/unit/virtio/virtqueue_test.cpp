@@ -2,56 +2,28 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <functional>
 #include <vector>
+
+#include "tests/unit/virtio/driver_ring.hpp"
 
 namespace keel::virtio {
 namespace {
 
-constexpr std::uint64_t kRam = 16 << 20;
-constexpr std::uint64_t kDesc = 0x1000, kAvail = 0x2000, kUsed = 0x3000, kData = 0x10000;
+using namespace test;  // NOLINT(google-build-using-namespace): the ring's fixed layout
+
 constexpr std::uint16_t kSize = 8;
-constexpr std::uint16_t kNext = 1, kWrite = 2, kIndirect = 4;
 
-memory::GuestMemory one_mib() {
-  auto m = memory::GuestMemory::create(kRam);
-  if (!m.ok()) {
-    FAIL(m.error().message());
-  }
-  return std::move(m).value();
-}
-
-// A driver's side of one split ring in real guest memory.
-struct Ring {
-  memory::GuestMemory mem = one_mib();
+// A driver's ring and the device's view of it.
+struct Ring : DriverRing {
+  memory::GuestMemory mem = guest_ram();
   Virtqueue queue{mem, kSize};
-  std::uint16_t avail_idx = 0;
 
-  Ring() {
+  Ring() : DriverRing(mem, kSize) {
     queue.desc = kDesc;
     queue.avail = kAvail;
     queue.used = kUsed;
     REQUIRE(queue.enable().ok());
-  }
-  void desc(std::uint16_t i, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-            std::uint16_t next = 0) {
-    std::uint8_t d[16];
-    std::memcpy(d, &addr, 8);
-    std::memcpy(d + 8, &len, 4);
-    std::memcpy(d + 12, &flags, 2);
-    std::memcpy(d + 14, &next, 2);
-    REQUIRE(mem.write(kDesc + 16ULL * i, d).ok());
-  }
-  void offer(std::uint16_t head) {
-    REQUIRE(mem.write_obj<std::uint16_t>(kAvail + 4 + 2ULL * (avail_idx % kSize), head).ok());
-    ++avail_idx;
-    REQUIRE(mem.write_obj<std::uint16_t>(kAvail + 2, avail_idx).ok());
-  }
-  std::uint16_t used_idx() { return *mem.read_obj<std::uint16_t>(kUsed + 2); }
-  std::pair<std::uint32_t, std::uint32_t> used_elem(std::uint16_t i) {
-    return {*mem.read_obj<std::uint32_t>(kUsed + 4 + 8ULL * i),
-            *mem.read_obj<std::uint32_t>(kUsed + 8 + 8ULL * i)};
   }
 };
 

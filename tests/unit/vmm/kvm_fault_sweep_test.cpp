@@ -5,7 +5,6 @@
 // case must end with an error naming the call, and leave no fd open. The one failure that may
 // pass is KVM_CHECK_EXTENSION of an optional capability (TSC deadline): an extension that
 // cannot be confirmed is treated as absent.
-#include <dirent.h>
 
 #include <catch2/catch.hpp>
 
@@ -18,6 +17,7 @@
 #include "vmm/kvm.hpp"
 #include "vmm/kvm_sys.hpp"
 #include "vmm/vm.hpp"
+#include "tests/unit/open_fds.hpp"
 
 namespace keel::vmm {
 namespace {
@@ -37,16 +37,7 @@ class FaultyKvm final : public KvmSys {
   int fail_nth = 0, fail_errno = 0;
 };
 
-int open_fds() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  REQUIRE(dir != nullptr);
-  while (::readdir(dir) != nullptr) {
-    ++n;
-  }
-  ::closedir(dir);
-  return n;
-}
+using test::open_fds;
 
 // Creates and destroys one VM through `sys`; the error if creation failed.
 std::optional<Error> lifetime(const std::shared_ptr<FaultyKvm>& sys, const VmConfig& config) {
