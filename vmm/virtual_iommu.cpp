@@ -101,7 +101,8 @@ std::string VirtualIommu::guest_bdf() const {
 std::map<std::string, std::uint64_t> VirtualIommu::counters() const {
   std::map<std::string, std::uint64_t> all = device_->counters();
   device_->with_device([&](virtio::VirtioDevice& d) {
-    for (const auto& [name, value] : static_cast<virtio::VirtioIommuDevice&>(d).iommu().named_counters()) {
+    for (const auto& [name, value] :
+         static_cast<virtio::VirtioIommuDevice&>(d).iommu().named_counters()) {
       all[name] = value;
     }
   });

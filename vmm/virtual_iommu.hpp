@@ -39,8 +39,7 @@ class VirtualIommu {
   std::map<std::string, std::uint64_t> counters() const;
 
  private:
-  VirtualIommu(devices::PciRoot& pci_root, std::uint8_t slot)
-      : pci_root_(pci_root), slot_(slot) {}
+  VirtualIommu(devices::PciRoot& pci_root, std::uint8_t slot) : pci_root_(pci_root), slot_(slot) {}
 
   devices::PciRoot& pci_root_;
   std::uint8_t slot_;

@@ -26,7 +26,8 @@ constexpr std::uint16_t kMsixEnable = 0x8000;
 constexpr std::uint16_t kMsixMaskAll = 0x4000;
 constexpr std::uint64_t kCommonSize = 0x38;  // through queue_device_hi (virtio 1.0 layout)
 constexpr std::uint8_t kIsrQueue = 0x1;
-static_assert(sizeof(virtio_pci_common_cfg) == kCommonSize);  // through queue_device_hi (virtio 1.0 layout)
+static_assert(sizeof(virtio_pci_common_cfg) ==
+              kCommonSize);  // through queue_device_hi (virtio 1.0 layout)
 
 // Vendor capabilities, in order, at these config-space offsets; then MSI-X.
 constexpr std::uint16_t kCapCommon = 0x40, kCapIsr = 0x50, kCapDevice = 0x60, kCapNotify = 0x70,
@@ -183,7 +184,8 @@ void VirtioPciDevice::write_config(std::uint16_t offset, std::span<const std::ui
     return;
   }
   config_.write(offset, data);
-  if (overlaps(offset, data.size(), pci::kCommand, 2) || overlaps(offset, data.size(), pci::kBar0, 8)) {
+  if (overlaps(offset, data.size(), pci::kCommand, 2) ||
+      overlaps(offset, data.size(), pci::kBar0, 8)) {
     update_bar();
   }
   if (overlaps(offset, data.size(), msix_cap_ + 2, 2)) {
@@ -222,7 +224,8 @@ void VirtioPciDevice::update_bar() {
     registered_.reset();
   }
   if (wanted) {
-    Status s = wiring_.mmio->insert(std::make_shared<BarWindow>(weak_from_this()), *wanted, L::kBarSize);
+    Status s =
+        wiring_.mmio->insert(std::make_shared<BarWindow>(weak_from_this()), *wanted, L::kBarSize);
     if (s.ok()) {
       registered_ = wanted;
     } else if (first_few(guest_warnings_)) {
@@ -309,12 +312,14 @@ void VirtioPciDevice::common_read(std::uint64_t offset, std::span<std::uint8_t> 
   const std::uint64_t features = device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);
   virtio_pci_common_cfg c{};
   c.device_feature_select = device_feature_select_;
-  c.device_feature =
-      device_feature_select_ < 2 ? static_cast<std::uint32_t>(features >> (32 * device_feature_select_)) : 0;
+  c.device_feature = device_feature_select_ < 2
+                         ? static_cast<std::uint32_t>(features >> (32 * device_feature_select_))
+                         : 0;
   c.guest_feature_select = driver_feature_select_;
-  c.guest_feature = driver_feature_select_ < 2
-                        ? static_cast<std::uint32_t>(driver_features_ >> (32 * driver_feature_select_))
-                        : 0;
+  c.guest_feature =
+      driver_feature_select_ < 2
+          ? static_cast<std::uint32_t>(driver_features_ >> (32 * driver_feature_select_))
+          : 0;
   c.msix_config = msix_config_;
   c.num_queues = static_cast<std::uint16_t>(queues_.size());
   c.device_status = status_;
@@ -419,7 +424,8 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
   }
   if ((status & VIRTIO_CONFIG_S_FEATURES_OK) != 0 && (status_ & VIRTIO_CONFIG_S_FEATURES_OK) == 0) {
     const std::uint64_t offered = device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);
-    if ((driver_features_ & ~offered) != 0 || (driver_features_ & (1ULL << VIRTIO_F_VERSION_1)) == 0) {
+    if ((driver_features_ & ~offered) != 0 ||
+        (driver_features_ & (1ULL << VIRTIO_F_VERSION_1)) == 0) {
       if (first_few(guest_warnings_)) {
         log::warn("virtio", "features refused",
                   {{"device_type", device_->device_type()},
@@ -449,7 +455,8 @@ void VirtioPciDevice::reset_device() {
 
 void VirtioPciDevice::needs_reset(const std::string& why) {
   if ((status_ & VIRTIO_CONFIG_S_NEEDS_RESET) == 0 && first_few(guest_warnings_)) {
-    log::warn("virtio", "device needs reset", {{"device_type", device_->device_type()}, {"why", why}});
+    log::warn("virtio", "device needs reset",
+              {{"device_type", device_->device_type()}, {"why", why}});
   }
   status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
   ++needs_reset_;
@@ -536,10 +543,18 @@ void VirtioPciDevice::msix_write(std::uint64_t offset, std::span<const std::uint
   for (std::size_t i = 0; i < data.size(); i += 4) {
     const auto value = static_cast<std::uint32_t>(load(data.subspan(i, 4)));
     switch (at + i) {
-      case 0: v.address = (v.address & ~0xffffffffULL) | value; break;
-      case 4: v.address = (v.address & 0xffffffffULL) | (static_cast<std::uint64_t>(value) << 32); break;
-      case 8: v.data = value; break;
-      default: v.control = value & 1; break;
+      case 0:
+        v.address = (v.address & ~0xffffffffULL) | value;
+        break;
+      case 4:
+        v.address = (v.address & 0xffffffffULL) | (static_cast<std::uint64_t>(value) << 32);
+        break;
+      case 8:
+        v.data = value;
+        break;
+      default:
+        v.control = value & 1;
+        break;
     }
   }
   if (v.gsi) {
@@ -579,7 +594,9 @@ void VirtioPciDevice::signal(std::uint16_t vector) {
   Status s = deliver(v);
   if (!s.ok() && first_few(guest_warnings_)) {
     log::warn("virtio", "interrupt not delivered",
-              {{"device_type", device_->device_type()}, {"vector", vector}, {"error", s.error().message()}});
+              {{"device_type", device_->device_type()},
+               {"vector", vector},
+               {"error", s.error().message()}});
   }
 }
 

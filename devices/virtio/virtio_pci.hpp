@@ -24,10 +24,10 @@ namespace keel::virtio {
 // Where the transport's registers sit in its one memory BAR (BAR 0, 64-bit, kBarSize bytes).
 namespace pci_layout {
 inline constexpr std::uint64_t kBarSize = 0x8000;
-inline constexpr std::uint64_t kCommon = 0x0000;   // struct virtio_pci_common_cfg
-inline constexpr std::uint64_t kIsr = 0x1000;      // one byte, read-to-clear
-inline constexpr std::uint64_t kDevice = 0x2000;   // the device's config space (4 KiB)
-inline constexpr std::uint64_t kNotify = 0x3000;   // 4 bytes per queue
+inline constexpr std::uint64_t kCommon = 0x0000;  // struct virtio_pci_common_cfg
+inline constexpr std::uint64_t kIsr = 0x1000;     // one byte, read-to-clear
+inline constexpr std::uint64_t kDevice = 0x2000;  // the device's config space (4 KiB)
+inline constexpr std::uint64_t kNotify = 0x3000;  // 4 bytes per queue
 inline constexpr std::uint64_t kMsixTable = 0x4000;
 inline constexpr std::uint64_t kMsixPba = 0x5000;
 inline constexpr std::uint32_t kNotifyMultiplier = 4;

@@ -31,8 +31,8 @@ bool power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 Status Virtqueue::enable() {
   if (!power_of_two(size_) || size_ > max_size_) {
-    return Error::invalid("queue size " + std::to_string(size_) +
-                          " is not a power of two up to " + std::to_string(max_size_));
+    return Error::invalid("queue size " + std::to_string(size_) + " is not a power of two up to " +
+                          std::to_string(max_size_));
   }
   struct Ring {
     const char* name;

@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FuzzedDataProvider in(data, size);
   auto line = std::make_shared<CountingLine>();
   std::uint64_t output = 0;
-  keel::devices::Serial uart(line, [&](std::span<const std::uint8_t> bytes) { output += bytes.size(); });
+  keel::devices::Serial uart(line,
+                             [&](std::span<const std::uint8_t> bytes) { output += bytes.size(); });
   std::uint8_t lcr = 0x03, mcr = 0x08;
   std::uint64_t typed = 0, received = 0, thr_writes = 0;
   while (in.remaining_bytes() > 0) {
@@ -58,7 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         ++received;
       }
     } else {  // host input
-      std::vector<std::uint8_t> bytes = in.ConsumeBytes<std::uint8_t>(in.ConsumeIntegralInRange<std::size_t>(0, 64));
+      std::vector<std::uint8_t> bytes =
+          in.ConsumeBytes<std::uint8_t>(in.ConsumeIntegralInRange<std::size_t>(0, 64));
       typed += bytes.size();
       uart.enqueue_input(bytes);
     }

@@ -34,9 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   KEEL_FUZZ_CHECK(device.ok());
   keel::vfio::VfioPciDevice& d = **device;
   // Addresses worth aiming at: where the BARs start out, and the top of each window.
-  static constexpr std::uint64_t kBases[] = {t::kNicBar0, t::kNicBar2, t::kNicBar4,
-                                             t::kNicBar2 + t::kMsixTable, t::kMmio32Start,
-                                             t::kMmio64Start};
+  static constexpr std::uint64_t kBases[] = {t::kNicBar0,     t::kNicBar2,
+                                             t::kNicBar4,     t::kNicBar2 + t::kMsixTable,
+                                             t::kMmio32Start, t::kMmio64Start};
   while (in.remaining_bytes() > 0) {
     const std::size_t n = in.PickValueInArray({std::size_t{1}, std::size_t{2}, std::size_t{4}});
     switch (in.ConsumeIntegralInRange<int>(0, 5)) {
@@ -54,8 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             d, static_cast<std::uint16_t>(in.ConsumeIntegralInRange<unsigned>(0, 0xfff) & ~3U), 4);
         break;
       case 3: {  // MMIO write where a BAR may be
-        const std::uint64_t addr =
-            in.PickValueInArray(kBases) + (in.ConsumeIntegralInRange<std::uint64_t>(0, 0x2000) & ~3ULL);
+        const std::uint64_t addr = in.PickValueInArray(kBases) +
+                                   (in.ConsumeIntegralInRange<std::uint64_t>(0, 0x2000) & ~3ULL);
         (void)rig.mmio_write(addr, in.ConsumeIntegral<std::uint32_t>(), 4);
         break;
       }

@@ -110,8 +110,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto m = keel::memory::GuestMemory::create(kRam);
   KEEL_FUZZ_CHECK(m.ok());
   Rig rig(std::move(m).value());
-  static constexpr std::uint64_t kOffsets[] = {
-      L::kCommon, L::kIsr, L::kDevice, L::kNotify, L::kMsixTable, L::kMsixPba, 0x6000, L::kBarSize - 8};
+  static constexpr std::uint64_t kOffsets[] = {L::kCommon, L::kIsr,        L::kDevice,
+                                               L::kNotify, L::kMsixTable,  L::kMsixPba,
+                                               0x6000,     L::kBarSize - 8};
   static constexpr std::size_t kSizes[] = {1, 2, 4, 8};
   while (in.remaining_bytes() > 0) {
     const std::uint64_t handled_before = rig.dev->counters()["chains_handled"];
@@ -119,7 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     bool notified = false;
     switch (in.ConsumeIntegralInRange<int>(0, 6)) {
       case 0: {  // BAR write
-        const std::uint64_t off = in.PickValueInArray(kOffsets) + in.ConsumeIntegralInRange<std::uint64_t>(0, 0x40);
+        const std::uint64_t off =
+            in.PickValueInArray(kOffsets) + in.ConsumeIntegralInRange<std::uint64_t>(0, 0x40);
         const std::size_t n = in.PickValueInArray(kSizes);
         const std::uint64_t value = in.ConsumeIntegral<std::uint64_t>();
         rig.write(off, value, n);
@@ -128,12 +130,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       case 1: {  // BAR read
         std::uint8_t b[8];
-        const std::uint64_t off = in.PickValueInArray(kOffsets) + in.ConsumeIntegralInRange<std::uint64_t>(0, 0x40);
+        const std::uint64_t off =
+            in.PickValueInArray(kOffsets) + in.ConsumeIntegralInRange<std::uint64_t>(0, 0x40);
         (void)rig.mmio.read(kBar + off, std::span(b, in.PickValueInArray(kSizes)));
         break;
       }
       case 2: {  // configuration space write, within a dword as the root guarantees
-        const auto off = static_cast<std::uint16_t>(in.ConsumeIntegralInRange<unsigned>(0, 0x3ff) & ~3U);
+        const auto off =
+            static_cast<std::uint16_t>(in.ConsumeIntegralInRange<unsigned>(0, 0x3ff) & ~3U);
         const std::size_t n = in.PickValueInArray({std::size_t{1}, std::size_t{2}, std::size_t{4}});
         const std::uint32_t value = in.ConsumeIntegral<std::uint32_t>();
         std::uint8_t b[4];
@@ -143,12 +147,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       case 3: {  // configuration space read
         std::uint8_t b[4];
-        rig.dev->read_config(static_cast<std::uint16_t>(in.ConsumeIntegralInRange<unsigned>(0, 0x3ff) & ~3U), b);
+        rig.dev->read_config(
+            static_cast<std::uint16_t>(in.ConsumeIntegralInRange<unsigned>(0, 0x3ff) & ~3U), b);
         break;
       }
       case 4: {  // the guest scribbles over its rings and buffers
         const std::uint64_t at = in.ConsumeIntegralInRange<std::uint64_t>(0, 0x1ffff);
-        std::vector<std::uint8_t> bytes = in.ConsumeBytes<std::uint8_t>(in.ConsumeIntegralInRange<std::size_t>(1, 64));
+        std::vector<std::uint8_t> bytes =
+            in.ConsumeBytes<std::uint8_t>(in.ConsumeIntegralInRange<std::size_t>(1, 64));
         if (!bytes.empty() && at + bytes.size() <= 0x20000) {
           KEEL_FUZZ_CHECK(rig.mem.write(at, bytes).ok());
         }

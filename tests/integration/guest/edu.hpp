@@ -17,9 +17,9 @@ inline constexpr std::uint64_t kRegDmaCount = 0x90;
 inline constexpr std::uint64_t kRegDmaCmd = 0x98;
 inline constexpr std::uint32_t kDmaStart = 1;
 inline constexpr std::uint32_t kDmaToRam = 2;
-inline constexpr std::uint64_t kBuffer = 0x40000;     // the device's own DMA buffer
+inline constexpr std::uint64_t kBuffer = 0x40000;       // the device's own DMA buffer
 inline constexpr std::uint64_t kDmaLimit = 1ULL << 28;  // its DMA mask
-inline constexpr std::size_t kTransfer = 4000;        // shorter than 4096: a QEMU 7.2 limit
+inline constexpr std::size_t kTransfer = 4000;          // shorter than 4096: a QEMU 7.2 limit
 inline constexpr std::size_t kPage = 4096;
 
 }  // namespace edu

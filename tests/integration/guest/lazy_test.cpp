@@ -71,17 +71,28 @@ std::string read_text(const std::string& path) {
 
 const char* errno_name(int e) {
   switch (e) {
-    case ENOMEM: return "ENOMEM";
-    case ENOSPC: return "ENOSPC";
-    case EINVAL: return "EINVAL";
-    case EEXIST: return "EEXIST";
-    case EFAULT: return "EFAULT";
-    case EPERM: return "EPERM";
-    case ERANGE: return "ERANGE";
-    case EIO: return "EIO";
-    case EBUSY: return "EBUSY";
-    case ENODEV: return "ENODEV";
-    default: return "other";
+    case ENOMEM:
+      return "ENOMEM";
+    case ENOSPC:
+      return "ENOSPC";
+    case EINVAL:
+      return "EINVAL";
+    case EEXIST:
+      return "EEXIST";
+    case EFAULT:
+      return "EFAULT";
+    case EPERM:
+      return "EPERM";
+    case ERANGE:
+      return "ERANGE";
+    case EIO:
+      return "EIO";
+    case EBUSY:
+      return "EBUSY";
+    case ENODEV:
+      return "ENODEV";
+    default:
+      return "other";
   }
 }
 
@@ -292,8 +303,8 @@ int main(int argc, char** argv) {
   Vfio v;
   std::string group;
   const std::string setup = open_vfio(bdf, &v, &group);
-  std::printf("KEEL-GUEST lazy phase=setup bdf=%s group=%s result=%s\n", bdf.c_str(),
-              group.c_str(), setup.c_str());
+  std::printf("KEEL-GUEST lazy phase=setup bdf=%s group=%s result=%s\n", bdf.c_str(), group.c_str(),
+              setup.c_str());
   std::fflush(stdout);
   if (setup != "ok") {
     return 1;

@@ -12,9 +12,9 @@
 
 #include "base/size.hpp"
 #include "devices/vfio/vfio_container.hpp"
+#include "tests/unit/open_fds.hpp"
 #include "tests/unit/vfio/fake_sysfs.hpp"
 #include "tests/unit/vfio/fake_vfio_sys.hpp"
-#include "tests/unit/open_fds.hpp"
 
 namespace keel::vfio {
 namespace {
@@ -68,23 +68,27 @@ std::shared_ptr<FakeVfioSys> lifetime(const Case& fault, const memory::GuestMemo
   return fake;
 }
 
-TEST_CASE("fault sweep: every VFIO call of setup, mapping, reconciling and teardown fails in turn") {
+TEST_CASE(
+    "fault sweep: every VFIO call of setup, mapping, reconciling and teardown fails in turn") {
   auto memory = memory::GuestMemory::create(3 * kGiB + 512 * kMiB);  // two RAM regions
   REQUIRE(memory.ok());
   bool created = false;
   std::string error;
-  const std::map<unsigned long, int> clean =
-      lifetime({}, *memory, &created, &error)->all_calls();
+  const std::map<unsigned long, int> clean = lifetime({}, *memory, &created, &error)->all_calls();
   REQUIRE(created);
   REQUIRE(clean.count(VFIO_IOMMU_MAP_DMA) == 1);
   REQUIRE(clean.count(VFIO_IOMMU_UNMAP_DMA) == 1);
 
   // The errno each call would plausibly fail with, besides EIO.
   const std::map<unsigned long, int> typical = {
-      {VFIO_GET_API_VERSION, EINVAL},     {VFIO_CHECK_EXTENSION, EINVAL},
-      {VFIO_GROUP_GET_STATUS, EFAULT},    {VFIO_GROUP_SET_CONTAINER, EBUSY},
-      {VFIO_SET_IOMMU, EPERM},            {VFIO_IOMMU_GET_INFO, EFAULT},
-      {VFIO_IOMMU_MAP_DMA, ENOSPC},       {VFIO_IOMMU_UNMAP_DMA, EINVAL},
+      {VFIO_GET_API_VERSION, EINVAL},
+      {VFIO_CHECK_EXTENSION, EINVAL},
+      {VFIO_GROUP_GET_STATUS, EFAULT},
+      {VFIO_GROUP_SET_CONTAINER, EBUSY},
+      {VFIO_SET_IOMMU, EPERM},
+      {VFIO_IOMMU_GET_INFO, EFAULT},
+      {VFIO_IOMMU_MAP_DMA, ENOSPC},
+      {VFIO_IOMMU_UNMAP_DMA, EINVAL},
       {VFIO_GROUP_UNSET_CONTAINER, EBUSY},
   };
   int cases = 0, refused = 0, recovered = 0;
@@ -103,14 +107,14 @@ TEST_CASE("fault sweep: every VFIO call of setup, mapping, reconciling and teard
           ++refused;
           CHECK_FALSE(error.empty());
         }
-        CHECK(open_fds() == fds);          // nothing leaked
-        CHECK(fake->mappings().empty());   // every DMA entry given back
+        CHECK(open_fds() == fds);         // nothing leaked
+        CHECK(fake->mappings().empty());  // every DMA entry given back
         CHECK(fake->pinned_bytes() == 0);
       }
     }
   }
-  WARN("fault sweep: " << cases << " cases (" << refused << " refused with an error, "
-                       << recovered << " recovered)");
+  WARN("fault sweep: " << cases << " cases (" << refused << " refused with an error, " << recovered
+                       << " recovered)");
   CHECK(cases >= 20);
 }
 

@@ -178,11 +178,12 @@ TEST_CASE("virtio-pci: identity, capabilities and BAR sizing") {
   Rig r;
   CHECK(r.cfg32(0x00) == 0x106a1af4);  // 1af4, 0x1040 + 0x2a
   CHECK((r.cfg32(0x08) >> 8) == 0xff0000);
-  CHECK((r.cfg32(0x08) & 0xff) == 1);  // revision 1: modern only
+  CHECK((r.cfg32(0x08) & 0xff) == 1);        // revision 1: modern only
   CHECK((r.cfg32(0x04) >> 16 & 0x10) != 0);  // capability list
   auto caps = r.caps();
-  for (std::uint8_t t : {VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_ISR_CFG,
-                         VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_PCI_CFG}) {
+  for (std::uint8_t t :
+       {VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+        VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_PCI_CFG}) {
     CAPTURE(t);
     CHECK(caps.count(t) == 1);
   }
@@ -200,7 +201,8 @@ TEST_CASE("virtio-pci: identity, capabilities and BAR sizing") {
   CHECK(r.cfg32(0x10) == (kBar | 4));
 }
 
-TEST_CASE("virtio-pci: BAR 0 is on the bus only while memory decode is on, where the guest put it") {
+TEST_CASE(
+    "virtio-pci: BAR 0 is on the bus only while memory decode is on, where the guest put it") {
   Rig r;
   std::uint8_t b[2];
   CHECK_FALSE(r.mmio.read(kBar + offsetof(C, num_queues), b));
@@ -374,8 +376,8 @@ TEST_CASE("virtio-pci: a hostile driver writing anything anywhere does not break
       continue;
     }
     // Biased towards the registers that do something.
-    const std::uint64_t regions[] = {L::kCommon, L::kIsr, L::kDevice, L::kNotify, L::kMsixTable,
-                                     L::kMsixPba, 0x6000, 0x7ff8};
+    const std::uint64_t regions[] = {L::kCommon,    L::kIsr,     L::kDevice, L::kNotify,
+                                     L::kMsixTable, L::kMsixPba, 0x6000,     0x7ff8};
     const std::uint64_t off = regions[rng() % 8] + (rng() % 0x40);
     std::uint8_t b[8];
     std::memcpy(b, &value, 8);

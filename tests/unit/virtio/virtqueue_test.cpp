@@ -38,7 +38,8 @@ TEST_CASE("virtqueue: enable checks size, alignment and that the rings are guest
   CHECK(q.enable().error().context().find("power of two") != std::string::npos);
   q.set_size(16);
   q.desc = kDesc + 8;
-  CHECK(q.enable().error().context().find("descriptor table at 0x1008 is not 16-byte aligned") == 0);
+  CHECK(q.enable().error().context().find("descriptor table at 0x1008 is not 16-byte aligned") ==
+        0);
   q.desc = kDesc;
   q.used = kRam - 8;
   CHECK(q.enable().error().context().find("used ring") == 0);
@@ -71,7 +72,8 @@ TEST_CASE("virtqueue: a chain's readable bytes are copied, its writable buffers 
   std::uint8_t got[8] = {};
   REQUIRE(r.mem.read(kData + 0x200, std::span(got, 4)).ok());
   REQUIRE(r.mem.read(kData + 0x300, std::span(got + 4, 4)).ok());
-  CHECK(std::vector<std::uint8_t>(got, got + 8) == std::vector<std::uint8_t>{9, 8, 7, 6, 5, 4, 0, 0});
+  CHECK(std::vector<std::uint8_t>(got, got + 8) ==
+        std::vector<std::uint8_t>{9, 8, 7, 6, 5, 4, 0, 0});
   REQUIRE(r.queue.push_used(p.chain.head, 6).ok());
   CHECK(r.used_idx() == 1);
   CHECK(r.used_elem(0) == std::pair<std::uint32_t, std::uint32_t>{5, 6});
@@ -86,16 +88,27 @@ TEST_CASE("virtqueue: every malformed chain is reported with its head, and the q
   };
   const Case cases[] = {
       {"next out of range", [](Ring& r) { r.desc(0, kData, 4, kNext, kSize); }, "outside the ring"},
-      {"loop", [](Ring& r) { r.desc(0, kData, 4, kNext, 1); r.desc(1, kData, 4, kNext, 0); },
+      {"loop",
+       [](Ring& r) {
+         r.desc(0, kData, 4, kNext, 1);
+         r.desc(1, kData, 4, kNext, 0);
+       },
        "loop"},
       {"indirect", [](Ring& r) { r.desc(0, kData, 16, kIndirect); }, "indirect"},
       {"readable after writable",
-       [](Ring& r) { r.desc(0, kData, 4, kWrite | kNext, 1); r.desc(1, kData, 4, 0); },
+       [](Ring& r) {
+         r.desc(0, kData, 4, kWrite | kNext, 1);
+         r.desc(1, kData, 4, 0);
+       },
        "readable descriptor after a device-writable"},
       {"outside RAM", [](Ring& r) { r.desc(0, kRam - 2, 4, 0); }, "not inside guest RAM"},
-      {"address overflow", [](Ring& r) { r.desc(0, ~0ULL - 1, 4, kWrite); }, "not inside guest RAM"},
+      {"address overflow", [](Ring& r) { r.desc(0, ~0ULL - 1, 4, kWrite); },
+       "not inside guest RAM"},
       {"oversize",
-       [](Ring& r) { r.desc(0, kData, 0x8000, kNext, 1); r.desc(1, kData, 0x8001, 0); },
+       [](Ring& r) {
+         r.desc(0, kData, 0x8000, kNext, 1);
+         r.desc(1, kData, 0x8001, 0);
+       },
        "more than 65536 bytes"},
   };
   for (const Case& c : cases) {

@@ -14,10 +14,10 @@
 #include <memory>
 
 #include "tests/unit/boot/test_support.hpp"
+#include "tests/unit/open_fds.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/kvm_sys.hpp"
 #include "vmm/vm.hpp"
-#include "tests/unit/open_fds.hpp"
 
 namespace keel::vmm {
 namespace {
@@ -82,10 +82,10 @@ TEST_CASE("KVM fault sweep: every ioctl of VM creation fails in turn, cleanly") 
         if (error) {
           CHECK_FALSE(error->message().empty());  // it says which call
         } else {
-          CHECK(request == KVM_CHECK_EXTENSION);   // only an optional capability may be absent
+          CHECK(request == KVM_CHECK_EXTENSION);  // only an optional capability may be absent
           ++tolerated;
         }
-        CHECK(open_fds() == fds);                // VM, vCPU and eventfds all closed
+        CHECK(open_fds() == fds);  // VM, vCPU and eventfds all closed
       }
     }
   }
