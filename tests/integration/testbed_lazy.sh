@@ -112,6 +112,13 @@ expect "eager: DMA round trip through guest IOVAs ($rt)" test "$(field "$rt" res
 expect "eager: the translated mappings switched the container to lazy (got '$(info eager end .mode)')" \
   test "$(info eager end .mode)" = lazy
 expect "eager: consistent at the end" test "$(info eager end .consistent)" = true
+rt=$(phase eager-rebooted roundtrip)
+expect "eager: after a guest reboot (the VM built anew), the guest's round trip works again ($rt)" \
+  test "$(field "$rt" result)" = ok
+expect "eager: after the reboot, consistent (got '$(info eager-rebooted end .consistent)')" \
+  test "$(info eager-rebooted end .consistent)" = true
+expect "eager: after the reboot, nothing of the first boot is held (entries $(info eager-rebooted end .entries_used), guest mappings $(info eager-rebooted end .guest_mappings))" \
+  test "$(info eager-rebooted end .entries_used)" = "$(info eager end .entries_used)"
 expect "eager: keel exits 0" grep -q "^KEEL-TESTBED result run=eager keel_exit=0" <<<"$markers"
 expect "eager: after keel, a fresh container reads the whole limit ($(after eager))" \
   test "$(field "$(after eager)" dma_avail)" = "$limit"

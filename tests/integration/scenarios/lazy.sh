@@ -17,10 +17,12 @@ dev=$1
 limit=$(cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit)
 result "limit=$limit dev=$dev"
 
-# run NAME MEMLOCK GUEST_ARGS [DEVICE_OPTS]: one boot; MEMLOCK "none" runs keel as plain root;
-# DEVICE_OPTS are appended to --device.
+# run NAME MEMLOCK GUEST_ARGS [DEVICE_OPTS [reboot]]: one boot; MEMLOCK "none" runs keel as
+# plain root; DEVICE_OPTS are appended to --device; "reboot" reboots the guest once after its
+# run (keel builds the VM anew: containers, virtual IOMMU) and reports the second run as
+# NAME-rebooted.
 run() {
-  name=$1 memlock=$2 guest_args=$3 device_opts=${4:-}
+  name=$1 memlock=$2 guest_args=$3 device_opts=${4:-} reboot=${5:-}
   sock=/tmp/$name.sock out=/tmp/$name.out fifo=/tmp/$name.in
   rm -f "$fifo" "$out" "$sock"
   mkfifo "$fifo"
@@ -44,6 +46,18 @@ run() {
   done
   result "run=$name at=end info=$(timeout 60 keel-remote --api-socket "$sock" --json info 2>&1 | tr '\n' ' ')"
   result "run=$name counters=$(timeout 60 keel-remote --api-socket "$sock" --json counters 2>&1 | tr '\n' ' ')"
+  if [ "$reboot" = reboot ]; then
+    echo reboot >&3
+    again=no
+    wait_for "$out" "KEEL-GUEST lazy-finished" 2 400 && again=yes
+    result "run=$name-rebooted finished=$again"
+    # The second boot's lines: those after its "KEEL-GUEST up".
+    tr -d '\r' <"$out" | awk '/KEEL-GUEST up/ {boots++} boots >= 2' | grep -a "KEEL-GUEST lazy " |
+      while IFS= read -r line; do
+        result "run=$name-rebooted ${line#*KEEL-GUEST lazy }"
+      done
+    result "run=$name-rebooted at=end info=$(timeout 60 keel-remote --api-socket "$sock" --json info 2>&1 | tr '\n' ' ')"
+  fi
   # The guest powers off; keel, serving its API, stays until vmm.shutdown.
   echo poweroff >&3
   wait_for "/tmp/$name.log" "guest powered off" 1 60
@@ -62,5 +76,5 @@ run() {
 # 64 MiB of memlock for 256 MiB of guest RAM: eager cannot pin it all.
 # Two entries kept free (dma_low_water): the guest's MAPs stop there, before the kernel's limit.
 run lazy 67108864 "--pages,4,--fault-probe,--hold,$((limit * 2))" ",dma_low_water=2"
-run eager none "--pages,2"
+run eager none "--pages,2" "" reboot
 exit 0
