@@ -7,8 +7,9 @@
 #   guest  keel boots the guest with the edu behind the virtual IOMMU (iommu=on,
 #          dma_mapping=lazy); the guest's VFIO maps and unmaps one 4 KiB page LAZY_COUNT times
 #          (lazy_test --bench): each pair is two virtio-iommu requests and two host ioctls
-# and once: an eager keel (dma_mapping=eager, the same guest) and a lazy one, both idle at the
-# guest's prompt, for the entries and pinned bytes each holds, and the guest's round trips.
+# and once: an eager keel (dma_mapping=eager, the same guest) and a lazy one running the same
+# edu workload, for the entries and pinned bytes each holds and the time it took; and a lazy one
+# whose guest maps a 256 KiB buffer with one VFIO call, for the host entries that costs.
 # Reports "result sample ..." lines; scripts/bench/lazy computes the figures.
 . /keel/testbed.sh
 
@@ -56,4 +57,6 @@ done
 # The same edu workload (8 mappings, each with a DMA round trip), eager and lazy.
 guest eager eager "--pages,8"
 guest lazy lazy "--pages,8"
+# One guest request for a 256 KiB buffer: the host entries it costs.
+guest buffer lazy "--buffer,256"
 exit 0

@@ -12,7 +12,10 @@
 //      one more (which must work) and runs a round trip through it;
 //   5. --bench N: N MAP+UNMAP round trips of one 4 KiB page at one IOVA, timed (each a guest
 //      VFIO ioctl pair, i.e. two virtio-iommu requests, i.e. two host VFIO ioctls when lazy);
-//   6. unmaps everything.
+//   6. --buffer KIB: one buffer of KIB KiB mapped with one VFIO_IOMMU_MAP_DMA (the guest's IOMMU
+//      driver sends one MAP per physically contiguous run), a round trip through its last
+//      page, unmapped: how many host entries one guest request costs shows in peak_entries;
+//   7. unmaps everything.
 // One line per phase on stdout, key=value, for the scenario to check:
 //   KEEL-GUEST lazy phase=setup bdf=0000:00:01.0 group=0 result=ok
 //   KEEL-GUEST lazy phase=roundtrip result=ok
@@ -20,6 +23,7 @@
 //   KEEL-GUEST lazy phase=fault iova=0x2000000 result=ok
 //   KEEL-GUEST lazy phase=hold wanted=40 granted=21 errno=ENOMEM freed=10 after=ok
 //   KEEL-GUEST lazy phase=bench count=200 seconds=1.234 per_second=162.1 result=ok
+//   KEEL-GUEST lazy phase=buffer kib=256 runs=3 result=ok
 //   KEEL-GUEST lazy phase=done maps=.. unmaps=.. result=ok
 // Built static so it needs nothing from the guest's initramfs; it must not use what needs a
 // futex (iostreams, threads): the guest kernel is built without.
@@ -54,6 +58,7 @@ constexpr std::uint64_t kIovaDst = 0x2000000;
 constexpr std::uint64_t kIovaPages = 0x3000000;  // --pages: every other page from here
 constexpr std::uint64_t kIovaHold = 0x5000000;   // --hold: every other page from here
 constexpr std::uint64_t kIovaBench = 0x8000000;  // --bench: one page, mapped and unmapped
+constexpr std::uint64_t kIovaBuffer = 0x9000000;  // --buffer
 
 // The first line of a file. Plain read(2), no iostreams: the guest kernel has no futex, and
 // iostreams' locale setup (pthread_once) aborts without one.
@@ -149,6 +154,19 @@ struct Vfio {
     return wait_dma();
   }
 };
+
+// Guest-physical address of a touched page (from /proc/self/pagemap), 0 if unknown.
+std::uint64_t physical_address(const void* p) {
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY);
+  if (fd < 0) {
+    return 0;
+  }
+  std::uint64_t entry = 0;
+  const auto at = static_cast<off_t>(reinterpret_cast<std::uintptr_t>(p) / kPage * 8);
+  const bool ok = ::pread(fd, &entry, sizeof entry, at) == sizeof entry;
+  ::close(fd);
+  return ok && (entry & (1ULL << 63)) != 0 ? (entry & ((1ULL << 55) - 1)) * kPage : 0;
+}
 
 std::uint8_t* page() {
   void* p = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -278,7 +296,7 @@ std::string open_vfio(const std::string& bdf, Vfio* v, std::string* group_name) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int pages = 0, hold = 0, bench = 0;
+  int pages = 0, hold = 0, bench = 0, buffer_kib = 0;
   bool fault_probe = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -286,6 +304,8 @@ int main(int argc, char** argv) {
       pages = std::atoi(argv[++i]);
     } else if (arg == "--hold" && i + 1 < argc) {
       hold = std::atoi(argv[++i]);
+    } else if (arg == "--buffer" && i + 1 < argc) {
+      buffer_kib = std::atoi(argv[++i]);
     } else if (arg == "--bench" && i + 1 < argc) {
       bench = std::atoi(argv[++i]);
     } else if (arg == "--fault-probe") {
@@ -432,6 +452,40 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("KEEL-GUEST lazy phase=bench count=%d seconds=%.3f per_second=%.1f result=%s\n",
                 bench, seconds, seconds > 0 ? bench / seconds : 0.0, result.c_str());
+    std::fflush(stdout);
+    all_ok = all_ok && result == "ok";
+  }
+
+  if (buffer_kib > 0) {
+    const std::size_t bytes = static_cast<std::size_t>(buffer_kib) * 1024;
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    std::string result = "ok";
+    int runs = 0;
+    if (p == MAP_FAILED) {
+      result = "no-memory";
+    } else {
+      auto* buf = static_cast<std::uint8_t*>(p);
+      // Physically contiguous runs, as the guest's pagemap tells (what one MAP can cover).
+      std::uint64_t last = 0;
+      for (std::size_t off = 0; off < bytes; off += kPage) {
+        const std::uint64_t pa = physical_address(buf + off);
+        runs += off == 0 || pa != last + kPage;
+        last = pa;
+      }
+      if (const int e = v.map(buf, kIovaBuffer, bytes); e != 0) {
+        result = std::string("map-") + errno_name(e);
+      } else {
+        const std::uint64_t tail = bytes - kPage;
+        result = round_trip(v, src, kIovaSrc, buf + tail, kIovaBuffer + tail);
+        if (const int u = v.unmap(kIovaBuffer, bytes); u != 0 && result == "ok") {
+          result = std::string("unmap-") + errno_name(u);
+        }
+      }
+      ::munmap(p, bytes);
+    }
+    std::printf("KEEL-GUEST lazy phase=buffer kib=%d runs=%d result=%s\n", buffer_kib, runs,
+                result.c_str());
     std::fflush(stdout);
     all_ok = all_ok && result == "ok";
   }
