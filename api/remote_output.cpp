@@ -142,6 +142,10 @@ void dma_block(std::ostringstream& out, const json& report, std::size_t index) {
       yes_no(member(report, "consistent"), "cannot be checked (no capability)"));
   row(out, in, "mapped", bytes(member(report, "mapped_bytes")));
   row(out, in, "failed maps", failed_maps(member(report, "failed_maps")));
+  if (!member(report, "low_water").is_null()) {  // lazy: the guest's mappings and the reserve
+    row(out, in, "guest mappings", text(member(report, "guest_mappings")));
+    row(out, in, "low water", text(member(report, "low_water")) + " entries kept free");
+  }
   row(out, in, "IOVA ranges", iova_ranges(member(report, "iova_ranges")));
 }
 
@@ -178,11 +182,13 @@ std::string format_info(const json& info) {
   const json& tree = member(info, "device_tree");
   if (devices.is_array() && !devices.empty()) {
     out << "devices\n";
-    std::vector<std::vector<std::string>> rows{{"ID", "GUEST BDF", "DMA MAPPING", "PATH"}};
+    std::vector<std::vector<std::string>> rows{
+        {"ID", "GUEST BDF", "DMA MAPPING", "IOMMU", "PATH"}};
     for (const json& device : devices) {
       const std::string id = text(member(device, "id"));
       rows.push_back({id, text(member(member(tree, id), "pci_bdf"), "-"),
-                      text(member(device, "dma_mapping")), text(member(device, "path"))});
+                      text(member(device, "dma_mapping")),
+                      member(device, "iommu") == true ? "on" : "off", text(member(device, "path"))});
     }
     table(out, rows, "  ");
   } else {

@@ -66,8 +66,9 @@ TEST_CASE("remote: info for people shows state, vCPUs, memory, devices and the D
   CHECK(text.find("vCPUs            3\n") != std::string::npos);
   CHECK(text.find("memory           3 GiB, shared, hugepages\n") != std::string::npos);
   CHECK(text.find("initramfs        /boot/initrd.img\n") != std::string::npos);
-  CHECK(text.find("nic0          0000:00:01.0  eager        /sys/bus/pci/devices/0000:01:00.0") !=
+  CHECK(text.find("nic0          0000:00:01.0  eager        off    /sys/bus/pci/devices/0000:01:00.0") !=
         std::string::npos);
+  CHECK(text.find("lazy         on     /sys/bus/pci/devices/0000:02:00.0") != std::string::npos);
   CHECK(text.find("DMA (3 containers)\n") != std::string::npos);
   CHECK(text.find("container 0: nic0 (host 0000:01:00.0, guest 0000:00:01.0)") !=
         std::string::npos);
@@ -77,6 +78,7 @@ TEST_CASE("remote: info for people shows state, vCPUs, memory, devices and the D
   CHECK(text.find("consistent       yes\n") != std::string::npos);
   CHECK(text.find("failed maps      eexist=1, einval=3, enomem=4, enospc=2, other=5\n") !=
         std::string::npos);
+  CHECK(text.find("low water") == std::string::npos);  // eager containers have no reserve
   CHECK(text.find("IOVA ranges      0x0-0xfedfffff, 0xfef00000-0x7fffffffff\n") !=
         std::string::npos);
   CHECK(text.find("avail at open    absent (kernel < 5.10: budget unknown)\n") !=
@@ -85,6 +87,21 @@ TEST_CASE("remote: info for people shows state, vCPUs, memory, devices and the D
   CHECK(text.find("consistent       cannot be checked (no capability)\n") != std::string::npos);
   CHECK(text.find("avail at open    unlimited\n") != std::string::npos);
   CHECK(text.find("container 1: ? (host 0000:09:00.0, guest not assigned)") != std::string::npos);
+}
+
+TEST_CASE("remote: info for people shows a lazy container's guest mappings and reserve") {
+  vmm::VmmControl::VmInfo info = test::full_info();
+  vfio::LazyReport lazy;
+  lazy.low_water = 2;
+  lazy.guest_mappings = 7;
+  lazy.counters.refused_budget = 3;
+  info.dma[0].mode = vfio::Decision::kLazy;
+  info.dma[0].lazy = lazy;
+  const std::string text = format_info(vm_info_to_json(info));
+  INFO(text);
+  CHECK(text.find("guest mappings   7\n") != std::string::npos);
+  CHECK(text.find("low water        2 entries kept free\n") != std::string::npos);
+  CHECK(text.find("refused_budget=3") != std::string::npos);
 }
 
 TEST_CASE("remote: output is tolerant of answers of another shape") {
