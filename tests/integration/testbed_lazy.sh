@@ -87,6 +87,10 @@ expect "lazy: peak_entries $peak never exceeded the limit $limit" test "${peak:-
 expect "lazy: the 2 entries of dma_low_water stayed free (peak $peak)" test "${peak:-999}" -le $((limit - 2))
 expect "lazy: the budget was used up to the reserve (peak $peak)" test "${peak:-0}" -ge $((limit - 3))
 expect "lazy: consistent at the end" test "$(info lazy end .consistent)" = true
+expect "lazy: the guest's program gone, its domain's mappings are released (entries $(info lazy end .entries_used), guest mappings $(info lazy end .guest_mappings))" \
+  test "$(info lazy end .entries_used)" = 0 -a "$(info lazy end .guest_mappings)" = 0
+expect "lazy: every guest map was unmapped (maps $(counter lazy .guest_maps), unmaps $(counter lazy .guest_unmaps))" \
+  test "$(counter lazy .guest_maps)" = "$(counter lazy .guest_unmaps)" -a "$(counter lazy .guest_maps)" -gt 10
 expect "lazy: failed_maps counts Keel's budget refusals (got '$(info lazy end .failed_maps.refused_budget)')" \
   test "$(info lazy end .failed_maps.refused_budget)" -ge 1
 expect "lazy: apart from kernel ENOSPC, which never happened (got '$(info lazy end .failed_maps.enospc)')" \
