@@ -79,6 +79,8 @@ granted=$(field "$hold" granted)
 expect "lazy: MAPs past the budget fail in the guest with an error ($hold)" \
   test "$(field "$hold" errno)" != none -a -n "$(field "$hold" errno)"
 expect "lazy: some were granted before (got '$granted')" test "${granted:-0}" -gt 0
+expect "lazy: every granted mapping moved data (moved $(field "$hold" moved) of $granted)" \
+  test "$(field "$hold" moved)" = "$granted"
 expect "lazy: after freeing some, a MAP works again with DMA through it ($hold)" test "$(field "$hold" after)" = ok
 done_line=$(phase lazy done)
 expect "lazy: the guest program completed ($done_line)" test "$(field "$done_line" result)" = ok
