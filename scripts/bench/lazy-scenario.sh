@@ -59,4 +59,37 @@ guest eager eager "--pages,8"
 guest lazy lazy "--pages,8"
 # One guest request for a 256 KiB buffer: the host entries it costs.
 guest buffer lazy "--buffer,256"
+
+# qemu_guest NAME GUEST_ARGS: the same guest under QEMU 7.2 with its own virtio-iommu in front of
+# the edu (vfio-pci); reports the guest's lines.
+qemu_guest() {
+  name=$1 args=$2
+  out=/tmp/$name.out
+  rm -f "$out"
+  qemu-system-x86_64 -L /keel/share/qemu -M q35 -accel kvm -cpu host -smp 1 -m 256M -nodefaults \
+    -no-user-config -display none -monitor none -serial "file:$out" -no-reboot \
+    -kernel /keel/guest/vmlinuz -initrd /keel/guest/initramfs.cpio.gz \
+    -append "console=ttyS0 vfio_iommu_type1.allow_unsafe_interrupts=1 keel_lazy=$args" \
+    -device virtio-iommu-pci -device "vfio-pci,host=$dev" </dev/null >"/tmp/$name.qemu" 2>&1 &
+  pid=$!
+  finished=no
+  wait_for "$out" "KEEL-GUEST lazy-finished" 1 300 && finished=yes
+  result "sample what=$name finished=$finished qemu_errors=$(grep -c -i 'error\|fail' "/tmp/$name.qemu")"
+  grep -a "KEEL-GUEST lazy phase=" "$out" | tr -d '\r' | while IFS= read -r line; do
+    result "sample what=$name ${line#*KEEL-GUEST lazy }"
+  done
+  kill "$pid" 2>/dev/null
+  reap "$pid" 10
+}
+
+# DESIGN.md §1's scenario: a budget of 24 entries, the guest keeps 40 pages mapped; Keel, then
+# QEMU. What each tells the guest, and how many of the granted mappings move data.
+limit_file=/sys/module/vfio_iommu_type1/parameters/dma_entry_limit
+saved_limit=$(cat "$limit_file")
+echo 24 >"$limit_file"
+guest keel-budget lazy "--hold,40"
+if command -v qemu-system-x86_64 >/dev/null; then
+  qemu_guest qemu-budget "--hold,40"
+fi
+echo "$saved_limit" >"$limit_file"
 exit 0
