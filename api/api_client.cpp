@@ -87,7 +87,7 @@ Result<ApiReply> api_request(const std::string& socket_path, std::string_view me
       return Error::from_errno(ETIMEDOUT, "no answer from the API at " + socket_path + " within " +
                                               std::to_string(timeout.count()) + " ms");
     }
-    return Error(x.error, "API: " + x.step + socket_path);
+    return Error(ErrorKind::kHost, x.error, "API: " + x.step + socket_path);
   }
   ApiReply reply;
   reply.status = x.parser.get().result_int();

@@ -29,7 +29,9 @@ const std::error_category& api_category() {
 std::error_code make_error_code(ApiErrc errc) { return {static_cast<int>(errc), api_category()}; }
 
 Error api_error(ApiErrc errc, std::string context) {
-  return Error(make_error_code(errc), std::move(context));
+  // The kind is for callers outside api/; http_status() reads the code itself.
+  const ErrorKind kind = errc == ApiErrc::kUnknownEndpoint ? ErrorKind::kNotFound : ErrorKind::kInvalid;
+  return Error(kind, make_error_code(errc), std::move(context));
 }
 
 }  // namespace keel::api

@@ -8,8 +8,8 @@
 namespace keel::api {
 
 // Errors that belong to HTTP itself and have no errno: an unknown endpoint, a method the endpoint
-// does not take, a body over the limit. Everything else the API reports is an errno kind (see
-// vmm/vmm_control.hpp): EINVAL for a bad request, and the VMM's own errors.
+// does not take, a body over the limit. Everything else the API reports carries an ErrorKind (see
+// vmm/vmm_control.hpp): kInvalid for a bad request, and the VMM's own errors.
 enum class ApiErrc {
   kUnknownEndpoint = 1,  // 404
   kMethodNotAllowed,     // 405

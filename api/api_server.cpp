@@ -108,7 +108,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& socket_pa
   impl->acceptor.assign(Protocol(), impl->listener.fd().get(), ec);
   if (ec) {
     impl->listener.remove_file();
-    return Error(ec, "API socket: " + socket_path);
+    return Error(ErrorKind::kHost, ec, "API socket: " + socket_path);
   }
   impl->listener.fd().release();  // the acceptor owns it now
   impl->accept();
@@ -132,7 +132,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& socket_pa
     });
   } catch (const std::system_error& e) {
     impl->listener.remove_file();
-    return Error(e.code(), "API thread: could not start it");
+    return Error(ErrorKind::kHost, e.code(), "API thread: could not start it");
   }
   Status status = started_future.get();
   if (!status.ok()) {

@@ -1,7 +1,5 @@
 #include "api/response.hpp"
 
-#include <cerrno>
-
 #include "api/api_errc.hpp"
 #include "api/json_text.hpp"
 
@@ -25,18 +23,19 @@ unsigned http_status(const Error& error) {
     }
     return 500;
   }
-  switch (error.errno_value()) {
-    case EINVAL:
+  switch (error.kind()) {
+    case ErrorKind::kInvalid:
       return 400;
-    case ENOENT:
+    case ErrorKind::kNotFound:
       return 404;
-    case EBUSY:
-    case ENOTSUP:
-    case EEXIST:
+    case ErrorKind::kWrongState:
+    case ErrorKind::kNotSupported:
+    case ErrorKind::kExists:
       return 409;
-    default:
-      return 500;
+    case ErrorKind::kHost:
+      break;
   }
+  return 500;
 }
 
 std::string_view error_kind(const Error& error) {
@@ -51,20 +50,21 @@ std::string_view error_kind(const Error& error) {
     }
     return "internal";
   }
-  switch (error.errno_value()) {
-    case EINVAL:
+  switch (error.kind()) {
+    case ErrorKind::kInvalid:
       return "bad_request";
-    case ENOENT:
+    case ErrorKind::kNotFound:
       return "not_found";
-    case EBUSY:
+    case ErrorKind::kWrongState:
       return "wrong_state";
-    case ENOTSUP:
+    case ErrorKind::kNotSupported:
       return "not_supported";
-    case EEXIST:
+    case ErrorKind::kExists:
       return "already_exists";
-    default:
-      return "internal";
+    case ErrorKind::kHost:
+      break;
   }
+  return "internal";
 }
 
 std::string error_message(const Error& error) {

@@ -20,9 +20,10 @@ struct Response {
 Response no_content();
 Response json_response(unsigned status, const nlohmann::json& body);
 
-// How an Error maps to HTTP. The API's own errors (api_errc.hpp) carry their status; errno
-// kinds follow vmm/vmm_control.hpp: EINVAL 400, ENOENT 404, EBUSY 409, ENOTSUP 409, EEXIST 409
-// (a device id or path already in use, as cloud-hypervisor answers), anything else 500.
+// How an Error maps to HTTP. The API's own errors (api_errc.hpp) carry their status; the
+// others by their ErrorKind (vmm/vmm_control.hpp): kInvalid 400, kNotFound 404, kWrongState,
+// kNotSupported and kExists 409 (a device id or path already in use, as cloud-hypervisor
+// answers), kHost 500 whatever its errno.
 unsigned http_status(const Error& error);
 // "bad_request", "not_found", "method_not_allowed", "wrong_state", "not_supported",
 // "already_exists", "payload_too_large" or "internal".

@@ -8,25 +8,40 @@
 
 namespace keel {
 
-// What went wrong: the errno (or another error_code) kept intact, plus a context string that
-// names the object and the operation, e.g. "open /dev/vfio/12".
+// What kind of failure an Error is, apart from the errno kept for its message. Callers decide
+// on the kind (only api/ turns kinds into HTTP statuses); the errno only explains.
+enum class ErrorKind {
+  kInvalid,       // the request, a flag or an input file is wrong: the caller can fix it
+  kNotFound,      // the object named (a VM, a device id) does not exist
+  kWrongState,    // the object exists but is in the wrong state for this (boot twice, ...)
+  kNotSupported,  // Keel cannot do this (yet)
+  kExists,        // the object is there already (an id or a path added twice)
+  kHost,          // the host failed: a syscall, the kernel, a device
+};
+
+// What went wrong: its kind, the errno (or another error_code) kept intact, and a context string
+// that names the object and the operation, e.g. "open /dev/vfio/12".
 class Error {
  public:
-  Error(std::error_code code, std::string context) : code_(code), context_(std::move(context)) {}
+  Error(ErrorKind kind, std::error_code code, std::string context)
+      : kind_(kind), code_(code), context_(std::move(context)) {}
 
-  // Captures the current errno; call it right after the failing syscall.
-  static Error from_errno(std::string context) {
-    return Error(std::error_code(errno, std::system_category()), std::move(context));
-  }
+  // A failed syscall: captures the current errno; call it right after the call. Kind kHost.
+  static Error from_errno(std::string context) { return from_errno(errno, std::move(context)); }
   static Error from_errno(int err, std::string context) {
-    return Error(std::error_code(err, std::system_category()), std::move(context));
+    return Error(ErrorKind::kHost, std::error_code(err, std::system_category()), std::move(context));
   }
-  // An error that no syscall reported: bad input, a violated format. Carries EINVAL in the
-  // generic category, so message() is the context alone (no "Invalid argument" tacked on).
-  static Error invalid(std::string context) {
-    return Error(std::make_error_code(std::errc::invalid_argument), std::move(context));
+  // Errors no syscall reported: bad input, a violated format, a missing object, a wrong state.
+  // Their code is in the generic category, so message() is the context alone.
+  static Error invalid(std::string context) { return of(ErrorKind::kInvalid, EINVAL, std::move(context)); }
+  static Error not_found(std::string context) { return of(ErrorKind::kNotFound, ENOENT, std::move(context)); }
+  static Error wrong_state(std::string context) { return of(ErrorKind::kWrongState, EBUSY, std::move(context)); }
+  static Error not_supported(std::string context) {
+    return of(ErrorKind::kNotSupported, ENOTSUP, std::move(context));
   }
+  static Error exists(std::string context) { return of(ErrorKind::kExists, EEXIST, std::move(context)); }
 
+  ErrorKind kind() const { return kind_; }
   const std::error_code& code() const { return code_; }
   int errno_value() const {
     const bool is_errno = code_.category() == std::system_category() ||
@@ -35,7 +50,7 @@ class Error {
   }
   const std::string& context() const { return context_; }
 
-  // "context: strerror" for syscall errors; the context alone for invalid().
+  // "context: strerror" for syscall errors; the context alone for the others.
   std::string message() const {
     if (code_.category() == std::generic_category()) {
       return context_;
@@ -44,9 +59,17 @@ class Error {
   }
 
   // Prepends an outer context: "boot kernel: open /x: No such file or directory".
-  Error wrap(const std::string& outer) const& { return Error(code_, outer + ": " + context_); }
+  Error wrap(const std::string& outer) const& { return Error(kind_, code_, outer + ": " + context_); }
+  // The same failure seen as another kind: a file the user named that cannot be opened is the
+  // user's to fix (kInvalid), though the kernel reported it.
+  Error as(ErrorKind kind) const& { return Error(kind, code_, context_); }
 
  private:
+  static Error of(ErrorKind kind, int err, std::string context) {
+    return Error(kind, std::error_code(err, std::generic_category()), std::move(context));
+  }
+
+  ErrorKind kind_;
   std::error_code code_;
   std::string context_;
 };
@@ -86,7 +109,7 @@ class [[nodiscard]] Result<void> {
   const Error& error() const { return error_; }
 
  private:
-  Error error_{std::error_code(), std::string()};
+  Error error_{ErrorKind::kHost, std::error_code(), std::string()};
   bool failed_ = false;
 };
 
@@ -96,7 +119,11 @@ inline Status ok_status() { return {}; }
 
 }  // namespace keel
 
-// Returns the error of a failed Result from the enclosing function; otherwise evaluates to nothing.
+#define KEEL_CONCAT_INNER_(a, b) a##b
+#define KEEL_CONCAT_(a, b) KEEL_CONCAT_INNER_(a, b)
+
+// Returns the error of a failed Status (or Result) from the enclosing function; otherwise
+// evaluates to nothing.
 #define KEEL_TRY_STATUS(expr)                  \
   do {                                         \
     auto keel_try_status_ = (expr);            \
@@ -104,3 +131,16 @@ inline Status ok_status() { return {}; }
       return keel_try_status_.error();         \
     }                                          \
   } while (0)
+
+// KEEL_TRY(auto name, expr): evaluates the Result `expr`; on failure returns its error from the
+// enclosing function, otherwise declares `name` holding the value (moved out).
+#define KEEL_TRY(decl, expr) KEEL_TRY_IMPL_(KEEL_CONCAT_(keel_try_, __LINE__), decl, expr, )
+// The same, with the error wrapped in an outer context: KEEL_TRY_WRAP(auto x, f(), "ACPI tables").
+#define KEEL_TRY_WRAP(decl, expr, outer) \
+  KEEL_TRY_IMPL_(KEEL_CONCAT_(keel_try_, __LINE__), decl, expr, .wrap(outer))
+#define KEEL_TRY_IMPL_(tmp, decl, expr, wrapper) \
+  auto tmp = (expr);                             \
+  if (!tmp.ok()) {                               \
+    return tmp.error() wrapper;                  \
+  }                                              \
+  decl = std::move(tmp).value()

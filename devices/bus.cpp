@@ -17,12 +17,12 @@ Status Bus::insert(std::shared_ptr<BusDevice> device, std::uint64_t base, std::u
   std::unique_lock lock(mutex_);
   auto next = ranges_.lower_bound(base);
   if (next != ranges_.end() && next->first < base + len) {
-    return Error::from_errno(EEXIST, range + " overlaps the device at " + hex(next->first));
+    return Error::exists(range + " overlaps the device at " + hex(next->first));
   }
   if (next != ranges_.begin()) {
     auto prev = std::prev(next);
     if (prev->first + prev->second.len > base) {
-      return Error::from_errno(EEXIST, range + " overlaps the device at " + hex(prev->first));
+      return Error::exists(range + " overlaps the device at " + hex(prev->first));
     }
   }
   ranges_.emplace(base, Entry{len, std::move(device)});
@@ -32,7 +32,7 @@ Status Bus::insert(std::shared_ptr<BusDevice> device, std::uint64_t base, std::u
 Status Bus::remove(std::uint64_t base) {
   std::unique_lock lock(mutex_);
   if (ranges_.erase(base) == 0) {
-    return Error::from_errno(ENOENT, name_ + " has no device at " + hex(base));
+    return Error::not_found(name_ + " has no device at " + hex(base));
   }
   return ok_status();
 }

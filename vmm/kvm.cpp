@@ -96,13 +96,13 @@ Result<Kvm> Kvm::open(const char* path, std::shared_ptr<KvmSys> sys) {
   }
   const int version = kvm_ioctl(*sys, fd.get(), KVM_GET_API_VERSION, 0);
   if (version != kKvmApiVersion) {
-    return Error::from_errno(ENOTSUP, std::string(path) + " speaks KVM API version " +
+    return Error::not_supported(std::string(path) + " speaks KVM API version " +
                                           std::to_string(version) + "; Keel needs version 12");
   }
   Kvm kvm(std::move(fd), std::move(sys));
   for (const RequiredExtension& ext : kRequired) {
     if (kvm.check_extension(ext.id) <= 0) {
-      return Error::from_errno(ENOTSUP, std::string("this kernel's KVM lacks ") + ext.name +
+      return Error::not_supported(std::string("this kernel's KVM lacks ") + ext.name +
                                             ", which Keel needs; use a newer host kernel");
     }
   }

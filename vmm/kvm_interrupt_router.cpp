@@ -69,7 +69,7 @@ Status KvmInterruptRouter::update_msi_route(std::uint32_t gsi, std::uint64_t add
   std::lock_guard lock(mutex_);
   auto it = msi_routes_.find(gsi);
   if (it == msi_routes_.end()) {
-    return Error::from_errno(ENOENT, "GSI " + std::to_string(gsi) + " has no MSI route");
+    return Error::not_found("GSI " + std::to_string(gsi) + " has no MSI route");
   }
   const kvm_irq_routing_msi old = it->second;
   it->second = msi_message(address, data);
@@ -83,7 +83,7 @@ Status KvmInterruptRouter::update_msi_route(std::uint32_t gsi, std::uint64_t add
 Status KvmInterruptRouter::remove_msi_route(std::uint32_t gsi) {
   std::lock_guard lock(mutex_);
   if (msi_routes_.erase(gsi) == 0) {
-    return Error::from_errno(ENOENT, "GSI " + std::to_string(gsi) + " has no MSI route");
+    return Error::not_found("GSI " + std::to_string(gsi) + " has no MSI route");
   }
   return commit_locked();
 }

@@ -23,7 +23,7 @@ Result<std::uint32_t> KvmMemorySlots::add(std::uint64_t gpa, std::uint64_t size,
 Status KvmMemorySlots::remove(std::uint32_t slot) {
   std::lock_guard lock(mutex_);
   if (used_.erase(slot) == 0) {
-    return Error::from_errno(ENOENT, "KVM memory slot " + std::to_string(slot) + " is not in use");
+    return Error::not_found("KVM memory slot " + std::to_string(slot) + " is not in use");
   }
   // A zero size deletes the slot.
   return vm_.set_memory_region(slot, 0, 0, nullptr);

@@ -1,19 +1,12 @@
 #include "vmm/passthrough.hpp"
 
-#include <cstdio>
 #include <string>
 
 #include "base/log.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
-#include "memory/layout.hpp"
 
 namespace keel::vmm {
 namespace {
-
-namespace layout = keel::memory::layout;
-
-constexpr std::uint64_t kPciIoStart = 0xc000;  // above the legacy ports
-constexpr std::uint64_t kPciIoEnd = 0x10000;
 
 vfio::MappingMode to_vfio(DmaMapping mode) {
   switch (mode) {
@@ -27,32 +20,21 @@ vfio::MappingMode to_vfio(DmaMapping mode) {
   return vfio::MappingMode::kAuto;
 }
 
-// The PCI requester id of function 0 of `slot` on bus 0: what the VIOT table and the virtual
-// IOMMU's requests call the endpoint.
-std::uint16_t requester_id(std::uint8_t slot) { return static_cast<std::uint16_t>(slot << 3); }
-
 }  // namespace
-
-Passthrough::Passthrough(const Vm& vm)
-    : pci_root_(vm.pci_root),
-      router_(vm.kvm),
-      slots_(vm.kvm, static_cast<std::uint32_t>(vm.memory.regions().size())),
-      bars_(layout::kMmio32Start, layout::kMmio32Start + layout::kMmio32Size,
-            layout::mmio64_start(vm.memory.end()),
-            layout::mmio64_start(vm.memory.end()) + layout::kMmio64Size, kPciIoStart, kPciIoEnd) {}
 
 Passthrough::~Passthrough() {
   // Devices leave the bus (and drop their BAR slots and interrupt routes) before the container
   // unmaps guest RAM and closes.
   for (const Passed& passed : devices_) {
-    (void)pci_root_.remove(passed.slot);
+    (void)platform_.unplug(passed.slot);
   }
   devices_.clear();
 }
 
 Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<DeviceConfig>& devices,
-                                                         const Vm& vm) {
-  std::unique_ptr<Passthrough> p(new Passthrough(vm));
+                                                         const memory::GuestMemory& memory,
+                                                         KvmVm& kvm, pci::Platform& platform) {
+  std::unique_ptr<Passthrough> p(new Passthrough(platform));
   std::shared_ptr<vfio::VfioSys> sys = vfio::make_kernel_vfio_sys();
 
   // The shared container first (devices not behind the virtual IOMMU), then one per device
@@ -78,7 +60,7 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     container_of[i] = 0;
   }
   if (first_shared != nullptr) {
-    auto container = vfio::VfioContainer::create(sys, vm.memory, shared);
+    auto container = vfio::VfioContainer::create(sys, memory, shared);
     if (!container.ok()) {
       return container.error();
     }
@@ -94,7 +76,7 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     own.device_paths.push_back(d.path);
     own.behind_viommu = true;
     own.low_water = d.dma_low_water;
-    auto container = vfio::VfioContainer::create(sys, vm.memory, own);
+    auto container = vfio::VfioContainer::create(sys, memory, own);
     if (!container.ok()) {
       return container.error().wrap("--device " + d.id);
     }
@@ -103,14 +85,14 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
   }
 
   // The KVM-VFIO device tells KVM which groups the VM uses (for coherent DMA and interrupts).
-  auto kvm_vfio = vm.kvm.create_vfio_device();
+  auto kvm_vfio = kvm.create_vfio_device();
   if (!kvm_vfio.ok()) {
     return kvm_vfio.error();
   }
   p->kvm_vfio_ = std::move(kvm_vfio).value();
   for (const auto& container : p->containers_) {
     for (const vfio::Group& group : container->groups()) {
-      KEEL_TRY_STATUS(vm.kvm.add_vfio_group(p->kvm_vfio_.get(), group.fd()));
+      KEEL_TRY_STATUS(kvm.add_vfio_group(p->kvm_vfio_.get(), group.fd()));
     }
   }
 
@@ -125,28 +107,19 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     if (!device.ok()) {
       return device.error();
     }
-    auto slot = vm.pci_root.free_slot();
-    if (!slot.ok()) {
-      return slot.error();
-    }
-    vfio::VfioPciDevice::Wiring wiring{&p->router_, &p->slots_, &vm.mmio, &vm.pio, &p->bars_, *slot};
-    auto pci = vfio::VfioPciDevice::create(std::move(device).value(), wiring);
-    if (!pci.ok()) {
-      return pci.error().wrap("--device " + d.id);
-    }
-    KEEL_TRY_STATUS(vm.pci_root.add_at(*slot, *pci));
-    char guest_bdf[16];
-    std::snprintf(guest_bdf, sizeof guest_bdf, "0000:00:%02x.0", *slot);
+    KEEL_TRY(const std::uint8_t slot, platform.free_slot());
+    KEEL_TRY_WRAP(auto pci, vfio::VfioPciDevice::create(std::move(device).value(), platform, slot),
+                  "--device " + d.id);
+    KEEL_TRY_STATUS(platform.plug(slot, pci));
     if (d.iommu) {  // a container behind the virtual IOMMU always has a lazy engine
-      p->backend_.add_endpoint(requester_id(*slot), *container.lazy());
+      p->backend_.add_endpoint(pci::requester_id(slot), *container.lazy());
     }
-    p->devices_.push_back(
-        Passed{d.id, *slot, guest_bdf, d.iommu, container_of[i], std::move(pci).value()});
+    p->devices_.push_back(Passed{d.id, slot, d.iommu, container_of[i], pci});
     log::info("vfio", "device passed through",
               {{"id", d.id},
                {"bdf", location->bdf},
                {"group", location->group},
-               {"slot", *slot},
+               {"slot", slot},
                {"iommu", d.iommu}});
   }
   return p;
@@ -180,7 +153,7 @@ std::vector<Passthrough::ViommuEndpoint> Passthrough::viommu_endpoints() const {
   for (const Passed& passed : devices_) {
     if (passed.behind_viommu) {
       const vfio::DmaReport report = containers_[passed.container]->report();
-      endpoints.push_back({requester_id(passed.slot), report.iova_ranges, report.iova_pgsizes});
+      endpoints.push_back({pci::requester_id(passed.slot), report.iova_ranges, report.iova_pgsizes});
     }
   }
   return endpoints;
@@ -191,14 +164,14 @@ bool Passthrough::LockedBackend::has_endpoint(std::uint32_t endpoint) const {
   return inner_.has_endpoint(endpoint);
 }
 
-virtio::IommuStatus Passthrough::LockedBackend::map(std::uint32_t endpoint,
-                                                    const virtio::IommuMapping& m) {
+devices::DmaStatus Passthrough::LockedBackend::map(std::uint32_t endpoint,
+                                                    const devices::DmaMapping& m) {
   std::lock_guard lock(mutex_);
   return inner_.map(endpoint, m);
 }
 
-virtio::IommuStatus Passthrough::LockedBackend::unmap(std::uint32_t endpoint,
-                                                      const virtio::IommuMapping& m) {
+devices::DmaStatus Passthrough::LockedBackend::unmap(std::uint32_t endpoint,
+                                                      const devices::DmaMapping& m) {
   std::lock_guard lock(mutex_);
   return inner_.unmap(endpoint, m);
 }

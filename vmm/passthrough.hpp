@@ -7,17 +7,14 @@
 
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
-#include "devices/bus.hpp"
-#include "devices/pci_root.hpp"
+#include "devices/pci/platform.hpp"
 #include "devices/vfio/dma_report.hpp"
 #include "devices/vfio/lazy_dma.hpp"
 #include "devices/vfio/vfio_container.hpp"
 #include "devices/vfio/vfio_pci_device.hpp"
-#include "devices/virtio/iommu_backend.hpp"
+#include "devices/dma_mapping.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/kvm.hpp"
-#include "vmm/kvm_interrupt_router.hpp"
-#include "vmm/kvm_memory_slots.hpp"
 #include "vmm/vm_config.hpp"
 
 namespace keel::vmm {
@@ -26,27 +23,21 @@ namespace keel::vmm {
 // container, planned and mapped eagerly before the guest runs; each device behind it
 // (iommu=on) gets a container of its own, whose plan may hand it to the lazy engine, since the
 // guest may put each in a different IOMMU domain. Then the KVM-VFIO device, and one
-// VfioPciDevice per host function on Keel's PCI root. Teardown removes the devices first, then
-// each container unmaps every DMA entry.
+// VfioPciDevice per host function on the VM's PCI platform. Teardown removes the devices first,
+// then each container unmaps every DMA entry.
 class Passthrough {
  public:
-  struct Vm {
-    const memory::GuestMemory& memory;
-    KvmVm& kvm;
-    devices::PciRoot& pci_root;
-    devices::Bus& mmio;
-    devices::Bus& pio;
-  };
+  // The memory, the KVM VM and the platform outlive it.
   static Result<std::unique_ptr<Passthrough>> create(const std::vector<DeviceConfig>& devices,
-                                                     const Vm& vm);
+                                                     const memory::GuestMemory& memory,
+                                                     KvmVm& kvm, pci::Platform& platform);
   ~Passthrough();
   Passthrough(const Passthrough&) = delete;
   Passthrough& operator=(const Passthrough&) = delete;
 
   struct Passed {
     std::string id;
-    std::uint8_t slot;
-    std::string guest_bdf;  // where the guest sees it on Keel's bus 0: 0000:00:<slot>.0
+    std::uint8_t slot;  // where the guest sees it: pci::guest_bdf(slot)
     bool behind_viommu = false;
     std::size_t container = 0;  // index into the containers, as in dma_reports()
     std::shared_ptr<vfio::VfioPciDevice> device;
@@ -66,36 +57,29 @@ class Passthrough {
     std::uint64_t iova_pgsizes = 0;            // 0: not reported
   };
   std::vector<ViommuEndpoint> viommu_endpoints() const;
-  virtio::IommuBackend& iommu_backend() { return backend_; }
-
-  // For the virtual IOMMU's own PCI function: the VM's interrupt routes and BAR windows.
-  devices::InterruptRouter& router() { return router_; }
-  vfio::BarAllocator& bars() { return bars_; }
+  devices::DmaMappingBackend& iommu_backend() { return backend_; }
 
  private:
-  explicit Passthrough(const Vm& vm);
+  explicit Passthrough(pci::Platform& platform) : platform_(platform) {}
 
   // Serialises the lazy engines (called from the vCPU thread that notifies the virtual IOMMU)
   // with reports (the VMM thread).
-  class LockedBackend final : public virtio::IommuBackend {
+  class LockedBackend final : public devices::DmaMappingBackend {
    public:
     explicit LockedBackend(std::mutex& mutex) : mutex_(mutex) {}
     void add_endpoint(std::uint32_t endpoint, vfio::LazyDma& dma) {
       inner_.add_endpoint(endpoint, dma);
     }
     bool has_endpoint(std::uint32_t endpoint) const override;
-    virtio::IommuStatus map(std::uint32_t endpoint, const virtio::IommuMapping& m) override;
-    virtio::IommuStatus unmap(std::uint32_t endpoint, const virtio::IommuMapping& m) override;
+    devices::DmaStatus map(std::uint32_t endpoint, const devices::DmaMapping& m) override;
+    devices::DmaStatus unmap(std::uint32_t endpoint, const devices::DmaMapping& m) override;
 
    private:
     std::mutex& mutex_;
     vfio::LazyIommuBackend inner_;
   };
 
-  devices::PciRoot& pci_root_;
-  KvmInterruptRouter router_;
-  KvmMemorySlots slots_;
-  vfio::BarAllocator bars_;
+  pci::Platform& platform_;
   mutable std::mutex dma_mutex_;
   std::vector<std::unique_ptr<vfio::VfioContainer>> containers_;
   LockedBackend backend_{dma_mutex_};

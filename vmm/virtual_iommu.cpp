@@ -1,7 +1,5 @@
 #include "vmm/virtual_iommu.hpp"
 
-#include <cstdio>
-
 #include "base/hex.hpp"
 #include "base/log.hpp"
 #include "devices/virtio/virtio_iommu.hpp"
@@ -32,8 +30,7 @@ virtio::AddressRange input_range(const std::vector<Passthrough::ViommuEndpoint>&
 
 Result<std::unique_ptr<VirtualIommu>> VirtualIommu::create(Passthrough& passthrough,
                                                            const memory::GuestMemory& memory,
-                                                           devices::PciRoot& pci_root,
-                                                           devices::Bus& mmio) {
+                                                           pci::Platform& platform) {
   const std::vector<Passthrough::ViommuEndpoint> endpoints = passthrough.viommu_endpoints();
   if (endpoints.empty()) {
     return Error::invalid("virtual IOMMU: no device is behind it (iommu=on)");
@@ -60,43 +57,29 @@ Result<std::unique_ptr<VirtualIommu>> VirtualIommu::create(Passthrough& passthro
   if (!iommu.ok()) {
     return iommu.error().wrap("virtual IOMMU");
   }
-  auto slot = pci_root.free_slot();
-  if (!slot.ok()) {
-    return slot.error().wrap("virtual IOMMU");
-  }
-  auto bar = passthrough.bars().allocate(virtio::pci_layout::kBarSize, false, true);
-  if (!bar.ok()) {
-    return bar.error().wrap("virtual IOMMU BAR");
-  }
-  auto device = virtio::VirtioPciDevice::create(
-      std::make_unique<virtio::VirtioIommuDevice>(std::move(iommu).value()), memory,
-      virtio::VirtioPciDevice::Wiring{&passthrough.router(), &mmio, *bar});
-  if (!device.ok()) {
-    return device.error().wrap("virtual IOMMU");
-  }
-  std::unique_ptr<VirtualIommu> v(new VirtualIommu(pci_root, *slot));
-  KEEL_TRY_STATUS(pci_root.add_at(*slot, *device));
-  v->device_ = std::move(device).value();
-  v->viot_.iommu_bdf = static_cast<std::uint16_t>(*slot << 3);
+  KEEL_TRY_WRAP(const std::uint8_t slot, platform.free_slot(), "virtual IOMMU");
+  KEEL_TRY_WRAP(auto device,
+                virtio::VirtioPciDevice::create(
+                    std::make_unique<virtio::VirtioIommuDevice>(std::move(iommu).value()), memory,
+                    platform),
+                "virtual IOMMU");
+  std::unique_ptr<VirtualIommu> v(new VirtualIommu(platform, slot));
+  KEEL_TRY_STATUS(platform.plug(slot, device));
+  v->device_ = std::move(device);
+  v->viot_.iommu_bdf = pci::requester_id(slot);
   std::string behind;
   for (const auto& e : endpoints) {
     v->viot_.endpoint_bdfs.push_back(e.requester_id);
-    char bdf[16];
-    std::snprintf(bdf, sizeof bdf, "00:%02x.%x", e.requester_id >> 3, e.requester_id & 7);
-    behind += (behind.empty() ? "" : ",") + std::string(bdf);
+    behind += (behind.empty() ? "" : ",") + pci::guest_bdf(static_cast<std::uint8_t>(e.requester_id >> 3));
   }
   log::info("viommu", "virtual IOMMU",
-            {{"guest_bdf", v->guest_bdf()}, {"bar", hex(*bar)}, {"endpoints", behind}});
+            {{"guest_bdf", v->guest_bdf()}, {"bar", hex(v->device_->bar_address())}, {"endpoints", behind}});
   return v;
 }
 
-VirtualIommu::~VirtualIommu() { (void)pci_root_.remove(slot_); }
+VirtualIommu::~VirtualIommu() { (void)platform_.unplug(slot_); }
 
-std::string VirtualIommu::guest_bdf() const {
-  char bdf[16];
-  std::snprintf(bdf, sizeof bdf, "0000:00:%02x.0", slot_);
-  return bdf;
-}
+std::string VirtualIommu::guest_bdf() const { return pci::guest_bdf(slot_); }
 
 std::map<std::string, std::uint64_t> VirtualIommu::counters() const {
   std::map<std::string, std::uint64_t> all = device_->counters();

@@ -6,8 +6,7 @@
 #include <string>
 
 #include "base/result.hpp"
-#include "devices/bus.hpp"
-#include "devices/pci_root.hpp"
+#include "devices/pci/platform.hpp"
 #include "devices/virtio/virtio_pci.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/boot/acpi.hpp"
@@ -23,11 +22,11 @@ namespace keel::vmm {
 // x86 MSI window reserved. The guest learns which devices sit behind it from the VIOT table.
 class VirtualIommu {
  public:
-  // Passthrough must have at least one device behind the virtual IOMMU, and outlive this.
+  // Passthrough must have at least one device behind the virtual IOMMU, and outlive this, as
+  // must the memory and the platform.
   static Result<std::unique_ptr<VirtualIommu>> create(Passthrough& passthrough,
                                                       const memory::GuestMemory& memory,
-                                                      devices::PciRoot& pci_root,
-                                                      devices::Bus& mmio);
+                                                      pci::Platform& platform);
   ~VirtualIommu();
   VirtualIommu(const VirtualIommu&) = delete;
   VirtualIommu& operator=(const VirtualIommu&) = delete;
@@ -39,9 +38,9 @@ class VirtualIommu {
   std::map<std::string, std::uint64_t> counters() const;
 
  private:
-  VirtualIommu(devices::PciRoot& pci_root, std::uint8_t slot) : pci_root_(pci_root), slot_(slot) {}
+  VirtualIommu(pci::Platform& platform, std::uint8_t slot) : platform_(platform), slot_(slot) {}
 
-  devices::PciRoot& pci_root_;
+  pci::Platform& platform_;
   std::uint8_t slot_;
   boot::ViotConfig viot_;
   std::shared_ptr<virtio::VirtioPciDevice> device_;

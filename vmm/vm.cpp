@@ -76,8 +76,12 @@ void set_lvt(kvm_lapic_state& state, std::size_t reg, std::uint32_t delivery) {
 
 }  // namespace
 
+// Guest RAM takes the first KVM memory slots, one per region; devices' slots follow.
 Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event)
-    : memory_(std::move(memory)), kvm_vm_(std::move(kvm_vm)), exit_event_(std::move(exit_event)) {}
+    : memory_(std::move(memory)),
+      kvm_vm_(std::move(kvm_vm)),
+      exit_event_(std::move(exit_event)),
+      memory_slots_(kvm_vm_, static_cast<std::uint32_t>(memory_.regions().size())) {}
 
 Vm::~Vm() {
   stop();
@@ -86,6 +90,7 @@ Vm::~Vm() {
   // and the memory they refer to still exist.
   viommu_.reset();
   passthrough_.reset();
+  platform_.reset();
 }
 
 const std::vector<Passthrough::Passed>& Vm::passthrough_devices() const {
@@ -133,15 +138,13 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   }
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
   if (!config.devices.empty()) {
-    auto passthrough = Passthrough::create(
-        config.devices, Passthrough::Vm{vm->memory_, vm->kvm_vm_, *vm->pci_root_, vm->mmio_, vm->pio_});
+    auto passthrough = Passthrough::create(config.devices, vm->memory_, vm->kvm_vm_, *vm->platform_);
     if (!passthrough.ok()) {
       return passthrough.error();
     }
     vm->passthrough_ = std::move(passthrough).value();
     if (!vm->passthrough_->viommu_endpoints().empty()) {
-      auto viommu =
-          VirtualIommu::create(*vm->passthrough_, vm->memory_, *vm->pci_root_, vm->mmio_);
+      auto viommu = VirtualIommu::create(*vm->passthrough_, vm->memory_, *vm->platform_);
       if (!viommu.ok()) {
         return viommu.error();
       }
@@ -195,11 +198,8 @@ Status Vm::setup_devices(SerialOutput serial_output) {
   KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::AcpiPm>(power), layout::kAcpiPmPort,
                               layout::kAcpiPmSize));
 
-  pci_root_ = std::make_shared<devices::PciRoot>();
-  KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::PciConfigIo>(pci_root_),
-                              layout::kPciConfigAddressPort, devices::PciConfigIo::kSize));
-  KEEL_TRY_STATUS(mmio_.insert(std::make_shared<devices::PciEcam>(pci_root_), layout::kEcamStart,
-                               layout::kEcamSize));
+  KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
+                                            pci::Platform::BarWindows::above_ram(memory_.end())));
   return ok_status();
 }
 

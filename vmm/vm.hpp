@@ -8,12 +8,14 @@
 #include "base/event_fd.hpp"
 #include "base/result.hpp"
 #include "devices/bus.hpp"
-#include "devices/pci_root.hpp"
+#include "devices/pci/platform.hpp"
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/boot/boot_info.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/kvm_interrupt_router.hpp"
+#include "vmm/kvm_memory_slots.hpp"
 #include "vmm/passthrough.hpp"
 #include "vmm/vcpu.hpp"
 #include "vmm/virtual_iommu.hpp"
@@ -58,6 +60,7 @@ class Vm {
   const std::vector<Passthrough::Passed>& passthrough_devices() const;
   // The virtual IOMMU, if a device is behind it (iommu=on).
   const VirtualIommu* viommu() const { return viommu_.get(); }
+  pci::Platform& pci() { return *platform_; }
 
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
@@ -72,7 +75,9 @@ class Vm {
   EventFd exit_event_;
   devices::Bus pio_{"port I/O"};
   devices::Bus mmio_{"MMIO"};
-  std::shared_ptr<devices::PciRoot> pci_root_;
+  KvmInterruptRouter router_{kvm_vm_};
+  KvmMemorySlots memory_slots_;
+  std::unique_ptr<pci::Platform> platform_;
   std::shared_ptr<devices::Serial> serial_;
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on

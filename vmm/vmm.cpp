@@ -9,16 +9,17 @@
 
 #include "base/log.hpp"
 #include "base/version.hpp"
+#include "devices/pci/root.hpp"
 #include "vmm/serial_output.hpp"
 
 namespace keel::vmm {
 namespace {
 
-Error no_vm() { return Error::from_errno(ENOENT, "no VM: create one first (vm.create)"); }
+Error no_vm() { return Error::not_found("no VM: create one first (vm.create)"); }
 
 Error wrong_state(const std::string& what, VmmControl::VmState state) {
   static const char* const kNames[] = {"created", "running", "paused", "shut down"};
-  return Error::from_errno(EBUSY, what + ": the VM is " + kNames[static_cast<int>(state)]);
+  return Error::wrong_state(what + ": the VM is " + kNames[static_cast<int>(state)]);
 }
 
 Status validate(const VmConfig& config) {
@@ -217,7 +218,7 @@ Status Vmm::shutdown_vmm() {
 Status Vmm::create_vm(const VmConfig& config) {
   return on_vmm_thread<Status>([this, &config]() -> Status {
     if (config_) {
-      return Error::from_errno(EBUSY, "a VM already exists; delete it first (vm.delete)");
+      return Error::wrong_state("a VM already exists; delete it first (vm.delete)");
     }
     KEEL_TRY_STATUS(validate(config));
     config_ = config;
@@ -318,7 +319,7 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
     VmInfo info{*config_, state_, config_->memory_size, {}, {}};
     if (vm_) {
       for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
-        info.devices.push_back(DeviceInfo{p.id, p.guest_bdf});
+        info.devices.push_back(DeviceInfo{p.id, pci::guest_bdf(p.slot)});
       }
       info.dma = vm_->dma_reports();
     } else {
@@ -380,14 +381,14 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
       return no_vm();
     }
     if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::from_errno(ENOTSUP, "hot-plug is not supported while the VM runs; add devices "
-                                        "before vm.boot");
+      return Error::not_supported("hot-plug is not supported while the VM runs; add devices "
+                                   "before vm.boot");
     }
     for (const DeviceConfig& d : config_->devices) {
       if (d.id == device.id || d.path == device.path) {
-        return Error::from_errno(EEXIST, "device " + device.id + " (" + device.path +
-                                             ") is already added; remove it first "
-                                             "(vm.remove-device) or give another id and path");
+        return Error::exists("device " + device.id + " (" + device.path +
+                             ") is already added; remove it first "
+                             "(vm.remove-device) or give another id and path");
       }
     }
     config_->devices.push_back(device);
@@ -401,7 +402,7 @@ Status Vmm::remove_device(const std::string& id) {
       return no_vm();
     }
     if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::from_errno(ENOTSUP, "hot-unplug is not supported while the VM runs");
+      return Error::not_supported("hot-unplug is not supported while the VM runs");
     }
     auto& devices = config_->devices;
     for (auto it = devices.begin(); it != devices.end(); ++it) {
@@ -410,7 +411,7 @@ Status Vmm::remove_device(const std::string& id) {
         return ok_status();
       }
     }
-    return Error::from_errno(ENOENT, "no device with id " + id);
+    return Error::not_found("no device with id " + id);
   });
 }
 

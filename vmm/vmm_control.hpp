@@ -14,14 +14,14 @@ namespace keel::vmm {
 
 // The VMM as the API sees it: one method per operation (cloud-hypervisor's vmm.* and vm.*).
 // The API thread calls these; the implementation hands each call to the VMM thread and waits,
-// so the API never touches VM state. Errors carry an errno that says what kind they are (only
-// api/ turns them into HTTP statuses):
-//   EINVAL  the request is wrong (bad config, bad id)                        -> 400
-//   ENOENT  the thing named does not exist (no VM, unknown device id)        -> 404
-//   EBUSY   the VM is in the wrong state for this (boot twice, no VM booted) -> 409
-//   ENOTSUP Keel cannot do this yet (e.g. hot-plug while running)            -> 409
-//   EEXIST  it is there already (a device id or path added twice)            -> 409
-//   other   the VMM or the kernel failed                                      -> 500
+// so the API never touches VM state. Errors carry their ErrorKind (base/result.hpp), which only
+// api/ turns into HTTP statuses:
+//   kInvalid       the request is wrong (bad config, a file that cannot be read)  -> 400
+//   kNotFound      the thing named does not exist (no VM, unknown device id)      -> 404
+//   kWrongState    the VM is in the wrong state for this (boot twice, not booted) -> 409
+//   kNotSupported  Keel cannot do this yet (e.g. hot-plug while running)          -> 409
+//   kExists        it is there already (a device id or path added twice)          -> 409
+//   kHost          the VMM or the kernel failed, whatever its errno               -> 500
 class VmmControl {
  public:
   enum class VmState { kCreated, kRunning, kPaused, kShutdown };

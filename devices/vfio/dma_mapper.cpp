@@ -134,7 +134,7 @@ Status DmaMapper::map(std::uint64_t iova, std::uint64_t size, std::uint64_t host
     if (auto rec = reconcile(); rec) {
       now = *rec;
     }
-    return Error(ret.error().code(), what + ": " + explain(kind, iova, size, now));
+    return Error(ret.error().kind(), ret.error().code(), what + ": " + explain(kind, iova, size, now));
   }
   entries_.emplace(iova, DmaEntry{iova, size, host, std::move(purpose), access});
   mapped_bytes_ += size;

@@ -1,6 +1,5 @@
 #include "devices/vfio/lazy_dma.hpp"
 
-#include <linux/virtio_iommu.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -13,28 +12,28 @@
 namespace keel::vfio {
 namespace {
 
-using virtio::IommuMapping;
-using virtio::IommuStatus;
+using devices::DmaMapping;
+using devices::DmaStatus;
 
 constexpr std::uint64_t kPage = 4096;
 
 // What the guest is told when the kernel refused a MAP.
-IommuStatus status_for(MapFailure kind) {
+DmaStatus status_for(MapFailure kind) {
   switch (kind) {
     case MapFailure::kBudget:   // ENOSPC: no DMA entries left
     case MapFailure::kMemlock:  // ENOMEM: the pinning limit
-      return IommuStatus::kNoMemory;
+      return DmaStatus::kNoMemory;
     case MapFailure::kOverlap:  // EEXIST: another user of the container holds the range
-      return IommuStatus::kInvalid;
+      return DmaStatus::kInvalid;
     case MapFailure::kOutsideIova:  // EINVAL: outside the host's IOVA ranges
-      return IommuStatus::kRange;
+      return DmaStatus::kRange;
     case MapFailure::kOther:
       break;
   }
-  return IommuStatus::kIoErr;
+  return DmaStatus::kIoError;
 }
 
-std::string describe(const IommuMapping& m) {
+std::string describe(const DmaMapping& m) {
   return "iova " + hex(m.iova) + " size " + hex(m.size) + " gpa " + hex(m.gpa);
 }
 
@@ -72,56 +71,56 @@ const LazyDma::Held* LazyDma::overlapping(std::uint64_t iova, std::uint64_t size
   return nullptr;
 }
 
-IommuStatus LazyDma::map(const IommuMapping& m) {
+DmaStatus LazyDma::map(const DmaMapping& m) {
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
-  const bool reads = (m.flags & VIRTIO_IOMMU_MAP_F_READ) != 0;
-  const bool writes = (m.flags & VIRTIO_IOMMU_MAP_F_WRITE) != 0;
-  if ((m.flags & VIRTIO_IOMMU_MAP_F_MMIO) != 0) {
+  const bool reads = (m.access & devices::kDmaRead) != 0;
+  const bool writes = (m.access & devices::kDmaWrite) != 0;
+  if ((m.access & devices::kDmaMmio) != 0) {
     ++counters_.refused_invalid;
-    return IommuStatus::kUnsupported;  // device MMIO (an MSI doorbell): not guest RAM
+    return DmaStatus::kUnsupported;  // device MMIO (an MSI doorbell): not guest RAM
   }
   if (m.size == 0 || m.iova > kMax - (m.size - 1) || m.gpa > kMax - (m.size - 1) ||
       m.iova % kPage != 0 || m.gpa % kPage != 0 || m.size % kPage != 0 || (!reads && !writes)) {
     ++counters_.refused_invalid;
-    return IommuStatus::kInvalid;
+    return DmaStatus::kInvalid;
   }
   std::uint8_t* host = memory_.translate(m.gpa, m.size);
   if (host == nullptr) {
     ++counters_.refused_invalid;
     log::debug("vfio", "guest mapping is not guest RAM", {{"mapping", describe(m)}});
-    return IommuStatus::kInvalid;
+    return DmaStatus::kInvalid;
   }
   if (eager_) {
     if (served_by_eager(m)) {
       if (const Held* held = overlapping(m.iova, m.size); held != nullptr) {
-        const IommuMapping& h = held->mapping;
-        if (h.iova != m.iova || h.size != m.size || h.flags != m.flags) {
+        const DmaMapping& h = held->mapping;
+        if (h.iova != m.iova || h.size != m.size || h.access != m.access) {
           ++counters_.refused_invalid;
-          return IommuStatus::kInvalid;
+          return DmaStatus::kInvalid;
         }
         ++held_[m.iova].users;
         ++counters_.shared_maps;
-        return IommuStatus::kOk;
+        return DmaStatus::kOk;
       }
       held_.emplace(m.iova, Held{m, 1, true});
       ++counters_.served_by_eager;
-      return IommuStatus::kOk;
+      return DmaStatus::kOk;
     }
-    if (IommuStatus st = switch_to_lazy(m); st != IommuStatus::kOk) {
+    if (DmaStatus st = switch_to_lazy(m); st != DmaStatus::kOk) {
       return st;
     }
   }
   if (const Held* held = overlapping(m.iova, m.size)) {
-    const IommuMapping& h = held->mapping;
-    if (h.iova == m.iova && h.size == m.size && h.gpa == m.gpa && h.flags == m.flags) {
+    const DmaMapping& h = held->mapping;
+    if (h.iova == m.iova && h.size == m.size && h.gpa == m.gpa && h.access == m.access) {
       ++held_[m.iova].users;
       ++counters_.shared_maps;
-      return IommuStatus::kOk;
+      return DmaStatus::kOk;
     }
     ++counters_.refused_invalid;
     log::debug("vfio", "guest mapping clashes with one held for another endpoint",
                {{"mapping", describe(m)}, {"held", describe(h)}});
-    return IommuStatus::kInvalid;
+    return DmaStatus::kInvalid;
   }
   if (auto room = headroom(); room && *room == 0) {
     ++counters_.refused_budget;
@@ -129,7 +128,7 @@ IommuStatus LazyDma::map(const IommuMapping& m) {
                {{"mapping", describe(m)},
                 {"entries_used", mapper_.entries().size()},
                 {"low_water", low_water_}});
-    return IommuStatus::kNoMemory;
+    return DmaStatus::kNoMemory;
   }
   Status st = mapper_.map(m.iova, m.size, reinterpret_cast<std::uint64_t>(host),
                           "guest IOMMU mapping of gpa " + hex(m.gpa), DmaAccess{reads, writes});
@@ -140,34 +139,34 @@ IommuStatus LazyDma::map(const IommuMapping& m) {
   }
   held_.emplace(m.iova, Held{m, 1});
   ++counters_.maps;
-  return IommuStatus::kOk;
+  return DmaStatus::kOk;
 }
 
-IommuStatus LazyDma::unmap(const IommuMapping& m) {
+DmaStatus LazyDma::unmap(const DmaMapping& m) {
   auto it = held_.find(m.iova);
   if (it == held_.end() || it->second.mapping.size != m.size) {
-    return IommuStatus::kNoEntry;
+    return DmaStatus::kNoEntry;
   }
   if (it->second.users > 1) {
     --it->second.users;
-    return IommuStatus::kOk;
+    return DmaStatus::kOk;
   }
   if (it->second.by_eager) {
     held_.erase(it);  // the eager entry stays for the other identity mappings
-    return IommuStatus::kOk;
+    return DmaStatus::kOk;
   }
   if (Status st = mapper_.unmap(m.iova); !st) {
     ++counters_.kernel_failures;
     log::warn("vfio", "guest unmap failed; the entry stays mapped",
               {{"mapping", describe(m)}, {"error", st.error().message()}});
-    return IommuStatus::kIoErr;
+    return DmaStatus::kIoError;
   }
   held_.erase(it);
   ++counters_.unmaps;
-  return IommuStatus::kOk;
+  return DmaStatus::kOk;
 }
 
-bool LazyDma::served_by_eager(const IommuMapping& m) const {
+bool LazyDma::served_by_eager(const DmaMapping& m) const {
   if (!eager_ || m.iova != m.gpa) {
     return false;
   }
@@ -181,7 +180,7 @@ bool LazyDma::served_by_eager(const IommuMapping& m) const {
   return m.iova + (m.size - 1) <= entry.iova + (entry.size - 1);
 }
 
-IommuStatus LazyDma::switch_to_lazy(const IommuMapping& trigger) {
+DmaStatus LazyDma::switch_to_lazy(const DmaMapping& trigger) {
   if (!held_.empty()) {
     // Another endpoint of the container is still served by identity mappings: its domain and
     // this translated one would have to share the container's single IOVA space.
@@ -189,28 +188,28 @@ IommuStatus LazyDma::switch_to_lazy(const IommuMapping& trigger) {
     log::warn("vfio", "translated guest mapping refused: the container still serves identity "
                       "mappings for another endpoint",
               {{"mapping", describe(trigger)}, {"identity_mappings", held_.size()}});
-    return IommuStatus::kInvalid;
+    return DmaStatus::kInvalid;
   }
   if (Status st = mapper_.unmap_all(); !st) {
     ++counters_.kernel_failures;
     log::warn("vfio", "switch to lazy mapping failed", {{"error", st.error().message()}});
-    return IommuStatus::kIoErr;
+    return DmaStatus::kIoError;
   }
   eager_ = false;
   log::info("vfio", "switched to lazy mapping: the guest attached the device to a translated "
                     "IOMMU domain",
             {{"first_mapping", describe(trigger)}});
-  return IommuStatus::kOk;
+  return DmaStatus::kOk;
 }
 
-IommuStatus LazyIommuBackend::map(std::uint32_t endpoint, const IommuMapping& mapping) {
+DmaStatus LazyIommuBackend::map(std::uint32_t endpoint, const DmaMapping& mapping) {
   auto it = endpoints_.find(endpoint);
-  return it == endpoints_.end() ? IommuStatus::kNoEntry : it->second->map(mapping);
+  return it == endpoints_.end() ? DmaStatus::kNoEntry : it->second->map(mapping);
 }
 
-IommuStatus LazyIommuBackend::unmap(std::uint32_t endpoint, const IommuMapping& mapping) {
+DmaStatus LazyIommuBackend::unmap(std::uint32_t endpoint, const DmaMapping& mapping) {
   auto it = endpoints_.find(endpoint);
-  return it == endpoints_.end() ? IommuStatus::kNoEntry : it->second->unmap(mapping);
+  return it == endpoints_.end() ? DmaStatus::kNoEntry : it->second->unmap(mapping);
 }
 
 }  // namespace keel::vfio

@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "devices/vfio/dma_mapper.hpp"
-#include "devices/virtio/iommu_backend.hpp"
+#include "devices/dma_mapping.hpp"
 #include "memory/guest_memory.hpp"
 
 namespace keel::vfio {
@@ -57,8 +57,8 @@ class LazyDma {
   LazyDma(const LazyDma&) = delete;
   LazyDma& operator=(const LazyDma&) = delete;
 
-  virtio::IommuStatus map(const virtio::IommuMapping& mapping);
-  virtio::IommuStatus unmap(const virtio::IommuMapping& mapping);
+  devices::DmaStatus map(const devices::DmaMapping& mapping);
+  devices::DmaStatus unmap(const devices::DmaMapping& mapping);
 
   // Entries Keel may still take before the reserve; unset when the kernel reports no budget
   // (DMA_AVAIL absent or unlimited): then only a kernel ENOSPC stops a MAP.
@@ -71,14 +71,14 @@ class LazyDma {
 
  private:
   struct Held {
-    virtio::IommuMapping mapping;
+    devices::DmaMapping mapping;
     unsigned users = 0;
     bool by_eager = false;  // served by an eager entry: no host entry of its own
   };
   // An eager entry covering the identity mapping `m`, if the eager plan is still active.
-  bool served_by_eager(const virtio::IommuMapping& m) const;
+  bool served_by_eager(const devices::DmaMapping& m) const;
   // Gives the eager entries back so the guest's mappings can be made; false if it cannot.
-  virtio::IommuStatus switch_to_lazy(const virtio::IommuMapping& trigger);
+  devices::DmaStatus switch_to_lazy(const devices::DmaMapping& trigger);
   // The held mapping overlapping [iova, iova + size), if any.
   const Held* overlapping(std::uint64_t iova, std::uint64_t size) const;
 
@@ -92,15 +92,15 @@ class LazyDma {
 
 // The virtio-iommu device's view of the host: each endpoint (PCI requester id) behind the
 // virtual IOMMU and the lazy engine of its container.
-class LazyIommuBackend final : public virtio::IommuBackend {
+class LazyIommuBackend final : public devices::DmaMappingBackend {
  public:
   void add_endpoint(std::uint32_t endpoint, LazyDma& dma) { endpoints_[endpoint] = &dma; }
 
   bool has_endpoint(std::uint32_t endpoint) const override {
     return endpoints_.count(endpoint) != 0;
   }
-  virtio::IommuStatus map(std::uint32_t endpoint, const virtio::IommuMapping& mapping) override;
-  virtio::IommuStatus unmap(std::uint32_t endpoint, const virtio::IommuMapping& mapping) override;
+  devices::DmaStatus map(std::uint32_t endpoint, const devices::DmaMapping& mapping) override;
+  devices::DmaStatus unmap(std::uint32_t endpoint, const devices::DmaMapping& mapping) override;
 
  private:
   std::map<std::uint32_t, LazyDma*> endpoints_;

@@ -23,7 +23,7 @@ Result<std::string> link_name(const fs::path& link) {
     return std::string();
   }
   if (ec) {
-    return Error(ec, "read link " + link.string());
+    return Error(ErrorKind::kHost, ec, "read link " + link.string());
   }
   return target.filename().string();
 }
@@ -64,8 +64,8 @@ Result<PciDeviceLocation> resolve_pci_device(const std::string& path) {
   }
   std::error_code ec;
   if (!fs::is_directory(location.path, ec)) {
-    return Error::from_errno(ENOENT, "PCI device " + location.bdf + ": " + trimmed +
-                                         " does not exist (check the address with lspci -D)");
+    return Error::invalid("PCI device " + location.bdf + ": " + trimmed +
+                          " does not exist (check the address with lspci -D)");
   }
   auto group = link_name(location.path / "iommu_group");
   if (!group) {
@@ -104,7 +104,7 @@ Result<std::vector<GroupMember>> group_members(const fs::path& sysfs_root, std::
   fs::directory_iterator it(dir, ec);
   if (ec) {
     return Error(
-        ec, "list the devices of IOMMU group " + std::to_string(group) + " in " + dir.string());
+        ErrorKind::kHost, ec, "list the devices of IOMMU group " + std::to_string(group) + " in " + dir.string());
   }
   std::vector<GroupMember> members;
   for (const auto& entry : it) {

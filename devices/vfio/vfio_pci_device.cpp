@@ -13,15 +13,12 @@
 namespace keel::vfio {
 namespace {
 
-namespace pci = devices::pci;
-
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint16_t kCommandIo = 0x1;
 constexpr std::uint16_t kCommandMemory = 0x2;
 constexpr std::uint16_t kStatusCapList = 0x10;
 constexpr std::uint16_t kRomBar = 0x30;
 constexpr std::uint8_t kCapIdMsi = 0x05;
-constexpr std::uint8_t kCapIdMsix = 0x11;
 constexpr int kCapHopLimit = 48;  // 256 bytes of config space hold at most 48 capabilities
 
 // MSI capability layout.
@@ -31,12 +28,8 @@ constexpr std::uint16_t kMsi64Bit = 0x80;
 constexpr std::uint16_t kMsiPerVectorMask = 0x100;
 // MSI-X capability layout.
 constexpr std::uint16_t kMsixControl = 2;
-constexpr std::uint16_t kMsixEnable = 0x8000;
-constexpr std::uint16_t kMsixFunctionMask = 0x4000;
-constexpr std::uint16_t kMsixTableSizeMask = 0x7ff;
 constexpr std::uint16_t kMsixTable = 4;
 constexpr std::uint16_t kMsixPba = 8;
-constexpr std::uint64_t kMsixEntrySize = 16;
 
 // Bytes of an MSI capability: 12 with a 32-bit address, 16 with a 64-bit one, plus the mask and
 // pending registers with per-vector masking. The next capability may start right after it.
@@ -95,29 +88,12 @@ class BarTrap : public devices::BusDevice {
   std::uint64_t bar_offset_;
 };
 
-std::uint32_t load32(std::span<const std::uint8_t> data) {
-  std::uint32_t v = 0;
-  std::memcpy(&v, data.data(), std::min<std::size_t>(data.size(), 4));
-  return v;
-}
-
 }  // namespace
 
-Result<std::uint64_t> BarAllocator::allocate(std::uint64_t size, bool is_io, bool is_64bit) {
-  std::uint64_t& next = is_io ? next_io_ : (is_64bit ? next64_ : next32_);
-  const std::uint64_t end = is_io ? end_io_ : (is_64bit ? end64_ : end32_);
-  const std::uint64_t address = align_up(next, size);
-  if (address + size > end || address + size < address) {
-    return Error::from_errno(ENOSPC, std::string(is_io ? "PCI I/O" : is_64bit ? "64-bit PCI MMIO" : "32-bit PCI MMIO") +
-                                         " window has no room for a BAR of " + hex(size) + " bytes");
-  }
-  next = address + size;
-  return address;
-}
-
-Result<std::shared_ptr<VfioPciDevice>> VfioPciDevice::create(Device device, const Wiring& wiring) {
+Result<std::shared_ptr<VfioPciDevice>> VfioPciDevice::create(Device device, pci::Platform& platform,
+                                                            std::uint8_t slot) {
   const std::string name = device.name();
-  std::shared_ptr<VfioPciDevice> pci(new VfioPciDevice(std::move(device), wiring));
+  std::shared_ptr<VfioPciDevice> pci(new VfioPciDevice(std::move(device), platform, slot));
   Status ready = pci->init();
   if (!ready.ok()) {
     return ready.error().wrap("passthrough device " + name);
@@ -161,7 +137,7 @@ VfioPciDevice::~VfioPciDevice() {
     (void)set_intx_enabled(false);
   }
   if (intx_trigger_) {
-    (void)wiring_.router->detach_irqfd(intx_trigger_->fd(), intx_gsi_);
+    (void)platform_.router().detach_irqfd(intx_trigger_->fd(), intx_gsi_);
   }
   for (int i = 0; i < 6; ++i) {
     unmap_bar(i);
@@ -188,7 +164,7 @@ Status VfioPciDevice::init() {
   // same). The interrupt line register is the guest's scratch register, preset to that line.
   const std::uint8_t pin = shadow_.get8(pci::kInterruptPin);
   if (pin >= 1 && pin <= 4) {
-    intx_gsi_ = memory::layout::pci_intx_gsi(wiring_.slot, pin - 1U);
+    intx_gsi_ = memory::layout::pci_intx_gsi(slot_, pin - 1U);
   }
   shadow_.set_writable8(pci::kInterruptLine, 0xff);
   shadow_.set8(pci::kInterruptLine, static_cast<std::uint8_t>(intx_gsi_));
@@ -216,7 +192,8 @@ Status VfioPciDevice::init_bars() {
       return Error::invalid("BAR5 claims to be 64-bit; there is no BAR6 for its upper half");
     }
     const std::uint32_t flags = raw & (bar.is_io ? 0x3U : 0xfU);
-    auto address = wiring_.bars->allocate(bar.size, bar.is_io, bar.is_64bit);
+    auto address = platform_.bars().allocate(
+        bar.size, bar.is_io ? pci::BarSpace::kIo : bar.is_64bit ? pci::BarSpace::kMmio64 : pci::BarSpace::kMmio32);
     if (!address.ok()) {
       return address.error().wrap("BAR" + std::to_string(i));
     }
@@ -276,10 +253,10 @@ Status VfioPciDevice::init_capabilities() {
       if (msi_.per_vector_mask) {
         shadow_.set_writable32(data_at + 4, 0x1);
       }
-    } else if (id == kCapIdMsix && msix_count_ > 0) {
+    } else if (id == pci::kCapIdMsix && msix_count_ > 0) {
       msix_.cap = at;
       const std::uint16_t control = shadow_.get16(at + kMsixControl);
-      msix_.table_size = static_cast<std::uint16_t>((control & kMsixTableSizeMask) + 1);
+      const auto table_size = static_cast<std::uint16_t>((control & pci::kMsixTableSizeMask) + 1);
       const std::uint32_t table = shadow_.get32(at + kMsixTable);
       const std::uint32_t pba = shadow_.get32(at + kMsixPba);
       msix_.table_bar = static_cast<int>(table & 7);
@@ -287,15 +264,14 @@ Status VfioPciDevice::init_capabilities() {
       msix_.pba_bar = static_cast<int>(pba & 7);
       msix_.pba_offset = pba & ~7U;
       if (msix_.table_bar > 5 || msix_.pba_bar > 5 || !bars_[msix_.table_bar].present ||
-          msix_.table_offset + msix_.table_size * kMsixEntrySize > bars_[msix_.table_bar].size) {
+          msix_.table_offset + table_size * pci::kMsixEntrySize > bars_[msix_.table_bar].size) {
         return Error::invalid("MSI-X table (BAR" + std::to_string(msix_.table_bar) + " offset " +
-                              hex(msix_.table_offset) + ", " + std::to_string(msix_.table_size) +
+                              hex(msix_.table_offset) + ", " + std::to_string(table_size) +
                               " vectors) lies outside its BAR");
       }
-      msix_.vectors.clear();
-      msix_.vectors.resize(msix_.table_size);
-      shadow_.set16(at + kMsixControl, control & kMsixTableSizeMask);
-      shadow_.set_writable16(at + kMsixControl, kMsixEnable | kMsixFunctionMask);
+      msix_.table.emplace(platform_.router(), table_size);
+      shadow_.set16(at + kMsixControl, control & pci::kMsixTableSizeMask);
+      shadow_.set_writable16(at + kMsixControl, pci::kMsixEnable | pci::kMsixFunctionMask);
     }
     at = shadow_.get8(at + 1) & 0xfc;
   }
@@ -316,7 +292,7 @@ Status VfioPciDevice::init_intx() {
   }
   intx_trigger_ = std::move(trigger).value();
   intx_resample_ = std::move(resample).value();
-  KEEL_TRY_STATUS(wiring_.router->attach_level_irqfd(intx_trigger_->fd(), intx_resample_->fd(),
+  KEEL_TRY_STATUS(platform_.router().attach_level_irqfd(intx_trigger_->fd(), intx_resample_->fd(),
                                                      intx_gsi_));
   return set_intx_enabled(true);
 }
@@ -464,11 +440,11 @@ Status VfioPciDevice::map_bar(int index) {
     std::vector<Interval> area = {{area_offset, area_offset + mapping.size()}};
     if (msix_.cap != 0 && msix_.table_bar == index) {
       msix_pages.emplace_back(align_down(msix_.table_offset, kPage),
-                              align_up(msix_.table_offset + msix_.table_size * kMsixEntrySize, kPage));
+                              align_up(msix_.table_offset + msix_.table->table_bytes(), kPage));
     }
     if (msix_.cap != 0 && msix_.pba_bar == index) {
       msix_pages.emplace_back(align_down(msix_.pba_offset, kPage),
-                              align_up(msix_.pba_offset + (msix_.table_size + 63) / 64 * 8, kPage));
+                              align_up(msix_.pba_offset + msix_.table->pba_bytes(), kPage));
     }
     for (const Interval& d : subtract(area, msix_pages)) {
       const std::uint64_t first = align_up(d.first, kPage);
@@ -480,7 +456,7 @@ Status VfioPciDevice::map_bar(int index) {
   }
   std::vector<Interval> direct_ranges;
   for (const Direct& d : direct) {
-    auto slot = wiring_.slots->add(bar.address + d.range.first, d.range.second - d.range.first, d.host);
+    auto slot = platform_.memory_slots().add(bar.address + d.range.first, d.range.second - d.range.first, d.host);
     if (!slot.ok()) {
       return slot.error();
     }
@@ -488,7 +464,7 @@ Status VfioPciDevice::map_bar(int index) {
     direct_ranges.push_back(d.range);
   }
   // Everything not mapped directly traps to the VMM.
-  devices::Bus* bus = bar.is_io ? wiring_.pio : wiring_.mmio;
+  devices::Bus* bus = bar.is_io ? &platform_.pio() : &platform_.mmio();
   for (const Interval& t : subtract({{0, bar.size}}, direct_ranges)) {
     auto trap = std::make_shared<BarTrap>(std::weak_ptr<VfioPciDevice>(shared_from_this()), index, t.first);
     KEEL_TRY_STATUS(bus->insert(trap, bar.address + t.first, t.second - t.first));
@@ -502,9 +478,9 @@ Status VfioPciDevice::map_bar(int index) {
 void VfioPciDevice::unmap_bar(int index) {
   Bar& bar = bars_[index];
   for (std::uint32_t slot : bar.kvm_slots) {
-    (void)wiring_.slots->remove(slot);
+    (void)platform_.memory_slots().remove(slot);
   }
-  devices::Bus* bus = bar.is_io ? wiring_.pio : wiring_.mmio;
+  devices::Bus* bus = bar.is_io ? &platform_.pio() : &platform_.mmio();
   for (std::uint64_t base : bar.trapped) {
     (void)bus->remove(base);
   }
@@ -513,21 +489,17 @@ void VfioPciDevice::unmap_bar(int index) {
   bar.mapped = false;
 }
 
+bool VfioPciDevice::in_msix_table(int index, std::uint64_t offset, std::size_t size) const {
+  return msix_.table && index == msix_.table_bar && offset >= msix_.table_offset &&
+         offset - msix_.table_offset < msix_.table->table_bytes() &&
+         size <= msix_.table->table_bytes() - (offset - msix_.table_offset);
+}
+
 void VfioPciDevice::bar_read(int index, std::uint64_t offset, std::span<std::uint8_t> data) {
   std::lock_guard lock(mutex_);
   ++counters_.bar_traps;
-  if (msix_.cap != 0 && index == msix_.table_bar && offset >= msix_.table_offset &&
-      offset + data.size() <= msix_.table_offset + msix_.table_size * kMsixEntrySize) {
-    const std::uint64_t rel = offset - msix_.table_offset;
-    const MsixVector& v = msix_.vectors[rel / kMsixEntrySize];
-    std::array<std::uint32_t, 4> entry = {static_cast<std::uint32_t>(v.address),
-                                          static_cast<std::uint32_t>(v.address >> 32), v.data, v.control};
-    std::array<std::uint8_t, 16> bytes{};
-    std::memcpy(bytes.data(), entry.data(), bytes.size());
-    const std::uint64_t in_entry = rel % kMsixEntrySize;
-    for (std::size_t i = 0; i < data.size(); ++i) {
-      data[i] = in_entry + i < bytes.size() ? bytes[in_entry + i] : 0;
-    }
+  if (in_msix_table(index, offset, data.size())) {
+    (void)msix_.table->read_table(offset - msix_.table_offset, data);  // odd accesses read zero
     return;
   }
   if (!device_.read(bar_regions_[index], offset, data.data(), data.size()).ok()) {
@@ -538,34 +510,18 @@ void VfioPciDevice::bar_read(int index, std::uint64_t offset, std::span<std::uin
 void VfioPciDevice::bar_write(int index, std::uint64_t offset, std::span<const std::uint8_t> data) {
   std::lock_guard lock(mutex_);
   ++counters_.bar_traps;
-  if (msix_.cap != 0 && index == msix_.table_bar && offset >= msix_.table_offset &&
-      offset + data.size() <= msix_.table_offset + msix_.table_size * kMsixEntrySize) {
-    const std::uint64_t rel = offset - msix_.table_offset;
-    MsixVector& v = msix_.vectors[rel / kMsixEntrySize];
-    const std::uint64_t in_entry = rel % kMsixEntrySize;
-    // Dword (or qword) writes to the address, data or vector-control fields.
-    for (std::size_t done = 0; done + 4 <= data.size(); done += 4) {
-      const std::uint32_t value = load32(data.subspan(done));
-      switch ((in_entry + done) / 4) {
-        case 0:
-          v.address = (v.address & ~0xffffffffULL) | value;
-          break;
-        case 1:
-          v.address = (v.address & 0xffffffffULL) | (static_cast<std::uint64_t>(value) << 32);
-          break;
-        case 2:
-          v.data = value;
-          break;
-        default:
-          v.control = value & 1;
-          break;
+  if (in_msix_table(index, offset, data.size())) {
+    // Never reaches the device's own table: Keel programs that through VFIO_DEVICE_SET_IRQS.
+    const pci::MsixTable::Change change = msix_.table->write_table(offset - msix_.table_offset, data);
+    Status s = change.routing;
+    if (msix_.table->enabled() && (change.eventfds_changed || msix_.irqs_stale)) {
+      Status sent = msix_send_irqs();
+      if (s.ok()) {
+        s = sent;
       }
     }
-    if (msix_.enabled) {
-      Status updated = msix_update();
-      if (!updated.ok()) {
-        log::warn("vfio", "MSI-X update failed", {{"device", name()}, {"error", updated.error().message()}});
-      }
+    if (!s.ok()) {
+      log::warn("vfio", "MSI-X update failed", {{"device", name()}, {"error", s.error().message()}});
     }
     return;
   }
@@ -613,6 +569,13 @@ Status VfioPciDevice::set_intx_enabled(bool enabled) {
   return ok_status();
 }
 
+pci::MsiMessage VfioPciDevice::msi_message() const {
+  const std::uint64_t high =
+      msi_.is_64bit ? static_cast<std::uint64_t>(shadow_.get32(msi_.cap + 8)) << 32 : 0;
+  return {shadow_.get32(msi_.cap + 4) | high,
+          shadow_.get16(msi_.is_64bit ? msi_.cap + 12 : msi_.cap + 8)};
+}
+
 void VfioPciDevice::msi_config_written() {
   const bool enable = (shadow_.get16(msi_.cap + kMsiControl) & kMsiEnable) != 0;
   Status s = ok_status();
@@ -625,12 +588,8 @@ void VfioPciDevice::msi_config_written() {
     }
   } else if (!enable && msi_.enabled) {
     msi_disable();
-  } else if (enable && msi_.gsi) {
-    // Address or data changed while enabled: retarget the route.
-    const std::uint64_t address = shadow_.get32(msi_.cap + 4) |
-                                  (msi_.is_64bit ? static_cast<std::uint64_t>(shadow_.get32(msi_.cap + 8)) << 32 : 0);
-    const std::uint32_t data = shadow_.get16(msi_.is_64bit ? msi_.cap + 12 : msi_.cap + 8);
-    s = wiring_.router->update_msi_route(*msi_.gsi, address, data);
+  } else if (enable) {
+    s = msi_route_.set(msi_message());  // address or data changed while enabled: retarget
   }
   if (!s.ok()) {
     log::warn("vfio", "MSI update failed", {{"device", name()}, {"error", s.error().message()}});
@@ -638,114 +597,71 @@ void VfioPciDevice::msi_config_written() {
 }
 
 Status VfioPciDevice::msi_enable() {
-  const std::uint64_t address = shadow_.get32(msi_.cap + 4) |
-                                (msi_.is_64bit ? static_cast<std::uint64_t>(shadow_.get32(msi_.cap + 8)) << 32 : 0);
-  const std::uint32_t data = shadow_.get16(msi_.is_64bit ? msi_.cap + 12 : msi_.cap + 8);
-  auto trigger = EventFd::create(EFD_NONBLOCK);
-  if (!trigger.ok()) {
-    return trigger.error();
-  }
-  auto gsi = wiring_.router->add_msi_route(address, data);
-  if (!gsi.ok()) {
-    return gsi.error();
-  }
-  msi_.trigger = std::move(trigger).value();
-  msi_.gsi = *gsi;
+  KEEL_TRY_STATUS(msi_route_.set(msi_message()));
   msi_.enabled = true;
   ++counters_.msi_enables;
-  KEEL_TRY_STATUS(wiring_.router->attach_irqfd(msi_.trigger->fd(), *msi_.gsi));
   // vfio-pci takes one interrupt type at a time: INTx off before MSI on.
   KEEL_TRY_STATUS(set_intx_enabled(false));
   return set_irqs(VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 0,
-                  {msi_.trigger->fd()});
+                  {msi_route_.eventfd()});
 }
 
 void VfioPciDevice::msi_disable() {
-  if (!msi_.enabled) {
+  if (!msi_.enabled && !msi_route_.live()) {
     return;
   }
-  (void)set_irqs(VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, {});
-  if (msi_.gsi) {
-    if (msi_.trigger) {
-      (void)wiring_.router->detach_irqfd(msi_.trigger->fd(), *msi_.gsi);
-    }
-    (void)wiring_.router->remove_msi_route(*msi_.gsi);
+  if (msi_.enabled) {
+    (void)set_irqs(VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, {});
   }
-  msi_ = Msi{msi_.cap, msi_.is_64bit, msi_.per_vector_mask, false, std::nullopt, std::nullopt};
+  msi_route_.release();
+  msi_.enabled = false;
   (void)set_intx_enabled(true);
 }
 
 void VfioPciDevice::msix_config_written() {
+  pci::MsixTable& table = *msix_.table;
   const std::uint16_t control = shadow_.get16(msix_.cap + kMsixControl);
-  const bool enable = (control & kMsixEnable) != 0;
-  msix_.function_masked = (control & kMsixFunctionMask) != 0;
-  Status s = ok_status();
-  if (enable && !msix_.enabled) {
-    msix_.enabled = true;
-    ++counters_.msix_enables;
-    s = set_intx_enabled(false);
-    if (s.ok()) {
-      s = msix_update();
-    }
-  } else if (!enable && msix_.enabled) {
+  const bool was_enabled = table.enabled();
+  if (was_enabled && (control & pci::kMsixEnable) == 0) {
     msix_disable();
-  } else if (enable) {
-    s = msix_update();
+    return;
+  }
+  const pci::MsixTable::Change change = table.set_control(control);
+  Status s = change.routing;
+  if (!was_enabled && table.enabled()) {
+    ++counters_.msix_enables;
+    // vfio-pci takes one interrupt type at a time: INTx off before MSI-X on.
+    Status intx = set_intx_enabled(false);
+    s = intx.ok() ? msix_send_irqs() : intx;
+  } else if (table.enabled() && (change.eventfds_changed || msix_.irqs_stale)) {
+    Status sent = msix_send_irqs();
+    if (s.ok()) {
+      s = sent;
+    }
   }
   if (!s.ok()) {
     log::warn("vfio", "MSI-X update failed", {{"device", name()}, {"error", s.error().message()}});
   }
 }
 
-// Brings KVM routes and VFIO triggers in line with the emulated table: an unmasked vector with
-// an address gets a route, an irqfd and its eventfd handed to VFIO; a masked one gets -1 (its
+// Hands VFIO the table's eventfds: a deliverable vector's route, -1 for the others (their
 // interrupts are dropped while masked rather than left pending in the PBA).
-Status VfioPciDevice::msix_update() {
-  std::vector<std::int32_t> fds;
-  for (MsixVector& v : msix_.vectors) {
-    const bool active = !msix_.function_masked && (v.control & 1) == 0 && v.address != 0;
-    if (active) {
-      if (!v.trigger) {
-        auto trigger = EventFd::create(EFD_NONBLOCK);
-        if (!trigger.ok()) {
-          return trigger.error();
-        }
-        v.trigger = std::move(trigger).value();
-      }
-      if (v.gsi) {
-        KEEL_TRY_STATUS(wiring_.router->update_msi_route(*v.gsi, v.address, v.data));
-      } else {
-        auto gsi = wiring_.router->add_msi_route(v.address, v.data);
-        if (!gsi.ok()) {
-          return gsi.error();
-        }
-        v.gsi = *gsi;
-        KEEL_TRY_STATUS(wiring_.router->attach_irqfd(v.trigger->fd(), *v.gsi));
-      }
-      fds.push_back(v.trigger->fd());
-    } else {
-      fds.push_back(-1);
-    }
-  }
-  return set_irqs(VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 0, fds);
+Status VfioPciDevice::msix_send_irqs() {
+  Status s = set_irqs(VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                      0, msix_.table->eventfds());
+  msix_.irqs_stale = !s.ok();
+  return s;
 }
 
 void VfioPciDevice::msix_disable() {
-  if (!msix_.enabled) {
+  if (!msix_.table || !msix_.table->enabled()) {
     return;
   }
   (void)set_irqs(VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, {});
-  for (MsixVector& v : msix_.vectors) {
-    if (v.gsi) {
-      if (v.trigger) {
-        (void)wiring_.router->detach_irqfd(v.trigger->fd(), *v.gsi);
-      }
-      (void)wiring_.router->remove_msi_route(*v.gsi);
-    }
-    v.gsi.reset();
-    v.trigger.reset();
-  }
-  msix_.enabled = false;
+  // The table keeps its entries and function mask; only the routes go.
+  (void)msix_.table->set_control(static_cast<std::uint16_t>(
+      shadow_.get16(msix_.cap + kMsixControl) & ~pci::kMsixEnable));
+  msix_.irqs_stale = false;
   (void)set_intx_enabled(true);
 }
 

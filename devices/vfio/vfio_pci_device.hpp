@@ -11,28 +11,14 @@
 #include "base/event_fd.hpp"
 #include "base/mapping.hpp"
 #include "base/result.hpp"
-#include "devices/bus.hpp"
-#include "devices/interrupt_router.hpp"
-#include "devices/memory_slots.hpp"
-#include "devices/pci_config_space.hpp"
-#include "devices/pci_device.hpp"
+#include "devices/pci/config_space.hpp"
+#include "devices/pci/msi_route.hpp"
+#include "devices/pci/msix.hpp"
+#include "devices/pci/pci_device.hpp"
+#include "devices/pci/platform.hpp"
 #include "devices/vfio/device.hpp"
 
 namespace keel::vfio {
-
-// Where BARs go in the guest-physical space: Keel assigns them like firmware would.
-class BarAllocator {
- public:
-  BarAllocator(std::uint64_t mmio32_start, std::uint64_t mmio32_end, std::uint64_t mmio64_start,
-               std::uint64_t mmio64_end, std::uint64_t io_start, std::uint64_t io_end)
-      : next32_(mmio32_start), end32_(mmio32_end), next64_(mmio64_start), end64_(mmio64_end),
-        next_io_(io_start), end_io_(io_end) {}
-  // Naturally aligned address for a BAR of `size` (a power of two).
-  Result<std::uint64_t> allocate(std::uint64_t size, bool is_io, bool is_64bit);
-
- private:
-  std::uint64_t next32_, end32_, next64_, end64_, next_io_, end_io_;
-};
 
 // A PCI function of the host passed through to the guest with VFIO. Configuration space is
 // virtualised: BARs (sizing and relocation), the expansion ROM (hidden), the interrupt line and
@@ -40,20 +26,14 @@ class BarAllocator {
 // mmapped into the guest as KVM memory slots, except the pages holding the MSI-X table and PBA,
 // which are emulated. INTx goes through a KVM irqfd with resample, MSI/MSI-X through KVM MSI
 // routes and irqfds: no interrupt passes through the VMM.
-class VfioPciDevice : public devices::PciDevice,
+class VfioPciDevice : public pci::PciDevice,
                       public std::enable_shared_from_this<VfioPciDevice> {
  public:
-  struct Wiring {
-    devices::InterruptRouter* router;
-    devices::MemorySlots* slots;
-    devices::Bus* mmio;
-    devices::Bus* pio;
-    BarAllocator* bars;
-    std::uint8_t slot;  // on Keel's PCI bus 0; with the INTx pin it picks the IOAPIC line
-  };
-
-  // Takes the device (its fd) over; reads its regions and interrupts and assigns its BARs.
-  static Result<std::shared_ptr<VfioPciDevice>> create(Device device, const Wiring& wiring);
+  // Takes the device (its fd) over; reads its regions and interrupts and assigns its BARs from
+  // the platform. `slot`: where the caller will plug it on bus 0 (with the INTx pin it picks the
+  // IOAPIC line). The platform outlives the device.
+  static Result<std::shared_ptr<VfioPciDevice>> create(Device device, pci::Platform& platform,
+                                                       std::uint8_t slot);
   ~VfioPciDevice() override;
 
   void read_config(std::uint16_t offset, std::span<std::uint8_t> data) override;
@@ -86,26 +66,17 @@ class VfioPciDevice : public devices::PciDevice,
     std::uint16_t cap = 0;  // offset of the capability, 0 = absent
     bool is_64bit = false, per_vector_mask = false;
     bool enabled = false;
-    std::optional<std::uint32_t> gsi;
-    std::optional<EventFd> trigger;
-  };
-  struct MsixVector {
-    std::uint64_t address = 0;
-    std::uint32_t data = 0;
-    std::uint32_t control = 1;  // masked at reset
-    std::optional<std::uint32_t> gsi;
-    std::optional<EventFd> trigger;
   };
   struct Msix {
     std::uint16_t cap = 0;
-    std::uint16_t table_size = 0;
     int table_bar = -1, pba_bar = -1;
     std::uint64_t table_offset = 0, pba_offset = 0;
-    bool enabled = false, function_masked = false;
-    std::vector<MsixVector> vectors;
+    std::optional<pci::MsixTable> table;  // with the capability
+    bool irqs_stale = false;  // the last VFIO_DEVICE_SET_IRQS failed: send again at the next change
   };
 
-  VfioPciDevice(Device device, const Wiring& wiring) : device_(std::move(device)), wiring_(wiring) {}
+  VfioPciDevice(Device device, pci::Platform& platform, std::uint8_t slot)
+      : device_(std::move(device)), platform_(platform), slot_(slot), msi_route_(platform.router()) {}
   Status init();
   Status init_regions();
   Status init_bars();
@@ -116,31 +87,35 @@ class VfioPciDevice : public devices::PciDevice,
   Status device_config_read(std::uint16_t offset, std::span<std::uint8_t> data);
   Status device_config_write(std::uint16_t offset, std::span<const std::uint8_t> data);
 
+  bool in_msix_table(int index, std::uint64_t offset, std::size_t size) const;
   void write_bar_register(int index, std::uint16_t offset, std::span<const std::uint8_t> data);
   void update_bar_mappings();
   Status map_bar(int index);
   void unmap_bar(int index);
 
+  pci::MsiMessage msi_message() const;
   void msi_config_written();
   Status msi_enable();
   void msi_disable();
   void msix_config_written();
-  Status msix_update();
+  Status msix_send_irqs();
   void msix_disable();
   Status set_intx_enabled(bool enabled);
   Status set_irqs(std::uint32_t index, std::uint32_t flags, std::uint32_t start,
                   const std::vector<std::int32_t>& fds);
 
   Device device_;
-  Wiring wiring_;
+  pci::Platform& platform_;
+  std::uint8_t slot_;
   std::array<RegionInfo, 6> bar_regions_;
   RegionInfo config_region_;
   std::uint32_t intx_count_ = 0, msi_count_ = 0, msix_count_ = 0;
   std::uint32_t intx_gsi_ = 0;
   mutable std::mutex mutex_;
-  devices::PciConfigSpace shadow_;  // the emulated registers
+  pci::PciConfigSpace shadow_;  // the emulated registers
   std::array<Bar, 6> bars_;
   Msi msi_;
+  pci::MsiRoute msi_route_;
   Msix msix_;
   bool memory_enabled_ = false, io_enabled_ = false;
   bool intx_enabled_ = false;

@@ -23,7 +23,6 @@ constexpr std::size_t kTailSize = sizeof(virtio_iommu_req_tail);
 constexpr std::size_t kHeadSize = sizeof(virtio_iommu_req_head);
 constexpr std::uint32_t kMaxProbeSize = 64 * 1024;  // a sane bound on the driver's allocation
 // The largest status value the guest may be told (VIRTIO_IOMMU_S_NOMEM).
-constexpr std::uint8_t kLastStatus = VIRTIO_IOMMU_S_NOMEM;
 
 // The device-readable part of a request: the struct up to its tail.
 template <typename Request>
@@ -52,9 +51,29 @@ void write_tail(std::span<std::uint8_t> at, IommuStatus status) {
   std::memcpy(at.data(), &tail, sizeof tail);
 }
 
-// A backend's answer as the guest may see it: an undefined value becomes S_DEVERR.
-IommuStatus sanitize(IommuStatus status) {
-  return static_cast<std::uint8_t>(status) <= kLastStatus ? status : IommuStatus::kDevErr;
+// The guest's flags are the backend's access bits: the neutral interface took virtio's values.
+static_assert(devices::kDmaRead == VIRTIO_IOMMU_MAP_F_READ && devices::kDmaWrite == VIRTIO_IOMMU_MAP_F_WRITE &&
+              devices::kDmaMmio == VIRTIO_IOMMU_MAP_F_MMIO);
+
+// A backend's answer as the guest sees it.
+IommuStatus status_of(devices::DmaStatus status) {
+  switch (status) {
+    case devices::DmaStatus::kOk:
+      return IommuStatus::kOk;
+    case devices::DmaStatus::kInvalid:
+      return IommuStatus::kInvalid;
+    case devices::DmaStatus::kUnsupported:
+      return IommuStatus::kUnsupported;
+    case devices::DmaStatus::kRange:
+      return IommuStatus::kRange;
+    case devices::DmaStatus::kNoEntry:
+      return IommuStatus::kNoEntry;
+    case devices::DmaStatus::kNoMemory:
+      return IommuStatus::kNoMemory;
+    case devices::DmaStatus::kIoError:
+      return IommuStatus::kIoErr;
+  }
+  return IommuStatus::kDevErr;
 }
 
 std::string_view type_name(std::uint8_t type) {
@@ -77,7 +96,7 @@ std::string_view type_name(std::uint8_t type) {
 constexpr std::string_view kStatusNames[] = {"ok",    "ioerr", "unsupp", "deverr", "inval",
                                              "range", "noent", "fault",  "nomem"};
 
-std::string describe(const IommuMapping& m) {
+std::string describe(const devices::DmaMapping& m) {
   return "iova " + hex(m.iova) + " size " + hex(m.size) + " gpa " + hex(m.gpa);
 }
 
@@ -171,7 +190,7 @@ std::vector<ReservedRegion> iova_holes(std::span<const AddressRange> valid) {
 }
 
 Result<std::unique_ptr<VirtioIommu>> VirtioIommu::create(VirtioIommuConfig config,
-                                                         IommuBackend& backend) {
+                                                         devices::DmaMappingBackend& backend) {
   if (config.page_size_mask == 0) {
     return Error::invalid("virtio-iommu: page_size_mask is 0; it needs at least the granule bit");
   }
@@ -205,7 +224,7 @@ Result<std::unique_ptr<VirtioIommu>> VirtioIommu::create(VirtioIommuConfig confi
       std::move(config), backend, std::move(defaults).value(), std::move(per_endpoint)));
 }
 
-VirtioIommu::VirtioIommu(VirtioIommuConfig config, IommuBackend& backend,
+VirtioIommu::VirtioIommu(VirtioIommuConfig config, devices::DmaMappingBackend& backend,
                          std::vector<ReservedRegion> default_regions,
                          std::map<std::uint32_t, std::vector<ReservedRegion>> endpoint_regions)
     : config_(std::move(config)),
@@ -358,10 +377,10 @@ IommuStatus VirtioIommu::attach(std::span<const std::uint8_t> in) {
               {{"endpoint", hex(endpoint)}});
   }
   Domain& d = domains_[domain];
-  std::vector<IommuMapping> replayed;
+  std::vector<devices::DmaMapping> replayed;
   for (const auto& [iova, m] : d.mappings) {
-    const IommuMapping mapping{iova, m.last - iova + 1, m.phys, m.flags};
-    const IommuStatus st = sanitize(backend_.map(endpoint, mapping));
+    const devices::DmaMapping mapping{iova, m.last - iova + 1, m.phys, m.flags};
+    const IommuStatus st = status_of(backend_.map(endpoint, mapping));
     if (st != IommuStatus::kOk) {
       ++counters_.backend_map_failures;
       log::debug(kLog, "attach: replaying the domain's mapping failed; endpoint left detached",
@@ -450,10 +469,10 @@ IommuStatus VirtioIommu::map(std::span<const std::uint8_t> in) {
       return IommuStatus::kInvalid;
     }
   }
-  const IommuMapping mapping{first, span + 1, phys, flags};
+  const devices::DmaMapping mapping{first, span + 1, phys, flags};
   std::vector<std::uint32_t> mapped;
   for (std::uint32_t endpoint : d.endpoints) {
-    const IommuStatus st = sanitize(backend_.map(endpoint, mapping));
+    const IommuStatus st = status_of(backend_.map(endpoint, mapping));
     if (st != IommuStatus::kOk) {
       ++counters_.backend_map_failures;
       log::debug(kLog, "map refused by the host",
@@ -505,7 +524,7 @@ IommuStatus VirtioIommu::unmap(std::span<const std::uint8_t> in) {
   }
   bool ok = true;
   for (auto m = begin; m != end; ++m) {
-    const IommuMapping mapping{m->first, m->second.last - m->first + 1, m->second.phys,
+    const devices::DmaMapping mapping{m->first, m->second.last - m->first + 1, m->second.phys,
                                m->second.flags};
     for (std::uint32_t endpoint : d.endpoints) {
       unmap_for(endpoint, mapping, false, ok);
@@ -543,12 +562,12 @@ IommuStatus VirtioIommu::probe(std::span<const std::uint8_t> in,
   return IommuStatus::kOk;
 }
 
-void VirtioIommu::unmap_for(std::uint32_t endpoint, const IommuMapping& mapping, bool rollback,
+void VirtioIommu::unmap_for(std::uint32_t endpoint, const devices::DmaMapping& mapping, bool rollback,
                             bool& ok) {
   if (rollback) {
     ++counters_.rollbacks;
   }
-  const IommuStatus st = backend_.unmap(endpoint, mapping);
+  const IommuStatus st = status_of(backend_.unmap(endpoint, mapping));
   if (st != IommuStatus::kOk) {
     ok = false;
     ++counters_.backend_unmap_failures;
@@ -574,7 +593,7 @@ bool VirtioIommu::leave_domain(std::uint32_t endpoint) {
   Domain& d = it->second;
   bool ok = true;
   for (const auto& [iova, m] : d.mappings) {
-    unmap_for(endpoint, IommuMapping{iova, m.last - iova + 1, m.phys, m.flags}, false, ok);
+    unmap_for(endpoint, devices::DmaMapping{iova, m.last - iova + 1, m.phys, m.flags}, false, ok);
   }
   d.endpoints.erase(endpoint);
   if (d.endpoints.empty()) {
@@ -626,14 +645,14 @@ std::map<std::uint32_t, std::uint32_t> VirtioIommu::attached_endpoints() const {
   return endpoint_domain_;
 }
 
-std::vector<IommuMapping> VirtioIommu::mappings(std::uint32_t domain) const {
-  std::vector<IommuMapping> out;
+std::vector<devices::DmaMapping> VirtioIommu::mappings(std::uint32_t domain) const {
+  std::vector<devices::DmaMapping> out;
   auto it = domains_.find(domain);
   if (it == domains_.end()) {
     return out;
   }
   for (const auto& [iova, m] : it->second.mappings) {
-    out.push_back(IommuMapping{iova, m.last - iova + 1, m.phys, m.flags});
+    out.push_back(devices::DmaMapping{iova, m.last - iova + 1, m.phys, m.flags});
   }
   return out;
 }

@@ -13,9 +13,23 @@
 #include <vector>
 
 #include "base/result.hpp"
-#include "devices/virtio/iommu_backend.hpp"
+#include "devices/dma_mapping.hpp"
 
 namespace keel::virtio {
+
+// A virtio-iommu request's answer (VIRTIO_IOMMU_S_* in linux/virtio_iommu.h).
+enum class IommuStatus : std::uint8_t {
+  kOk = 0,
+  kIoErr = 1,
+  kUnsupported = 2,
+  kDevErr = 3,
+  kInvalid = 4,
+  kRange = 5,
+  kNoEntry = 6,
+  kFault = 7,
+  kNoMemory = 8,  // also: the host's DMA budget for the endpoint is spent
+};
+
 
 // An inclusive address range [start, end]: the form virtio-iommu uses everywhere, so the full
 // 64-bit space is expressible.
@@ -69,7 +83,7 @@ struct VirtioIommuCounters {
 };
 
 // The virtio-iommu device (virtio 1.2 §5.13) without its transport: feature bits, config space
-// and the request queue's requests, turned into calls on an IommuBackend for each endpoint.
+// and the request queue's requests, turned into calls on an devices::DmaMappingBackend for each endpoint.
 //
 // Offers INPUT_RANGE, DOMAIN_RANGE, MAP_UNMAP and PROBE. It does not offer BYPASS (superseded)
 // nor BYPASS_CONFIG: an endpoint attached to no domain is not in bypass, and the device asks the
@@ -104,7 +118,7 @@ class VirtioIommu {
   // Checks the configuration (a granule, ordered ranges, regions that fit probe_size) and
   // normalizes the reserved regions. The backend must outlive the device.
   static Result<std::unique_ptr<VirtioIommu>> create(VirtioIommuConfig config,
-                                                     IommuBackend& backend);
+                                                     devices::DmaMappingBackend& backend);
   VirtioIommu(const VirtioIommu&) = delete;
   VirtioIommu& operator=(const VirtioIommu&) = delete;
 
@@ -140,7 +154,7 @@ class VirtioIommu {
   const VirtioIommuCounters& counters() const { return counters_; }
   std::map<std::uint32_t, std::size_t> mappings_per_domain() const;
   std::map<std::uint32_t, std::uint32_t> attached_endpoints() const;  // endpoint -> domain
-  std::vector<IommuMapping> mappings(std::uint32_t domain) const;     // by IOVA; none if unknown
+  std::vector<devices::DmaMapping> mappings(std::uint32_t domain) const;     // by IOVA; none if unknown
   // The PROBE regions of `endpoint` after normalization (sorted, disjoint).
   const std::vector<ReservedRegion>& reserved_regions(std::uint32_t endpoint) const;
   // counters() and the state as flat named numbers: requests_attach, status_ok, unanswered,
@@ -158,7 +172,7 @@ class VirtioIommu {
     std::set<std::uint32_t> endpoints;
   };
 
-  VirtioIommu(VirtioIommuConfig config, IommuBackend& backend,
+  VirtioIommu(VirtioIommuConfig config, devices::DmaMappingBackend& backend,
               std::vector<ReservedRegion> default_regions,
               std::map<std::uint32_t, std::vector<ReservedRegion>> endpoint_regions);
 
@@ -171,12 +185,12 @@ class VirtioIommu {
   // Detaches `endpoint` if attached: unmaps its domain's mappings for it and removes a domain
   // left empty. False if a backend unmap failed.
   bool leave_domain(std::uint32_t endpoint);
-  void unmap_for(std::uint32_t endpoint, const IommuMapping& mapping, bool rollback, bool& ok);
+  void unmap_for(std::uint32_t endpoint, const devices::DmaMapping& mapping, bool rollback, bool& ok);
   bool overlaps_reserved(std::uint32_t endpoint, std::uint64_t first, std::uint64_t last) const;
   void count_answer(IommuStatus status);
 
   VirtioIommuConfig config_;
-  IommuBackend& backend_;
+  devices::DmaMappingBackend& backend_;
   std::uint64_t granule_;
   std::vector<ReservedRegion> default_regions_;
   std::map<std::uint32_t, std::vector<ReservedRegion>> endpoint_regions_;

@@ -21,9 +21,6 @@ constexpr std::uint16_t kNoVector = VIRTIO_MSI_NO_VECTOR;
 constexpr std::uint16_t kCommandMask = 0x0406;  // memory decode, bus master, INTx disable
 constexpr std::uint16_t kStatusCapList = 0x10;
 constexpr std::uint8_t kCapVendor = 0x09;
-constexpr std::uint8_t kCapMsix = 0x11;
-constexpr std::uint16_t kMsixEnable = 0x8000;
-constexpr std::uint16_t kMsixMaskAll = 0x4000;
 constexpr std::uint64_t kCommonSize = 0x38;  // through queue_device_hi (virtio 1.0 layout)
 constexpr std::uint8_t kIsrQueue = 0x1;
 static_assert(sizeof(virtio_pci_common_cfg) ==
@@ -75,45 +72,38 @@ class BarWindow : public devices::BusDevice {
 }  // namespace
 
 Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(
-    std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory, const Wiring& wiring) {
+    std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
+    pci::Platform& platform) {
   if (device->num_queues() == 0 || device->num_queues() > 64) {
     return Error::invalid("virtio device with " + std::to_string(device->num_queues()) +
                           " queues; the transport takes 1 to 64");
   }
-  if (wiring.bar_address % L::kBarSize != 0) {
-    return Error::invalid("virtio BAR address " + hex(wiring.bar_address) +
-                          " is not aligned to its size " + hex(L::kBarSize));
-  }
-  std::shared_ptr<VirtioPciDevice> d(new VirtioPciDevice(std::move(device), memory, wiring));
+  KEEL_TRY(const std::uint64_t bar, platform.bars().allocate(L::kBarSize, pci::BarSpace::kMmio64));
+  std::shared_ptr<VirtioPciDevice> d(new VirtioPciDevice(std::move(device), memory, platform, bar));
   return d;
 }
 
 VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device,
-                                 const memory::GuestMemory& memory, const Wiring& wiring)
-    : device_(std::move(device)), memory_(memory), wiring_(wiring) {
+                                 const memory::GuestMemory& memory, pci::Platform& platform,
+                                 std::uint64_t bar_address)
+    : device_(std::move(device)),
+      memory_(memory),
+      platform_(platform),
+      bar_address_(bar_address),
+      msix_(platform.router(), static_cast<std::uint16_t>(device_->num_queues() + 1)) {
   for (std::uint16_t q = 0; q < device_->num_queues(); ++q) {
     queues_.push_back(Queue{Virtqueue(memory_, device_->queue_max_size(q)), kNoVector});
   }
-  vectors_.resize(queues_.size() + 1);
   build_config_space();
 }
 
 VirtioPciDevice::~VirtioPciDevice() {
   if (registered_) {
-    (void)wiring_.mmio->remove(*registered_);
-  }
-  for (Vector& v : vectors_) {
-    if (v.gsi && v.trigger) {
-      (void)wiring_.router->detach_irqfd(v.trigger->fd(), *v.gsi);
-    }
-    if (v.gsi) {
-      (void)wiring_.router->remove_msi_route(*v.gsi);
-    }
+    (void)platform_.mmio().remove(*registered_);
   }
 }
 
 void VirtioPciDevice::build_config_space() {
-  namespace pci = devices::pci;
   const std::uint32_t type = device_->device_type();
   config_.set_identity(kVendor, static_cast<std::uint16_t>(kModernDeviceBase + type),
                        class_code(type), 1);
@@ -122,8 +112,8 @@ void VirtioPciDevice::build_config_space() {
   config_.set16(pci::kStatus, kStatusCapList);
   config_.set_writable16(pci::kCommand, kCommandMask);
   // BAR 0: 64-bit memory, not prefetchable; BAR 1 its upper half.
-  config_.set32(pci::kBar0, static_cast<std::uint32_t>(wiring_.bar_address) | 0x4);
-  config_.set32(pci::kBar0 + 4, static_cast<std::uint32_t>(wiring_.bar_address >> 32));
+  config_.set32(pci::kBar0, static_cast<std::uint32_t>(bar_address_) | 0x4);
+  config_.set32(pci::kBar0 + 4, static_cast<std::uint32_t>(bar_address_ >> 32));
   config_.set_writable32(pci::kBar0, static_cast<std::uint32_t>(~(L::kBarSize - 1)) & ~0xfU);
   config_.set_writable32(pci::kBar0 + 4, 0xffffffff);
   config_.set8(pci::kCapabilitiesPointer, kCapCommon);
@@ -155,10 +145,10 @@ void VirtioPciDevice::build_config_space() {
   pci_cfg_cap_ = kCapPciCfg;
 
   msix_cap_ = kCapMsixAt;
-  config_.set8(msix_cap_, kCapMsix);
+  config_.set8(msix_cap_, pci::kCapIdMsix);
   config_.set8(msix_cap_ + 1, 0);
-  config_.set16(msix_cap_ + 2, static_cast<std::uint16_t>(vectors_.size() - 1));
-  config_.set_writable16(msix_cap_ + 2, kMsixEnable | kMsixMaskAll);
+  config_.set16(msix_cap_ + 2, static_cast<std::uint16_t>(msix_.size() - 1));
+  config_.set_writable16(msix_cap_ + 2, pci::kMsixEnable | pci::kMsixFunctionMask);
   config_.set32(msix_cap_ + 4, static_cast<std::uint32_t>(L::kMsixTable));  // BIR 0
   config_.set32(msix_cap_ + 8, static_cast<std::uint32_t>(L::kMsixPba));
 }
@@ -176,7 +166,6 @@ void VirtioPciDevice::read_config(std::uint16_t offset, std::span<std::uint8_t> 
 }
 
 void VirtioPciDevice::write_config(std::uint16_t offset, std::span<const std::uint8_t> data) {
-  namespace pci = devices::pci;
   std::lock_guard lock(mutex_);
   if (overlaps(offset, data.size(), pci_cfg_cap_ + 16, 4)) {
     std::vector<std::uint8_t> copy(data.begin(), data.end());
@@ -189,7 +178,7 @@ void VirtioPciDevice::write_config(std::uint16_t offset, std::span<const std::ui
     update_bar();
   }
   if (overlaps(offset, data.size(), msix_cap_ + 2, 2)) {
-    msix_control_written();
+    msix_changed(msix_.set_control(config_.get16(msix_cap_ + 2)));
   }
 }
 
@@ -210,7 +199,6 @@ void VirtioPciDevice::pci_cfg_access(bool write, std::span<std::uint8_t> data) {
 }
 
 void VirtioPciDevice::update_bar() {
-  namespace pci = devices::pci;
   const std::uint64_t address = (static_cast<std::uint64_t>(config_.get32(pci::kBar0 + 4)) << 32) |
                                 (config_.get32(pci::kBar0) & ~0xfULL);
   const bool decode = (config_.get16(pci::kCommand) & 0x2) != 0;
@@ -220,12 +208,12 @@ void VirtioPciDevice::update_bar() {
     return;
   }
   if (registered_) {
-    (void)wiring_.mmio->remove(*registered_);
+    (void)platform_.mmio().remove(*registered_);
     registered_.reset();
   }
   if (wanted) {
     Status s =
-        wiring_.mmio->insert(std::make_shared<BarWindow>(weak_from_this()), *wanted, L::kBarSize);
+        platform_.mmio().insert(std::make_shared<BarWindow>(weak_from_this()), *wanted, L::kBarSize);
     if (s.ok()) {
       registered_ = wanted;
     } else if (first_few(guest_warnings_)) {
@@ -281,20 +269,15 @@ void VirtioPciDevice::bar_access(std::uint64_t offset, std::span<std::uint8_t> r
       }
       break;
     case L::kMsixTable:
-      write ? msix_write(at, write_from) : msix_read(at, read_into);
+      if (write) {
+        msix_changed(msix_.write_table(at, write_from));
+      } else {
+        (void)msix_.read_table(at, read_into);  // what the table does not take reads zero
+      }
       break;
     case L::kMsixPba:
       if (!write) {
-        for (std::size_t i = 0; i < size; ++i) {
-          std::uint8_t byte = 0;
-          for (std::size_t bit = 0; bit < 8; ++bit) {
-            const std::size_t v = (at + i) * 8 + bit;
-            if (v < vectors_.size() && vectors_[v].pending) {
-              byte |= static_cast<std::uint8_t>(1U << bit);
-            }
-          }
-          read_into[i] = byte;
-        }
+        msix_.read_pba(at, read_into);
       }
       break;
     default:
@@ -357,7 +340,7 @@ void VirtioPciDevice::common_write(std::uint64_t offset, std::span<const std::ui
   auto u16_at = [&](std::uint64_t at) { return static_cast<std::uint16_t>(load({image + at, 2})); };
   auto u32_at = [&](std::uint64_t at) { return static_cast<std::uint32_t>(load({image + at, 4})); };
   auto valid_vector = [&](std::uint16_t v) {
-    return v < vectors_.size() ? v : kNoVector;  // out of range reads back NO_VECTOR
+    return v < msix_.size() ? v : kNoVector;  // out of range reads back NO_VECTOR
   };
   using C = virtio_pci_common_cfg;
   if (touched(offsetof(C, device_feature_select), 4)) {
@@ -515,112 +498,30 @@ void VirtioPciDevice::notify(std::uint16_t queue) {
 
 // ---- MSI-X ----
 
-void VirtioPciDevice::msix_read(std::uint64_t offset, std::span<std::uint8_t> data) const {
-  const std::size_t index = offset / 16;
-  if (index >= vectors_.size() || offset % 4 != 0 || (data.size() != 4 && data.size() != 8)) {
-    return;  // zeros
-  }
-  const Vector& v = vectors_[index];
-  std::uint8_t entry[16];
-  const std::uint32_t fields[4] = {static_cast<std::uint32_t>(v.address),
-                                   static_cast<std::uint32_t>(v.address >> 32), v.data, v.control};
-  std::memcpy(entry, fields, sizeof entry);
-  const std::size_t at = offset % 16;
-  if (at + data.size() <= 16) {
-    std::memcpy(data.data(), entry + at, data.size());
-  }
-}
-
-void VirtioPciDevice::msix_write(std::uint64_t offset, std::span<const std::uint8_t> data) {
-  const std::size_t index = offset / 16;
-  const std::size_t at = offset % 16;
-  if (index >= vectors_.size() || offset % 4 != 0 || (data.size() != 4 && data.size() != 8) ||
-      at + data.size() > 16) {
+void VirtioPciDevice::msix_changed(const pci::MsixTable::Change& change) {
+  if (!change.accepted) {
     ++ignored_accesses_;
-    return;
   }
-  Vector& v = vectors_[index];
-  for (std::size_t i = 0; i < data.size(); i += 4) {
-    const auto value = static_cast<std::uint32_t>(load(data.subspan(i, 4)));
-    switch (at + i) {
-      case 0:
-        v.address = (v.address & ~0xffffffffULL) | value;
-        break;
-      case 4:
-        v.address = (v.address & 0xffffffffULL) | (static_cast<std::uint64_t>(value) << 32);
-        break;
-      case 8:
-        v.data = value;
-        break;
-      default:
-        v.control = value & 1;
-        break;
-    }
-  }
-  if (v.gsi) {
-    (void)wiring_.router->update_msi_route(*v.gsi, v.address, v.data);
-  }
-  if (v.pending && msix_enabled_ && !msix_masked_ && (v.control & 1) == 0) {
-    v.pending = false;
-    (void)deliver(v);
-  }
-}
-
-void VirtioPciDevice::msix_control_written() {
-  const std::uint16_t control = config_.get16(msix_cap_ + 2);
-  msix_enabled_ = (control & kMsixEnable) != 0;
-  msix_masked_ = (control & kMsixMaskAll) != 0;
-  if (!msix_enabled_ || msix_masked_) {
-    return;
-  }
-  for (Vector& v : vectors_) {
-    if (v.pending && (v.control & 1) == 0) {
-      v.pending = false;
-      (void)deliver(v);
-    }
+  if (!change.routing.ok() && first_few(guest_warnings_)) {
+    log::warn("virtio", "MSI-X vector not routed",
+              {{"device_type", device_->device_type()}, {"error", change.routing.error().message()}});
   }
 }
 
 void VirtioPciDevice::signal(std::uint16_t vector) {
-  if (vector >= vectors_.size()) {
-    return;  // NO_VECTOR: the driver asked for no interrupt
-  }
-  Vector& v = vectors_[vector];
-  if (!msix_enabled_ || msix_masked_ || (v.control & 1) != 0) {
-    v.pending = true;
+  auto raised = msix_.raise(vector);
+  if (!raised.ok()) {
+    if (first_few(guest_warnings_)) {
+      log::warn("virtio", "interrupt not delivered",
+                {{"device_type", device_->device_type()},
+                 {"vector", vector},
+                 {"error", raised.error().message()}});
+    }
+  } else if (*raised == pci::MsixTable::Raised::kPending) {
     ++pending_;
-    return;
+  } else if (*raised == pci::MsixTable::Raised::kDelivered) {
+    ++interrupts_;
   }
-  Status s = deliver(v);
-  if (!s.ok() && first_few(guest_warnings_)) {
-    log::warn("virtio", "interrupt not delivered",
-              {{"device_type", device_->device_type()},
-               {"vector", vector},
-               {"error", s.error().message()}});
-  }
-}
-
-Status VirtioPciDevice::deliver(Vector& v) {
-  if (!v.gsi) {
-    auto trigger = EventFd::create();
-    if (!trigger.ok()) {
-      return trigger.error();
-    }
-    auto gsi = wiring_.router->add_msi_route(v.address, v.data);
-    if (!gsi.ok()) {
-      return gsi.error();
-    }
-    Status attached = wiring_.router->attach_irqfd(trigger->fd(), *gsi);
-    if (!attached.ok()) {
-      (void)wiring_.router->remove_msi_route(*gsi);
-      return attached;
-    }
-    v.gsi = *gsi;
-    v.trigger = std::move(trigger).value();
-  }
-  KEEL_TRY_STATUS(v.trigger->signal());
-  ++interrupts_;
-  return ok_status();
 }
 
 std::map<std::string, std::uint64_t> VirtioPciDevice::counters() const {

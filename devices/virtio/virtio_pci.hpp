@@ -9,12 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "base/event_fd.hpp"
 #include "base/result.hpp"
-#include "devices/bus.hpp"
-#include "devices/interrupt_router.hpp"
-#include "devices/pci_config_space.hpp"
-#include "devices/pci_device.hpp"
+#include "devices/pci/config_space.hpp"
+#include "devices/pci/msix.hpp"
+#include "devices/pci/pci_device.hpp"
+#include "devices/pci/platform.hpp"
 #include "devices/virtio/virtio_device.hpp"
 #include "devices/virtio/virtqueue.hpp"
 #include "memory/guest_memory.hpp"
@@ -44,19 +43,14 @@ inline constexpr std::uint32_t kNotifyMultiplier = 4;
 // used ring, and the queue's vector is signalled through a KVM irqfd. A malformed chain is
 // returned with used length 0 and counted; an inconsistent ring sets DEVICE_NEEDS_RESET. One
 // mutex guards the transport and the device; with_device() runs code under it.
-class VirtioPciDevice : public devices::PciDevice,
+class VirtioPciDevice : public pci::PciDevice,
                         public std::enable_shared_from_this<VirtioPciDevice> {
  public:
-  struct Wiring {
-    devices::InterruptRouter* router;
-    devices::Bus* mmio;
-    std::uint64_t bar_address;  // where Keel places BAR 0 (naturally aligned to kBarSize)
-  };
-
-  // The device must outlive nothing: the transport owns it.
+  // Takes the device over and assigns BAR 0 in the platform's 64-bit window; the caller then
+  // plugs the transport into a slot (Platform::plug). The platform and memory outlive it.
   static Result<std::shared_ptr<VirtioPciDevice>> create(std::unique_ptr<VirtioDevice> device,
                                                          const memory::GuestMemory& memory,
-                                                         const Wiring& wiring);
+                                                         pci::Platform& platform);
   ~VirtioPciDevice() override;
   VirtioPciDevice(const VirtioPciDevice&) = delete;
   VirtioPciDevice& operator=(const VirtioPciDevice&) = delete;
@@ -78,23 +72,17 @@ class VirtioPciDevice : public devices::PciDevice,
   // needs_reset, ignored_accesses, guest_warnings (the first 10 are logged).
   std::map<std::string, std::uint64_t> counters() const;
   std::uint8_t device_status() const;
+  // Where Keel placed BAR 0 (the guest may move it).
+  std::uint64_t bar_address() const { return bar_address_; }
 
  private:
-  struct Vector {
-    std::uint64_t address = 0;
-    std::uint32_t data = 0;
-    std::uint32_t control = 1;  // masked at reset
-    bool pending = false;
-    std::optional<std::uint32_t> gsi;
-    std::optional<EventFd> trigger;
-  };
   struct Queue {
     Virtqueue ring;
     std::uint16_t vector = 0xffff;  // VIRTIO_MSI_NO_VECTOR
   };
 
   VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
-                  const Wiring& wiring);
+                  pci::Platform& platform, std::uint64_t bar_address);
   void build_config_space();
 
   // Under mutex_.
@@ -104,11 +92,8 @@ class VirtioPciDevice : public devices::PciDevice,
   void set_status(std::uint8_t status);
   void reset_device();
   void needs_reset(const std::string& why);
-  void msix_read(std::uint64_t offset, std::span<std::uint8_t> data) const;
-  void msix_write(std::uint64_t offset, std::span<const std::uint8_t> data);
-  void msix_control_written();
+  void msix_changed(const pci::MsixTable::Change& change);
   void signal(std::uint16_t vector);
-  Status deliver(Vector& v);
   void update_bar();
   void bar_access(std::uint64_t offset, std::span<std::uint8_t> read_into,
                   std::span<const std::uint8_t> write_from);
@@ -116,11 +101,11 @@ class VirtioPciDevice : public devices::PciDevice,
 
   std::unique_ptr<VirtioDevice> device_;
   const memory::GuestMemory& memory_;
-  Wiring wiring_;
+  pci::Platform& platform_;
+  const std::uint64_t bar_address_;
   mutable std::mutex mutex_;
-  devices::PciConfigSpace config_;
+  pci::PciConfigSpace config_;
   std::uint16_t msix_cap_ = 0, pci_cfg_cap_ = 0;
-  bool msix_enabled_ = false, msix_masked_ = false;
   std::optional<std::uint64_t> registered_;  // bus base of BAR 0 while decoded
 
   std::uint32_t device_feature_select_ = 0, driver_feature_select_ = 0;
@@ -131,7 +116,7 @@ class VirtioPciDevice : public devices::PciDevice,
   std::uint16_t msix_config_ = 0xffff;
   std::uint16_t queue_select_ = 0;
   std::vector<Queue> queues_;
-  std::vector<Vector> vectors_;
+  pci::MsixTable msix_;  // one vector per queue, then one for configuration changes
 
   std::uint64_t notifications_ = 0, chains_handled_ = 0, chains_refused_ = 0, interrupts_ = 0,
                 pending_ = 0, resets_ = 0, needs_reset_ = 0, ignored_accesses_ = 0,

@@ -489,7 +489,7 @@ Result<Target> resolve_target(std::string arg) {
     fs::path link = fs::path("/sys/bus/pci/devices") / arg / "iommu_group";
     fs::path group = fs::read_symlink(link, ec);
     if (ec) {
-      return Error(ec, "PCI device " + arg + " has no IOMMU group (" + link.string() + ")");
+      return Error(keel::ErrorKind::kHost, ec, "PCI device " + arg + " has no IOMMU group (" + link.string() + ")");
     }
     target.group = group.filename().string();
     target.device = arg;

@@ -8,13 +8,33 @@
 
 namespace keel::vmm::boot {
 
+namespace {
+
+// A file the user named that cannot be opened is the user's to fix (a request error), unless the
+// host itself failed (out of fds or memory).
+Error user_file_error(Error error) {
+  switch (error.errno_value()) {
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case EIO:
+      return error;
+    default:
+      return error.as(ErrorKind::kInvalid);
+  }
+}
+
+}  // namespace
+
 Result<HostFile> open_host_file(const std::string& path, std::string_view what) {
   HostFile file;
   file.path = path;
   file.what = std::string(what);
-  file.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO or a device must not block keel before the type check refuses it
+  // (it changes nothing for a regular file).
+  file.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!file.fd) {
-    return Error::from_errno("open " + file.name());
+    return user_file_error(Error::from_errno("open " + file.name()));
   }
   struct stat st {};
   if (::fstat(file.fd.get(), &st) != 0) {

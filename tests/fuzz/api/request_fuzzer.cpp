@@ -69,10 +69,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       vmm.added_bdf = "0000:00:01.0";
       break;
     case 2:
-      vmm.fail_with(keel::Error::from_errno(EBUSY, "wrong state"));
+      vmm.fail_with(keel::Error::wrong_state("wrong state"));
       break;
     case 3:
-      vmm.fail_with(keel::Error::from_errno(ENOENT, "no VM"));
+      vmm.fail_with(keel::Error::not_found("no VM"));
       break;
     case 4:
       vmm.fail_with(keel::Error::from_errno(EIO, "kernel failed"));

@@ -33,9 +33,9 @@
 
 namespace {
 
-using keel::virtio::IommuBackend;
-using keel::virtio::IommuMapping;
-using keel::virtio::IommuStatus;
+using keel::devices::DmaMappingBackend;
+using keel::devices::DmaMapping;
+using keel::devices::DmaStatus;
 using keel::virtio::VirtioIommu;
 using keel::virtio::VirtioIommuConfig;
 
@@ -43,15 +43,15 @@ constexpr std::uint64_t kMax = ~std::uint64_t{0};
 constexpr std::uint8_t kFill = 0xa5;
 constexpr std::uint32_t kEndpoints[] = {0x08, 0x10, 0x18, 0x99};  // 0x99 is not behind the IOMMU
 
-bool overlaps(const IommuMapping& a, const IommuMapping& b) {
+bool overlaps(const DmaMapping& a, const DmaMapping& b) {
   return a.iova <= b.iova + (b.size - 1) && b.iova <= a.iova + (a.size - 1);
 }
-bool same(const IommuMapping& a, const IommuMapping& b) {
-  return a.iova == b.iova && a.size == b.size && a.gpa == b.gpa && a.flags == b.flags;
+bool same(const DmaMapping& a, const DmaMapping& b) {
+  return a.iova == b.iova && a.size == b.size && a.gpa == b.gpa && a.access == b.access;
 }
 
 // The host as the device sees it: per endpoint, what is mapped; refusals from a seeded PRNG.
-class FuzzBackend final : public IommuBackend {
+class FuzzBackend final : public keel::devices::DmaMappingBackend {
  public:
   FuzzBackend(std::uint64_t seed, unsigned fail_per_256) : state_(seed | 1), rate_(fail_per_256) {}
 
@@ -59,7 +59,7 @@ class FuzzBackend final : public IommuBackend {
     return endpoint == 0x08 || endpoint == 0x10 || endpoint == 0x18;
   }
 
-  IommuStatus map(std::uint32_t endpoint, const IommuMapping& m) override {
+  DmaStatus map(std::uint32_t endpoint, const DmaMapping& m) override {
     KEEL_FUZZ_CHECK(has_endpoint(endpoint));
     KEEL_FUZZ_CHECK(m.size > 0 && m.iova <= kMax - (m.size - 1) && m.gpa <= kMax - (m.size - 1));
     for (const auto& [iova, h] : held[endpoint]) {
@@ -67,33 +67,33 @@ class FuzzBackend final : public IommuBackend {
     }
     for (const auto& [iova, h] : leaked[endpoint]) {
       if (overlaps(h, m)) {
-        return IommuStatus::kInvalid;  // the kernel's EEXIST
+        return DmaStatus::kInvalid;  // the kernel's EEXIST
       }
     }
     if (fails()) {
-      static constexpr IommuStatus kRefusals[] = {IommuStatus::kNoMemory, IommuStatus::kInvalid,
-                                                  IommuStatus::kRange, IommuStatus::kIoErr,
-                                                  static_cast<IommuStatus>(0x42)};
+      static constexpr DmaStatus kRefusals[] = {DmaStatus::kNoMemory, DmaStatus::kInvalid,
+                                                  DmaStatus::kRange, DmaStatus::kIoError,
+                                                  static_cast<DmaStatus>(0x42)};
       return kRefusals[next() % std::size(kRefusals)];
     }
     held[endpoint][m.iova] = m;
-    return IommuStatus::kOk;
+    return DmaStatus::kOk;
   }
 
-  IommuStatus unmap(std::uint32_t endpoint, const IommuMapping& m) override {
+  DmaStatus unmap(std::uint32_t endpoint, const DmaMapping& m) override {
     auto& mine = held[endpoint];
     auto it = mine.find(m.iova);
     KEEL_FUZZ_CHECK(it != mine.end() && same(it->second, m));  // unmap exactly what was mapped
     mine.erase(it);
     if (fails()) {
       leaked[endpoint][m.iova] = m;  // still on the host; the device forgets it
-      return IommuStatus::kIoErr;
+      return DmaStatus::kIoError;
     }
-    return IommuStatus::kOk;
+    return DmaStatus::kOk;
   }
 
-  std::map<std::uint32_t, std::map<std::uint64_t, IommuMapping>> held;
-  std::map<std::uint32_t, std::map<std::uint64_t, IommuMapping>> leaked;
+  std::map<std::uint32_t, std::map<std::uint64_t, DmaMapping>> held;
+  std::map<std::uint32_t, std::map<std::uint64_t, DmaMapping>> leaked;
 
  private:
   std::uint64_t next() {
@@ -254,7 +254,7 @@ struct Fuzz {
       const auto maps = dev.mappings(dom);
       KEEL_FUZZ_CHECK(maps.size() == count);
       for (std::size_t i = 0; i < maps.size(); ++i) {
-        const IommuMapping& m = maps[i];
+        const DmaMapping& m = maps[i];
         KEEL_FUZZ_CHECK(m.size > 0 && m.iova % granule == 0 && m.size % granule == 0 &&
                         m.gpa % granule == 0);
         KEEL_FUZZ_CHECK(m.iova >= config.input_range.start &&
@@ -265,14 +265,14 @@ struct Fuzz {
     for (std::uint32_t ep : kEndpoints) {
       auto it = attached.find(ep);
       const auto held =
-          backend.held.count(ep) ? backend.held.at(ep) : std::map<std::uint64_t, IommuMapping>{};
+          backend.held.count(ep) ? backend.held.at(ep) : std::map<std::uint64_t, DmaMapping>{};
       if (it == attached.end()) {
         KEEL_FUZZ_CHECK(held.empty());
         continue;
       }
       const auto maps = dev.mappings(it->second);
       KEEL_FUZZ_CHECK(held.size() == maps.size());
-      for (const IommuMapping& m : maps) {
+      for (const DmaMapping& m : maps) {
         auto h = held.find(m.iova);
         KEEL_FUZZ_CHECK(h != held.end() && same(h->second, m));
         for (const auto& r : dev.reserved_regions(ep)) {

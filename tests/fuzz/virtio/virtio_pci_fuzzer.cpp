@@ -19,6 +19,7 @@
 #include "devices/virtio/virtio_iommu_device.hpp"
 #include "devices/virtio/virtio_pci.hpp"
 #include "tests/fuzz/api/fuzz_checks.hpp"
+#include "tests/unit/devices/recording_platform.hpp"
 
 namespace {
 
@@ -31,46 +32,38 @@ constexpr std::uint64_t kBar = 0xc0000000;
 constexpr std::uint64_t kRam = 16 << 20;
 constexpr std::uint64_t kDesc = 0x1000, kAvail = 0x2000, kUsed = 0x3000;
 
-class Backend final : public keel::virtio::IommuBackend {
+class Backend final : public keel::devices::DmaMappingBackend {
  public:
   bool has_endpoint(std::uint32_t endpoint) const override { return endpoint == 8; }
-  keel::virtio::IommuStatus map(std::uint32_t, const keel::virtio::IommuMapping&) override {
-    return keel::virtio::IommuStatus::kOk;
+  keel::devices::DmaStatus map(std::uint32_t, const keel::devices::DmaMapping&) override {
+    return keel::devices::DmaStatus::kOk;
   }
-  keel::virtio::IommuStatus unmap(std::uint32_t, const keel::virtio::IommuMapping&) override {
-    return keel::virtio::IommuStatus::kOk;
+  keel::devices::DmaStatus unmap(std::uint32_t, const keel::devices::DmaMapping&) override {
+    return keel::devices::DmaStatus::kOk;
   }
-};
-
-class Router final : public keel::devices::InterruptRouter {
- public:
-  Result<std::uint32_t> add_msi_route(std::uint64_t, std::uint32_t) override { return next_++; }
-  Status update_msi_route(std::uint32_t, std::uint64_t, std::uint32_t) override {
-    return keel::ok_status();
-  }
-  Status remove_msi_route(std::uint32_t) override { return keel::ok_status(); }
-  Status attach_irqfd(int, std::uint32_t) override { return keel::ok_status(); }
-  Status attach_level_irqfd(int, int, std::uint32_t) override { return keel::ok_status(); }
-  Status detach_irqfd(int, std::uint32_t) override { return keel::ok_status(); }
-
- private:
-  std::uint32_t next_ = 24;
 };
 
 struct Rig {
   keel::memory::GuestMemory mem;
-  keel::devices::Bus mmio{"mmio"};
-  Router router;
+  keel::devices::Bus mmio{"mmio"}, pio{"pio"};
+  keel::testing::RecordingRouter router;
+  keel::testing::RecordingSlots slots;
+  std::unique_ptr<keel::pci::Platform> platform;
   Backend backend;
   std::shared_ptr<keel::virtio::VirtioPciDevice> dev;
 
   explicit Rig(keel::memory::GuestMemory m) : mem(std::move(m)) {
+    // The transport's BAR is the first in the 64-bit window, at kBar.
+    auto p = keel::pci::Platform::create(pio, mmio, router, slots,
+                                         {{0x1000'0000, 0x2000'0000}, {kBar, kBar + 0x10'0000}, {0xc000, 0x10000}});
+    KEEL_FUZZ_CHECK(p.ok());
+    platform = std::move(p).value();
     auto iommu = keel::virtio::VirtioIommu::create({}, backend);
     KEEL_FUZZ_CHECK(iommu.ok());
     auto d = keel::virtio::VirtioPciDevice::create(
-        std::make_unique<keel::virtio::VirtioIommuDevice>(std::move(iommu).value()), mem,
-        {&router, &mmio, kBar});
+        std::make_unique<keel::virtio::VirtioIommuDevice>(std::move(iommu).value()), mem, *platform);
     KEEL_FUZZ_CHECK(d.ok());
+    KEEL_FUZZ_CHECK(d.value()->bar_address() == kBar);
     dev = std::move(d).value();
     std::uint8_t command[2] = {0x6, 0};
     dev->write_config(0x04, command);

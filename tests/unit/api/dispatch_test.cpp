@@ -89,7 +89,7 @@ TEST_CASE("vm.remove-device passes the id") {
   CHECK(vmm.removed == "nic0");
 }
 
-TEST_CASE("VMM errors map to statuses by errno kind, with the error body") {
+TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the error body") {
   struct Case {
     Error error;
     unsigned status = 0;
@@ -97,15 +97,20 @@ TEST_CASE("VMM errors map to statuses by errno kind, with the error body") {
   };
   const Case cases[] = {
       {Error::invalid("memory.size: too big for this host"), 400, "bad_request"},
-      {Error::from_errno(ENOENT, "no VM: create one first (vm.create)"), 404, "not_found"},
-      {Error::from_errno(EBUSY, "vm.boot: the VM is running"), 409, "wrong_state"},
-      {Error::from_errno(ENOTSUP, "hot-plug is not supported while the VM runs"), 409,
-       "not_supported"},
-      {Error::from_errno(EEXIST, "device nic0 is already added"), 409, "already_exists"},
+      {Error::not_found("no VM: create one first (vm.create)"), 404, "not_found"},
+      {Error::wrong_state("vm.boot: the VM is running"), 409, "wrong_state"},
+      {Error::not_supported("hot-plug is not supported while the VM runs"), 409, "not_supported"},
+      {Error::exists("device nic0 is already added"), 409, "already_exists"},
       {Error::from_errno(EIO, "KVM_RUN"), 500, "internal"},
       {Error::from_errno(ENOSPC, "VFIO_IOMMU_MAP_DMA"), 500, "internal"},
-      {Error(std::make_error_code(std::future_errc::broken_promise), "VMM thread gone"), 500,
-       "internal"},
+      // A kernel's errno says nothing about the kind: ENOENT from open() is not "no VM",
+      // EBUSY from VFIO is not "wrong state".
+      {Error::from_errno(ENOENT, "open /dev/vfio/vfio"), 500, "internal"},
+      {Error::from_errno(EBUSY, "open /dev/vfio/12"), 500, "internal"},
+      {Error::from_errno(ENOENT, "open kernel /k").as(ErrorKind::kInvalid), 400, "bad_request"},
+      {Error(ErrorKind::kHost, std::make_error_code(std::future_errc::broken_promise),
+             "VMM thread gone"),
+       500, "internal"},
   };
   for (const Route& route : routes()) {
     for (const Case& c : cases) {

@@ -88,9 +88,8 @@ TEST_CASE("every success answer validates") {
 
 TEST_CASE("every error answer validates and is documented for its endpoint") {
   const Error errors[] = {
-      Error::invalid("bad"),          Error::from_errno(ENOENT, "no VM"),
-      Error::from_errno(EBUSY, "x"),  Error::from_errno(ENOTSUP, "x"),
-      Error::from_errno(EEXIST, "x"), Error::from_errno(EIO, "x"),
+      Error::invalid("bad"),       Error::not_found("no VM"), Error::wrong_state("x"),
+      Error::not_supported("x"),   Error::exists("x"),       Error::from_errno(EIO, "x"),
   };
   for (const Route& route : routes()) {
     const std::string target = std::string(kApiRoot) + std::string(route.name);

@@ -182,11 +182,11 @@ TEST_CASE("remote: keel-remote against a server") {
   CHECK(bad.err.find("keel-remote: create: memory.size: expected an unsigned 64-bit integer") == 0);
   CHECK(bad.err.find("(HTTP 400)") != std::string::npos);
 
-  vmm.fail_with(Error::from_errno(EBUSY, "vm.boot: the VM is running"));
+  vmm.fail_with(Error::wrong_state("vm.boot: the VM is running"));
   Run busy = run({"--api-socket", socket, "boot"});
   CHECK(busy.status == 1);
   CHECK(busy.err ==
-        "keel-remote: boot: vm.boot: the VM is running: Device or resource busy (HTTP 409)\n");
+        "keel-remote: boot: vm.boot: the VM is running (HTTP 409)\n");
   Run busy_json = run({"--api-socket", socket, "--json", "boot"});
   CHECK(busy_json.status == 1);
   CHECK(json::parse(busy_json.out)["kind"] == "wrong_state");

@@ -15,10 +15,10 @@ namespace {
 
 using testing::FakeKernelConfig;
 using testing::MapperRig;
-using virtio::IommuMapping;
-using virtio::IommuStatus;
+using devices::DmaMapping;
+using devices::DmaStatus;
 
-constexpr std::uint32_t kRW = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
+constexpr std::uint32_t kRW = devices::kDmaRead | devices::kDmaWrite;
 
 FakeKernelConfig with_limit(std::uint32_t limit) {
   FakeKernelConfig config;
@@ -32,8 +32,8 @@ memory::GuestMemory ram(std::uint64_t size = 16 * kMiB) {
   return std::move(memory).value();
 }
 
-IommuMapping page(std::uint64_t n, std::uint32_t flags = kRW) {
-  return IommuMapping{0x100000000 + n * 0x10000, 4096, n * 4096, flags};
+DmaMapping page(std::uint64_t n, std::uint32_t flags = kRW) {
+  return DmaMapping{0x100000000 + n * 0x10000, 4096, n * 4096, flags};
 }
 
 TEST_CASE("lazy: a guest mapping becomes one host entry at the guest's IOVA") {
@@ -41,8 +41,8 @@ TEST_CASE("lazy: a guest mapping becomes one host entry at the guest's IOVA") {
   auto memory = ram();
   LazyDma lazy(*rig.mapper, memory, 0);
 
-  const IommuMapping m{0x80000000, 2 * kMiB, 4 * kMiB, kRW};
-  REQUIRE(lazy.map(m) == IommuStatus::kOk);
+  const DmaMapping m{0x80000000, 2 * kMiB, 4 * kMiB, kRW};
+  REQUIRE(lazy.map(m) == DmaStatus::kOk);
   REQUIRE(rig.fake->mappings().size() == 1);
   const auto& held = rig.fake->mappings().at(0x80000000);
   CHECK(held.size == 2 * kMiB);
@@ -52,7 +52,7 @@ TEST_CASE("lazy: a guest mapping becomes one host entry at the guest's IOVA") {
   CHECK(lazy.headroom() == 23u);
   CHECK(lazy.counters().maps == 1);
 
-  REQUIRE(lazy.unmap(m) == IommuStatus::kOk);
+  REQUIRE(lazy.unmap(m) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().empty());
   CHECK(rig.fake->avail() == 24);
   CHECK(lazy.counters().unmaps == 1);
@@ -63,12 +63,12 @@ TEST_CASE("lazy: the guest's access flags reach the kernel") {
   MapperRig rig;
   auto memory = ram();
   LazyDma lazy(*rig.mapper, memory, 0);
-  REQUIRE(lazy.map(page(0, VIRTIO_IOMMU_MAP_F_READ)) == IommuStatus::kOk);
-  REQUIRE(lazy.map(page(1, VIRTIO_IOMMU_MAP_F_WRITE)) == IommuStatus::kOk);
+  REQUIRE(lazy.map(page(0, devices::kDmaRead)) == DmaStatus::kOk);
+  REQUIRE(lazy.map(page(1, devices::kDmaWrite)) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().at(page(0).iova).flags == VFIO_DMA_MAP_FLAG_READ);
   CHECK(rig.fake->mappings().at(page(1).iova).flags == VFIO_DMA_MAP_FLAG_WRITE);
-  CHECK(lazy.map(page(2, 0)) == IommuStatus::kInvalid);
-  CHECK(lazy.map(page(3, VIRTIO_IOMMU_MAP_F_MMIO | kRW)) == IommuStatus::kUnsupported);
+  CHECK(lazy.map(page(2, 0)) == DmaStatus::kInvalid);
+  CHECK(lazy.map(page(3, devices::kDmaMmio | kRW)) == DmaStatus::kUnsupported);
   CHECK(rig.fake->mappings().size() == 2);
   CHECK(lazy.counters().refused_invalid == 2);
 }
@@ -79,11 +79,11 @@ TEST_CASE("lazy: the budget is enforced before the kernel says ENOSPC") {
   LazyDma lazy(*rig.mapper, memory, 2);  // keep 2 entries free
   CHECK(lazy.low_water() == 2);
   for (std::uint64_t i = 0; i < 6; ++i) {
-    REQUIRE(lazy.map(page(i)) == IommuStatus::kOk);
+    REQUIRE(lazy.map(page(i)) == DmaStatus::kOk);
   }
   CHECK(lazy.headroom() == 0u);
   const int maps_before = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
-  CHECK(lazy.map(page(6)) == IommuStatus::kNoMemory);
+  CHECK(lazy.map(page(6)) == DmaStatus::kNoMemory);
   CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == maps_before);  // the kernel was not asked
   CHECK(lazy.counters().refused_budget == 1);
   CHECK(lazy.counters().kernel_failures == 0);
@@ -91,8 +91,8 @@ TEST_CASE("lazy: the budget is enforced before the kernel says ENOSPC") {
   CHECK(rig.mapper->peak_entries() == 6);
 
   // Freeing one lets the next in.
-  REQUIRE(lazy.unmap(page(0)) == IommuStatus::kOk);
-  CHECK(lazy.map(page(6)) == IommuStatus::kOk);
+  REQUIRE(lazy.unmap(page(0)) == DmaStatus::kOk);
+  CHECK(lazy.map(page(6)) == DmaStatus::kOk);
   auto rec = rig.mapper->reconcile();
   REQUIRE(rec.ok());
   CHECK(rec->consistent);
@@ -102,11 +102,11 @@ TEST_CASE("lazy: an ENOSPC from another user of the container is caught and neve
   MapperRig rig(with_limit(8));
   auto memory = ram();
   LazyDma lazy(*rig.mapper, memory, 0);
-  REQUIRE(lazy.map(page(0)) == IommuStatus::kOk);
+  REQUIRE(lazy.map(page(0)) == DmaStatus::kOk);
   rig.fake->take_entries(7);  // someone else takes the rest behind Keel's back
   CHECK(lazy.headroom() == 7u);  // Keel's own count does not know yet
 
-  CHECK(lazy.map(page(1)) == IommuStatus::kNoMemory);
+  CHECK(lazy.map(page(1)) == DmaStatus::kNoMemory);
   CHECK(lazy.counters().kernel_failures == 1);
   CHECK(rig.fake->mappings().size() == 1);
   CHECK(lazy.mappings() == 1);
@@ -116,12 +116,12 @@ TEST_CASE("lazy: an ENOSPC from another user of the container is caught and neve
   CHECK_FALSE(last->consistent);  // the kernel counts 8 entries, Keel holds 1: reported, not hidden
   CHECK(lazy.headroom() == 0u);
   const int maps_before = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
-  CHECK(lazy.map(page(2)) == IommuStatus::kNoMemory);
+  CHECK(lazy.map(page(2)) == DmaStatus::kNoMemory);
   CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == maps_before);
   CHECK(lazy.counters().refused_budget == 1);
 
   // Unmapping Keel's entry gives one back, by the kernel's count as well.
-  REQUIRE(lazy.unmap(page(0)) == IommuStatus::kOk);
+  REQUIRE(lazy.unmap(page(0)) == DmaStatus::kOk);
   CHECK(lazy.headroom() == 1u);
 }
 
@@ -132,9 +132,9 @@ TEST_CASE("lazy: without a reported budget only the kernel stops a MAP") {
   auto memory = ram();
   LazyDma lazy(*rig.mapper, memory, 1);
   CHECK_FALSE(lazy.headroom());
-  REQUIRE(lazy.map(page(0)) == IommuStatus::kOk);
-  REQUIRE(lazy.map(page(1)) == IommuStatus::kOk);
-  CHECK(lazy.map(page(2)) == IommuStatus::kNoMemory);
+  REQUIRE(lazy.map(page(0)) == DmaStatus::kOk);
+  REQUIRE(lazy.map(page(1)) == DmaStatus::kOk);
+  CHECK(lazy.map(page(2)) == DmaStatus::kNoMemory);
   CHECK(lazy.counters().kernel_failures == 1);
   CHECK(rig.fake->mappings().size() == 2);
 }
@@ -144,7 +144,7 @@ TEST_CASE("lazy: kernel refusals map to the guest's statuses") {
     MapperRig rig;
     auto memory = ram();
     LazyDma lazy(*rig.mapper, memory, 0);
-    CHECK(lazy.map({0xfee00000, 4096, 0, kRW}) == IommuStatus::kRange);  // the MSI window
+    CHECK(lazy.map({0xfee00000, 4096, 0, kRW}) == DmaStatus::kRange);  // the MSI window
     CHECK(lazy.counters().kernel_failures == 1);
   }
   SECTION("memlock: S_NOMEM") {
@@ -153,14 +153,14 @@ TEST_CASE("lazy: kernel refusals map to the guest's statuses") {
     MapperRig rig(config);
     auto memory = ram();
     LazyDma lazy(*rig.mapper, memory, 0);
-    CHECK(lazy.map({0x10000, 3 * 4096, 0, kRW}) == IommuStatus::kNoMemory);
+    CHECK(lazy.map({0x10000, 3 * 4096, 0, kRW}) == DmaStatus::kNoMemory);
   }
   SECTION("a kernel error of another kind: S_IOERR, and nothing recorded") {
     MapperRig rig;
     auto memory = ram();
     LazyDma lazy(*rig.mapper, memory, 0);
     rig.fake->inject(VFIO_IOMMU_MAP_DMA, 1, EFAULT);
-    CHECK(lazy.map(page(0)) == IommuStatus::kIoErr);
+    CHECK(lazy.map(page(0)) == DmaStatus::kIoError);
     CHECK(lazy.mappings() == 0);
   }
 }
@@ -169,13 +169,13 @@ TEST_CASE("lazy: what is not guest RAM or not page-aligned is refused without th
   MapperRig rig;
   auto memory = ram(16 * kMiB);
   LazyDma lazy(*rig.mapper, memory, 0);
-  CHECK(lazy.map({0x10000, 4096, 16 * kMiB, kRW}) == IommuStatus::kInvalid);      // past RAM
-  CHECK(lazy.map({0x10000, 8192, 16 * kMiB - 4096, kRW}) == IommuStatus::kInvalid);  // straddles
-  CHECK(lazy.map({0x10000, 4096, 0x800, kRW}) == IommuStatus::kInvalid);          // gpa
-  CHECK(lazy.map({0x10800, 4096, 0, kRW}) == IommuStatus::kInvalid);              // iova
-  CHECK(lazy.map({0x10000, 100, 0, kRW}) == IommuStatus::kInvalid);               // size
-  CHECK(lazy.map({0x10000, 0, 0, kRW}) == IommuStatus::kInvalid);
-  CHECK(lazy.map({0xfffffffffffff000, 0x2000, 0, kRW}) == IommuStatus::kInvalid);  // wraps
+  CHECK(lazy.map({0x10000, 4096, 16 * kMiB, kRW}) == DmaStatus::kInvalid);      // past RAM
+  CHECK(lazy.map({0x10000, 8192, 16 * kMiB - 4096, kRW}) == DmaStatus::kInvalid);  // straddles
+  CHECK(lazy.map({0x10000, 4096, 0x800, kRW}) == DmaStatus::kInvalid);          // gpa
+  CHECK(lazy.map({0x10800, 4096, 0, kRW}) == DmaStatus::kInvalid);              // iova
+  CHECK(lazy.map({0x10000, 100, 0, kRW}) == DmaStatus::kInvalid);               // size
+  CHECK(lazy.map({0x10000, 0, 0, kRW}) == DmaStatus::kInvalid);
+  CHECK(lazy.map({0xfffffffffffff000, 0x2000, 0, kRW}) == DmaStatus::kInvalid);  // wraps
   CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == 0);
   CHECK(lazy.counters().refused_invalid == 7);
 }
@@ -189,38 +189,38 @@ TEST_CASE("lazy: endpoints sharing a container share its IOVA space") {
   backend.add_endpoint(0x10, lazy);
   CHECK(backend.has_endpoint(0x08));
   CHECK_FALSE(backend.has_endpoint(0x18));
-  CHECK(backend.map(0x18, page(0)) == IommuStatus::kNoEntry);
+  CHECK(backend.map(0x18, page(0)) == DmaStatus::kNoEntry);
 
   // One domain with both endpoints: the same mapping twice takes one entry.
-  REQUIRE(backend.map(0x08, page(0)) == IommuStatus::kOk);
-  REQUIRE(backend.map(0x10, page(0)) == IommuStatus::kOk);
+  REQUIRE(backend.map(0x08, page(0)) == DmaStatus::kOk);
+  REQUIRE(backend.map(0x10, page(0)) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().size() == 1);
   CHECK(lazy.counters().shared_maps == 1);
   // A different mapping over the same IOVA cannot be isolated in one container.
-  IommuMapping clash = page(0);
+  DmaMapping clash = page(0);
   clash.gpa += 4096;
-  CHECK(backend.map(0x10, clash) == IommuStatus::kInvalid);
-  IommuMapping read_only = page(0, VIRTIO_IOMMU_MAP_F_READ);
-  CHECK(backend.map(0x08, read_only) == IommuStatus::kInvalid);
+  CHECK(backend.map(0x10, clash) == DmaStatus::kInvalid);
+  DmaMapping read_only = page(0, devices::kDmaRead);
+  CHECK(backend.map(0x08, read_only) == DmaStatus::kInvalid);
 
   // The entry lives until its last user unmaps it.
-  REQUIRE(backend.unmap(0x08, page(0)) == IommuStatus::kOk);
+  REQUIRE(backend.unmap(0x08, page(0)) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().size() == 1);
-  REQUIRE(backend.unmap(0x10, page(0)) == IommuStatus::kOk);
+  REQUIRE(backend.unmap(0x10, page(0)) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().empty());
-  CHECK(backend.unmap(0x10, page(0)) == IommuStatus::kNoEntry);
+  CHECK(backend.unmap(0x10, page(0)) == DmaStatus::kNoEntry);
 }
 
 TEST_CASE("lazy: overlap checks see neighbours on both sides") {
   MapperRig rig;
   auto memory = ram();
   LazyDma lazy(*rig.mapper, memory, 0);
-  REQUIRE(lazy.map({0x20000, 0x4000, 0, kRW}) == IommuStatus::kOk);
-  CHECK(lazy.map({0x1f000, 0x2000, 0x8000, kRW}) == IommuStatus::kInvalid);  // into its start
-  CHECK(lazy.map({0x23000, 0x1000, 0x8000, kRW}) == IommuStatus::kInvalid);  // its last page
-  CHECK(lazy.map({0x10000, 0x20000, 0x8000, kRW}) == IommuStatus::kInvalid);  // covers it
-  CHECK(lazy.map({0x1f000, 0x1000, 0x8000, kRW}) == IommuStatus::kOk);   // just below
-  CHECK(lazy.map({0x24000, 0x1000, 0x9000, kRW}) == IommuStatus::kOk);   // just above
+  REQUIRE(lazy.map({0x20000, 0x4000, 0, kRW}) == DmaStatus::kOk);
+  CHECK(lazy.map({0x1f000, 0x2000, 0x8000, kRW}) == DmaStatus::kInvalid);  // into its start
+  CHECK(lazy.map({0x23000, 0x1000, 0x8000, kRW}) == DmaStatus::kInvalid);  // its last page
+  CHECK(lazy.map({0x10000, 0x20000, 0x8000, kRW}) == DmaStatus::kInvalid);  // covers it
+  CHECK(lazy.map({0x1f000, 0x1000, 0x8000, kRW}) == DmaStatus::kOk);   // just below
+  CHECK(lazy.map({0x24000, 0x1000, 0x9000, kRW}) == DmaStatus::kOk);   // just above
   CHECK(rig.fake->mappings().size() == 3);
 }
 
@@ -228,14 +228,14 @@ TEST_CASE("lazy: an unmap that is not exactly a held mapping is S_NOENT; a kerne
   MapperRig rig;
   auto memory = ram();
   LazyDma lazy(*rig.mapper, memory, 0);
-  REQUIRE(lazy.map({0x20000, 0x4000, 0, kRW}) == IommuStatus::kOk);
-  CHECK(lazy.unmap({0x20000, 0x1000, 0, kRW}) == IommuStatus::kNoEntry);
-  CHECK(lazy.unmap({0x21000, 0x1000, 0, kRW}) == IommuStatus::kNoEntry);
+  REQUIRE(lazy.map({0x20000, 0x4000, 0, kRW}) == DmaStatus::kOk);
+  CHECK(lazy.unmap({0x20000, 0x1000, 0, kRW}) == DmaStatus::kNoEntry);
+  CHECK(lazy.unmap({0x21000, 0x1000, 0, kRW}) == DmaStatus::kNoEntry);
   rig.fake->inject(VFIO_IOMMU_UNMAP_DMA, 1, EIO);
-  CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == IommuStatus::kIoErr);
+  CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == DmaStatus::kIoError);
   CHECK(lazy.mappings() == 1);
   CHECK(rig.fake->mappings().size() == 1);
-  CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == IommuStatus::kOk);
+  CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().empty());
 }
 
@@ -264,14 +264,14 @@ TEST_CASE("lazy over eager: identity mappings are served by the eager entries") 
   const int maps = rig.fake->calls(VFIO_IOMMU_MAP_DMA);
 
   // Linux's identity domain maps RAM 1:1 in pieces.
-  REQUIRE(lazy.map({0, 8 * kMiB, 0, kRW}) == IommuStatus::kOk);
-  REQUIRE(lazy.map({8 * kMiB, 8 * kMiB, 8 * kMiB, VIRTIO_IOMMU_MAP_F_READ}) == IommuStatus::kOk);
+  REQUIRE(lazy.map({0, 8 * kMiB, 0, kRW}) == DmaStatus::kOk);
+  REQUIRE(lazy.map({8 * kMiB, 8 * kMiB, 8 * kMiB, devices::kDmaRead}) == DmaStatus::kOk);
   CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == maps);
   CHECK(lazy.counters().served_by_eager == 2);
   CHECK(rig.fake->mappings().size() == 1);
   // Unmapping them leaves the eager entry in place.
-  REQUIRE(lazy.unmap({0, 8 * kMiB, 0, kRW}) == IommuStatus::kOk);
-  REQUIRE(lazy.unmap({8 * kMiB, 8 * kMiB, 8 * kMiB, VIRTIO_IOMMU_MAP_F_READ}) == IommuStatus::kOk);
+  REQUIRE(lazy.unmap({0, 8 * kMiB, 0, kRW}) == DmaStatus::kOk);
+  REQUIRE(lazy.unmap({8 * kMiB, 8 * kMiB, 8 * kMiB, devices::kDmaRead}) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().size() == 1);
   CHECK(lazy.eager_active());
 }
@@ -282,14 +282,14 @@ TEST_CASE("lazy over eager: the first translated mapping switches to lazy") {
   map_eager(rig, memory);
   LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
 
-  const IommuMapping translated{0x100000000, 4096, 4 * kMiB, kRW};
-  REQUIRE(lazy.map(translated) == IommuStatus::kOk);
+  const DmaMapping translated{0x100000000, 4096, 4 * kMiB, kRW};
+  REQUIRE(lazy.map(translated) == DmaStatus::kOk);
   CHECK_FALSE(lazy.eager_active());
   REQUIRE(rig.fake->mappings().size() == 1);  // the eager entry is gone, the guest's is there
   CHECK(rig.fake->mappings().count(0x100000000) == 1);
   CHECK(rig.fake->avail() == 7);
   // From now on an identity mapping costs an entry like any other.
-  REQUIRE(lazy.map({0, 4096, 0, kRW}) == IommuStatus::kOk);
+  REQUIRE(lazy.map({0, 4096, 0, kRW}) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().size() == 2);
   CHECK(lazy.counters().served_by_eager == 0);
 }
@@ -299,8 +299,8 @@ TEST_CASE("lazy over eager: no switch while identity mappings are still held") {
   auto memory = ram(16 * kMiB);
   map_eager(rig, memory);
   LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
-  REQUIRE(lazy.map({0, 4096, 0, kRW}) == IommuStatus::kOk);  // another endpoint's identity domain
-  CHECK(lazy.map({0x100000000, 4096, 4096, kRW}) == IommuStatus::kInvalid);
+  REQUIRE(lazy.map({0, 4096, 0, kRW}) == DmaStatus::kOk);  // another endpoint's identity domain
+  CHECK(lazy.map({0x100000000, 4096, 4096, kRW}) == DmaStatus::kInvalid);
   CHECK(lazy.eager_active());
   CHECK(rig.fake->mappings().size() == 1);
   CHECK(rig.fake->mappings().count(0) == 1);
@@ -314,7 +314,7 @@ TEST_CASE("lazy over eager: a failed switch keeps the eager plan and says so") {
   map_eager(rig, memory);
   LazyDma lazy(*rig.mapper, memory, 0, /*over_eager=*/true);
   rig.fake->inject(VFIO_IOMMU_UNMAP_DMA, 1, EIO);
-  CHECK(lazy.map({0x100000000, 4096, 4096, kRW}) == IommuStatus::kIoErr);
+  CHECK(lazy.map({0x100000000, 4096, 4096, kRW}) == DmaStatus::kIoError);
   CHECK(lazy.eager_active());
   CHECK(lazy.counters().kernel_failures == 1);
 }

@@ -164,8 +164,8 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes
     CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == 0);  // nothing until the guest asks
     REQUIRE(c.lazy() != nullptr);
     CHECK(c.lazy()->headroom() == 5u);
-    const virtio::IommuMapping m{0x100000, 64 * kKiB, 2 * kMiB, 3};
-    REQUIRE(c.lazy()->map(m) == virtio::IommuStatus::kOk);
+    const devices::DmaMapping m{0x100000, 64 * kKiB, 2 * kMiB, 3};
+    REQUIRE(c.lazy()->map(m) == devices::DmaStatus::kOk);
     CHECK(rig.fake->avail() == 5);
     const DmaReport report = c.report();
     CHECK(report.mode == Decision::kLazy);
@@ -194,7 +194,7 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that fits maps eagerly
   CHECK(rig.fake->avail() == 5);
   REQUIRE(c.lazy() != nullptr);
   CHECK(c.report().mode == Decision::kEager);
-  REQUIRE(c.lazy()->map({0x100000000, 4096, 0, 3}) == virtio::IommuStatus::kOk);
+  REQUIRE(c.lazy()->map({0x100000000, 4096, 0, 3}) == devices::DmaStatus::kOk);
   const DmaReport report = c.report();
   CHECK(report.mode == Decision::kLazy);
   CHECK_THAT(report.reason, Catch::Contains("eager (auto)") &&

@@ -28,11 +28,11 @@ constexpr std::uint8_t kFill = 0xaa;  // what the writable buffer holds before t
 struct Call {
   bool map = true;  // false: unmap
   std::uint32_t endpoint = 0;
-  IommuMapping mapping;
+  devices::DmaMapping mapping;
 };
 
-bool same(const IommuMapping& a, const IommuMapping& b) {
-  return a.iova == b.iova && a.size == b.size && a.gpa == b.gpa && a.flags == b.flags;
+bool same(const devices::DmaMapping& a, const devices::DmaMapping& b) {
+  return a.iova == b.iova && a.size == b.size && a.gpa == b.gpa && a.access == b.access;
 }
 
 bool operator==(const Call& a, const Call& b) {
@@ -42,19 +42,19 @@ bool operator==(const Call& a, const Call& b) {
 std::ostream& operator<<(std::ostream& os, const Call& c) {
   return os << (c.map ? "map(" : "unmap(") << c.endpoint << ", iova 0x" << std::hex
             << c.mapping.iova << " size 0x" << c.mapping.size << " gpa 0x" << c.mapping.gpa
-            << " flags " << std::dec << c.mapping.flags << ")";
+            << " flags " << std::dec << c.mapping.access << ")";
 }
 
-Call mapped(std::uint32_t endpoint, IommuMapping m) { return Call{true, endpoint, m}; }
-Call unmapped(std::uint32_t endpoint, IommuMapping m) { return Call{false, endpoint, m}; }
+Call mapped(std::uint32_t endpoint, devices::DmaMapping m) { return Call{true, endpoint, m}; }
+Call unmapped(std::uint32_t endpoint, devices::DmaMapping m) { return Call{false, endpoint, m}; }
 
-class FakeBackend final : public IommuBackend {
+class FakeBackend final : public devices::DmaMappingBackend {
  public:
   bool has_endpoint(std::uint32_t endpoint) const override {
     return endpoints.count(endpoint) != 0;
   }
 
-  IommuStatus map(std::uint32_t endpoint, const IommuMapping& m) override {
+  devices::DmaStatus map(std::uint32_t endpoint, const devices::DmaMapping& m) override {
     calls.push_back(mapped(endpoint, m));
     ++maps;
     if (maps == fail_map_at) {
@@ -67,25 +67,25 @@ class FakeBackend final : public IommuBackend {
       }
     }
     mine[m.iova] = m;
-    return IommuStatus::kOk;
+    return devices::DmaStatus::kOk;
   }
 
-  IommuStatus unmap(std::uint32_t endpoint, const IommuMapping& m) override {
+  devices::DmaStatus unmap(std::uint32_t endpoint, const devices::DmaMapping& m) override {
     calls.push_back(unmapped(endpoint, m));
     auto& mine = held[endpoint];
     auto it = mine.find(m.iova);
     if (it == mine.end() || !same(it->second, m)) {
       violations.push_back("unmap of something not mapped at " + std::to_string(m.iova));
-      return IommuStatus::kNoEntry;
+      return devices::DmaStatus::kNoEntry;
     }
     if (fail_unmaps) {
-      return IommuStatus::kIoErr;
+      return devices::DmaStatus::kIoError;
     }
     mine.erase(it);
     if (mine.empty()) {
       held.erase(endpoint);
     }
-    return IommuStatus::kOk;
+    return devices::DmaStatus::kOk;
   }
 
   std::size_t held_count() const {
@@ -100,9 +100,9 @@ class FakeBackend final : public IommuBackend {
   std::vector<Call> calls;
   int maps = 0;
   int fail_map_at = 0;  // the n-th map call (1-based) answers fail_status; 0: never
-  IommuStatus fail_status = IommuStatus::kNoMemory;
+  devices::DmaStatus fail_status = devices::DmaStatus::kNoMemory;
   bool fail_unmaps = false;
-  std::map<std::uint32_t, std::map<std::uint64_t, IommuMapping>> held;
+  std::map<std::uint32_t, std::map<std::uint64_t, devices::DmaMapping>> held;
   std::vector<std::string> violations;
 };
 
@@ -202,9 +202,9 @@ struct Rig {
   std::unique_ptr<VirtioIommu> dev;
 };
 
-IommuMapping mapping(std::uint64_t first, std::uint64_t last, std::uint64_t phys,
+devices::DmaMapping mapping(std::uint64_t first, std::uint64_t last, std::uint64_t phys,
                      std::uint32_t flags = kRW) {
-  return IommuMapping{first, last - first + 1, phys, flags};
+  return devices::DmaMapping{first, last - first + 1, phys, flags};
 }
 
 // Two mappings in domain 1, endpoint 1 attached.
@@ -216,8 +216,8 @@ void two_mappings(Rig& rig) {
   rig.take_calls();
 }
 
-const IommuMapping kA = mapping(0x10000, 0x1ffff, 0x200000);
-const IommuMapping kB = mapping(0x40000, 0x40fff, 0x300000, VIRTIO_IOMMU_MAP_F_READ);
+const devices::DmaMapping kA = mapping(0x10000, 0x1ffff, 0x200000);
+const devices::DmaMapping kB = mapping(0x40000, 0x40fff, 0x300000, VIRTIO_IOMMU_MAP_F_READ);
 
 std::uint64_t le64_at(const std::vector<std::uint8_t>& b, std::size_t at) {
   std::uint64_t v = 0;
@@ -431,7 +431,7 @@ TEST_CASE("virtio-iommu: a domain's mappings are replayed for an endpoint that j
         std::map<std::uint32_t, std::uint32_t>{{kEp1, 1}, {kEp2, 1}});
 
   SECTION("a new mapping fans out to both endpoints") {
-    const IommuMapping c = mapping(0x80000, 0x9ffff, 0x400000);
+    const devices::DmaMapping c = mapping(0x80000, 0x9ffff, 0x400000);
     CHECK(rig.status(map_req(1, 0x80000, 0x9ffff, 0x400000)) == VIRTIO_IOMMU_S_OK);
     CHECK(rig.take_calls() == std::vector<Call>{mapped(kEp1, c), mapped(kEp2, c)});
     CHECK(rig.status(unmap_req(1, 0x80000, 0x9ffff)) == VIRTIO_IOMMU_S_OK);
@@ -464,7 +464,7 @@ TEST_CASE("virtio-iommu: attaching elsewhere detaches first") {
   SECTION("sharing its domain: the domain keeps its mappings for the other endpoint") {
     REQUIRE(rig.status(attach_req(1, kEp2)) == VIRTIO_IOMMU_S_OK);
     rig.take_calls();
-    const IommuMapping c = mapping(0x10000, 0x10fff, 0x500000);
+    const devices::DmaMapping c = mapping(0x10000, 0x10fff, 0x500000);
     REQUIRE(rig.status(attach_req(2, kEp1)) == VIRTIO_IOMMU_S_OK);
     REQUIRE(rig.status(map_req(2, 0x10000, 0x10fff, 0x500000)) == VIRTIO_IOMMU_S_OK);
     CHECK(rig.take_calls() ==
@@ -496,7 +496,7 @@ TEST_CASE("virtio-iommu: a map refused for the second endpoint is rolled back on
   REQUIRE(rig.status(attach_req(1, kEp1)) == VIRTIO_IOMMU_S_OK);
   REQUIRE(rig.status(attach_req(1, kEp2)) == VIRTIO_IOMMU_S_OK);
   rig.backend.fail_map_at = 2;
-  rig.backend.fail_status = IommuStatus::kNoMemory;
+  rig.backend.fail_status = devices::DmaStatus::kNoMemory;
   CHECK(rig.status(map_req(1, 0x10000, 0x1ffff, 0x200000)) == VIRTIO_IOMMU_S_NOMEM);
   CHECK(rig.take_calls() ==
         std::vector<Call>{mapped(kEp1, kA), mapped(kEp2, kA), unmapped(kEp1, kA)});
@@ -514,11 +514,19 @@ TEST_CASE("virtio-iommu: a map refused for the second endpoint is rolled back on
 TEST_CASE("virtio-iommu: the backend's refusal is the guest's answer") {
   Rig rig;
   REQUIRE(rig.status(attach_req(1, kEp1)) == VIRTIO_IOMMU_S_OK);
-  auto status = GENERATE(IommuStatus::kNoMemory, IommuStatus::kInvalid, IommuStatus::kRange,
-                         IommuStatus::kIoErr, IommuStatus::kUnsupported);
+  struct Case {
+    devices::DmaStatus backend;
+    std::uint8_t guest;
+  };
+  auto c = GENERATE(Case{devices::DmaStatus::kNoMemory, VIRTIO_IOMMU_S_NOMEM},
+                    Case{devices::DmaStatus::kInvalid, VIRTIO_IOMMU_S_INVAL},
+                    Case{devices::DmaStatus::kRange, VIRTIO_IOMMU_S_RANGE},
+                    Case{devices::DmaStatus::kIoError, VIRTIO_IOMMU_S_IOERR},
+                    Case{devices::DmaStatus::kUnsupported, VIRTIO_IOMMU_S_UNSUPP},
+                    Case{devices::DmaStatus::kNoEntry, VIRTIO_IOMMU_S_NOENT});
   rig.backend.fail_map_at = 1;
-  rig.backend.fail_status = status;
-  CHECK(rig.status(map_req(1, 0x10000, 0x1ffff, 0x200000)) == static_cast<std::uint8_t>(status));
+  rig.backend.fail_status = c.backend;
+  CHECK(rig.status(map_req(1, 0x10000, 0x1ffff, 0x200000)) == c.guest);
   CHECK(rig.take_calls() == std::vector<Call>{mapped(kEp1, kA)});
   CHECK(rig.dev->mappings(1).empty());
   CHECK(rig.dev->counters().rollbacks == 0);
@@ -528,7 +536,7 @@ TEST_CASE("virtio-iommu: a status outside the spec from the backend becomes S_DE
   Rig rig;
   REQUIRE(rig.status(attach_req(1, kEp1)) == VIRTIO_IOMMU_S_OK);
   rig.backend.fail_map_at = 1;
-  rig.backend.fail_status = static_cast<IommuStatus>(0x42);
+  rig.backend.fail_status = static_cast<devices::DmaStatus>(0x42);
   CHECK(rig.status(map_req(1, 0x10000, 0x1ffff, 0x200000)) == VIRTIO_IOMMU_S_DEVERR);
   CHECK(rig.dev->mappings(1).empty());
 }
@@ -537,7 +545,7 @@ TEST_CASE("virtio-iommu: a replay refused on attach leaves the endpoint detached
   Rig rig;
   two_mappings(rig);
   rig.backend.fail_map_at = rig.backend.maps + 2;  // the second replayed mapping
-  rig.backend.fail_status = IommuStatus::kNoMemory;
+  rig.backend.fail_status = devices::DmaStatus::kNoMemory;
   CHECK(rig.status(attach_req(1, kEp2)) == VIRTIO_IOMMU_S_NOMEM);
   CHECK(rig.take_calls() ==
         std::vector<Call>{mapped(kEp2, kA), mapped(kEp2, kB), unmapped(kEp2, kA)});
@@ -609,9 +617,9 @@ TEST_CASE("virtio-iommu: a one-byte granule, as the spec's examples use") {
   CHECK(rig.status(map_req(1, 4, 9, 0x200)) == VIRTIO_IOMMU_S_INVAL);  // shares byte 4
   CHECK(rig.status(map_req(1, 5, 5, 0x201)) == VIRTIO_IOMMU_S_OK);     // one byte
   CHECK(rig.status(map_req(1, 6, 9, 0x203)) == VIRTIO_IOMMU_S_OK);
-  CHECK(rig.take_calls() == std::vector<Call>{mapped(kEp1, IommuMapping{0, 5, 0x100, kRW}),
-                                              mapped(kEp1, IommuMapping{5, 1, 0x201, kRW}),
-                                              mapped(kEp1, IommuMapping{6, 4, 0x203, kRW})});
+  CHECK(rig.take_calls() == std::vector<Call>{mapped(kEp1, devices::DmaMapping{0, 5, 0x100, kRW}),
+                                              mapped(kEp1, devices::DmaMapping{5, 1, 0x201, kRW}),
+                                              mapped(kEp1, devices::DmaMapping{6, 4, 0x203, kRW})});
   CHECK(rig.status(unmap_req(1, 5, 8)) == VIRTIO_IOMMU_S_RANGE);
   CHECK(rig.status(unmap_req(1, 1, 9)) == VIRTIO_IOMMU_S_RANGE);
   CHECK(rig.status(unmap_req(1, 5, 9)) == VIRTIO_IOMMU_S_OK);
@@ -657,11 +665,11 @@ TEST_CASE("virtio-iommu: map arithmetic at the top of the 64-bit space") {
   // The last page: end + 1 wraps to 0, which is aligned; the size is 4 KiB.
   CHECK(rig.status(map_req(1, 0xfffffffffffff000, kMax, 0x1000)) == VIRTIO_IOMMU_S_OK);
   CHECK(rig.take_calls() ==
-        std::vector<Call>{mapped(kEp1, IommuMapping{0xfffffffffffff000, 0x1000, 0x1000, kRW})});
+        std::vector<Call>{mapped(kEp1, devices::DmaMapping{0xfffffffffffff000, 0x1000, 0x1000, kRW})});
   // Everything but the first page.
   CHECK(rig.status(map_req(1, 0x1000, 0xffffffffffffefff, 0)) == VIRTIO_IOMMU_S_OK);
   CHECK(rig.take_calls() ==
-        std::vector<Call>{mapped(kEp1, IommuMapping{0x1000, 0xffffffffffffe000, 0, kRW})});
+        std::vector<Call>{mapped(kEp1, devices::DmaMapping{0x1000, 0xffffffffffffe000, 0, kRW})});
   CHECK(rig.status(map_req(1, 0, 0xfff, 0xfffffffffffff000)) == VIRTIO_IOMMU_S_OK);
   // The full-range UNMAP removes all three.
   CHECK(rig.status(unmap_req(1, 0, kMax)) == VIRTIO_IOMMU_S_OK);
@@ -685,8 +693,8 @@ TEST_CASE("virtio-iommu: map flags") {
   CHECK(rig.status(map_req(1, 0x20000, 0x20fff, 0, 0)) == VIRTIO_IOMMU_S_OK);
   const auto calls = rig.take_calls();
   REQUIRE(calls.size() == 2);
-  CHECK(calls[0].mapping.flags == VIRTIO_IOMMU_MAP_F_WRITE);
-  CHECK(calls[1].mapping.flags == 0);
+  CHECK(calls[0].mapping.access == VIRTIO_IOMMU_MAP_F_WRITE);
+  CHECK(calls[1].mapping.access == 0);
 }
 
 TEST_CASE("virtio-iommu: unmap follows the spec's examples") {
@@ -731,7 +739,7 @@ TEST_CASE("virtio-iommu: unmap follows the spec's examples") {
     rig.take_calls();
     CHECK(unmap(0, 4) == VIRTIO_IOMMU_S_OK);
     CHECK(rig.take_calls() ==
-          std::vector<Call>{unmapped(kEp1, IommuMapping{0, 5 * P, 0x100000, kRW})});
+          std::vector<Call>{unmapped(kEp1, devices::DmaMapping{0, 5 * P, 0x100000, kRW})});
     REQUIRE(rig.dev->mappings(1).size() == 1);
     CHECK(rig.dev->mappings(1)[0].iova == 5 * P);
   }

@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 
+#include "tests/unit/devices/recording_platform.hpp"
 #include "tests/unit/virtio/driver_ring.hpp"
 
 namespace keel::virtio {
@@ -51,59 +52,26 @@ class EchoDevice final : public VirtioDevice {
   int handled = 0, resets = 0;
 };
 
-class Router final : public devices::InterruptRouter {
- public:
-  Result<std::uint32_t> add_msi_route(std::uint64_t address, std::uint32_t data) override {
-    routes[next_gsi] = {address, data};
-    return next_gsi++;
-  }
-  Status update_msi_route(std::uint32_t gsi, std::uint64_t address, std::uint32_t data) override {
-    routes[gsi] = {address, data};
-    return ok_status();
-  }
-  Status remove_msi_route(std::uint32_t gsi) override {
-    routes.erase(gsi);
-    return ok_status();
-  }
-  Status attach_irqfd(int eventfd, std::uint32_t gsi) override {
-    irqfds[gsi] = eventfd;
-    return ok_status();
-  }
-  Status attach_level_irqfd(int, int, std::uint32_t) override { return Error::invalid("no INTx"); }
-  Status detach_irqfd(int, std::uint32_t gsi) override {
-    irqfds.erase(gsi);
-    return ok_status();
-  }
-  // Interrupts signalled to the vector whose message data is `data` since the last call.
-  std::uint64_t fired(std::uint32_t data) {
-    for (const auto& [gsi, route] : routes) {
-      if (route.second == data && irqfds.count(gsi) != 0) {
-        pollfd p{irqfds[gsi], POLLIN, 0};
-        std::uint64_t n = 0;
-        if (::poll(&p, 1, 0) == 1 && ::read(irqfds[gsi], &n, sizeof n) == sizeof n) {
-          return n;
-        }
-      }
-    }
-    return 0;
-  }
-  std::map<std::uint32_t, std::pair<std::uint64_t, std::uint32_t>> routes;
-  std::map<std::uint32_t, int> irqfds;
-  std::uint32_t next_gsi = 24;
-};
-
 struct Rig : DriverRing {
   memory::GuestMemory mem = guest_ram();
-  devices::Bus mmio{"mmio"};
-  Router router;
+  devices::Bus mmio{"mmio"}, pio{"pio"};
+  testing::RecordingRouter router;
+  testing::RecordingSlots slots;
+  std::unique_ptr<pci::Platform> platform;
   EchoDevice* echo = nullptr;
   std::shared_ptr<VirtioPciDevice> dev;
   Rig() : DriverRing(mem, kSize) {
+    // The transport's BAR is the first in the 64-bit window, at kBar.
+    auto p = pci::Platform::create(pio, mmio, router, slots,
+                                   {{0x1000'0000, 0x2000'0000}, {kBar, kBar + 0x10'0000}, {0xc000, 0x10000}});
+    REQUIRE(p.ok());
+    platform = std::move(p).value();
     auto e = std::make_unique<EchoDevice>();
     echo = e.get();
-    auto d = VirtioPciDevice::create(std::move(e), mem, {&router, &mmio, kBar});
+    auto d = VirtioPciDevice::create(std::move(e), mem, *platform);
     REQUIRE(d.ok());
     dev = std::move(d).value();
+    REQUIRE(dev->bar_address() == kBar);
   }
   std::uint32_t cfg32(std::uint16_t off) {
     std::uint8_t b[4];

@@ -22,22 +22,22 @@ TEST_CASE("VmmControl state machine, called from another thread") {
   REQUIRE(ping.ok());
   CHECK(ping->version == kVersion);
 
-  CHECK(control.vm_info().error().errno_value() == ENOENT);
-  CHECK(control.boot_vm().error().errno_value() == ENOENT);
+  CHECK(control.vm_info().error().kind() == ErrorKind::kNotFound);
+  CHECK(control.boot_vm().error().kind() == ErrorKind::kNotFound);
 
   VmConfig config;
-  CHECK(control.create_vm(config).error().errno_value() == EINVAL);  // no kernel
+  CHECK(control.create_vm(config).error().kind() == ErrorKind::kInvalid);  // no kernel
   config.kernel = "/nonexistent/vmlinuz";
   config.boot_vcpus = 2;
   REQUIRE(control.create_vm(config).ok());
-  CHECK(control.create_vm(config).error().errno_value() == EBUSY);
+  CHECK(control.create_vm(config).error().kind() == ErrorKind::kWrongState);
 
   DeviceConfig dev{"/sys/bus/pci/devices/0000:00:01.0", "edu0", DmaMapping::kAuto};
   auto added = control.add_device(dev);
   REQUIRE(added.ok());
   CHECK(added->id == "edu0");
-  CHECK(control.add_device(dev).error().errno_value() == EEXIST);
-  CHECK(control.remove_device("nope").error().errno_value() == ENOENT);
+  CHECK(control.add_device(dev).error().kind() == ErrorKind::kExists);
+  CHECK(control.remove_device("nope").error().kind() == ErrorKind::kNotFound);
 
   auto info = control.vm_info();
   REQUIRE(info.ok());
@@ -48,18 +48,19 @@ TEST_CASE("VmmControl state machine, called from another thread") {
   CHECK(info->dma.empty());
   REQUIRE(control.remove_device("edu0").ok());
 
-  CHECK(control.pause_vm().error().errno_value() == EBUSY);
-  CHECK(control.resume_vm().error().errno_value() == EBUSY);
-  CHECK(control.shutdown_vm().error().errno_value() == EBUSY);
+  CHECK(control.pause_vm().error().kind() == ErrorKind::kWrongState);
+  CHECK(control.resume_vm().error().kind() == ErrorKind::kWrongState);
+  CHECK(control.shutdown_vm().error().kind() == ErrorKind::kWrongState);
 
   // Booting fails on the missing kernel: a clear error, and the VM is not left half-built.
   Status booted = control.boot_vm();
   REQUIRE_FALSE(booted.ok());
   CHECK(booted.error().message().find("/nonexistent/vmlinuz") != std::string::npos);
+  CHECK(booted.error().kind() == ErrorKind::kInvalid);  // a request error (400), not "no VM"
   CHECK(control.vm_info()->state == VmmControl::VmState::kShutdown);
 
   REQUIRE(control.delete_vm().ok());
-  CHECK(control.vm_info().error().errno_value() == ENOENT);
+  CHECK(control.vm_info().error().kind() == ErrorKind::kNotFound);
 
   REQUIRE(control.shutdown_vmm().ok());
   loop.join();

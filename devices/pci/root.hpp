@@ -6,12 +6,18 @@
 #include <mutex>
 #include <shared_mutex>
 #include <span>
+#include <string>
 
 #include "base/result.hpp"
 #include "devices/bus_device.hpp"
-#include "devices/pci_device.hpp"
+#include "devices/pci/pci_device.hpp"
 
-namespace keel::devices {
+namespace keel::pci {
+
+// Function 0 of `slot` on bus 0 as the guest names it: "0000:00:05.0".
+std::string guest_bdf(std::uint8_t slot);
+// Its PCI requester id (bus << 8 | slot << 3 | function): what IOMMU tables call it.
+constexpr std::uint16_t requester_id(std::uint8_t slot) { return static_cast<std::uint16_t>(slot << 3); }
 
 // PCI bus 0: 32 slots, function 0 of each. Configuration space is reachable through
 // mechanism #1 (ports 0xCF8/0xCFC, see PciConfigIo) and ECAM (see PciEcam). Absent functions
@@ -46,7 +52,7 @@ class PciRoot {
 
 // Configuration mechanism #1: an address register at 0xCF8 and a data window at 0xCFC..0xCFF.
 // Registered on the port-I/O bus at 0xCF8 with length 8.
-class PciConfigIo : public BusDevice {
+class PciConfigIo : public devices::BusDevice {
  public:
   explicit PciConfigIo(std::shared_ptr<PciRoot> root) : root_(std::move(root)) {}
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
@@ -61,7 +67,7 @@ class PciConfigIo : public BusDevice {
 };
 
 // PCI Express enhanced configuration access (ECAM), bus 0: offset = dev<<15 | fn<<12 | reg.
-class PciEcam : public BusDevice {
+class PciEcam : public devices::BusDevice {
  public:
   explicit PciEcam(std::shared_ptr<PciRoot> root) : root_(std::move(root)) {}
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
@@ -71,4 +77,4 @@ class PciEcam : public BusDevice {
   std::shared_ptr<PciRoot> root_;
 };
 
-}  // namespace keel::devices
+}  // namespace keel::pci

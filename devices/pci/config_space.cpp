@@ -1,6 +1,6 @@
-#include "devices/pci_config_space.hpp"
+#include "devices/pci/config_space.hpp"
 
-namespace keel::devices {
+namespace keel::pci {
 
 void PciConfigSpace::read(std::uint16_t offset, std::span<std::uint8_t> data) const {
   for (std::size_t i = 0; i < data.size(); ++i) {
@@ -54,4 +54,4 @@ void PciConfigSpace::set_identity(std::uint16_t vendor, std::uint16_t device,
   set8(pci::kClassCode + 2, static_cast<std::uint8_t>(class_code >> 16));
 }
 
-}  // namespace keel::devices
+}  // namespace keel::pci

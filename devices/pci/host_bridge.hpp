@@ -2,10 +2,10 @@
 
 #include <mutex>
 
-#include "devices/pci_config_space.hpp"
-#include "devices/pci_device.hpp"
+#include "devices/pci/config_space.hpp"
+#include "devices/pci/pci_device.hpp"
 
-namespace keel::devices {
+namespace keel::pci {
 
 // The host bridge at 00:00.0: identity only, no BARs, no interrupts.
 class PciHostBridge : public PciDevice {
@@ -23,4 +23,4 @@ class PciHostBridge : public PciDevice {
   PciConfigSpace config_;
 };
 
-}  // namespace keel::devices
+}  // namespace keel::pci

@@ -1,11 +1,19 @@
-#include "devices/pci_root.hpp"
+#include "devices/pci/root.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <mutex>
 
-#include "devices/pci_host_bridge.hpp"
+#include "devices/pci/host_bridge.hpp"
 
-namespace keel::devices {
+namespace keel::pci {
+
+std::string guest_bdf(std::uint8_t slot) {
+  char bdf[16];
+  std::snprintf(bdf, sizeof bdf, "0000:00:%02x.0", slot);
+  return bdf;
+}
+
 namespace {
 
 bool within_dword(std::uint16_t offset, std::size_t size) {
@@ -23,14 +31,14 @@ Result<std::uint8_t> PciRoot::free_slot() const {
       return slot;
     }
   }
-  return Error::from_errno(ENOSPC, "PCI bus 0 has no free slot (all 31 device slots are taken); "
-                                   "pass fewer devices");
+  return Error::invalid("PCI bus 0 has no free slot (all 31 device slots are taken); "
+                        "pass fewer devices");
 }
 
 Status PciRoot::add_at(std::uint8_t slot, std::shared_ptr<PciDevice> device) {
   std::unique_lock lock(mutex_);
   if (slot == 0 || slot >= kSlots || slots_[slot]) {
-    return Error::from_errno(EBUSY, "PCI slot " + std::to_string(slot) + " is not free");
+    return Error::exists("PCI slot " + std::to_string(slot) + " is not free");
   }
   slots_[slot] = std::move(device);
   return ok_status();
@@ -48,7 +56,7 @@ Result<std::uint8_t> PciRoot::add(std::shared_ptr<PciDevice> device) {
 Status PciRoot::remove(std::uint8_t slot) {
   std::unique_lock lock(mutex_);
   if (slot == 0 || slot >= kSlots || !slots_[slot]) {
-    return Error::from_errno(ENOENT, "PCI slot " + std::to_string(slot) + " holds no removable device");
+    return Error::not_found("PCI slot " + std::to_string(slot) + " holds no removable device");
   }
   slots_[slot].reset();
   return ok_status();
@@ -157,4 +165,4 @@ void PciEcam::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
                       static_cast<std::uint16_t>(offset & 0xfff), data);
 }
 
-}  // namespace keel::devices
+}  // namespace keel::pci

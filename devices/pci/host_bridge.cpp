@@ -1,6 +1,6 @@
-#include "devices/pci_host_bridge.hpp"
+#include "devices/pci/host_bridge.hpp"
 
-namespace keel::devices {
+namespace keel::pci {
 
 PciHostBridge::PciHostBridge() {
   config_.set_identity(kVendor, kDevice, kClass);
@@ -19,4 +19,4 @@ void PciHostBridge::write_config(std::uint16_t offset, std::span<const std::uint
   config_.write(offset, data);
 }
 
-}  // namespace keel::devices
+}  // namespace keel::pci

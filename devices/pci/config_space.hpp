@@ -4,10 +4,9 @@
 #include <cstdint>
 #include <span>
 
-namespace keel::devices {
+namespace keel::pci {
 
 // Standard register offsets of a type 0 configuration header.
-namespace pci {
 inline constexpr std::uint16_t kVendorId = 0x00;
 inline constexpr std::uint16_t kDeviceId = 0x02;
 inline constexpr std::uint16_t kCommand = 0x04;
@@ -22,7 +21,6 @@ inline constexpr std::uint16_t kCapabilitiesPointer = 0x34;
 inline constexpr std::uint16_t kInterruptLine = 0x3c;
 inline constexpr std::uint16_t kInterruptPin = 0x3d;
 inline constexpr std::uint16_t kConfigSize = 4096;
-}  // namespace pci
 
 // Configuration space as registers plus a per-bit write mask: guest writes change only the bits
 // the mask allows, so read-only fields, BAR size bits and reserved bits hold their values.
@@ -54,4 +52,4 @@ class PciConfigSpace {
   std::array<std::uint8_t, pci::kConfigSize> mask_;
 };
 
-}  // namespace keel::devices
+}  // namespace keel::pci

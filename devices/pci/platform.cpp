@@ -1,0 +1,46 @@
+#include "devices/pci/platform.hpp"
+
+#include "memory/layout.hpp"
+
+namespace keel::pci {
+
+namespace layout = keel::memory::layout;
+
+Platform::BarWindows Platform::BarWindows::above_ram(std::uint64_t ram_end) {
+  return {{layout::kMmio32Start, layout::kMmio32Start + layout::kMmio32Size},
+          {layout::mmio64_start(ram_end), layout::mmio64_start(ram_end) + layout::kMmio64Size},
+          {layout::kPciIoStart, layout::kPciIoEnd}};
+}
+
+Platform::Platform(devices::Bus& pio, devices::Bus& mmio, devices::InterruptRouter& router,
+                   devices::MemorySlots& memory_slots, const BarWindows& windows)
+    : pio_(pio),
+      mmio_(mmio),
+      router_(router),
+      memory_slots_(memory_slots),
+      root_(std::make_shared<PciRoot>()),
+      bars_(windows.mmio32, windows.mmio64, windows.io) {}
+
+Result<std::unique_ptr<Platform>> Platform::create(devices::Bus& pio, devices::Bus& mmio,
+                                                   devices::InterruptRouter& router,
+                                                   devices::MemorySlots& memory_slots,
+                                                   const BarWindows& windows) {
+  std::unique_ptr<Platform> p(new Platform(pio, mmio, router, memory_slots, windows));
+  KEEL_TRY_STATUS(pio.insert(std::make_shared<PciConfigIo>(p->root_), layout::kPciConfigAddressPort,
+                             PciConfigIo::kSize));
+  p->config_io_ = true;
+  KEEL_TRY_STATUS(mmio.insert(std::make_shared<PciEcam>(p->root_), layout::kEcamStart, layout::kEcamSize));
+  p->ecam_ = true;
+  return p;
+}
+
+Platform::~Platform() {
+  if (ecam_) {
+    (void)mmio_.remove(layout::kEcamStart);
+  }
+  if (config_io_) {
+    (void)pio_.remove(layout::kPciConfigAddressPort);
+  }
+}
+
+}  // namespace keel::pci

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "base/result.hpp"
+#include "devices/bus.hpp"
+#include "devices/interrupt_router.hpp"
+#include "devices/memory_slots.hpp"
+#include "devices/pci/bar_allocator.hpp"
+#include "devices/pci/pci_device.hpp"
+#include "devices/pci/root.hpp"
+
+namespace keel::pci {
+
+// One VM's PCI platform: bus 0 and its configuration space (mechanism #1 on the port bus, ECAM
+// on the MMIO bus), the BAR windows, and what a function needs of the VM to work without the
+// VMM in the way: MSI routes and irqfds (the interrupt router) and guest-physical mappings of
+// host memory (memory slots). The VM owns it and hands it to every PCI device it builds, virtio
+// and passthrough alike; no device owns another's resources.
+class Platform {
+ public:
+  // Where BARs go.
+  struct BarWindows {
+    AddressWindow mmio32, mmio64, io;
+    // The guest's address map (memory/layout.hpp): the 32-bit hole below the ECAM, the 64-bit
+    // window above guest RAM ending at `ram_end`, the ports above the legacy ones.
+    static BarWindows above_ram(std::uint64_t ram_end);
+  };
+  static Result<std::unique_ptr<Platform>> create(devices::Bus& pio, devices::Bus& mmio,
+                                                  devices::InterruptRouter& router,
+                                                  devices::MemorySlots& memory_slots,
+                                                  const BarWindows& windows);
+  ~Platform();
+  Platform(const Platform&) = delete;
+  Platform& operator=(const Platform&) = delete;
+
+  // The slot plug() would use next: a device may need it before it exists (its INTx line).
+  Result<std::uint8_t> free_slot() const { return root_->free_slot(); }
+  Status plug(std::uint8_t slot, std::shared_ptr<PciDevice> device) {
+    return root_->add_at(slot, std::move(device));
+  }
+  Status unplug(std::uint8_t slot) { return root_->remove(slot); }
+
+  PciRoot& root() { return *root_; }
+  BarAllocator& bars() { return bars_; }
+  devices::InterruptRouter& router() { return router_; }
+  devices::MemorySlots& memory_slots() { return memory_slots_; }
+  devices::Bus& mmio() { return mmio_; }
+  devices::Bus& pio() { return pio_; }
+
+ private:
+  Platform(devices::Bus& pio, devices::Bus& mmio, devices::InterruptRouter& router,
+           devices::MemorySlots& memory_slots, const BarWindows& windows);
+
+  devices::Bus& pio_;
+  devices::Bus& mmio_;
+  devices::InterruptRouter& router_;
+  devices::MemorySlots& memory_slots_;
+  std::shared_ptr<PciRoot> root_;
+  BarAllocator bars_;
+  bool config_io_ = false, ecam_ = false;  // registered on the buses
+};
+
+}  // namespace keel::pci
