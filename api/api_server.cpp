@@ -1,5 +1,7 @@
 #include "api/api_server.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <future>
 #include <list>
@@ -7,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "api/http_session.hpp"
 #include "api/unix_listener.hpp"
@@ -19,6 +22,9 @@ namespace asio = boost::asio;
 using Protocol = asio::local::stream_protocol;
 
 constexpr int kBacklog = 128;
+// After a failed accept (EMFILE, ENFILE, ENOMEM): the first retry, doubling up to the last.
+constexpr std::chrono::milliseconds kAcceptRetryFirst{50};
+constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
 
 }  // namespace
 
@@ -28,11 +34,16 @@ struct ApiServer::Impl {
 
   void accept();
   void on_accept(boost::system::error_code ec, Protocol::socket socket);
+  // Room for one more session: the one that has waited longest for its next request is
+  // dropped when the limit is reached; false when every session is busy answering.
+  bool make_room();
   void stop_sessions();
   void run();
 
   asio::io_context io{1};  // first member: destroyed last, after everything that uses it
   Protocol::acceptor acceptor{io};
+  asio::steady_timer accept_retry{io};
+  std::chrono::milliseconds accept_delay{0};  // 0: the last accept succeeded
   UnixListener listener;
   vmm::VmmControl& control;
   ApiServerOptions options;
@@ -53,29 +64,71 @@ void ApiServer::Impl::on_accept(boost::system::error_code ec, Protocol::socket s
     return;
   }
   if (ec) {
-    // EMFILE and the like: keep serving the clients there are, try again on the next accept.
-    log::warn("api", "accept failed", {{"error", ec.message()}});
-  } else {
-    sessions.remove_if([](const std::weak_ptr<HttpSession>& s) { return s.expired(); });
-    if (sessions.size() >= options.max_connections) {
-      log::warn("api", "too many API connections; disconnected a new client",
-                {{"max_connections", options.max_connections}});
-      boost::system::error_code ignored;
-      socket.close(ignored);
+    // EMFILE and the like: keep serving the clients there are and try again later, backing off
+    // so that a full fd table does not spin the API thread; one warning per streak.
+    if (accept_delay.count() == 0) {
+      log::warn("api", "accept failed; retrying with back-off while serving the clients there are",
+                {{"error", ec.message()}});
+      accept_delay = kAcceptRetryFirst;
     } else {
-      auto session = std::make_shared<HttpSession>(
-          std::move(socket), control, SessionLimits{options.timeout, options.body_limit});
-      sessions.push_back(session);
-      session->start();
+      accept_delay = std::min(accept_delay * 2, kAcceptRetryMax);
     }
+    accept_retry.expires_after(accept_delay);
+    accept_retry.async_wait([this](boost::system::error_code wait_ec) {
+      if (!wait_ec && !stopping) {
+        accept();
+      }
+    });
+    return;
+  }
+  if (accept_delay.count() != 0) {
+    log::info("api", "accepting clients again");
+    accept_delay = std::chrono::milliseconds{0};
+  }
+  if (!make_room()) {
+    log::warn("api", "too many API connections, all busy; disconnected a new client",
+              {{"max_connections", options.max_connections}});
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  } else {
+    auto session = std::make_shared<HttpSession>(
+        std::move(socket), control, SessionLimits{options.timeout, options.body_limit});
+    sessions.push_back(session);
+    session->start();
   }
   accept();
+}
+
+bool ApiServer::Impl::make_room() {
+  sessions.remove_if([](const std::weak_ptr<HttpSession>& s) { return s.expired(); });
+  if (sessions.size() < options.max_connections) {
+    return true;
+  }
+  std::shared_ptr<HttpSession> idlest;
+  std::chrono::steady_clock::time_point oldest{};
+  for (const auto& weak : sessions) {
+    auto session = weak.lock();
+    const auto since = session ? session->waiting_since() : std::nullopt;
+    if (since && (!idlest || *since < oldest)) {
+      idlest = session;
+      oldest = *since;
+    }
+  }
+  if (!idlest) {
+    return false;
+  }
+  log::info("api", "connection limit reached; dropped the client idle longest to serve a new one",
+            {{"max_connections", options.max_connections}});
+  idlest->stop();
+  sessions.remove_if([&](const std::weak_ptr<HttpSession>& s) { return s.lock() == idlest; });
+  return true;
 }
 
 void ApiServer::Impl::stop_sessions() {
   stopping = true;
   boost::system::error_code ignored;
   acceptor.close(ignored);
+  accept_retry.cancel();
   for (const auto& weak : sessions) {
     if (auto session = weak.lock()) {
       session->stop();

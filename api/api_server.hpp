@@ -17,7 +17,7 @@ struct ApiServerOptions {
   // send one answer; a client slower than this is disconnected.
   std::chrono::milliseconds timeout{10'000};
   std::size_t body_limit = kMaxBodyBytes;  // larger bodies are answered 413
-  std::size_t max_connections = 256;       // further clients are disconnected at once
+  std::size_t max_connections = 256;       // at the limit the client idle longest is dropped
   // Runs first on the API thread, before it accepts anyone: the place for its seccomp filter.
   // A failure makes start() fail.
   std::function<Status()> on_thread_start;

@@ -31,7 +31,15 @@ void HttpSession::stop() {
   }
 }
 
+std::optional<std::chrono::steady_clock::time_point> HttpSession::waiting_since() const {
+  if (closed_ || stopping_ || writing_) {
+    return std::nullopt;
+  }
+  return waiting_since_;
+}
+
 void HttpSession::read_request() {
+  waiting_since_ = std::chrono::steady_clock::now();
   parser_.emplace();
   parser_->body_limit(limits_.body_limit);
   parser_->header_limit(kHeaderLimit);
@@ -46,6 +54,18 @@ void HttpSession::read_request() {
 void HttpSession::on_header(beast::error_code ec) {
   if (ec) {
     on_read(ec);
+    return;
+  }
+  // RFC 9112 §6.1: a request whose Transfer-Encoding does not end in chunked has a body of
+  // unknown length, and one with both Transfer-Encoding and Content-Length is ambiguous; reading
+  // either as bodiless would parse the body as the next request (smuggling). Answer 400, close.
+  const auto& header = parser_->get();
+  if (header.count(http::field::transfer_encoding) != 0 &&
+      (!parser_->chunked() || header.count(http::field::content_length) != 0)) {
+    const auto coding = header[http::field::transfer_encoding];
+    answer_refused(Error::invalid(
+        "Transfer-Encoding \"" + std::string(coding.substr(0, 64)) +
+        "\" is not taken: send the body with Content-Length, or chunked alone"));
     return;
   }
   const auto expect = parser_->get()[http::field::expect];
@@ -101,11 +121,13 @@ void HttpSession::on_read(beast::error_code ec) {
 }
 
 void HttpSession::answer_unreadable(beast::error_code ec) {
-  Error error =
-      ec == http::error::body_limit
-          ? api_error(ApiErrc::kBodyTooLarge, "the body is larger than the API takes (" +
-                                                  std::to_string(limits_.body_limit) + " bytes)")
-          : Error::invalid("the request is not valid HTTP/1.1: " + ec.message());
+  answer_refused(ec == http::error::body_limit
+                     ? api_error(ApiErrc::kBodyTooLarge, "the body is larger than the API takes (" +
+                                                             std::to_string(limits_.body_limit) + " bytes)")
+                     : Error::invalid("the request is not valid HTTP/1.1: " + ec.message()));
+}
+
+void HttpSession::answer_refused(const Error& error) {
   Response response = error_response(error);
   log::info("api", "request refused", {{"status", response.status}, {"body", response.body}});
   // The rest of the request is unread: the connection cannot be used again.

@@ -35,6 +35,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void start();
   // Closes now if waiting for a request, after the answer if one is being sent.
   void stop();
+  // Since when it has been waiting for the client's next request (idle, or the request still
+  // arriving); nullopt while it answers or once closed.
+  std::optional<std::chrono::steady_clock::time_point> waiting_since() const;
 
  private:
   using Stream = boost::beast::basic_stream<boost::asio::local::stream_protocol>;
@@ -47,6 +50,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_read(boost::beast::error_code ec);
   // Answers a request that could not be read (413, 400) and closes.
   void answer_unreadable(boost::beast::error_code ec);
+  void answer_refused(const Error& error);
   void send(const Response& response, unsigned version, bool keep_alive);
   void on_write(boost::beast::error_code ec, bool keep_alive);
   void close();
@@ -60,6 +64,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool writing_ = false;
   bool stopping_ = false;
   bool closed_ = false;
+  std::chrono::steady_clock::time_point waiting_since_{};
 };
 
 }  // namespace keel::api

@@ -55,7 +55,14 @@ Result<std::optional<std::string>> JsonObjectReader::string(std::string_view key
   if (!v->is_string()) {
     return type_error(key, *v, "a string", hint);
   }
-  return std::optional<std::string>(v->get<std::string>());
+  std::string text = v->get<std::string>();
+  // A path with a NUL would be stored whole but opened cut short (another file); no field of
+  // Keel's (paths, names, the command line) can hold one.
+  if (text.find('\0') != std::string::npos) {
+    return Error::invalid(path_of(key) + ": contains a NUL character (\\u0000), which no path, "
+                          "name or command line may hold; remove it");
+  }
+  return std::optional<std::string>(std::move(text));
 }
 
 Result<std::optional<bool>> JsonObjectReader::boolean(std::string_view key, std::string_view hint) {

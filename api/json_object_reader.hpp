@@ -23,7 +23,8 @@ class JsonObjectReader {
   static Result<JsonObjectReader> open(const nlohmann::json& value, std::string path,
                                        std::string name);
 
-  // Each returns nullopt when the field is absent or null, EINVAL when it has another type.
+  // Each returns nullopt when the field is absent or null, EINVAL when it has another type (or,
+  // for a string, holds a NUL character).
   // `hint` says what a good value looks like: "the path of a bzImage, e.g. /boot/vmlinuz".
   Result<std::optional<std::string>> string(std::string_view key, std::string_view hint);
   Result<std::optional<bool>> boolean(std::string_view key, std::string_view hint);

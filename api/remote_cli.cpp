@@ -2,17 +2,21 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <iterator>
-#include <sstream>
 #include <vector>
 
 #include "api/api_client.hpp"
 #include "api/json_text.hpp"
 #include "api/remote_command.hpp"
 #include "api/remote_output.hpp"
+#include "api/request_parser.hpp"
+#include "base/unique_fd.hpp"
 #include "base/version.hpp"
 
 namespace keel::api {
@@ -22,18 +26,43 @@ constexpr int kExitOk = 0;
 constexpr int kExitApiError = 1;
 constexpr int kExitUsage = 2;
 
+// A VmConfig from a regular file or standard input ("-"), no larger than the API takes: a FIFO
+// or a device given as the file would block or never end.
 Result<std::string> read_config_file(const std::string& path) {
-  std::ostringstream text;
-  if (path == "-") {
-    text << std::cin.rdbuf();
-    return text.str();
+  const std::string what = path == "-" ? std::string("standard input") : path;
+  UniqueFd owned;
+  int fd = STDIN_FILENO;
+  if (path != "-") {
+    owned = UniqueFd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!owned) {
+      return Error::from_errno("create: cannot read " + path).as(ErrorKind::kInvalid);
+    }
+    struct stat st {};
+    if (::fstat(owned.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Error::invalid("create: " + path + " is not a regular file; give a VmConfig JSON file, "
+                            "or - for standard input");
+    }
+    fd = owned.get();
   }
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    return Error::from_errno("create: cannot read " + path);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Error::from_errno("create: read " + what);
+    }
+    if (n == 0) {
+      return text;
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxBodyBytes) {
+      return Error::invalid("create: " + what + " is larger than the API takes (" +
+                            std::to_string(kMaxBodyBytes) + " bytes)");
+    }
   }
-  text << file.rdbuf();
-  return text.str();
 }
 
 // Prints a 2xx answer for `command`.

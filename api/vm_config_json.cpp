@@ -4,6 +4,7 @@
 #include <set>
 
 #include "api/json_object_reader.hpp"
+#include "memory/guest_memory.hpp"
 #include "api/json_text.hpp"
 
 namespace keel::api {
@@ -105,6 +106,30 @@ Status read_memory(const json& value, vmm::VmConfig& config) {
     return Error::invalid("memory.size is missing; give " + std::string(kSizeHint));
   }
   config.memory_size = **size;
+  Status in_range = memory::check_ram_size(config.memory_size, config.memory_hugepages);
+  if (!in_range.ok()) {
+    return Error::invalid("memory.size: " + in_range.error().message());
+  }
+  return ok_status();
+}
+
+// cloud-hypervisor's RngConfig: {"src": PATH, "iommu": false}; its VmConfig carries one by
+// default, and so every such VM gets its virtio-rng.
+Status read_rng(const json& value, vmm::VmConfig& config) {
+  auto r = JsonObjectReader::open(value, "rng", "RngConfig");
+  if (!r.ok()) {
+    return r.error();
+  }
+  auto src = r->string("src", "the path of the host's entropy source, e.g. \"/dev/urandom\"");
+  if (!src.ok()) {
+    return src.error();
+  }
+  KEEL_TRY_STATUS(off(*r, "iommu", "virtio-rng behind the virtual IOMMU"));
+  KEEL_TRY_STATUS(r->finish());
+  if (*src && (*src)->empty()) {
+    return Error::invalid("rng.src: empty; give the path of an entropy source, e.g. /dev/urandom");
+  }
+  config.rng_source = src->value_or("/dev/urandom");
   return ok_status();
 }
 
@@ -216,18 +241,6 @@ Status read_devices(const json& value, vmm::VmConfig& config) {
 
 }  // namespace
 
-std::string_view to_string(vmm::DmaMapping mapping) {
-  switch (mapping) {
-    case vmm::DmaMapping::kAuto:
-      return "auto";
-    case vmm::DmaMapping::kEager:
-      return "eager";
-    case vmm::DmaMapping::kLazy:
-      return "lazy";
-  }
-  return "auto";
-}
-
 std::string_view to_string(vmm::SerialMode mode) {
   switch (mode) {
     case vmm::SerialMode::kTty:
@@ -274,10 +287,6 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
       return Error::invalid(at("dma_low_water") + ": " + std::to_string(**low_water) +
                             " is more entries than a container can hold; give at most 4294967295");
     }
-    if (**low_water != 0 && !device.iommu) {
-      return Error::invalid(at("dma_low_water") +
-                            ": applies to lazy mapping, which needs iommu: true");
-    }
     device.dma_low_water = static_cast<std::uint32_t>(**low_water);
   }
   constexpr std::string_view kMappingHint = "\"auto\", \"eager\" or \"lazy\"";
@@ -286,16 +295,7 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
     return mapping.error();
   }
   if (*mapping) {
-    if (**mapping == "auto") {
-      device.dma_mapping = vmm::DmaMapping::kAuto;
-    } else if (**mapping == "eager") {
-      device.dma_mapping = vmm::DmaMapping::kEager;
-    } else if (**mapping == "lazy") {
-      device.dma_mapping = vmm::DmaMapping::kLazy;
-    } else {
-      return Error::invalid(at("dma_mapping") + ": \"" + excerpt(**mapping) +
-                            "\" is not a mapping mode; give " + std::string(kMappingHint));
-    }
+    KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode(**mapping), at("dma_mapping"));
   }
   KEEL_TRY_STATUS(
       r->accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
@@ -317,6 +317,10 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
   if (device.id.empty()) {
     return Error::invalid(at("id") +
                           ": empty; give a name, or leave id out to use the PCI address");
+  }
+  Status checked = vmm::check_device(device);
+  if (!checked.ok()) {
+    return path.empty() ? checked.error() : checked.error().wrap(path);
   }
   return device;
 }
@@ -366,7 +370,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
                                  "remove it or send {\"mode\": \"Off\"} (the guest's console is "
                                  "COM1: see serial)"));
   }
-  r->ignore("rng");  // cloud-hypervisor fills in /dev/urandom by default; Keel has no virtio-rng
+  const json* rng = r->value("rng");
   KEEL_TRY_STATUS(r->finish());
 
   vmm::VmConfig config;
@@ -388,6 +392,9 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   }
   if (devices != nullptr) {
     KEEL_TRY_STATUS(read_devices(*devices, config));
+  }
+  if (rng != nullptr) {
+    KEEL_TRY_STATUS(read_rng(*rng, config));
   }
   return config;
 }
@@ -414,6 +421,7 @@ json vm_config_to_json(const vmm::VmConfig& config) {
       {"devices", std::move(devices)},
       {"iommu", std::any_of(config.devices.begin(), config.devices.end(),
                             [](const vmm::DeviceConfig& d) { return d.iommu; })},
+      {"rng", config.rng_source ? json{{"src", *config.rng_source}, {"iommu", false}} : json(nullptr)},
       {"exit_on_reboot", config.exit_on_reboot},
   };
 }

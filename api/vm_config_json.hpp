@@ -25,7 +25,6 @@ Result<vmm::DeviceConfig> device_config_from_json(const nlohmann::json& value,
                                                   const std::string& path);
 nlohmann::json device_config_to_json(const vmm::DeviceConfig& device);
 
-std::string_view to_string(vmm::DmaMapping mapping);  // "auto", "eager", "lazy"
 std::string_view to_string(vmm::SerialMode mode);     // "Tty", "File", "Off"
 
 }  // namespace keel::api

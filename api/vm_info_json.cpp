@@ -56,12 +56,31 @@ json vm_info_to_json(const vmm::VmmControl::VmInfo& info) {
 
 json counters_to_json(const vmm::VmmControl::Counters& counters) {
   json out = json::object();
-  for (const auto& [device, values] : counters) {
-    json inner = json::object();
-    for (const auto& [name, value] : values) {
-      inner[name] = value;
+  for (const auto& [device, values] : counters.devices) {
+    out[device] = values;
+  }
+  // Keel's own groups: one per VFIO container, "dma", then "dma1", "dma2", ... in vm.info's
+  // order; the virtual IOMMU's as "viommu".
+  for (std::size_t i = 0; i < counters.dma.size(); ++i) {
+    const vfio::DmaReport& report = counters.dma[i];
+    json group = {{"entries_used", report.entries_used},
+                  {"peak_entries", report.peak_entries},
+                  {"mapped_bytes", report.mapped_bytes},
+                  {"failed_maps", report.failed_maps.total()}};
+    if (report.lazy) {
+      const vfio::LazyCounters& lazy = report.lazy->counters;
+      group["guest_maps"] = lazy.maps;
+      group["guest_unmaps"] = lazy.unmaps;
+      group["shared_maps"] = lazy.shared_maps;
+      group["refused_budget"] = lazy.refused_budget;
+      group["refused_invalid"] = lazy.refused_invalid;
+      group["kernel_failures"] = lazy.kernel_failures;
+      group["served_by_eager"] = lazy.served_by_eager;
     }
-    out[device] = std::move(inner);
+    out[i == 0 ? std::string("dma") : "dma" + std::to_string(i)] = std::move(group);
+  }
+  if (!counters.viommu.empty()) {
+    out["viommu"] = counters.viommu;
   }
   return out;
 }

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "base/hex.hpp"
 #include "base/size.hpp"
@@ -27,11 +29,13 @@ Result<RamRegion> map_region(const RegionPlan& plan, const Backing& backing) {
     ::madvise(mapping->data(), mapping->size(), MADV_HUGEPAGE);
     return RamRegion(plan.gpa, std::move(mapping).value(), UniqueFd());
   }
+  // Hugepages are reserved when mapped (no MAP_NORESERVE): a pool too small fails here with
+  // ENOMEM, never later with SIGBUS at the guest's first touch.
   if (!backing.shared) {
-    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_HUGETLB;
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB;
     auto mapping = Mapping::create(plan.size, PROT_READ | PROT_WRITE, flags, -1, 0, what.c_str());
     if (!mapping.ok()) {
-      if (backing.hugepages && mapping.error().errno_value() == ENOMEM) {
+      if (mapping.error().errno_value() == ENOMEM) {
         return mapping.error().wrap("not enough free hugepages (see /proc/sys/vm/nr_hugepages)");
       }
       return mapping.error();
@@ -49,15 +53,43 @@ Result<RamRegion> map_region(const RegionPlan& plan, const Backing& backing) {
   if (::ftruncate(fd.get(), static_cast<off_t>(plan.size)) != 0) {
     return Error::from_errno("ftruncate memfd for " + what);
   }
-  auto mapping = Mapping::create(plan.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                                 fd.get(), 0, what.c_str());
+  const int flags = MAP_SHARED | (backing.hugepages ? 0 : MAP_NORESERVE);
+  auto mapping = Mapping::create(plan.size, PROT_READ | PROT_WRITE, flags, fd.get(), 0, what.c_str());
   if (!mapping.ok()) {
+    if (backing.hugepages && mapping.error().errno_value() == ENOMEM) {
+      return mapping.error().wrap("not enough free hugepages (see /proc/sys/vm/nr_hugepages)");
+    }
     return mapping.error();
   }
   return RamRegion(plan.gpa, std::move(mapping).value(), std::move(fd));
 }
 
+// The 2 MiB pool's pages that a new mapping may still reserve: free minus those reserved
+// already. Unknown (no such pool, unreadable sysfs) reads as 0.
+std::uint64_t available_hugepages(const std::string& pool) {
+  auto read = [&](const char* name) -> std::uint64_t {
+    std::ifstream in(pool + "/" + name);
+    std::uint64_t v = 0;
+    return (in >> v) ? v : 0;
+  };
+  const std::uint64_t free = read("free_hugepages");
+  const std::uint64_t reserved = read("resv_hugepages");
+  return free > reserved ? free - reserved : 0;
+}
+
 }  // namespace
+
+Status check_hugepages(std::uint64_t needed, const std::string& pool) {
+  const std::uint64_t available = available_hugepages(pool);
+  if (needed <= available) {
+    return ok_status();
+  }
+  return Error::invalid("hugepages=on needs " + std::to_string(needed) + " free 2 MiB hugepages for " +
+                        format_size(needed * kHugePageSize) + " of guest RAM, and the host has " +
+                        std::to_string(available) + "; reserve them (echo " +
+                        std::to_string(needed) + " > /proc/sys/vm/nr_hugepages, or more if others "
+                        "use them) or leave hugepages off");
+}
 
 std::vector<RegionPlan> plan_ram(std::uint64_t ram_size) {
   std::vector<RegionPlan> plan;
@@ -71,8 +103,8 @@ std::vector<RegionPlan> plan_ram(std::uint64_t ram_size) {
   return plan;
 }
 
-Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing) {
-  const std::uint64_t granule = backing.hugepages ? kHugePageSize : kPageSize;
+Status check_ram_size(std::uint64_t ram_size, bool hugepages) {
+  const std::uint64_t granule = hugepages ? kHugePageSize : kPageSize;
   if (ram_size == 0) {
     return Error::invalid("memory size is 0; give the guest RAM, e.g. --memory size=512M");
   }
@@ -80,9 +112,21 @@ Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing)
     return Error::invalid("memory size " + std::to_string(ram_size) + " bytes is not a multiple of " +
                           format_size(granule) + "; round it, e.g. --memory size=512M");
   }
-  if (ram_size < 16 * kMiB) {
+  if (ram_size < kMinRamSize) {
     return Error::invalid("memory size " + format_size(ram_size) +
                           " is too small to boot Linux; give at least 16M");
+  }
+  if (ram_size > kMaxRamSize) {
+    return Error::invalid("memory size " + format_size(ram_size) + " is more than Keel's " +
+                          format_size(kMaxRamSize) + " (the guest-physical map above 4 GiB); give less");
+  }
+  return ok_status();
+}
+
+Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing) {
+  KEEL_TRY_STATUS(check_ram_size(ram_size, backing.hugepages));
+  if (backing.hugepages) {
+    KEEL_TRY_STATUS(check_hugepages(ram_size / kHugePageSize));
   }
   std::vector<RamRegion> regions;
   for (const RegionPlan& p : plan_ram(ram_size)) {

@@ -45,6 +45,18 @@ struct RegionPlan {
 };
 std::vector<RegionPlan> plan_ram(std::uint64_t ram_size);
 
+// Guest RAM sizes Keel takes: whole pages (2 MiB ones with hugepages), enough to boot Linux, and
+// small enough that RAM and the 64-bit PCI window above it stay in a 46-bit guest-physical space.
+inline constexpr std::uint64_t kMinRamSize = std::uint64_t{16} << 20;
+inline constexpr std::uint64_t kMaxRamSize = std::uint64_t{16} << 40;
+// An invalid-request Error naming the size and the fix, when `ram_size` is not one of those.
+Status check_ram_size(std::uint64_t ram_size, bool hugepages);
+
+// Whether the host's pool of 2 MiB hugepages (`pool`: its sysfs directory) can give `needed`
+// more pages; an invalid-request Error with the numbers and the fix (nr_hugepages) if not.
+inline constexpr const char* kHugepagePool = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+Status check_hugepages(std::uint64_t needed, const std::string& pool = kHugepagePool);
+
 // All guest RAM. Owns the host mappings; translates guest-physical addresses with bounds checks.
 class GuestMemory {
  public:

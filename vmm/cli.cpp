@@ -1,5 +1,7 @@
 #include "vmm/cli.hpp"
 
+#include <sys/un.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -102,6 +104,20 @@ Status apply_memory(const std::string& text, VmConfig& config) {
   return ok_status();
 }
 
+// --rng [src=PATH]: a virtio-rng device; cloud-hypervisor's default source is /dev/urandom.
+Status apply_rng(const std::string& text, VmConfig& config) {
+  config.rng_source = "/dev/urandom";
+  if (text.empty()) {
+    return ok_status();
+  }
+  KEEL_TRY(auto opts, split_options("--rng", text, {"src"}));
+  if (opts["src"].empty()) {
+    return Error::invalid("--rng: src= is empty; give e.g. src=/dev/urandom");
+  }
+  config.rng_source = opts["src"];
+  return ok_status();
+}
+
 Status apply_serial(const std::string& text, VmConfig& config) {
   if (text == "tty") {
     config.serial = SerialMode::kTty;
@@ -134,16 +150,8 @@ Result<DeviceConfig> parse_device(const std::string& text) {
     return Error::invalid("--device: id= must not be empty");
   }
   if (opts->count("dma_mapping") != 0) {
-    const std::string& mode = (*opts)["dma_mapping"];
-    if (mode == "auto") {
-      device.dma_mapping = DmaMapping::kAuto;
-    } else if (mode == "eager") {
-      device.dma_mapping = DmaMapping::kEager;
-    } else if (mode == "lazy") {
-      device.dma_mapping = DmaMapping::kLazy;
-    } else {
-      return Error::invalid("--device: dma_mapping=" + mode + " is not auto, eager or lazy");
-    }
+    KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode((*opts)["dma_mapping"]),
+                  "--device: dma_mapping");
   }
   if (opts->count("iommu") != 0) {
     const std::string& iommu = (*opts)["iommu"];
@@ -162,11 +170,11 @@ Result<DeviceConfig> parse_device(const std::string& text) {
       return Error::invalid("--device: dma_low_water=" + entries +
                             " is not a number of DMA entries (0 to 4294967295)");
     }
-    if (!device.iommu) {
-      return Error::invalid("--device: dma_low_water=" + entries +
-                            " applies to lazy mapping, which needs iommu=on");
-    }
     device.dma_low_water = static_cast<std::uint32_t>(value);
+  }
+  Status checked = check_device(device);
+  if (!checked.ok()) {
+    return checked.error().wrap("--device");
   }
   return device;
 }
@@ -186,6 +194,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   app.add_option("--memory", memory,
                  "size=SIZE[,shared=on][,hugepages=on]: guest RAM (default size=512M)");
   app.add_option("--serial", serial, "tty|file=PATH|off: where the guest's COM1 goes (default tty)");
+  std::string rng;
+  app.add_option("--rng", rng, "[src=PATH]: a virtio-rng device fed from PATH (default /dev/urandom)")
+      ->expected(0, 1);
   std::vector<std::string> devices;
   app.add_option("--device", devices,
                  "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]"
@@ -205,6 +216,13 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "reports calls outside the lists, to the kernel's audit log)");
   app.add_flag("-v", request.verbosity, "More log output (-v info, -vv debug); quiet by default");
 
+  // "--kernel=" with nothing after the '=' would take the next argument as its value.
+  for (const std::string& arg : args) {
+    if (arg.size() > 3 && arg.rfind("--", 0) == 0 && arg.back() == '=' &&
+        arg.find('=') == arg.size() - 1) {
+      return Error::invalid(arg.substr(0, arg.size() - 1) + ": the value after '=' is empty");
+    }
+  }
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   std::ostringstream out, err;
   try {
@@ -235,6 +253,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   if (!serial.empty()) {
     KEEL_TRY_STATUS(apply_serial(serial, config));
   }
+  if (app.count("--rng") != 0) {
+    KEEL_TRY_STATUS(apply_rng(rng, config));
+  }
   for (const std::string& text : devices) {
     auto device = parse_device(text);
     if (!device.ok()) {
@@ -250,10 +271,21 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
     }
     config.devices.push_back(std::move(device).value());
   }
+  for (const char* name : {"--kernel", "--initramfs", "--api-socket"}) {
+    if (app.count(name) != 0 && app[name]->as<std::string>().empty()) {
+      return Error::invalid(std::string(name) + ": the value is empty");
+    }
+  }
   if (!api_socket.empty()) {
     request.api_socket = api_socket.rfind("path=", 0) == 0 ? api_socket.substr(5) : api_socket;
     if (request.api_socket.empty()) {
       return Error::invalid("--api-socket: path= is empty");
+    }
+    if (request.api_socket.size() >= sizeof(sockaddr_un::sun_path)) {
+      return Error::invalid("--api-socket: the path is " + std::to_string(request.api_socket.size()) +
+                            " bytes; a Unix socket path takes at most " +
+                            std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                            " (use a shorter directory)");
     }
   }
   if (kernel.empty()) {
@@ -273,6 +305,8 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   if (!cmdline.empty()) {
     config.cmdline = cmdline;
   }
+  // The rules every configuration follows, checked here so that a bad one is a usage error.
+  KEEL_TRY_STATUS(check_vm(config));
   return request;
 }
 

@@ -1,26 +1,12 @@
 #include "vmm/passthrough.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "base/log.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
 
 namespace keel::vmm {
-namespace {
-
-vfio::MappingMode to_vfio(DmaMapping mode) {
-  switch (mode) {
-    case DmaMapping::kEager:
-      return vfio::MappingMode::kEager;
-    case DmaMapping::kLazy:
-      return vfio::MappingMode::kLazy;
-    case DmaMapping::kAuto:
-      break;
-  }
-  return vfio::MappingMode::kAuto;
-}
-
-}  // namespace
 
 Passthrough::~Passthrough() {
   // Devices leave the bus (and drop their BAR slots and interrupt routes) before the container
@@ -31,16 +17,19 @@ Passthrough::~Passthrough() {
   devices_.clear();
 }
 
-Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<DeviceConfig>& devices,
-                                                         const memory::GuestMemory& memory,
-                                                         KvmVm& kvm, pci::Platform& platform) {
-  std::unique_ptr<Passthrough> p(new Passthrough(platform));
-  std::shared_ptr<vfio::VfioSys> sys = vfio::make_kernel_vfio_sys();
+namespace {
 
-  // The shared container first (devices not behind the virtual IOMMU), then one per device
-  // behind it; `container_of[i]` is where devices[i] went.
-  std::vector<std::size_t> container_of(devices.size());
-  vfio::VfioContainerConfig shared;
+// Which container each device goes to: the devices not behind the virtual IOMMU share one (the
+// first), each device behind it (iommu=on) gets its own, since the guest may put each in a
+// different IOMMU domain. `where[i]` is devices[i]'s container and its index inside it.
+struct ContainerPlan {
+  std::vector<vfio::BudgetedContainerConfig> configs;
+  std::vector<std::pair<std::size_t, std::size_t>> where;
+};
+
+Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& devices) {
+  ContainerPlan plan;
+  plan.where.resize(devices.size());
   const DeviceConfig* first_shared = nullptr;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const DeviceConfig& d = devices[i];
@@ -49,76 +38,80 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     }
     if (first_shared == nullptr) {
       first_shared = &d;
-      shared.mode = to_vfio(d.dma_mapping);
+      plan.configs.emplace_back().mode = d.dma_mapping;
     } else if (d.dma_mapping != first_shared->dma_mapping) {
-      return Error::invalid("--device " + d.id + ": dma_mapping differs from --device " +
+      return Error::invalid("device " + d.id + ": dma_mapping differs from device " +
                             first_shared->id +
-                            "; devices not behind the virtual IOMMU share one VFIO container, "
+                            "'s; devices not behind the virtual IOMMU share one VFIO container, "
                             "give them the same mode (or iommu=on)");
     }
-    shared.device_paths.push_back(d.path);
-    container_of[i] = 0;
-  }
-  if (first_shared != nullptr) {
-    auto container = vfio::VfioContainer::create(sys, memory, shared);
-    if (!container.ok()) {
-      return container.error();
-    }
-    p->containers_.push_back(std::move(container).value());
+    plan.where[i] = {0, plan.configs[0].device_paths.size()};
+    plan.configs[0].device_paths.push_back(d.path);
   }
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const DeviceConfig& d = devices[i];
     if (!d.iommu) {
       continue;
     }
-    vfio::VfioContainerConfig own;
-    own.mode = to_vfio(d.dma_mapping);
+    vfio::BudgetedContainerConfig& own = plan.configs.emplace_back();
+    own.mode = d.dma_mapping;
     own.device_paths.push_back(d.path);
     own.behind_viommu = true;
     own.low_water = d.dma_low_water;
-    auto container = vfio::VfioContainer::create(sys, memory, own);
+    plan.where[i] = {plan.configs.size() - 1, 0};
+  }
+  return plan;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<DeviceConfig>& devices,
+                                                         const memory::GuestMemory& memory,
+                                                         KvmVm& kvm, pci::Platform& platform) {
+  std::unique_ptr<Passthrough> p(new Passthrough(platform));
+  std::shared_ptr<vfio::VfioSys> sys = vfio::make_kernel_vfio_sys();
+
+  // The containers, each negotiated, planned and mapped (or handed to its lazy engine).
+  KEEL_TRY(ContainerPlan plan, group_into_containers(devices));
+  for (std::size_t c = 0; c < plan.configs.size(); ++c) {
+    auto container = vfio::BudgetedContainer::create(sys, memory, plan.configs[c]);
     if (!container.ok()) {
-      return container.error().wrap("--device " + d.id);
+      const bool own = plan.configs[c].behind_viommu;
+      const auto at = std::find_if(plan.where.begin(), plan.where.end(),
+                                   [c](const auto& w) { return w.first == c; });
+      return own ? container.error().wrap("device " + devices[at - plan.where.begin()].id)
+                 : container.error();
     }
-    container_of[i] = p->containers_.size();
     p->containers_.push_back(std::move(container).value());
   }
 
   // The KVM-VFIO device tells KVM which groups the VM uses (for coherent DMA and interrupts).
-  auto kvm_vfio = kvm.create_vfio_device();
-  if (!kvm_vfio.ok()) {
-    return kvm_vfio.error();
-  }
-  p->kvm_vfio_ = std::move(kvm_vfio).value();
+  KEEL_TRY(p->kvm_vfio_, kvm.create_vfio_device());
   for (const auto& container : p->containers_) {
     for (const vfio::Group& group : container->groups()) {
       KEEL_TRY_STATUS(kvm.add_vfio_group(p->kvm_vfio_.get(), group.fd()));
     }
   }
 
+  // Each function on the platform, and behind the virtual IOMMU where asked.
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const DeviceConfig& d = devices[i];
-    vfio::VfioContainer& container = *p->containers_[container_of[i]];
-    auto location = vfio::resolve_pci_device(d.path);
-    if (!location.ok()) {
-      return location.error();
-    }
-    auto device = container.take_device(location->bdf);
-    if (!device.ok()) {
-      return device.error();
-    }
+    const auto [c, k] = plan.where[i];
+    vfio::BudgetedContainer& container = *p->containers_[c];
+    const vfio::PciDeviceLocation& location = container.locations()[k];
+    KEEL_TRY(vfio::DeviceFd device, container.take_device(k));
     KEEL_TRY(const std::uint8_t slot, platform.free_slot());
-    KEEL_TRY_WRAP(auto pci, vfio::VfioPciDevice::create(std::move(device).value(), platform, slot),
-                  "--device " + d.id);
+    KEEL_TRY_WRAP(auto pci, vfio::VfioPciDevice::create(std::move(device), platform, slot),
+                  "device " + d.id);
     KEEL_TRY_STATUS(platform.plug(slot, pci));
     if (d.iommu) {  // a container behind the virtual IOMMU always has a lazy engine
       p->backend_.add_endpoint(pci::requester_id(slot), *container.lazy());
     }
-    p->devices_.push_back(Passed{d.id, slot, d.iommu, container_of[i], pci});
+    p->devices_.push_back(Passed{d.id, slot, d.iommu, c, pci});
     log::info("vfio", "device passed through",
               {{"id", d.id},
-               {"bdf", location->bdf},
-               {"group", location->group},
+               {"bdf", location.bdf},
+               {"group", location.group},
                {"slot", slot},
                {"iommu", d.iommu}});
   }

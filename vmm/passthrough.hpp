@@ -10,7 +10,7 @@
 #include "devices/pci/platform.hpp"
 #include "devices/vfio/dma_report.hpp"
 #include "devices/vfio/lazy_dma.hpp"
-#include "devices/vfio/vfio_container.hpp"
+#include "devices/vfio/budgeted_container.hpp"
 #include "devices/vfio/vfio_pci_device.hpp"
 #include "devices/dma_mapping.hpp"
 #include "memory/guest_memory.hpp"
@@ -81,7 +81,7 @@ class Passthrough {
 
   pci::Platform& platform_;
   mutable std::mutex dma_mutex_;
-  std::vector<std::unique_ptr<vfio::VfioContainer>> containers_;
+  std::vector<std::unique_ptr<vfio::BudgetedContainer>> containers_;
   LockedBackend backend_{dma_mutex_};
   UniqueFd kvm_vfio_;
   std::vector<Passed> devices_;

@@ -7,6 +7,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <csignal>
 #include <cstring>
 
@@ -46,24 +48,40 @@ const std::vector<unsigned long> kDeviceIoctls = {
 std::vector<int> with_runtime(std::vector<int> extra) {
   extra.insert(extra.end(), kRuntime.begin(), kRuntime.end());
 #if defined(__SANITIZE_ADDRESS__)
-  // AddressSanitizer probes whether memory is readable through a pipe when a thread ends.
-  // Sanitizer builds only.
-  extra.push_back(SYS_pipe2);
+  // Sanitizer builds only. AddressSanitizer probes whether memory is readable through a pipe
+  // when a thread ends; a sanitizer's report finds and reads the binary to symbolise its stack
+  // (readlink /proc/self/exe, fcntl, a read-only open: SeccompRules::read_only_open) and asks
+  // whether stderr is a terminal (ioctl TCGETS, below): without these the filter would stop the
+  // report it exists to print.
+  extra.insert(extra.end(), {SYS_pipe2, SYS_readlink, SYS_readlinkat, SYS_ioctl, SYS_fcntl});
+#endif
+  return extra;
+}
+
+std::vector<unsigned long> with_runtime_ioctls(std::vector<unsigned long> extra) {
+#if defined(__SANITIZE_ADDRESS__)
+  extra.push_back(TCGETS);  // isatty() in a sanitizer's report; sanitizer builds only
 #endif
   return extra;
 }
 
 std::vector<unsigned long> with_devices(std::vector<unsigned long> extra) {
   extra.insert(extra.end(), kDeviceIoctls.begin(), kDeviceIoctls.end());
-  return extra;
+  return with_runtime_ioctls(std::move(extra));
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitizerOpen = true;
+#else
+constexpr bool kSanitizerOpen = false;
+#endif
 
 SeccompRules vcpu_rules() {
   return {with_runtime({
               SYS_ioctl, SYS_pread64, SYS_pwrite64,  // KVM_RUN; passthrough config space, BARs
               SYS_eventfd2,                          // irqfds for newly enabled vectors
           }),
-          with_devices({KVM_RUN})};
+          with_devices({KVM_RUN}), kSanitizerOpen};
 }
 
 SeccompRules api_rules() {
@@ -73,7 +91,7 @@ SeccompRules api_rules() {
               SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl, SYS_timerfd_settime,
               SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_ioctl,
           }),
-          {FIONBIO}};
+          with_runtime_ioctls({FIONBIO}), kSanitizerOpen};
 }
 
 SeccompRules vmm_rules() {
@@ -248,6 +266,21 @@ Status install_seccomp_filter(ThreadKind kind, SeccompMode mode) {
     if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request_is);
         rc != 0 && rc != -EEXIST) {
       return Error::from_errno(-rc, what + ": rule for ioctl " + std::to_string(request));
+    }
+  }
+  if (rules.read_only_open) {
+    // Allowed when (flags & write_bits) == 0: O_RDONLY, without creating, truncating or appending.
+    const unsigned long write_bits = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND;
+    for (const auto& [nr, flags_arg] : {std::pair{SCMP_SYS(open), 1U}, std::pair{SCMP_SYS(openat), 2U}}) {
+      scmp_arg_cmp read_only{};
+      read_only.arg = flags_arg;
+      read_only.op = SCMP_CMP_MASKED_EQ;
+      read_only.datum_a = write_bits;
+      read_only.datum_b = 0;
+      if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, &read_only);
+          rc != 0 && rc != -EEXIST) {
+        return Error::from_errno(-rc, what + ": read-only rule for system call " + std::to_string(nr));
+      }
     }
   }
   if (int rc = seccomp_load(ctx); rc != 0) {

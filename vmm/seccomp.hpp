@@ -30,6 +30,9 @@ std::string_view to_string(ThreadKind kind);
 struct SeccompRules {
   std::vector<int> syscalls;
   std::vector<unsigned long> ioctls;
+  // open/openat for reading only (no write access, no O_CREAT/O_TRUNC/O_APPEND): set in
+  // sanitizer builds only, where a report opens the binary to symbolise its stack.
+  bool read_only_open = false;
 };
 const SeccompRules& seccomp_rules(ThreadKind kind);
 

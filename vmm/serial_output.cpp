@@ -1,6 +1,7 @@
 #include "vmm/serial_output.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -18,12 +19,41 @@ Result<devices::Serial::Output> open_serial_output(const VmConfig& config) {
         [[maybe_unused]] ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
       });
     case SerialMode::kFile: {
-      auto fd = std::make_shared<UniqueFd>(
-          ::open(config.serial_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      // Not through a symlink (a root keel must not write where a planted link points), not
+      // blocking on a FIFO, and not truncated yet: a start that fails later must not have
+      // destroyed the file. It is truncated when the guest writes its first byte.
+      const std::string what = "serial file " + config.serial_file;
+      auto fd = std::make_shared<UniqueFd>(::open(
+          config.serial_file.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644));
       if (!fd->valid()) {
-        return Error::from_errno("serial: open " + config.serial_file);
+        const int err = errno;
+        Error error = Error::from_errno(err, "open " + what);
+        if (err == ELOOP) {
+          return Error(ErrorKind::kInvalid, error.code(),
+                       "open " + what + ": it is a symbolic link; give the file itself");
+        }
+        if (err == ENXIO) {  // a FIFO nobody reads (or a device without one): it would block
+          return Error::invalid(what + " is not a regular file; give the path of a file to write");
+        }
+        return err == EMFILE || err == ENFILE || err == ENOMEM ? error : error.as(ErrorKind::kInvalid);
       }
-      return devices::Serial::Output([fd](std::span<const std::uint8_t> bytes) {
+      struct stat st {};
+      if (::fstat(fd->get(), &st) != 0) {
+        return Error::from_errno("stat " + what);
+      }
+      if (!S_ISREG(st.st_mode)) {
+        return Error::invalid(what + " is not a regular file; give the path of a file to write");
+      }
+      const int flags = ::fcntl(fd->get(), F_GETFL);
+      if (flags < 0 || ::fcntl(fd->get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        return Error::from_errno("fcntl " + what);
+      }
+      auto truncated = std::make_shared<bool>(false);
+      return devices::Serial::Output([fd, truncated](std::span<const std::uint8_t> bytes) {
+        if (!*truncated) {
+          *truncated = true;
+          [[maybe_unused]] int r = ::ftruncate(fd->get(), 0);
+        }
         [[maybe_unused]] ssize_t n = ::write(fd->get(), bytes.data(), bytes.size());
       });
     }

@@ -7,6 +7,7 @@
 #include "base/size.hpp"
 #include "devices/acpi_pm.hpp"
 #include "devices/i8042.hpp"
+#include "devices/virtio/virtio_rng.hpp"
 #include "memory/layout.hpp"
 #include "vmm/boot/acpi.hpp"
 #include "vmm/boot/cpu_state.hpp"
@@ -90,6 +91,10 @@ Vm::~Vm() {
   // and the memory they refer to still exist.
   viommu_.reset();
   passthrough_.reset();
+  for (const auto& [slot, device] : virtio_) {
+    (void)platform_->unplug(slot);
+  }
+  virtio_.clear();
   platform_.reset();
 }
 
@@ -152,6 +157,11 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     }
   }
 
+  if (config.rng_source) {
+    KEEL_TRY_WRAP(auto rng, virtio::VirtioRng::open(*config.rng_source), "--rng");
+    KEEL_TRY_STATUS(vm->add_virtio(std::move(rng)));
+  }
+
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
   // Linux does not spend a second probing one.
   boot::AcpiConfig acpi{.num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false};
@@ -200,6 +210,16 @@ Status Vm::setup_devices(SerialOutput serial_output) {
 
   KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
                                             pci::Platform::BarWindows::above_ram(memory_.end())));
+  return ok_status();
+}
+
+Status Vm::add_virtio(std::unique_ptr<virtio::VirtioDevice> device) {
+  const std::uint32_t type = device->device_type();
+  KEEL_TRY(const std::uint8_t slot, platform_->free_slot());
+  KEEL_TRY(auto transport, virtio::VirtioPciDevice::create(std::move(device), memory_, *platform_));
+  KEEL_TRY_STATUS(platform_->plug(slot, transport));
+  virtio_.emplace_back(slot, std::move(transport));
+  log::info("vm", "virtio device", {{"type", type}, {"guest_bdf", pci::guest_bdf(slot)}});
   return ok_status();
 }
 

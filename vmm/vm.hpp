@@ -11,6 +11,8 @@
 #include "devices/pci/platform.hpp"
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
+#include "devices/virtio/virtio_device.hpp"
+#include "devices/virtio/virtio_pci.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/boot/boot_info.hpp"
 #include "vmm/kvm.hpp"
@@ -65,6 +67,8 @@ class Vm {
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
   Status setup_devices(SerialOutput serial_output);
+  // Puts a virtio device on the PCI platform, in the next free slot.
+  Status add_virtio(std::unique_ptr<virtio::VirtioDevice> device);
   Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                      SeccompMode seccomp);
   void on_power(devices::PowerEvent event);
@@ -81,6 +85,8 @@ class Vm {
   std::shared_ptr<devices::Serial> serial_;
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on
+  // Virtio devices (rng, ...) by the slot they sit in.
+  std::vector<std::pair<std::uint8_t, std::shared_ptr<virtio::VirtioPciDevice>>> virtio_;
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;

@@ -5,20 +5,19 @@
 #include <string>
 #include <vector>
 
+#include "base/result.hpp"
 #include "base/size.hpp"
+#include "devices/vfio/mapping_mode.hpp"
 
 namespace keel::vmm {
 
 enum class SerialMode { kTty, kFile, kOff };
 
-// How guest RAM is mapped for a passthrough device's DMA (DESIGN.md §4).
-enum class DmaMapping { kAuto, kEager, kLazy };
-
 // One host PCI function passed through with VFIO (--device path=…).
 struct DeviceConfig {
   std::string path;  // /sys/bus/pci/devices/DDDD:BB:DD.F
   std::string id;    // name for messages and the API; defaults to the BDF
-  DmaMapping dma_mapping = DmaMapping::kAuto;
+  vfio::MappingMode dma_mapping = vfio::MappingMode::kAuto;
   // iommu=on: the device sits behind Keel's virtual IOMMU (virtio-iommu). The guest's IOMMU
   // driver then decides what it may reach, and its container may map lazily.
   bool iommu = false;
@@ -42,10 +41,18 @@ struct VmConfig {
   std::string serial_file;  // with SerialMode::kFile
 
   std::vector<DeviceConfig> devices;
+  // --rng src=PATH: a virtio-rng device fed from PATH (cloud-hypervisor's /dev/urandom default).
+  std::optional<std::string> rng_source;
 
   bool exit_on_reboot = false;  // --no-reboot: a guest reboot ends keel instead of restarting
 };
 
 inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..254 in xAPIC mode; 255 is broadcast
+
+// The rules a configuration must follow whichever way it came (command line, API): the one
+// place they are checked. Messages name the field; callers add where it came from ("--device",
+// "devices[0]"). The parsers check their own syntax first.
+Status check_device(const DeviceConfig& device);
+Status check_vm(const VmConfig& config);
 
 }  // namespace keel::vmm

@@ -10,6 +10,7 @@
 #include "base/log.hpp"
 #include "base/version.hpp"
 #include "devices/pci/root.hpp"
+#include "vmm/boot/payload.hpp"
 #include "vmm/serial_output.hpp"
 
 namespace keel::vmm {
@@ -22,20 +23,6 @@ Error wrong_state(const std::string& what, VmmControl::VmState state) {
   return Error::wrong_state(what + ": the VM is " + kNames[static_cast<int>(state)]);
 }
 
-Status validate(const VmConfig& config) {
-  if (config.kernel.empty()) {
-    return Error::invalid("payload.kernel is required: the path of a bzImage or PVH vmlinux");
-  }
-  if (config.boot_vcpus == 0 || config.boot_vcpus > kMaxVcpus) {
-    return Error::invalid("cpus.boot_vcpus=" + std::to_string(config.boot_vcpus) +
-                          " is out of range; use 1 to " + std::to_string(kMaxVcpus));
-  }
-  if (config.memory_size == 0) {
-    return Error::invalid("memory.size=0 gives the guest no RAM; use e.g. 536870912 (512 MiB)");
-  }
-  return ok_status();
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Vmm>> Vmm::create(Options options) {
@@ -45,21 +32,14 @@ Result<std::unique_ptr<Vmm>> Vmm::create(Options options) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // the terminal went away: stop as cleanly as for SIGTERM
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   UniqueFd signal_fd(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signal_fd) {
     return Error::from_errno("signalfd");
   }
-  auto kvm = Kvm::open();
-  if (!kvm.ok()) {
-    return kvm.error();
-  }
-  auto requests = EventFd::create(EFD_NONBLOCK);
-  if (!requests.ok()) {
-    return requests.error();
-  }
-  return std::unique_ptr<Vmm>(
-      new Vmm(options, std::move(kvm).value(), std::move(signal_fd), std::move(requests).value()));
+  KEEL_TRY(EventFd requests, EventFd::create(EFD_NONBLOCK));
+  return std::unique_ptr<Vmm>(new Vmm(options, std::move(signal_fd), std::move(requests)));
 }
 
 Vmm::~Vmm() { destroy_vm(); }
@@ -98,7 +78,7 @@ void Vmm::run_requests() {
 }
 
 Status Vmm::create_and_boot(const VmConfig& config) {
-  KEEL_TRY_STATUS(validate(config));
+  KEEL_TRY_STATUS(check_vm(config));
   config_ = config;
   state_ = VmState::kCreated;
   return boot_locked();
@@ -126,8 +106,10 @@ int Vmm::run() {
     if ((fds[1].revents & POLLIN) != 0) {
       signalfd_siginfo info{};
       [[maybe_unused]] ssize_t n = ::read(signal_fd_.get(), &info, sizeof info);
-      log::warn("vmm", "stopping on signal", {{"signal", info.ssi_signo}});
-      exit_code_ = options_.serve_api ? 0 : 1;
+      // 1 when a guest was running (it did not power off), 0 when keel was idle.
+      const bool guest_running = vm_ && (state_ == VmState::kRunning || state_ == VmState::kPaused);
+      log::warn("vmm", "stopping on signal", {{"signal", info.ssi_signo}, {"guest_running", guest_running}});
+      exit_code_ = guest_running ? 1 : 0;
       break;
     }
     if ((fds[2].revents & POLLIN) != 0 && !handle_vm_exit()) {
@@ -183,7 +165,12 @@ Status Vmm::boot_locked() {
     }
     serial_ = std::move(serial).value();
   }
-  auto vm = Vm::create(kvm_, *config_, *serial_, options_.seccomp);
+  KEEL_TRY_STATUS(boot::check_payload_files(
+      boot::Payload{config_->kernel, config_->initramfs, config_->cmdline}));
+  if (!kvm_) {
+    KEEL_TRY(kvm_, Kvm::open());
+  }
+  auto vm = Vm::create(*kvm_, *config_, *serial_, options_.seccomp);
   if (!vm.ok()) {
     return vm.error();
   }
@@ -220,7 +207,7 @@ Status Vmm::create_vm(const VmConfig& config) {
     if (config_) {
       return Error::wrong_state("a VM already exists; delete it first (vm.delete)");
     }
-    KEEL_TRY_STATUS(validate(config));
+    KEEL_TRY_STATUS(check_vm(config));
     config_ = config;
     serial_.reset();
     state_ = VmState::kCreated;
@@ -342,34 +329,15 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
     }
     for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
       const vfio::VfioPciDevice::Counters c = p.device->counters();
-      counters[p.id] = {{"config_reads", c.config_reads},     {"config_writes", c.config_writes},
-                        {"bar_traps", c.bar_traps},           {"msi_enables", c.msi_enables},
-                        {"msix_enables", c.msix_enables}};
+      counters.devices[p.id] = {{"config_reads", c.config_reads},
+                                {"config_writes", c.config_writes},
+                                {"bar_traps", c.bar_traps},
+                                {"msi_enables", c.msi_enables},
+                                {"msix_enables", c.msix_enables}};
     }
-    // One group per VFIO container: "dma", then "dma1", "dma2", ... in vm.info's order.
-    const std::vector<vfio::DmaReport> reports = vm_->dma_reports();
-    for (std::size_t i = 0; i < reports.size(); ++i) {
-      const vfio::DmaReport& report = reports[i];
-      auto& group = counters[i == 0 ? std::string("dma") : "dma" + std::to_string(i)];
-      group = {{"entries_used", report.entries_used},
-               {"peak_entries", report.peak_entries},
-               {"mapped_bytes", report.mapped_bytes},
-               {"failed_maps", report.failed_maps.total()}};
-      if (report.lazy) {
-        const vfio::LazyCounters& lazy = report.lazy->counters;
-        group["guest_maps"] = lazy.maps;
-        group["guest_unmaps"] = lazy.unmaps;
-        group["shared_maps"] = lazy.shared_maps;
-        group["refused_budget"] = lazy.refused_budget;
-        group["refused_invalid"] = lazy.refused_invalid;
-        group["kernel_failures"] = lazy.kernel_failures;
-        group["served_by_eager"] = lazy.served_by_eager;
-      }
-    }
+    counters.dma = vm_->dma_reports();
     if (const VirtualIommu* viommu = vm_->viommu()) {
-      for (const auto& [name, value] : viommu->counters()) {
-        counters["viommu"][name] = value;
-      }
+      counters.viommu = viommu->counters();
     }
     return counters;
   });
@@ -383,6 +351,10 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
     if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
       return Error::not_supported("hot-plug is not supported while the VM runs; add devices "
                                    "before vm.boot");
+    }
+    Status checked = check_device(device);
+    if (!checked.ok()) {
+      return checked.error().wrap("device " + (device.id.empty() ? device.path : device.id));
     }
     for (const DeviceConfig& d : config_->devices) {
       if (d.id == device.id || d.path == device.path) {

@@ -48,9 +48,8 @@ class Vmm : public VmmControl {
   Status remove_device(const std::string& id) override;
 
  private:
-  Vmm(Options options, Kvm kvm, UniqueFd signal_fd, EventFd requests)
-      : options_(options), kvm_(std::move(kvm)), signal_fd_(std::move(signal_fd)),
-        requests_(std::move(requests)) {}
+  Vmm(Options options, UniqueFd signal_fd, EventFd requests)
+      : options_(options), signal_fd_(std::move(signal_fd)), requests_(std::move(requests)) {}
 
   // Runs `fn` on the VMM thread and returns its result.
   template <typename T>
@@ -63,7 +62,8 @@ class Vmm : public VmmControl {
   bool handle_vm_exit();
 
   Options options_;
-  Kvm kvm_;
+  // Opened at the first boot: an idle keel serving its API needs no /dev/kvm until then.
+  std::optional<Kvm> kvm_;
   UniqueFd signal_fd_;
   EventFd requests_;
   std::mutex queue_mutex_;

@@ -41,8 +41,14 @@ class VmmControl {
     std::vector<DeviceInfo> devices;
     std::vector<vfio::DmaReport> dma;  // one per VFIO container
   };
-  // vm.counters: per device, named counters (cloud-hypervisor's shape).
-  using Counters = std::map<std::string, std::map<std::string, std::uint64_t>>;
+  // vm.counters: what each passthrough device, each VFIO container and the virtual IOMMU
+  // counted. api/ names the groups (cloud-hypervisor's shape: one per device, by id).
+  using NamedCounters = std::map<std::string, std::uint64_t>;
+  struct Counters {
+    std::map<std::string, NamedCounters> devices;  // by device id
+    std::vector<vfio::DmaReport> dma;              // one per container, in vm.info's order
+    NamedCounters viommu;                          // empty without a virtual IOMMU
+  };
 
   virtual ~VmmControl() = default;
 

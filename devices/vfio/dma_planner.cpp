@@ -80,32 +80,6 @@ std::string fixes(const DmaPlan& plan) {
 
 }  // namespace
 
-std::string_view to_string(MappingMode mode) {
-  switch (mode) {
-    case MappingMode::kAuto:
-      return "auto";
-    case MappingMode::kEager:
-      return "eager";
-    case MappingMode::kLazy:
-      return "lazy";
-  }
-  return "unknown";
-}
-
-Result<MappingMode> parse_mapping_mode(std::string_view text) {
-  if (text == "auto") {
-    return MappingMode::kAuto;
-  }
-  if (text == "eager") {
-    return MappingMode::kEager;
-  }
-  if (text == "lazy") {
-    return MappingMode::kLazy;
-  }
-  return Error::invalid("DMA mapping mode '" + std::string(text) +
-                        "' is not one of auto, eager, lazy");
-}
-
 std::string_view to_string(Decision decision) {
   switch (decision) {
     case Decision::kEager:

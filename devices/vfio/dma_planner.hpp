@@ -7,6 +7,7 @@
 
 #include "base/result.hpp"
 #include "devices/vfio/iommu_info.hpp"
+#include "devices/vfio/mapping_mode.hpp"
 #include "devices/vfio/memlock.hpp"
 #include "memory/guest_memory.hpp"
 
@@ -14,11 +15,6 @@
 // process's memlock limit, it builds the eager plan (the MAP calls that cover guest RAM at
 // IOVA = GPA) and decides, per container, how guest memory is mapped for the device.
 namespace keel::vfio {
-
-enum class MappingMode { kAuto, kEager, kLazy };
-std::string_view to_string(MappingMode mode);
-// "auto", "eager" or "lazy".
-Result<MappingMode> parse_mapping_mode(std::string_view text);
 
 enum class Decision { kEager, kLazy, kRefuse };
 std::string_view to_string(Decision decision);  // "eager", "lazy", "refused"

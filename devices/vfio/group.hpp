@@ -31,11 +31,11 @@ class Group {
   int fd() const { return fd_.get(); }
   bool attached() const { return attached_; }
 
-  // Puts the group into a container (VFIO_GROUP_SET_CONTAINER); Container::attach calls it.
+  // Puts the group into a container (VFIO_GROUP_SET_CONTAINER); ContainerFd::attach calls it.
   Status set_container(int container_fd);
   // Takes it out again (VFIO_GROUP_UNSET_CONTAINER). Fails with EBUSY while device fds are open.
   Status unset_container();
-  // A device fd for the PCI address `bdf` (VFIO_GROUP_GET_DEVICE_FD); Device::open calls it.
+  // A device fd for the PCI address `bdf` (VFIO_GROUP_GET_DEVICE_FD); DeviceFd::open calls it.
   Result<UniqueFd> device_fd(const std::string& bdf);
 
  private:

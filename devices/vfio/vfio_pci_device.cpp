@@ -90,7 +90,7 @@ class BarTrap : public devices::BusDevice {
 
 }  // namespace
 
-Result<std::shared_ptr<VfioPciDevice>> VfioPciDevice::create(Device device, pci::Platform& platform,
+Result<std::shared_ptr<VfioPciDevice>> VfioPciDevice::create(DeviceFd device, pci::Platform& platform,
                                                             std::uint8_t slot) {
   const std::string name = device.name();
   std::shared_ptr<VfioPciDevice> pci(new VfioPciDevice(std::move(device), platform, slot));

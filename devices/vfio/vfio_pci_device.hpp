@@ -16,7 +16,7 @@
 #include "devices/pci/msix.hpp"
 #include "devices/pci/pci_device.hpp"
 #include "devices/pci/platform.hpp"
-#include "devices/vfio/device.hpp"
+#include "devices/vfio/device_fd.hpp"
 
 namespace keel::vfio {
 
@@ -32,7 +32,7 @@ class VfioPciDevice : public pci::PciDevice,
   // Takes the device (its fd) over; reads its regions and interrupts and assigns its BARs from
   // the platform. `slot`: where the caller will plug it on bus 0 (with the INTx pin it picks the
   // IOAPIC line). The platform outlives the device.
-  static Result<std::shared_ptr<VfioPciDevice>> create(Device device, pci::Platform& platform,
+  static Result<std::shared_ptr<VfioPciDevice>> create(DeviceFd device, pci::Platform& platform,
                                                        std::uint8_t slot);
   ~VfioPciDevice() override;
 
@@ -75,7 +75,7 @@ class VfioPciDevice : public pci::PciDevice,
     bool irqs_stale = false;  // the last VFIO_DEVICE_SET_IRQS failed: send again at the next change
   };
 
-  VfioPciDevice(Device device, pci::Platform& platform, std::uint8_t slot)
+  VfioPciDevice(DeviceFd device, pci::Platform& platform, std::uint8_t slot)
       : device_(std::move(device)), platform_(platform), slot_(slot), msi_route_(platform.router()) {}
   Status init();
   Status init_regions();
@@ -104,7 +104,7 @@ class VfioPciDevice : public pci::PciDevice,
   Status set_irqs(std::uint32_t index, std::uint32_t flags, std::uint32_t start,
                   const std::vector<std::int32_t>& fds);
 
-  Device device_;
+  DeviceFd device_;
   pci::Platform& platform_;
   std::uint8_t slot_;
   std::array<RegionInfo, 6> bar_regions_;

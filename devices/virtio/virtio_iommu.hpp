@@ -64,7 +64,9 @@ struct VirtioIommuConfig {
   std::uint32_t probe_size = 512;
   // Reported for every endpoint. At most one MSI region per endpoint; RESERVED regions may
   // overlap each other and the MSI window (they are merged, and the MSI region wins).
-  std::vector<ReservedRegion> reserved{kX86MsiWindow};
+  // (Built by count, not from an initializer list: GCC 12 at -O3 warns, falsely, that the list's
+  // temporary array may be used uninitialized.)
+  std::vector<ReservedRegion> reserved = std::vector<ReservedRegion>(1, kX86MsiWindow);
   // Reported for one endpoint in addition to `reserved` (e.g. its container's IOVA holes).
   std::map<std::uint32_t, std::vector<ReservedRegion>> endpoint_reserved;
 };

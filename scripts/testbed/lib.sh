@@ -1,23 +1,14 @@
 # shellcheck shell=bash
-# Helpers shared by the testbed scripts. Sourced, never run.
+# Helpers shared by the testbed scripts (on top of scripts/lib/keel.sh: say, die, need_tools,
+# markers). Sourced, never run.
+
+# shellcheck source=../lib/keel.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/../lib/keel.sh"
+KEEL_LOG_PREFIX=testbed
 
 # Where everything the testbed downloads or builds is kept between runs.
 testbed_cache() {
   printf '%s\n' "${KEEL_CACHE:-${HOME:-/tmp}/.cache/keel}/testbed"
-}
-
-testbed_dir() {
-  cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd
-}
-
-# Progress goes to stderr so that stdout stays machine-readable.
-say() {
-  printf 'testbed: %s\n' "$*" >&2
-}
-
-die() {
-  printf 'testbed: error: %s\n' "$*" >&2
-  exit 1
 }
 
 # Seconds since the epoch with millisecond resolution, for timing steps.
@@ -29,13 +20,6 @@ elapsed_since() {
   local start=$1
   local ms=$(($(now_ms) - start))
   printf '%d.%01ds' $((ms / 1000)) $(((ms % 1000) / 100))
-}
-
-need_tools() {
-  local tool
-  for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing: install the packages in scripts/testbed/packages.txt"
-  done
 }
 
 # Hash of a list of files (content and the name each is stored under), read from stdin as

@@ -41,7 +41,9 @@ while IFS= read -r line; do
       test "$(field "$line" virtio)" -gt 10000
   else
     expect "seed $seed: the guest's writes ran (pio=$(field "$line" pio) pci=$(field "$line" pci) mmio=$(field "$line" mmio))" \
-      test "$(field "$line" pio)" -gt 10000 -a "$(field "$line" pci)" -gt 10000 -a "$(field "$line" mmio)" -gt 1000
+      test "$(field "$line" pio)" -gt 10000 -a "$(field "$line" pci)" -gt 10000 -a "$(field "$line" mmio)" -ge 10000
+    expect "seed $seed: every MMIO window was reached (mmio_windows=$(field "$line" mmio_windows))" \
+      test "$(field "$line" mmio_windows)" = 3
   fi
   expect "seed $seed: reads of undecoded ports and MMIO gave only all-ones or zeros ($(field "$line" reads) reads, result=$(field "$line" result))" \
     test "$(field "$line" result)" = ok

@@ -1,5 +1,9 @@
 # shellcheck shell=bash
-# Helpers for the ctest scripts that drive scripts/testbed/run and check its markers from outside.
+# Helpers for the ctest scripts that drive scripts/testbed/run and check its markers from outside
+# (field, markers_from: scripts/lib/keel.sh).
+
+# shellcheck source=../../scripts/lib/keel.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/../../scripts/lib/keel.sh"
 
 passed=0
 failed=0
@@ -14,18 +18,6 @@ expect() {
     failed=$((failed + 1))
     echo "FAILED: $desc" >&2
   fi
-}
-
-# Prints the value of KEY in a marker line ("" if absent).
-field() {
-  local line=$1 key=$2 tok
-  for tok in $line; do
-    if [[ $tok == "$key="* ]]; then
-      printf '%s\n' "${tok#*=}"
-      return 0
-    fi
-  done
-  return 0
 }
 
 # The closing line (ctest shows it) and the exit status.

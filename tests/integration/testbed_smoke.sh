@@ -4,19 +4,24 @@
 # passed in: DMA_AVAIL, the number of MAP_DMA calls that succeeded before ENOSPC, the cap order,
 # the vfio-pci binding, an edu DMA round trip, KVM and keel --version.
 #
-# usage: testbed_smoke.sh RUN SCENARIO KEEL KEEL_REMOTE VFIO_PROBE
+# The first boot also runs unit.vmm_kvm_test's binary inside, where /dev/kvm works: the tiny
+# guest, the KVM fault sweep and the VMM's control paths run on every CI run.
+#
+# usage: testbed_smoke.sh RUN SCENARIO KEEL KEEL_REMOTE VFIO_PROBE VMM_KVM_TEST
 set -euo pipefail
-(($# == 5)) || { echo "usage: $0 RUN SCENARIO KEEL KEEL_REMOTE VFIO_PROBE" >&2; exit 2; }
-run=$1 scenario=$2 keel=$3 keel_remote=$4 probe=$5
+(($# == 6)) || { echo "usage: $0 RUN SCENARIO KEEL KEEL_REMOTE VFIO_PROBE VMM_KVM_TEST" >&2; exit 2; }
+run=$1 scenario=$2 keel=$3 keel_remote=$4 probe=$5 kvm_test=$6
 
 # shellcheck source=testbed_lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/testbed_lib.sh"
 
 boot() {
   local limit=$1 edu=$2 markers status=0
+  local extra=()
+  [[ -z ${3:-} ]] || extra=(--bin "$3")
   echo "== emulated host: dma_entry_limit=$limit, $edu edu device(s)"
-  markers=$("$run" --timeout 240 --edu "$edu" --append "vfio_iommu_type1.dma_entry_limit=$limit" \
-    --bin "$keel" --bin "$keel_remote" --bin "$probe" "$scenario") || status=$?
+  markers=$("$run" --timeout 600 --edu "$edu" --append "vfio_iommu_type1.dma_entry_limit=$limit" \
+    --bin "$keel" --bin "$keel_remote" --bin "$probe" "${extra[@]}" "$scenario") || status=$?
   printf '%s\n' "$markers"
   expect "limit=$limit: the driver exits 0 (got $status)" test "$status" -eq 0
   expect "limit=$limit: the scenario reported exit=0" grep -qx 'KEEL-TESTBED exit=0' <<<"$markers"
@@ -49,8 +54,16 @@ boot() {
   local distinct
   distinct=$(printf '%s\n' "${groups[@]}" | sort -u | grep -c . || true)
   expect "limit=$limit: each edu device has its own IOMMU group" test "$distinct" -eq "$edu"
+  if [[ -n ${3:-} ]]; then
+    local unit
+    unit=$(grep '^KEEL-TESTBED result kvm_unit ' <<<"$markers" || true)
+    expect "vmm_kvm_test ran inside with /dev/kvm and passed (got '$unit')" \
+      test "$(field "$unit" status)" = 0
+    expect "vmm_kvm_test: every test case passed ($(field "$unit" summary))" \
+      grep -q '^All_tests_passed' <<<"$(field "$unit" summary)"
+  fi
 }
 
-boot 24 1
+boot 24 1 "$kvm_test"
 boot 50 2
 finish testbed.smoke

@@ -9,6 +9,14 @@
 
 namespace keel::vmm::boot {
 
+Status check_payload_files(const Payload& payload) {
+  KEEL_TRY_STATUS(open_host_file(payload.kernel, "kernel"));
+  if (payload.initramfs) {
+    KEEL_TRY_STATUS(open_host_file(*payload.initramfs, "initramfs"));
+  }
+  return ok_status();
+}
+
 Result<BootInfo> load_payload(const memory::GuestMemory& mem, const Payload& payload,
                               std::uint64_t rsdp_gpa) {
   auto file = open_host_file(payload.kernel, "kernel");

@@ -15,4 +15,9 @@ namespace keel::vmm::boot {
 Result<BootInfo> load_payload(const memory::GuestMemory& mem, const Payload& payload,
                               std::uint64_t rsdp_gpa);
 
+// Whether the payload's files can be read: each is opened and checked to be a regular file (a
+// FIFO or a device is refused without blocking), nothing more. Cheap: run before building a VM,
+// so that a path the user mistyped is a request error even on a host without /dev/kvm.
+Status check_payload_files(const Payload& payload);
+
 }  // namespace keel::vmm::boot

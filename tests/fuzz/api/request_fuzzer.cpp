@@ -65,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   switch ((selector / std::size(kMethods)) % 6) {
     case 1:
       vmm.info_value = keel::api::test::full_info();
-      vmm.counters_value = {{"nic0", {{"config_reads", 3}}}};
+      vmm.counters_value.devices = {{"nic0", {{"config_reads", 3}}}};
+      vmm.counters_value.dma = vmm.info_value.dma;
       vmm.added_bdf = "0000:00:01.0";
       break;
     case 2:

@@ -16,7 +16,11 @@
 //   6. --buffer KIB: one buffer of KIB KiB mapped with one VFIO_IOMMU_MAP_DMA (the guest's IOMMU
 //      driver sends one MAP per physically contiguous run), a round trip through its last
 //      page, unmapped: how many host entries one guest request costs shows in peak_entries;
-//   7. unmaps everything.
+//   7. --msi N: the edu's MSI, through the guest's VFIO and so through Keel's emulated MSI
+//      capability and the host's VFIO: an eventfd for MSI vector 0 (VFIO_DEVICE_SET_IRQS), the
+//      edu raises its interrupt N times (register 0x60), each must arrive on the eventfd and is
+//      acknowledged (0x64); then MSI is turned off;
+//   8. unmaps everything.
 // One line per phase on stdout, key=value, for the scenario to check:
 //   KEEL-GUEST lazy phase=setup bdf=0000:00:01.0 group=0 result=ok
 //   KEEL-GUEST lazy phase=roundtrip result=ok
@@ -25,6 +29,7 @@
 //   KEEL-GUEST lazy phase=hold wanted=40 granted=21 moved=21 errno=ENOMEM freed=10 after=ok
 //   KEEL-GUEST lazy phase=bench count=200 seconds=1.234 per_second=162.1 result=ok
 //   KEEL-GUEST lazy phase=buffer kib=256 runs=3 result=ok
+//   KEEL-GUEST lazy phase=msi count=5 received=5 result=ok
 //   KEEL-GUEST lazy phase=done maps=.. unmaps=.. result=ok
 // Built static so it needs nothing from the guest's initramfs; it must not use what needs a
 // futex (iostreams, threads): the guest kernel is built without.
@@ -32,6 +37,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/vfio.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -294,10 +301,63 @@ std::string open_vfio(const std::string& bdf, Vfio* v, std::string* group_name) 
   return "ok";
 }
 
+// VFIO_DEVICE_SET_IRQS for MSI vector 0: `fd` as its trigger, or none (-1) to turn MSI off.
+bool set_msi(const Vfio& v, int fd) {
+  std::uint8_t buf[sizeof(vfio_irq_set) + sizeof(std::int32_t)] = {};
+  vfio_irq_set set{};
+  set.argsz = fd >= 0 ? sizeof buf : sizeof set;
+  set.index = VFIO_PCI_MSI_IRQ_INDEX;
+  set.start = 0;
+  set.flags = VFIO_IRQ_SET_ACTION_TRIGGER | (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE);
+  set.count = fd >= 0 ? 1 : 0;
+  std::memcpy(buf, &set, sizeof set);
+  const std::int32_t trigger = fd;
+  std::memcpy(buf + sizeof set, &trigger, sizeof trigger);
+  return ::ioctl(v.device, VFIO_DEVICE_SET_IRQS, buf) == 0;
+}
+
+// --msi: `count` interrupts raised by the edu, each to arrive on the eventfd of MSI vector 0.
+std::string msi_phase(const Vfio& v, int count, int* received) {
+  vfio_irq_info info{};
+  info.argsz = sizeof info;
+  info.index = VFIO_PCI_MSI_IRQ_INDEX;
+  if (::ioctl(v.device, VFIO_DEVICE_GET_IRQ_INFO, &info) != 0 || info.count == 0) {
+    return "no-msi";
+  }
+  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd < 0) {
+    return "no-eventfd";
+  }
+  if (!set_msi(v, efd)) {
+    ::close(efd);
+    return std::string("set-irqs-") + errno_name(errno);
+  }
+  std::string result = "ok";
+  for (int i = 0; i < count && result == "ok"; ++i) {
+    const std::uint32_t cause = 1U << (i % 8);
+    v.write32(kRegRaiseIrq, cause);
+    pollfd p{efd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1) {
+      result = "no-interrupt-" + std::to_string(i);
+      break;
+    }
+    std::uint64_t n = 0;
+    if (::read(efd, &n, sizeof n) == sizeof n && n > 0) {
+      ++*received;
+    }
+    v.write32(kRegAckIrq, cause);
+  }
+  if (!set_msi(v, -1) && result == "ok") {
+    result = "msi-off-failed";
+  }
+  ::close(efd);
+  return result;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int pages = 0, hold = 0, bench = 0, buffer_kib = 0;
+  int pages = 0, hold = 0, bench = 0, buffer_kib = 0, msi = 0;
   bool fault_probe = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -309,6 +369,8 @@ int main(int argc, char** argv) {
       buffer_kib = std::atoi(argv[++i]);
     } else if (arg == "--bench" && i + 1 < argc) {
       bench = std::atoi(argv[++i]);
+    } else if (arg == "--msi" && i + 1 < argc) {
+      msi = std::atoi(argv[++i]);
     } else if (arg == "--fault-probe") {
       fault_probe = true;
     } else {
@@ -493,6 +555,15 @@ int main(int argc, char** argv) {
       ::munmap(p, bytes);
     }
     std::printf("KEEL-GUEST lazy phase=buffer kib=%d runs=%d result=%s\n", buffer_kib, runs,
+                result.c_str());
+    std::fflush(stdout);
+    all_ok = all_ok && result == "ok";
+  }
+
+  if (msi > 0) {
+    int received = 0;
+    const std::string result = msi_phase(v, msi, &received);
+    std::printf("KEEL-GUEST lazy phase=msi count=%d received=%d result=%s\n", msi, received,
                 result.c_str());
     std::fflush(stdout);
     all_ok = all_ok && result == "ok";

@@ -23,6 +23,12 @@ api() {
   result "api=$step exit=$status out=$(echo "$out" | tr '\n' ' ')"
 }
 
+# pinned WHEN: what the kernel counts as keel's locked and pinned memory (VFIO pins guest RAM it
+# maps and charges it to locked_vm): the live process's own record that entries were given back.
+pinned() {
+  result "pinned=$1 vmlck_kb=$(awk '/^VmLck:/ {print $2}' "/proc/$pid/status") vmpin_kb=$(awk '/^VmPin:/ {print $2}' "/proc/$pid/status")"
+}
+
 # probe WHEN BDF: the kernel's DMA_AVAIL for a fresh container on BDF (or why it cannot open).
 probe() {
   result "probe=$1 bdf=$2 $(timeout 120 vfio_probe "$2" 2>&1 | tr '\n' ' ')"
@@ -45,6 +51,7 @@ n=0
 while [ ! -S "$sock" ] && [ "$n" -lt 150 ]; do sleep 0.2; n=$((n + 1)); done
 result "socket=$([ -S "$sock" ] && echo yes || echo no) mode=$(stat -c %a "$sock" 2>/dev/null)"
 
+pinned idle
 api ping ping
 api info-empty info
 api boot-empty boot
@@ -59,6 +66,7 @@ api boot boot
 booted=no
 wait_for "$console" "KEEL-GUEST waiting" 1 180 && booted=yes
 result "guest=first booted=$booted"
+pinned running
 api info-running info
 api counters counters
 api boot-twice boot
@@ -71,6 +79,7 @@ api resume resume
 api info-resumed info
 api shutdown shutdown
 api info-shutdown info
+pinned after-shutdown
 probe after-shutdown "$dev0"
 api boot-again boot
 booted=no

@@ -75,6 +75,6 @@ run() {
 
 # 64 MiB of memlock for 256 MiB of guest RAM: eager cannot pin it all.
 # Two entries kept free (dma_low_water): the guest's MAPs stop there, before the kernel's limit.
-run lazy 67108864 "--pages,4,--fault-probe,--hold,$((limit * 2))" ",dma_low_water=2"
+run lazy 67108864 "--pages,4,--fault-probe,--hold,$((limit * 2)),--msi,5" ",dma_low_water=2"
 run eager none "--pages,2" "" reboot
 exit 0

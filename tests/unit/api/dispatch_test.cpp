@@ -59,14 +59,21 @@ TEST_CASE("vmm.ping answers cloud-hypervisor's VmmPingResponse") {
 TEST_CASE("vm.info and vm.counters answer 200 with JSON") {
   FakeVmmControl vmm;
   vmm.info_value = test::full_info();
-  vmm.counters_value = {{"nic0", {{"config_reads", 7}, {"bar_traps", 2}}}, {"dma", {}}};
+  vmm.counters_value.devices = {{"nic0", {{"config_reads", 7}, {"bar_traps", 2}}}};
+  vmm.counters_value.dma = {test::capability_report(), test::absent_report()};
+  vmm.counters_value.viommu = {{"requests", 5}};
   const Response info = get(vmm, "vm.info");
   CHECK(info.status == 200);
   CHECK(json::parse(info.body)["dma"][0]["avail_at_open"] == 24);
   const Response counters = get(vmm, "vm.counters");
   CHECK(counters.status == 200);
   CHECK(json::parse(counters.body) ==
-        json::parse(R"({"nic0": {"bar_traps": 2, "config_reads": 7}, "dma": {}})"));
+        json::parse(R"({"nic0": {"bar_traps": 2, "config_reads": 7},
+                        "dma": {"entries_used": 3, "peak_entries": 4, "mapped_bytes": 3221225472,
+                                "failed_maps": 15},
+                        "dma1": {"entries_used": 0, "peak_entries": 0, "mapped_bytes": 0,
+                                 "failed_maps": 0},
+                        "viommu": {"requests": 5}})"));
 }
 
 TEST_CASE("vm.add-device answers 200 {id, bdf}, bdf null before boot") {

@@ -76,7 +76,9 @@ TEST_CASE("every success answer validates") {
       FakeVmmControl vmm;
       if (full) {
         vmm.info_value = test::full_info();
-        vmm.counters_value = {{"nic0", {{"config_reads", 1}}}, {"dma", {{"entries_used", 3}}}};
+        vmm.counters_value.devices = {{"nic0", {{"config_reads", 1}}}};
+        vmm.counters_value.dma = vmm.info_value.dma;
+        vmm.counters_value.viommu = {{"requests", 1}};
         vmm.added_bdf = "0000:00:01.0";
       }
       check_answer(route,

@@ -168,7 +168,7 @@ TEST_CASE("vm.add-device: defaults, the id from the path, and iommu refused") {
   const vmm::DeviceConfig& device = std::get<AddDevice>(*op).device;
   CHECK(device.path == "/sys/bus/pci/devices/0000:01:00.0");
   CHECK(device.id == "0000:01:00.0");
-  CHECK(device.dma_mapping == vmm::DmaMapping::kAuto);
+  CHECK(device.dma_mapping == vfio::MappingMode::kAuto);
 
   auto full =
       parse_request("PUT", target("vm.add-device"),
@@ -176,7 +176,7 @@ TEST_CASE("vm.add-device: defaults, the id from the path, and iommu refused") {
           "dma_mapping": "lazy", "pci_segment": 0, "pci_device_id": null})");
   REQUIRE(full.ok());
   CHECK(std::get<AddDevice>(*full).device.id == "nic0");
-  CHECK(std::get<AddDevice>(*full).device.dma_mapping == vmm::DmaMapping::kLazy);
+  CHECK(std::get<AddDevice>(*full).device.dma_mapping == vfio::MappingMode::kLazy);
 
   auto iommu = parse_request("PUT", target("vm.add-device"),
                              R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "iommu": true})");
@@ -190,7 +190,7 @@ TEST_CASE("vm.add-device: defaults, the id from the path, and iommu refused") {
   auto mode = parse_request("PUT", target("vm.add-device"),
                             R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "dma_mapping": "x"})");
   CHECK(message_of(mode) ==
-        "dma_mapping: \"x\" is not a mapping mode; give \"auto\", \"eager\" or \"lazy\"");
+        "dma_mapping: 'x' is not a DMA mapping mode; give auto, eager or lazy");
   auto slot = parse_request("PUT", target("vm.add-device"),
                             R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "pci_device_id": 3})");
   CHECK(status_of(slot) == 400);

@@ -14,10 +14,11 @@ vmm::VmConfig full_config() {
   c.serial = vmm::SerialMode::kFile;
   c.serial_file = "/tmp/serial.log";
   c.devices = {
-      {"/sys/bus/pci/devices/0000:01:00.0", "nic0", vmm::DmaMapping::kEager},
-      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vmm::DmaMapping::kLazy, true},
+      {"/sys/bus/pci/devices/0000:01:00.0", "nic0", vfio::MappingMode::kEager},
+      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vfio::MappingMode::kLazy, true},
   };
   c.exit_on_reboot = true;
+  c.rng_source = "/dev/urandom";
   return c;
 }
 
@@ -81,7 +82,7 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          a.memory_shared == b.memory_shared && a.memory_hugepages == b.memory_hugepages &&
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
-         a.exit_on_reboot == b.exit_on_reboot;
+         a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source;
 }
 
 }  // namespace keel::api::test

@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
 // api/openapi.yaml and test::same_config need the field too.
-static_assert(sizeof(vmm::VmConfig) == 200, "VmConfig changed: update the API's JSON model");
+static_assert(sizeof(vmm::VmConfig) == 240, "VmConfig changed: update the API's JSON model");
 
 json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
 
@@ -51,7 +51,7 @@ TEST_CASE("VmConfig -> JSON -> VmConfig is the identity") {
     configs.push_back(c);
   }
   vmm::VmConfig auto_mapping = test::full_config();
-  auto_mapping.devices[0].dma_mapping = vmm::DmaMapping::kAuto;
+  auto_mapping.devices[0].dma_mapping = vfio::MappingMode::kAuto;
   configs.push_back(auto_mapping);
 
   for (const vmm::VmConfig& original : configs) {
@@ -79,6 +79,7 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set
       {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "0000:02:00.0", "iommu": true,
        "dma_mapping": "lazy", "dma_low_water": 0}],
     "iommu": true,
+    "rng": {"src": "/dev/urandom", "iommu": false},
     "exit_on_reboot": true})"));
   vmm::VmConfig plain;
   plain.kernel = "/k";
@@ -181,6 +182,30 @@ TEST_CASE("ranges and missing fields") {
   CHECK(error_for(json::object()).find("payload is missing") == 0);
   CHECK(error_for(json{{"payload", json::object()}}).find("payload.kernel is missing") == 0);
   CHECK(error_for(json{{"payload", {{"kernel", ""}}}}).find("payload.kernel is missing") == 0);
+  // Sizes no guest can have are refused at vm.create, with the number and the fix.
+  json one = minimal();
+  one["memory"] = {{"size", 1}};
+  CHECK(error_for(one) == "memory.size: memory size 1 bytes is not a multiple of 4 KiB; round it, "
+                          "e.g. --memory size=512M");
+  json tiny = minimal();
+  tiny["memory"] = {{"size", 4096}};
+  CHECK(error_for(tiny).find("is too small to boot Linux") != std::string::npos);
+  json huge = minimal();
+  huge["memory"] = {{"size", 18446744073709547520ULL}};  // 2^64 - 4096
+  CHECK(error_for(huge).find("is more than Keel's 16 TiB") != std::string::npos);
+  json odd_hugepages = minimal();
+  odd_hugepages["memory"] = {{"size", 17 << 20}, {"hugepages", true}};
+  CHECK(error_for(odd_hugepages).find("is not a multiple of 2 MiB") != std::string::npos);
+}
+
+TEST_CASE("a NUL inside a string is refused, never stored to be opened cut short") {
+  json kernel = minimal();
+  kernel["payload"]["kernel"] = std::string("/boot/vmlinuz\0/etc/shadow", 25);
+  CHECK(error_for(kernel) == "payload.kernel: contains a NUL character (\\u0000), which no path, "
+                             "name or command line may hold; remove it");
+  json serial = minimal();
+  serial["serial"] = {{"mode", "File"}, {"file", std::string("/tmp/log\0x", 10)}};
+  CHECK(error_for(serial).find("serial.file: contains a NUL character") == 0);
 }
 
 TEST_CASE("unknown fields are refused by name, at every level") {
@@ -190,7 +215,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   INFO(message);
   CHECK(message.find("memroy: unknown field; VmConfig takes cpus, memory, payload, serial, "
                      "devices, exit_on_reboot") == 0);
-  CHECK(message.find("exit_on_reboot, iommu (and, from cloud-hypervisor, watchdog,") !=
+  CHECK(message.find("exit_on_reboot, iommu, rng (and, from cloud-hypervisor, watchdog,") !=
         std::string::npos);
   json nested = minimal();
   nested["memory"] = {{"sise", 1}};
@@ -214,9 +239,9 @@ TEST_CASE("devices: unique paths and ids, iommu refused, dma_mapping read") {
   REQUIRE(config.ok());
   REQUIRE(config->devices.size() == 2);
   CHECK(config->devices[0].id == "0000:01:00.0");
-  CHECK(config->devices[0].dma_mapping == vmm::DmaMapping::kEager);
+  CHECK(config->devices[0].dma_mapping == vfio::MappingMode::kEager);
   CHECK(config->devices[1].id == "gpu");
-  CHECK(config->devices[1].dma_mapping == vmm::DmaMapping::kAuto);
+  CHECK(config->devices[1].dma_mapping == vfio::MappingMode::kAuto);
 
   json same_path = minimal();
   same_path["devices"] = json::parse(R"([{"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "a"},
@@ -244,7 +269,8 @@ TEST_CASE("devices: unique paths and ids, iommu refused, dma_mapping read") {
   CHECK(error_for(iommu).find("devices[0].dma_low_water: 4294967296 is more entries") == 0);
   iommu["devices"][0]["dma_low_water"] = 1;
   iommu["devices"][0]["iommu"] = false;
-  CHECK(error_for(iommu).find("devices[0].dma_low_water: applies to lazy mapping") == 0);
+  CHECK(error_for(iommu).find("devices[0]: dma_low_water=1 applies to lazy mapping, which needs the "
+                              "device behind the virtual IOMMU") == 0);
   iommu["devices"][0]["iommu"] = "yes";
   CHECK(error_for(iommu).find("devices[0].iommu") == 0);
 }
@@ -327,6 +353,34 @@ TEST_CASE("device_config JSON round trip") {
     CHECK(back->id == device.id);
     CHECK(back->dma_mapping == device.dma_mapping);
   }
+}
+
+}  // namespace
+}  // namespace keel::api
+
+namespace keel::api {
+namespace {
+
+TEST_CASE("rng: cloud-hypervisor's RngConfig gives the VM its virtio-rng") {
+  json with = minimal();
+  with["rng"] = {{"src", "/dev/urandom"}, {"iommu", false}};
+  auto config = vm_config_from_json(with);
+  REQUIRE(config.ok());
+  CHECK(config->rng_source == "/dev/urandom");
+  CHECK(vm_config_to_json(*config)["rng"] == json{{"src", "/dev/urandom"}, {"iommu", false}});
+  json default_src = minimal();
+  default_src["rng"] = json::object();
+  CHECK(vm_config_from_json(default_src)->rng_source == "/dev/urandom");
+  json none = minimal();
+  none["rng"] = nullptr;
+  CHECK_FALSE(vm_config_from_json(none)->rng_source.has_value());
+  CHECK(vm_config_to_json(*vm_config_from_json(none))["rng"].is_null());
+  json iommu = minimal();
+  iommu["rng"] = {{"src", "/dev/urandom"}, {"iommu", true}};
+  CHECK(error_for(iommu).find("rng.iommu") == 0);
+  json empty = minimal();
+  empty["rng"] = {{"src", ""}};
+  CHECK(error_for(empty).find("rng.src: empty") == 0);
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 #include "memory/guest_memory.hpp"
 
+#include <stdlib.h>
+
 #include <array>
+#include <filesystem>
+#include <fstream>
 
 #include <catch2/catch.hpp>
 
@@ -92,6 +96,52 @@ TEST_CASE("shared memory is backed by a memfd") {
   auto anon = GuestMemory::create(32 * kMiB);
   REQUIRE(anon.ok());
   CHECK(anon->regions()[0].fd() == -1);
+}
+
+}  // namespace
+}  // namespace keel::memory
+
+namespace keel::memory {
+namespace {
+
+// A pool directory as sysfs shows it.
+struct FakePool {
+  std::filesystem::path dir;
+  FakePool(std::uint64_t free, std::uint64_t reserved) {
+    char tmpl[] = "/tmp/keel-hugepool.XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    std::ofstream(dir / "free_hugepages") << free << "\n";
+    std::ofstream(dir / "resv_hugepages") << reserved << "\n";
+  }
+  ~FakePool() { std::filesystem::remove_all(dir); }
+};
+
+TEST_CASE("hugepages: the pool is checked before guest RAM is mapped, with the numbers and the fix") {
+  FakePool pool(300, 50);  // 250 may still be reserved
+  CHECK(check_hugepages(250, pool.dir).ok());
+  Status short_pool = check_hugepages(256, pool.dir);
+  REQUIRE_FALSE(short_pool.ok());
+  CHECK(short_pool.error().kind() == ErrorKind::kInvalid);
+  CHECK(short_pool.error().message() ==
+        "hugepages=on needs 256 free 2 MiB hugepages for 512 MiB of guest RAM, and the host has "
+        "250; reserve them (echo 256 > /proc/sys/vm/nr_hugepages, or more if others use them) or "
+        "leave hugepages off");
+  // A host without the pool has none.
+  CHECK_FALSE(check_hugepages(1, pool.dir / "absent").ok());
+}
+
+TEST_CASE("hugepages: more guest RAM than the host's pool is an error, not a SIGBUS later") {
+  // More pages than this host has free: refused before anything is mapped or touched.
+  std::uint64_t free = 0;
+  std::ifstream(std::string(kHugepagePool) + "/free_hugepages") >> free;
+  const std::uint64_t size = (free + 8) * 2 * kMiB;
+  auto memory = GuestMemory::create(size, Backing{false, true});
+  REQUIRE_FALSE(memory.ok());
+  CHECK_THAT(memory.error().message(), Catch::Contains("/proc/sys/vm/nr_hugepages"));
+  auto shared = GuestMemory::create(size, Backing{true, true});
+  REQUIRE_FALSE(shared.ok());
+  CHECK_THAT(shared.error().message(), Catch::Contains("/proc/sys/vm/nr_hugepages"));
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "base/size.hpp"
-#include "devices/vfio/container.hpp"
+#include "devices/vfio/container_fd.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "tests/unit/vfio/fake_vfio_sys.hpp"

@@ -276,7 +276,7 @@ TEST_CASE("planner: mapping modes parse") {
   CHECK(*parse_mapping_mode("lazy") == MappingMode::kLazy);
   auto bad = parse_mapping_mode("sometimes");
   REQUIRE_FALSE(bad.ok());
-  CHECK_THAT(bad.error().message(), Catch::Contains("'sometimes' is not one of auto, eager, lazy"));
+  CHECK_THAT(bad.error().message(), Catch::Contains("'sometimes' is not a DMA mapping mode; give auto, eager or lazy"));
 }
 
 TEST_CASE("planner: ram_spans reads guest memory") {

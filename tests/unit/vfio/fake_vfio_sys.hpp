@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "devices/vfio/device.hpp"
+#include "devices/vfio/device_fd.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "devices/vfio/vfio_sys.hpp"
 

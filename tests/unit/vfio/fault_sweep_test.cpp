@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "base/size.hpp"
-#include "devices/vfio/vfio_container.hpp"
+#include "devices/vfio/budgeted_container.hpp"
 #include "tests/unit/open_fds.hpp"
 #include "tests/unit/vfio/fake_sysfs.hpp"
 #include "tests/unit/vfio/fake_vfio_sys.hpp"
@@ -44,14 +44,14 @@ std::shared_ptr<FakeVfioSys> lifetime(const Case& fault, const memory::GuestMemo
   sysfs.add_device("0000:00:02.0", 2, "vfio-pci");
   fake->add_group(1, {FakeDevice{"0000:00:01.0", 0, {}, {}}});
   fake->add_group(2, {FakeDevice{"0000:00:02.0", 0, {}, {}}});
-  VfioContainerConfig config;
+  BudgetedContainerConfig config;
   config.device_paths = {sysfs.device_path("0000:00:01.0"), sysfs.device_path("0000:00:02.0")};
   config.sysfs_root = sysfs.root();
   config.memlock = MemlockLimit{kMemlockUnlimited, false};
   if (fault.request != 0) {
     fake->inject(fault.request, fault.nth, fault.err);
   }
-  auto container = VfioContainer::create(fake, memory, config);
+  auto container = BudgetedContainer::create(fake, memory, config);
   *created = container.ok();
   if (!container.ok()) {
     *error = container.error().message();

@@ -10,7 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include "devices/vfio/cap_chain.hpp"
-#include "devices/vfio/container.hpp"
+#include "devices/vfio/container_fd.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/info_query.hpp"
 #include "tests/unit/vfio/fake_vfio_sys.hpp"
@@ -69,7 +69,7 @@ class ReplyBuilder {
 // A container with one group attached and type1v2 set, on a fake kernel.
 struct Rig {
   std::shared_ptr<FakeVfioSys> fake;
-  std::optional<Container> container;
+  std::optional<ContainerFd> container;
   std::optional<Group> group;
 };
 
@@ -77,7 +77,7 @@ Rig make_rig(FakeKernelConfig config = {}) {
   Rig rig;
   rig.fake = std::make_shared<FakeVfioSys>(std::move(config));
   rig.fake->add_group(1, {});
-  auto container = Container::open(rig.fake);
+  auto container = ContainerFd::open(rig.fake);
   REQUIRE(container.ok());
   rig.container.emplace(std::move(*container));
   auto group = Group::open(rig.fake, 1, "/nonexistent");

@@ -245,7 +245,7 @@ TEST_CASE("lazy: an unmap that is not exactly a held mapping is S_NOENT; a kerne
 namespace keel::vfio {
 namespace {
 
-// A container holding the eager plan for `memory` (IOVA = GPA), as VfioContainer leaves it.
+// A container holding the eager plan for `memory` (IOVA = GPA), as BudgetedContainer leaves it.
 void map_eager(MapperRig& rig, const memory::GuestMemory& memory) {
   for (const memory::RamRegion& region : memory.regions()) {
     REQUIRE(rig.mapper

@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "devices/vfio/container.hpp"
+#include "devices/vfio/container_fd.hpp"
 #include "devices/vfio/dma_mapper.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/iommu_info.hpp"
@@ -16,7 +16,7 @@ namespace keel::vfio::testing {
 // A type1v2 container with one group on a fake kernel, negotiated, with a mapper on top.
 struct MapperRig {
   std::shared_ptr<FakeVfioSys> fake;
-  std::optional<Container> container;
+  std::optional<ContainerFd> container;
   std::optional<Group> group;
   IommuInfo info;
   std::optional<DmaMapper> mapper;
@@ -24,7 +24,7 @@ struct MapperRig {
   explicit MapperRig(FakeKernelConfig config = {}) {
     fake = std::make_shared<FakeVfioSys>(std::move(config));
     fake->add_group(1, {});
-    auto c = Container::open(fake);
+    auto c = ContainerFd::open(fake);
     REQUIRE(c.ok());
     container.emplace(std::move(*c));
     auto g = Group::open(fake, 1, "/nonexistent");

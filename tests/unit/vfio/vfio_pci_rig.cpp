@@ -103,8 +103,8 @@ void expect(bool ok, const char* what) {
 PassthroughRig::PassthroughRig(const FakeFunction& function, std::uint8_t slot)
     : bdf(function.bdf), pci_slot(slot) {
   fake->add_group(7, {function.build()});
-  auto c = Container::open(fake);
-  expect(c.ok(), "Container::open");
+  auto c = ContainerFd::open(fake);
+  expect(c.ok(), "ContainerFd::open");
   container.emplace(std::move(*c));
   auto g = Group::open(fake, 7, "/nonexistent");
   expect(g.ok(), "Group::open");
@@ -117,7 +117,7 @@ PassthroughRig::PassthroughRig(const FakeFunction& function, std::uint8_t slot)
 }
 
 Result<std::shared_ptr<VfioPciDevice>> PassthroughRig::create() {
-  auto device = Device::open(fake, *group, bdf);
+  auto device = DeviceFd::open(fake, *group, bdf);
   if (!device.ok()) {
     return device.error();
   }

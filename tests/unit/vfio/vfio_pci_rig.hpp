@@ -14,7 +14,7 @@
 #include "devices/bus.hpp"
 #include "devices/interrupt_router.hpp"
 #include "devices/memory_slots.hpp"
-#include "devices/vfio/container.hpp"
+#include "devices/vfio/container_fd.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/vfio_pci_device.hpp"
 #include "tests/unit/devices/recording_platform.hpp"
@@ -111,7 +111,7 @@ struct PassthroughRig {
 
   std::string bdf;
   std::shared_ptr<FakeVfioSys> fake = std::make_shared<FakeVfioSys>();
-  std::optional<Container> container;
+  std::optional<ContainerFd> container;
   std::optional<Group> group;
   RecordingRouter router;
   RecordingSlots slots;

@@ -75,9 +75,9 @@ TEST_CASE("cli --device is repeatable with id and dma_mapping") {
   REQUIRE(r->config.devices.size() == 2);
   CHECK(r->config.devices[0].path == "/sys/bus/pci/devices/0000:00:01.0");
   CHECK(r->config.devices[0].id == "0000:00:01.0");
-  CHECK(r->config.devices[0].dma_mapping == DmaMapping::kAuto);
+  CHECK(r->config.devices[0].dma_mapping == vfio::MappingMode::kAuto);
   CHECK(r->config.devices[1].id == "nic");
-  CHECK(r->config.devices[1].dma_mapping == DmaMapping::kEager);
+  CHECK(r->config.devices[1].dma_mapping == vfio::MappingMode::kEager);
   CHECK_FALSE(r->config.devices[0].iommu);
   CHECK(r->config.devices[1].iommu);
   CHECK(r->config.devices[0].dma_low_water == 0);
@@ -92,14 +92,15 @@ TEST_CASE("cli --device errors") {
   };
   CHECK(err({"--kernel", "/k", "--device", "id=x"}).find("path= is required") != std::string::npos);
   CHECK(err({"--kernel", "/k", "--device", "path=/a,dma_mapping=lots"}) ==
-        "--device: dma_mapping=lots is not auto, eager or lazy");
+        "--device: dma_mapping: 'lots' is not a DMA mapping mode; give auto, eager or lazy");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=yes"}) == "--device: iommu=yes is not on or off");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=on,dma_low_water=-1"}) ==
         "--device: dma_low_water=-1 is not a number of DMA entries (0 to 4294967295)");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=on,dma_low_water=4294967296"}).find(
             "is not a number") != std::string::npos);
   CHECK(err({"--kernel", "/k", "--device", "path=/a,dma_low_water=2"}) ==
-        "--device: dma_low_water=2 applies to lazy mapping, which needs iommu=on");
+        "--device: dma_low_water=2 applies to lazy mapping, which needs the device behind the "
+        "virtual IOMMU (iommu=on, or \"iommu\": true)");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,id=x", "--device", "path=/b,id=x"}) ==
         "--device: id \"x\" is used twice");
   CHECK(err({"--kernel", "/k", "--device", "path=/a", "--device", "path=/a/"}) == "--device: /a is given twice");
@@ -120,6 +121,22 @@ TEST_CASE("cli --api-socket starts idle without a payload") {
   REQUIRE(both.ok());
   CHECK(both->has_payload);
   CHECK_FALSE(parse_command_line({"--api-socket", "path="}).ok());
+}
+
+TEST_CASE("cli: empty values and over-long socket paths are usage errors, named") {
+  // "--kernel=" must not take the next option as its value.
+  CHECK(error_of({"--kernel=", "--api-socket=/tmp/k.sock"}) == "--kernel: the value after '=' is empty");
+  CHECK(error_of({"--api-socket=", "--kernel", "/k"}) == "--api-socket: the value after '=' is empty");
+  CHECK(error_of({"--kernel", "", "--api-socket", "/tmp/k.sock"}) == "--kernel: the value is empty");
+  const std::string long_path = "/tmp/" + std::string(120, 'a') + ".sock";
+  CHECK(error_of({"--api-socket", "path=" + long_path}) ==
+        "--api-socket: the path is 130 bytes; a Unix socket path takes at most 107 (use a "
+        "shorter directory)");
+  // Sizes no guest can have, refused before anything is built.
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=20000T"}).find("is more than Keel's 16 TiB") !=
+        std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=4M"}).find("too small to boot Linux") !=
+        std::string::npos);
 }
 }  // namespace
 }  // namespace keel::vmm

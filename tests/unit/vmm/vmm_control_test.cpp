@@ -32,7 +32,7 @@ TEST_CASE("VmmControl state machine, called from another thread") {
   REQUIRE(control.create_vm(config).ok());
   CHECK(control.create_vm(config).error().kind() == ErrorKind::kWrongState);
 
-  DeviceConfig dev{"/sys/bus/pci/devices/0000:00:01.0", "edu0", DmaMapping::kAuto};
+  DeviceConfig dev{"/sys/bus/pci/devices/0000:00:01.0", "edu0", vfio::MappingMode::kAuto};
   auto added = control.add_device(dev);
   REQUIRE(added.ok());
   CHECK(added->id == "edu0");

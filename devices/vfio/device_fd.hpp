@@ -61,13 +61,13 @@ struct IrqInfo {
 };
 
 // One VFIO device fd (a PCI function): owns the fd and does every access through the seam.
-// Independent of the Container and Group objects once open (the kernel keeps them alive through
+// Independent of the ContainerFd and Group objects once open (the kernel keeps them alive through
 // the fd). Move-only.
-class Device {
+class DeviceFd {
  public:
   // VFIO_GROUP_GET_DEVICE_FD for `bdf` in `group` (whose container has its IOMMU set), then
   // VFIO_DEVICE_GET_INFO.
-  static Result<Device> open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf);
+  static Result<DeviceFd> open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf);
 
   const std::string& name() const { return name_; }
   int fd() const { return fd_.get(); }
@@ -90,7 +90,7 @@ class Device {
                        int prot) const;
 
  private:
-  Device(std::shared_ptr<VfioSys> sys, std::string name, UniqueFd fd, DeviceInfo info)
+  DeviceFd(std::shared_ptr<VfioSys> sys, std::string name, UniqueFd fd, DeviceInfo info)
       : sys_(std::move(sys)), name_(std::move(name)), fd_(std::move(fd)), info_(info) {}
   Status check_range(const RegionInfo& region, std::uint64_t offset, std::uint64_t size,
                      const char* access) const;

@@ -13,11 +13,11 @@ namespace keel::vfio {
 inline constexpr const char* kContainerPath = "/dev/vfio/vfio";
 
 // One VFIO container (/dev/vfio/vfio) with the type1v2 IOMMU: owns its fd. Move-only.
-class Container {
+class ContainerFd {
  public:
   // Opens the container and checks VFIO_GET_API_VERSION and the extensions: VFIO_TYPE1v2_IOMMU is
   // required; VFIO_UNMAP_ALL is noted.
-  static Result<Container> open(std::shared_ptr<VfioSys> sys);
+  static Result<ContainerFd> open(std::shared_ptr<VfioSys> sys);
 
   int fd() const { return fd_.get(); }
   VfioSys& sys() const { return *sys_; }
@@ -30,7 +30,7 @@ class Container {
   Status attach(Group& group);
 
  private:
-  Container(std::shared_ptr<VfioSys> sys, UniqueFd fd, bool unmap_all)
+  ContainerFd(std::shared_ptr<VfioSys> sys, UniqueFd fd, bool unmap_all)
       : sys_(std::move(sys)), fd_(std::move(fd)), unmap_all_(unmap_all) {}
 
   std::shared_ptr<VfioSys> sys_;

@@ -1,4 +1,4 @@
-#include "devices/vfio/device.hpp"
+#include "devices/vfio/device_fd.hpp"
 
 #include <linux/vfio.h>
 
@@ -111,7 +111,7 @@ Result<RegionInfo> parse_region_info(std::span<const std::uint8_t> reply) {
 // VFIO_GROUP_GET_DEVICE_FD (via Group::device_fd), then VFIO_DEVICE_GET_INFO: fills flags,
 // num_regions, num_irqs; assumes argsz = sizeof(vfio_device_info) is accepted (the device info
 // capabilities, s390 only, are not read).
-Result<Device> Device::open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf) {
+Result<DeviceFd> DeviceFd::open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf) {
   auto fd = group.device_fd(bdf);
   if (!fd) {
     return fd.error().wrap("VFIO device " + bdf);
@@ -123,12 +123,12 @@ Result<Device> Device::open(std::shared_ptr<VfioSys> sys, Group& group, const st
     return ret.error().wrap("VFIO device " + bdf);
   }
   DeviceInfo info{raw.flags, raw.num_regions, raw.num_irqs};
-  return Device(std::move(sys), bdf, std::move(*fd), info);
+  return DeviceFd(std::move(sys), bdf, std::move(*fd), info);
 }
 
 // VFIO_DEVICE_GET_REGION_INFO(index): assumes the argsz-growth protocol (see query_info) for
 // the capability chain; an index past num_regions is EINVAL from the kernel.
-Result<RegionInfo> Device::region_info(std::uint32_t index) const {
+Result<RegionInfo> DeviceFd::region_info(std::uint32_t index) const {
   vfio_region_info head{};
   head.argsz = sizeof(head);
   head.index = index;
@@ -150,7 +150,7 @@ Result<RegionInfo> Device::region_info(std::uint32_t index) const {
 }
 
 // VFIO_DEVICE_GET_IRQ_INFO(index): fills flags and count; an index past num_irqs is EINVAL.
-Result<IrqInfo> Device::irq_info(std::uint32_t index) const {
+Result<IrqInfo> DeviceFd::irq_info(std::uint32_t index) const {
   vfio_irq_info raw{};
   raw.argsz = sizeof(raw);
   raw.index = index;
@@ -162,7 +162,7 @@ Result<IrqInfo> Device::irq_info(std::uint32_t index) const {
   return IrqInfo{index, raw.flags, raw.count};
 }
 
-Status Device::check_range(const RegionInfo& region, std::uint64_t offset, std::uint64_t size,
+Status DeviceFd::check_range(const RegionInfo& region, std::uint64_t offset, std::uint64_t size,
                            const char* access) const {
   if (offset > region.size || size > region.size - offset) {
     return Error::from_errno(EFAULT, name_ + " region " + std::to_string(region.index) + ": " +
@@ -173,7 +173,7 @@ Status Device::check_range(const RegionInfo& region, std::uint64_t offset, std::
   return ok_status();
 }
 
-Status Device::read(const RegionInfo& region, std::uint64_t offset, void* data,
+Status DeviceFd::read(const RegionInfo& region, std::uint64_t offset, void* data,
                     std::size_t size) const {
   KEEL_TRY_STATUS(check_range(region, offset, size, "read"));
   if (!region.readable()) {
@@ -184,7 +184,7 @@ Status Device::read(const RegionInfo& region, std::uint64_t offset, void* data,
                      name_ + " region " + std::to_string(region.index) + " read at " + hex(offset));
 }
 
-Status Device::write(const RegionInfo& region, std::uint64_t offset, const void* data,
+Status DeviceFd::write(const RegionInfo& region, std::uint64_t offset, const void* data,
                      std::size_t size) const {
   KEEL_TRY_STATUS(check_range(region, offset, size, "write"));
   if (!region.writable()) {
@@ -196,7 +196,7 @@ Status Device::write(const RegionInfo& region, std::uint64_t offset, const void*
       name_ + " region " + std::to_string(region.index) + " write at " + hex(offset));
 }
 
-Result<Mapping> Device::mmap(const RegionInfo& region, std::uint64_t offset, std::uint64_t size,
+Result<Mapping> DeviceFd::mmap(const RegionInfo& region, std::uint64_t offset, std::uint64_t size,
                              int prot) const {
   KEEL_TRY_STATUS(check_range(region, offset, size, "mmap"));
   const std::string what =

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "base/result.hpp"
-#include "devices/vfio/container.hpp"
-#include "devices/vfio/device.hpp"
+#include "devices/vfio/container_fd.hpp"
+#include "devices/vfio/device_fd.hpp"
 #include "devices/vfio/dma_mapper.hpp"
 #include "devices/vfio/dma_planner.hpp"
 #include "devices/vfio/dma_report.hpp"
@@ -23,7 +23,7 @@
 
 namespace keel::vfio {
 
-struct VfioContainerConfig {
+struct BudgetedContainerConfig {
   // /sys/bus/pci/devices/DDDD:BB:DD.F, one per passed-through device.
   std::vector<std::string> device_paths;
   MappingMode mode = MappingMode::kAuto;
@@ -38,27 +38,31 @@ struct VfioContainerConfig {
   std::uint32_t low_water = 0;
 };
 
-// The VFIO side of one VM's passthrough devices, sharing one type1v2 container: opens the
-// container, attaches every device's group, negotiates (GET_INFO), opens the device fds, plans
-// against guest RAM, decides, and maps eagerly or hands the container to the lazy engine. Guest memory must outlive it. Destruction unmaps every
-// entry (the kernel's count returns to avail_at_open), then detaches the groups and closes.
-class VfioContainer {
+// A type1v2 container with its DMA budget negotiated: the VFIO side of the passthrough devices
+// that share it. create() runs the setup as phases: locate the devices in sysfs (once), open the
+// container and attach their groups, negotiate (GET_INFO: IOVA ranges, page sizes, DMA_AVAIL),
+// open the device fds, plan against guest RAM and decide, map eagerly or hand the container to
+// the lazy engine, then account and report. Guest memory must outlive it. Destruction unmaps
+// every entry (the kernel's count returns to avail_at_open), then detaches the groups and closes.
+class BudgetedContainer {
  public:
   // Fails, before anything is mapped, when a device path is wrong, a group is not viable, the
   // plan is refused (the error carries the plan's reason: numbers and fixes) or a MAP fails (then
   // nothing is left mapped). Logs the report line at info on success.
-  static Result<std::unique_ptr<VfioContainer>> create(const std::shared_ptr<VfioSys>& sys,
+  static Result<std::unique_ptr<BudgetedContainer>> create(const std::shared_ptr<VfioSys>& sys,
                                                        const memory::GuestMemory& memory,
-                                                       const VfioContainerConfig& config);
-  ~VfioContainer() = default;
-  VfioContainer(const VfioContainer&) = delete;
-  VfioContainer& operator=(const VfioContainer&) = delete;
+                                                       const BudgetedContainerConfig& config);
+  ~BudgetedContainer() = default;
+  BudgetedContainer(const BudgetedContainer&) = delete;
+  BudgetedContainer& operator=(const BudgetedContainer&) = delete;
 
-  // Hands the opened device `bdf` to its owner (the passthrough device). Each only once.
-  Result<Device> take_device(const std::string& bdf);
+  // Hands the opened device of config.device_paths[index] to its owner (the passthrough device).
+  // Each only once.
+  Result<DeviceFd> take_device(std::size_t index);
 
-  const std::vector<std::string>& device_names() const { return device_names_; }
-  const Container& container() const { return container_; }
+  // Where each of config.device_paths is, as sysfs said when the container was set up.
+  const std::vector<PciDeviceLocation>& locations() const { return locations_; }
+  const ContainerFd& container() const { return container_; }
   // The attached groups (the KVM-VFIO device needs their fds).
   const std::vector<Group>& groups() const { return groups_; }
   const IommuInfo& iommu_info() const { return info_; }
@@ -75,16 +79,16 @@ class VfioContainer {
   Result<DmaReport> refresh();
 
  private:
-  VfioContainer(Container container, std::vector<Group> groups, IommuInfo info)
+  BudgetedContainer(ContainerFd container, std::vector<Group> groups, IommuInfo info)
       : container_(std::move(container)), groups_(std::move(groups)), info_(std::move(info)) {}
 
   // Destroyed bottom-up: the entries are unmapped first, then devices close, groups detach, and
   // the container closes last.
-  Container container_;
+  ContainerFd container_;
   std::vector<Group> groups_;
   IommuInfo info_;
-  std::vector<std::string> device_names_;
-  std::vector<std::optional<Device>> devices_;
+  std::vector<PciDeviceLocation> locations_;
+  std::vector<std::optional<DeviceFd>> devices_;
   DmaPlan plan_;
   std::optional<DmaMapper> mapper_;
   std::optional<LazyDma> lazy_;  // before mapper_ in destruction: it borrows the mapper

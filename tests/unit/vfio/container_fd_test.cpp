@@ -1,4 +1,4 @@
-#include "devices/vfio/container.hpp"
+#include "devices/vfio/container_fd.hpp"
 
 #include <linux/vfio.h>
 
@@ -7,7 +7,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "devices/vfio/device.hpp"
+#include "devices/vfio/device_fd.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
 #include "tests/unit/vfio/fake_sysfs.hpp"
@@ -24,7 +24,7 @@ using testing::FakeVfioSys;
 TEST_CASE("container: API version and extensions") {
   SECTION("type1v2 with UNMAP_ALL") {
     auto fake = std::make_shared<FakeVfioSys>();
-    auto container = Container::open(fake);
+    auto container = ContainerFd::open(fake);
     REQUIRE(container.ok());
     CHECK(container->unmap_all_supported());
     CHECK_FALSE(container->iommu_set());
@@ -33,14 +33,14 @@ TEST_CASE("container: API version and extensions") {
   SECTION("type1v2 without UNMAP_ALL is fine, and noted") {
     FakeKernelConfig config;
     config.unmap_all = false;
-    auto container = Container::open(std::make_shared<FakeVfioSys>(config));
+    auto container = ContainerFd::open(std::make_shared<FakeVfioSys>(config));
     REQUIRE(container.ok());
     CHECK_FALSE(container->unmap_all_supported());
   }
   SECTION("no type1v2: a clear refusal") {
     FakeKernelConfig config;
     config.type1v2 = false;
-    auto container = Container::open(std::make_shared<FakeVfioSys>(config));
+    auto container = ContainerFd::open(std::make_shared<FakeVfioSys>(config));
     REQUIRE_FALSE(container.ok());
     CHECK_THAT(container.error().message(), Catch::Contains("type1v2 IOMMU"));
     CHECK_THAT(container.error().message(), Catch::Contains("modprobe vfio_iommu_type1"));
@@ -48,14 +48,14 @@ TEST_CASE("container: API version and extensions") {
   SECTION("another API version") {
     FakeKernelConfig config;
     config.api_version = 1;
-    auto container = Container::open(std::make_shared<FakeVfioSys>(config));
+    auto container = ContainerFd::open(std::make_shared<FakeVfioSys>(config));
     REQUIRE_FALSE(container.ok());
     CHECK_THAT(container.error().message(), Catch::Contains("API version 1"));
   }
   SECTION("no /dev/vfio/vfio") {
     auto fake = std::make_shared<FakeVfioSys>();
     fake->inject_open("/dev/vfio/vfio", ENOENT);
-    auto container = Container::open(fake);
+    auto container = ContainerFd::open(fake);
     REQUIRE_FALSE(container.ok());
     CHECK(container.error().errno_value() == ENOENT);
     CHECK_THAT(container.error().message(), Catch::Contains("modprobe vfio-pci"));
@@ -63,7 +63,7 @@ TEST_CASE("container: API version and extensions") {
   SECTION("an extension check failing keeps its errno") {
     auto fake = std::make_shared<FakeVfioSys>();
     fake->inject(VFIO_CHECK_EXTENSION, 2, EIO);
-    auto container = Container::open(fake);
+    auto container = ContainerFd::open(fake);
     REQUIRE_FALSE(container.ok());
     CHECK(container.error().errno_value() == EIO);
     CHECK_THAT(container.error().message(),
@@ -75,7 +75,7 @@ TEST_CASE("container: several groups, VFIO_SET_IOMMU once") {
   auto fake = std::make_shared<FakeVfioSys>();
   fake->add_group(3, {});
   fake->add_group(4, {});
-  auto container = Container::open(fake);
+  auto container = ContainerFd::open(fake);
   REQUIRE(container.ok());
   auto g3 = Group::open(fake, 3, "/nonexistent");
   auto g4 = Group::open(fake, 4, "/nonexistent");
@@ -102,7 +102,7 @@ TEST_CASE("container: a failing VFIO_SET_IOMMU takes the group out again") {
   auto fake = std::make_shared<FakeVfioSys>();
   fake->add_group(3, {});
   fake->inject(VFIO_SET_IOMMU, 1, EPERM);
-  auto container = Container::open(fake);
+  auto container = ContainerFd::open(fake);
   REQUIRE(container.ok());
   auto group = Group::open(fake, 3, "/nonexistent");
   REQUIRE(group.ok());
@@ -226,12 +226,12 @@ FakeDevice edu(const std::string& bdf) {
 
 struct DeviceRig {
   std::shared_ptr<FakeVfioSys> fake = std::make_shared<FakeVfioSys>();
-  std::optional<Container> container;
+  std::optional<ContainerFd> container;
   std::optional<Group> group;
 
   DeviceRig() {
     fake->add_group(1, {edu("0000:00:01.0")});
-    auto c = Container::open(fake);
+    auto c = ContainerFd::open(fake);
     REQUIRE(c.ok());
     container.emplace(std::move(*c));
     auto g = Group::open(fake, 1, "/nonexistent");
@@ -242,16 +242,16 @@ struct DeviceRig {
 
 TEST_CASE("device: needs the container's IOMMU, then reports info, regions and IRQs") {
   DeviceRig rig;
-  auto early = Device::open(rig.fake, *rig.group, "0000:00:01.0");
+  auto early = DeviceFd::open(rig.fake, *rig.group, "0000:00:01.0");
   REQUIRE_FALSE(early.ok());
   CHECK(early.error().errno_value() == EINVAL);
   REQUIRE(rig.container->attach(*rig.group).ok());
 
-  auto unknown = Device::open(rig.fake, *rig.group, "0000:00:09.0");
+  auto unknown = DeviceFd::open(rig.fake, *rig.group, "0000:00:09.0");
   REQUIRE_FALSE(unknown.ok());
   CHECK_THAT(unknown.error().message(), Catch::Contains("VFIO device 0000:00:09.0"));
 
-  auto device = Device::open(rig.fake, *rig.group, "0000:00:01.0");
+  auto device = DeviceFd::open(rig.fake, *rig.group, "0000:00:01.0");
   REQUIRE(device.ok());
   CHECK(device->name() == "0000:00:01.0");
   CHECK(device->info().is_pci());
@@ -296,7 +296,7 @@ TEST_CASE("device: needs the container's IOMMU, then reports info, regions and I
 TEST_CASE("device: region access and mmap go through the seam, inside the region") {
   DeviceRig rig;
   REQUIRE(rig.container->attach(*rig.group).ok());
-  auto device = Device::open(rig.fake, *rig.group, "0000:00:01.0");
+  auto device = DeviceFd::open(rig.fake, *rig.group, "0000:00:01.0");
   REQUIRE(device.ok());
   auto config = device->region_info(VFIO_PCI_CONFIG_REGION_INDEX);
   REQUIRE(config.ok());

@@ -1,4 +1,4 @@
-#include "devices/vfio/vfio_container.hpp"
+#include "devices/vfio/budgeted_container.hpp"
 
 #include <linux/vfio.h>
 
@@ -22,7 +22,7 @@ using testing::FakeVfioSys;
 struct VmRig {
   FakeSysfs sysfs;
   std::shared_ptr<FakeVfioSys> fake;
-  VfioContainerConfig config;
+  BudgetedContainerConfig config;
 
   explicit VmRig(const FakeKernelConfig& kernel = {})
       : fake(std::make_shared<FakeVfioSys>(kernel)) {
@@ -42,14 +42,14 @@ FakeKernelConfig with_limit(std::uint32_t limit) {
   return config;
 }
 
-TEST_CASE("VfioContainer: negotiates, plans, maps, reports and tears down") {
+TEST_CASE("BudgetedContainer: negotiates, plans, maps, reports and tears down") {
   VmRig rig(with_limit(24));
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
   {
-    auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+    auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
     REQUIRE(vfio.ok());
-    VfioContainer& c = **vfio;
+    BudgetedContainer& c = **vfio;
     CHECK(rig.fake->containers_opened() == 1);
     CHECK(rig.fake->calls(VFIO_SET_IOMMU) == 1);
     CHECK(rig.fake->group_container(1) == 0);
@@ -90,12 +90,15 @@ TEST_CASE("VfioContainer: negotiates, plans, maps, reports and tears down") {
     CHECK_THAT(line, Catch::EndsWith("iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff "
                                      "unmap_all=true"));
 
-    auto device = c.take_device("0000:00:02.0");
+    // sysfs was read once, at setup: where each configured path is.
+    REQUIRE(c.locations().size() == 2);
+    CHECK(c.locations()[1].bdf == "0000:00:02.0");
+    auto device = c.take_device(1);
     REQUIRE(device.ok());
     CHECK(device->name() == "0000:00:02.0");
     CHECK(device->info().is_pci());
-    CHECK_FALSE(c.take_device("0000:00:02.0").ok());
-    CHECK_FALSE(c.take_device("0000:00:07.0").ok());
+    CHECK_FALSE(c.take_device(1).ok());
+    CHECK_FALSE(c.take_device(2).ok());
 
     rig.fake->take_entries(2);
     auto refreshed = c.refresh();
@@ -111,13 +114,13 @@ TEST_CASE("VfioContainer: negotiates, plans, maps, reports and tears down") {
   CHECK(rig.fake->group_container(2) == -1);
 }
 
-TEST_CASE("VfioContainer: a refused plan fails before anything is mapped") {
+TEST_CASE("BudgetedContainer: a refused plan fails before anything is mapped") {
   SECTION("not enough entries") {
     VmRig rig(with_limit(1));
     rig.config.p2p_entries = 1;
     auto memory = memory::GuestMemory::create(64 * kMiB);
     REQUIRE(memory.ok());
-    auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+    auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
     REQUIRE_FALSE(vfio.ok());
     CHECK_THAT(vfio.error().message(),
                Catch::Contains("VFIO container for 0000:00:01.0, 0000:00:02.0: auto: eager mapping "
@@ -131,7 +134,7 @@ TEST_CASE("VfioContainer: a refused plan fails before anything is mapped") {
     rig.config.mode = MappingMode::kLazy;
     auto memory = memory::GuestMemory::create(64 * kMiB);
     REQUIRE(memory.ok());
-    auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+    auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
     REQUIRE_FALSE(vfio.ok());
     CHECK_THAT(vfio.error().message(),
                Catch::Contains("lazy mapping needs the device behind the virtual IOMMU (add iommu=on"));
@@ -142,13 +145,13 @@ TEST_CASE("VfioContainer: a refused plan fails before anything is mapped") {
     rig.config.memlock = MemlockLimit{8 * kMiB, false};
     auto memory = memory::GuestMemory::create(64 * kMiB);
     REQUIRE(memory.ok());
-    auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+    auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
     REQUIRE_FALSE(vfio.ok());
     CHECK_THAT(vfio.error().message(), Catch::Contains("ulimit -l 65536"));
   }
 }
 
-TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes lazy") {
+TEST_CASE("BudgetedContainer: behind the virtual IOMMU a plan that does not fit goes lazy") {
   VmRig rig(with_limit(6));
   rig.config.behind_viommu = true;
   rig.config.low_water = 1;
@@ -156,9 +159,9 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
   {
-    auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+    auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
     REQUIRE(vfio.ok());
-    VfioContainer& c = **vfio;
+    BudgetedContainer& c = **vfio;
     CHECK(c.plan().decision == Decision::kLazy);
     CHECK_THAT(c.plan().reason, Catch::Contains("lazy (auto)"));
     CHECK(rig.fake->calls(VFIO_IOMMU_MAP_DMA) == 0);  // nothing until the guest asks
@@ -182,14 +185,14 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that does not fit goes
   CHECK(rig.fake->avail() == 6);
 }
 
-TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that fits maps eagerly, then switches") {
+TEST_CASE("BudgetedContainer: behind the virtual IOMMU a plan that fits maps eagerly, then switches") {
   VmRig rig(with_limit(6));
   rig.config.behind_viommu = true;
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
-  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
   REQUIRE(vfio.ok());
-  VfioContainer& c = **vfio;
+  BudgetedContainer& c = **vfio;
   CHECK(c.plan().decision == Decision::kEager);
   CHECK(rig.fake->avail() == 5);
   REQUIRE(c.lazy() != nullptr);
@@ -203,47 +206,47 @@ TEST_CASE("VfioContainer: behind the virtual IOMMU a plan that fits maps eagerly
   CHECK(rig.fake->avail() == 5);
 }
 
-TEST_CASE("VfioContainer: an eager plan has no lazy engine") {
+TEST_CASE("BudgetedContainer: an eager plan has no lazy engine") {
   VmRig rig;
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
-  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
   REQUIRE(vfio.ok());
   CHECK((*vfio)->lazy() == nullptr);
 }
 
-TEST_CASE("VfioContainer: a MAP the kernel refuses leaves nothing mapped") {
+TEST_CASE("BudgetedContainer: a MAP the kernel refuses leaves nothing mapped") {
   FakeKernelConfig kernel;
   kernel.memlock_bytes = 16 * kMiB;  // the process limit was misjudged: the kernel says ENOMEM
   VmRig rig(kernel);
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
-  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
   REQUIRE_FALSE(vfio.ok());
   CHECK(vfio.error().errno_value() == ENOMEM);
   CHECK_THAT(vfio.error().message(), Catch::Contains("entry 1 of 1 failed"));
   CHECK(rig.fake->mappings().empty());
 }
 
-TEST_CASE("VfioContainer: a device path that is not bound to vfio-pci stops it early") {
+TEST_CASE("BudgetedContainer: a device path that is not bound to vfio-pci stops it early") {
   VmRig rig;
   rig.sysfs.add_device("0000:00:03.0", 3, "nvme");
   rig.config.device_paths.push_back(rig.sysfs.device_path("0000:00:03.0"));
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
-  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
   REQUIRE_FALSE(vfio.ok());
   CHECK_THAT(vfio.error().message(), Catch::Contains("0000:00:03.0 is not bound to vfio-pci"));
   CHECK(rig.fake->containers_opened() == 0);
 }
 
-TEST_CASE("VfioContainer: an unviable group is reported with its culprits") {
+TEST_CASE("BudgetedContainer: an unviable group is reported with its culprits") {
   VmRig rig;
   rig.sysfs.add_device("0000:00:02.1", 2, "snd_hda_intel");
   rig.fake->add_group(2, {FakeDevice{"0000:00:02.0", 0, {}, {}}}, /*viable=*/false);
   auto memory = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(memory.ok());
-  auto vfio = VfioContainer::create(rig.fake, *memory, rig.config);
+  auto vfio = BudgetedContainer::create(rig.fake, *memory, rig.config);
   REQUIRE_FALSE(vfio.ok());
   CHECK_THAT(vfio.error().message(), Catch::Contains("PCI device 0000:00:02.0: IOMMU group 2 is "
                                                      "not viable: 0000:00:02.1 (bound to "

@@ -1,4 +1,4 @@
-#include "devices/vfio/container.hpp"
+#include "devices/vfio/container_fd.hpp"
 
 #include <linux/vfio.h>
 
@@ -27,7 +27,7 @@ Result<bool> has_extension(VfioSys& sys, int fd, unsigned long extension, const 
 
 }  // namespace
 
-Result<Container> Container::open(std::shared_ptr<VfioSys> sys) {
+Result<ContainerFd> ContainerFd::open(std::shared_ptr<VfioSys> sys) {
   auto fd = sys->open(kContainerPath);
   if (!fd) {
     if (fd.error().errno_value() == ENOENT) {
@@ -60,12 +60,12 @@ Result<Container> Container::open(std::shared_ptr<VfioSys> sys) {
   if (!unmap_all) {
     return unmap_all.error().wrap("VFIO container");
   }
-  return Container(std::move(sys), std::move(*fd), *unmap_all);
+  return ContainerFd(std::move(sys), std::move(*fd), *unmap_all);
 }
 
 // VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU): assumes at least one group is in the container and the
 // IOMMU was not set before; EPERM usually means the host has no interrupt remapping.
-Status Container::attach(Group& group) {
+Status ContainerFd::attach(Group& group) {
   const std::string name = "IOMMU group " + std::to_string(group.number());
   if (auto st = group.set_container(fd_.get()); !st) {
     return st.error().wrap("VFIO container: attach " + name);
