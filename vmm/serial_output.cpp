@@ -4,24 +4,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 
 #include "base/unique_fd.hpp"
 
 namespace keel::vmm {
 
-Result<devices::Serial::Output> open_serial_output(const VmConfig& config) {
+Result<SerialSink> open_serial_output(const VmConfig& config) {
+  const auto nothing_to_begin = [] { return ok_status(); };
   switch (config.serial) {
     case SerialMode::kOff:
-      return devices::Serial::Output{};
+      return SerialSink{devices::Serial::Output{}, nothing_to_begin};
     case SerialMode::kTty:
-      return devices::Serial::Output([](std::span<const std::uint8_t> bytes) {
-        [[maybe_unused]] ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
-      });
+      return SerialSink{devices::Serial::Output([](std::span<const std::uint8_t> bytes) {
+                          [[maybe_unused]] ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
+                        }),
+                        nothing_to_begin};
     case SerialMode::kFile: {
       // Not through a symlink (a root keel must not write where a planted link points), not
       // blocking on a FIFO, and not truncated yet: a start that fails later must not have
-      // destroyed the file. It is truncated when the guest writes its first byte.
+      // destroyed the file. begin() truncates it.
       const std::string what = "serial file " + config.serial_file;
       auto fd = std::make_shared<UniqueFd>(::open(
           config.serial_file.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644));
@@ -49,13 +52,19 @@ Result<devices::Serial::Output> open_serial_output(const VmConfig& config) {
         return Error::from_errno("fcntl " + what);
       }
       auto truncated = std::make_shared<bool>(false);
-      return devices::Serial::Output([fd, truncated](std::span<const std::uint8_t> bytes) {
+      auto begin = [fd, truncated, what]() -> Status {
         if (!*truncated) {
+          if (::ftruncate(fd->get(), 0) != 0) {
+            return Error::from_errno("truncate " + what);
+          }
           *truncated = true;
-          [[maybe_unused]] int r = ::ftruncate(fd->get(), 0);
         }
-        [[maybe_unused]] ssize_t n = ::write(fd->get(), bytes.data(), bytes.size());
-      });
+        return ok_status();
+      };
+      return SerialSink{devices::Serial::Output([fd](std::span<const std::uint8_t> bytes) {
+                          [[maybe_unused]] ssize_t n = ::write(fd->get(), bytes.data(), bytes.size());
+                        }),
+                        begin};
     }
   }
   return Error::invalid("serial: unknown mode");

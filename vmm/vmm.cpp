@@ -170,10 +170,11 @@ Status Vmm::boot_locked() {
   if (!kvm_) {
     KEEL_TRY(kvm_, Kvm::open());
   }
-  auto vm = Vm::create(*kvm_, *config_, *serial_, options_.seccomp);
+  auto vm = Vm::create(*kvm_, *config_, serial_->output, options_.seccomp);
   if (!vm.ok()) {
     return vm.error();
   }
+  KEEL_TRY_STATUS(serial_->begin());
   vm_ = std::move(vm).value();
   log::info("vmm", "booting", {{"kernel", config_->kernel}});
   KEEL_TRY_STATUS(vm_->start());

@@ -9,6 +9,7 @@
 #include "base/event_fd.hpp"
 #include "base/unique_fd.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/serial_output.hpp"
 #include "vmm/vm.hpp"
 #include "vmm/vmm_control.hpp"
 
@@ -73,7 +74,7 @@ class Vmm : public VmmControl {
   // VMM-thread state.
   std::optional<VmConfig> config_;
   VmState state_ = VmState::kShutdown;
-  std::optional<devices::Serial::Output> serial_;
+  std::optional<SerialSink> serial_;
   std::unique_ptr<Vm> vm_;
   bool stdin_open_ = true;  // until end of input on the terminal
   bool exit_requested_ = false;

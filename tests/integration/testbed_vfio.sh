@@ -13,6 +13,12 @@ set -euo pipefail
 (($# == 6)) || { echo "usage: $0 RUN SCENARIO GUEST_INIT KEEL VFIO_PROBE EDU_TEST" >&2; exit 2; }
 run=$1 scenario=$2 guest_init=$3 keel=$4 probe=$5 edu_test=$6
 testbed=$(dirname -- "$run")
+# The Release keel, under its own seccomp lists (the default --seccomp true).
+[[ -x $keel ]] || { echo "testbed.vfio: $keel is missing: scripts/build.sh --release builds it" >&2; exit 1; }
+if ldd "$keel" | grep -q 'libasan\|libubsan'; then
+  echo "testbed.vfio: $keel is a sanitizer build; give the Release keel" >&2
+  exit 1
+fi
 
 # shellcheck source=testbed_lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/testbed_lib.sh"

@@ -116,12 +116,17 @@ Result<BzImageHeader> parse_bzimage_header(std::span<const std::uint8_t> image,
 }
 
 std::uint64_t bzimage_footprint_end(const BzImageHeader& header, std::uint64_t load_address) {
+  // Saturating: a header's addresses near 2^64 must make the footprint huge (refused), never
+  // wrap around to a small one that passes the check.
+  constexpr std::uint64_t kMax = ~std::uint64_t{0};
+  const auto add = [](std::uint64_t a, std::uint64_t b) { return a > kMax - b ? kMax : a + b; };
   std::uint64_t run_address = header.pref_address;
   if (header.relocatable) {
-    const std::uint64_t align = header.kernel_alignment;
-    run_address = std::max(run_address, (load_address + align - 1) & ~(align - 1));
+    const std::uint64_t align = header.kernel_alignment == 0 ? 1 : header.kernel_alignment;
+    const std::uint64_t up = add(load_address, align - 1);
+    run_address = std::max(run_address, up == kMax ? kMax : up / align * align);
   }
-  return std::max(run_address + header.init_size, load_address + header.kernel_size);
+  return std::max(add(run_address, header.init_size), add(load_address, header.kernel_size));
 }
 
 Result<BootInfo> load_bzimage(const memory::GuestMemory& mem, std::span<const std::uint8_t> image,

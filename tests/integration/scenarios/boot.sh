@@ -61,12 +61,15 @@ bad missing-kernel --kernel /nonexistent/vmlinuz --initramfs "$initramfs"
 head -c 65536 /dev/urandom >/tmp/corrupt-kernel
 bad corrupt-kernel --kernel /tmp/corrupt-kernel --initramfs "$initramfs"
 bad memory-zero --kernel /keel/guest/vmlinuz --memory size=0
+# No hugepages reserved yet: refused with the numbers, never a SIGBUS at the guest's first touch.
+bad hugepages-short --kernel /keel/guest/vmlinuz --initramfs "$initramfs" --memory size=512M,hugepages=on
 
 [ -f /keel/guest/vmlinuz ] && boot bzimage /keel/guest/vmlinuz --memory size=512M
-[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh --memory size=512M
-# Guest RAM from a hugetlbfs-backed memfd: reserve 2 MiB pages for 512 MiB first.
+# Guest RAM from a hugetlbfs-backed memfd: reserve 2 MiB pages for 512 MiB. Reserved before the
+# PVH boot without hugepages=on too, so that "it used none" means something.
 echo 256 >/proc/sys/vm/nr_hugepages
 result "hugepages_reserved=$(sed -n 's/^HugePages_Total: *//p' /proc/meminfo)"
+[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh --memory size=512M
 [ -f /keel/guest/vmlinux-pvh ] &&
   boot pvh-hugepages /keel/guest/vmlinux-pvh --memory size=512M,shared=on,hugepages=on
 echo "---- done"

@@ -160,6 +160,22 @@ TEST_CASE("bzImage: footprint follows where the decompressor runs") {
   CHECK(bzimage_footprint_end(*fixed, 0x100000 + 0x200000) == spec.pref_address + spec.init_size);
 }
 
+TEST_CASE("bzImage: a pref_address near 2^64 is refused, not wrapped into RAM") {
+  BzImageSpec spec;
+  spec.relocatable = 0;
+  spec.pref_address = ~std::uint64_t{0} - 0x1000;  // + init_size would wrap to a small address
+  auto header = parse_bzimage_header(make_bzimage(spec), "k");
+  REQUIRE(header.ok());
+  CHECK(bzimage_footprint_end(*header, kBzImageLoadAddress) == ~std::uint64_t{0});
+  TempDir dir;
+  auto mem = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(mem.ok());
+  const std::string path = dir.file("wrap", make_bzimage(spec));
+  auto loaded = load_payload(*mem, Payload{path, std::nullopt, "console=ttyS0"}, layout::kAcpiStart);
+  REQUIRE_FALSE(loaded.ok());
+  CHECK(loaded.error().message().find("to decompress") != std::string::npos);
+}
+
 TEST_CASE("bzImage errors name the file, the numbers and the fix") {
   TempDir dir;
   auto mem = memory::GuestMemory::create(64 * kMiB);
