@@ -35,7 +35,7 @@ Result<std::string> read_config_file(const std::string& path) {
   if (path != "-") {
     owned = UniqueFd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!owned) {
-      return Error::from_errno("create: cannot read " + path).as(ErrorKind::kInvalid);
+      return Error::opening_user_path("create: cannot read " + path);
     }
     struct stat st {};
     if (::fstat(owned.get(), &st) != 0 || !S_ISREG(st.st_mode)) {

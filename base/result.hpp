@@ -31,6 +31,14 @@ class Error {
   static Error from_errno(int err, std::string context) {
     return Error(ErrorKind::kHost, std::error_code(err, std::system_category()), std::move(context));
   }
+  // A path the user named (a kernel, a serial file) that the kernel would not open: the user's
+  // to fix (kInvalid), unless the host itself ran out of something or failed (kHost).
+  static Error opening_user_path(std::string context) { return opening_user_path(errno, std::move(context)); }
+  static Error opening_user_path(int err, std::string context) {
+    const bool host = err == EMFILE || err == ENFILE || err == ENOMEM || err == EIO;
+    return Error(host ? ErrorKind::kHost : ErrorKind::kInvalid,
+                 std::error_code(err, std::system_category()), std::move(context));
+  }
   // Errors no syscall reported: bad input, a violated format, a missing object, a wrong state.
   // Their code is in the generic category, so message() is the context alone.
   static Error invalid(std::string context) { return of(ErrorKind::kInvalid, EINVAL, std::move(context)); }

@@ -30,15 +30,13 @@ Result<SerialSink> open_serial_output(const VmConfig& config) {
           config.serial_file.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644));
       if (!fd->valid()) {
         const int err = errno;
-        Error error = Error::from_errno(err, "open " + what);
         if (err == ELOOP) {
-          return Error(ErrorKind::kInvalid, error.code(),
-                       "open " + what + ": it is a symbolic link; give the file itself");
+          return Error::opening_user_path(err, "open " + what + ": it is a symbolic link; give the file itself");
         }
         if (err == ENXIO) {  // a FIFO nobody reads (or a device without one): it would block
           return Error::invalid(what + " is not a regular file; give the path of a file to write");
         }
-        return err == EMFILE || err == ENFILE || err == ENOMEM ? error : error.as(ErrorKind::kInvalid);
+        return Error::opening_user_path(err, "open " + what);
       }
       struct stat st {};
       if (::fstat(fd->get(), &st) != 0) {

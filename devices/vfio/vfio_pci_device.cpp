@@ -632,6 +632,7 @@ void VfioPciDevice::msix_config_written() {
     ++counters_.msix_enables;
     // vfio-pci takes one interrupt type at a time: INTx off before MSI-X on.
     Status intx = set_intx_enabled(false);
+    msix_.irqs_stale = !intx.ok();  // VFIO not told yet: the next change tries again
     s = intx.ok() ? msix_send_irqs() : intx;
   } else if (table.enabled() && (change.eventfds_changed || msix_.irqs_stale)) {
     Status sent = msix_send_irqs();

@@ -14,7 +14,7 @@ Result<std::unique_ptr<VirtioRng>> VirtioRng::open(const std::string& source) {
   const std::string what = "rng source " + source;
   UniqueFd fd(::open(source.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (!fd) {
-    return Error::from_errno("open " + what).as(ErrorKind::kInvalid);
+    return Error::opening_user_path("open " + what);
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {

@@ -8,24 +8,6 @@
 
 namespace keel::vmm::boot {
 
-namespace {
-
-// A file the user named that cannot be opened is the user's to fix (a request error), unless the
-// host itself failed (out of fds or memory).
-Error user_file_error(Error error) {
-  switch (error.errno_value()) {
-    case EMFILE:
-    case ENFILE:
-    case ENOMEM:
-    case EIO:
-      return error;
-    default:
-      return error.as(ErrorKind::kInvalid);
-  }
-}
-
-}  // namespace
-
 Result<HostFile> open_host_file(const std::string& path, std::string_view what) {
   HostFile file;
   file.path = path;
@@ -34,7 +16,7 @@ Result<HostFile> open_host_file(const std::string& path, std::string_view what) 
   // (it changes nothing for a regular file).
   file.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!file.fd) {
-    return user_file_error(Error::from_errno("open " + file.name()));
+    return Error::opening_user_path("open " + file.name());
   }
   struct stat st {};
   if (::fstat(file.fd.get(), &st) != 0) {

@@ -54,3 +54,19 @@ TEST_CASE("Result holds move-only values") {
 
 }  // namespace
 }  // namespace keel
+
+namespace keel {
+namespace {
+
+TEST_CASE("Error: a path the user named is the user's to fix, unless the host ran out") {
+  CHECK(Error::opening_user_path(ENOENT, "open /k").kind() == ErrorKind::kInvalid);
+  CHECK(Error::opening_user_path(EACCES, "open /k").kind() == ErrorKind::kInvalid);
+  CHECK(Error::opening_user_path(ENOENT, "open /k").errno_value() == ENOENT);
+  CHECK(Error::opening_user_path(ENOENT, "open /k").message() == "open /k: No such file or directory");
+  for (int host : {EMFILE, ENFILE, ENOMEM, EIO}) {
+    CHECK(Error::opening_user_path(host, "open /k").kind() == ErrorKind::kHost);
+  }
+}
+
+}  // namespace
+}  // namespace keel
