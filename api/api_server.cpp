@@ -152,11 +152,8 @@ void ApiServer::Impl::run() {
 Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& socket_path,
                                                     vmm::VmmControl& control,
                                                     ApiServerOptions options) {
-  auto listener = UnixListener::listen(socket_path, kBacklog);
-  if (!listener.ok()) {
-    return listener.error();
-  }
-  auto impl = std::make_unique<Impl>(std::move(listener).value(), control, std::move(options));
+  KEEL_TRY(auto listener, UnixListener::listen(socket_path, kBacklog));
+  auto impl = std::make_unique<Impl>(std::move(listener), control, std::move(options));
   boost::system::error_code ec;
   impl->acceptor.assign(Protocol(), impl->listener.fd().get(), ec);
   if (ec) {

@@ -25,47 +25,26 @@ Result<nlohmann::json> body_json(std::string_view body, std::string_view endpoin
 }
 
 Result<Operation> make_create(std::string_view body) {
-  auto json = body_json(body, "vm.create", "VmConfig");
-  if (!json.ok()) {
-    return json.error();
-  }
-  auto config = vm_config_from_json(*json);
-  if (!config.ok()) {
-    return config.error();
-  }
-  return Operation(CreateVm{std::move(config).value()});
+  KEEL_TRY(auto json, body_json(body, "vm.create", "VmConfig"));
+  KEEL_TRY(auto config, vm_config_from_json(json));
+  return Operation(CreateVm{std::move(config)});
 }
 
 Result<Operation> make_add_device(std::string_view body) {
-  auto json = body_json(body, "vm.add-device", "DeviceConfig");
-  if (!json.ok()) {
-    return json.error();
-  }
-  auto device = device_config_from_json(*json, "");
-  if (!device.ok()) {
-    return device.error();
-  }
-  return Operation(AddDevice{std::move(device).value()});
+  KEEL_TRY(auto json, body_json(body, "vm.add-device", "DeviceConfig"));
+  KEEL_TRY(auto device, device_config_from_json(json, ""));
+  return Operation(AddDevice{std::move(device)});
 }
 
 Result<Operation> make_remove_device(std::string_view body) {
-  auto json = body_json(body, "vm.remove-device", "VmRemoveDevice");
-  if (!json.ok()) {
-    return json.error();
-  }
-  auto reader = JsonObjectReader::open(*json, "", "VmRemoveDevice");
-  if (!reader.ok()) {
-    return reader.error();
-  }
-  auto id = reader->string("id", "the id of a device of the VM, e.g. \"nic0\"");
-  if (!id.ok()) {
-    return id.error();
-  }
-  KEEL_TRY_STATUS(reader->finish());
-  if (!*id || (*id)->empty()) {
+  KEEL_TRY(auto json, body_json(body, "vm.remove-device", "VmRemoveDevice"));
+  KEEL_TRY(auto reader, JsonObjectReader::open(json, "", "VmRemoveDevice"));
+  KEEL_TRY(auto id, reader.string("id", "the id of a device of the VM, e.g. \"nic0\""));
+  KEEL_TRY_STATUS(reader.finish());
+  if (!id || (id)->empty()) {
     return Error::invalid("id is missing; give the id of a device of the VM (vm.info lists them)");
   }
-  return Operation(RemoveDevice{**id});
+  return Operation(RemoveDevice{*id});
 }
 
 constexpr std::array<Route, 13> kRoutes{{

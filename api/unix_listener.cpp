@@ -60,11 +60,8 @@ Status clear_stale_socket(const std::string& path, const sockaddr_un& addr) {
 }  // namespace
 
 Result<UnixListener> UnixListener::listen(const std::string& path, int backlog) {
-  auto addr = address_of(path);
-  if (!addr.ok()) {
-    return addr.error();
-  }
-  KEEL_TRY_STATUS(clear_stale_socket(path, *addr));
+  KEEL_TRY(auto addr, address_of(path));
+  KEEL_TRY_STATUS(clear_stale_socket(path, addr));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) {
     return Error::from_errno("API socket: socket(AF_UNIX)");
@@ -74,7 +71,7 @@ Result<UnixListener> UnixListener::listen(const std::string& path, int backlog) 
   if (::fchmod(fd.get(), 0600) != 0) {
     return Error::from_errno("API socket: fchmod 0600");
   }
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Error::from_errno("API socket: bind " + path);
   }
   struct stat st {};

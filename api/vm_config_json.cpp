@@ -27,85 +27,67 @@ Status off(JsonObjectReader& r, std::string_view key, std::string_view what) {
 }
 
 Status read_cpus(const json& value, vmm::VmConfig& config) {
-  auto r = JsonObjectReader::open(value, "cpus", "CpusConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
-  auto boot = r->unsigned_integer("boot_vcpus", kVcpuHint);
-  if (!boot.ok()) {
-    return boot.error();
-  }
-  if (*boot) {
-    if (**boot < 1 || **boot > vmm::kMaxVcpus) {
-      return Error::invalid("cpus.boot_vcpus: " + std::to_string(**boot) +
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "cpus", "CpusConfig"));
+  KEEL_TRY(auto boot, r.unsigned_integer("boot_vcpus", kVcpuHint));
+  if (boot) {
+    if (*boot < 1 || *boot > vmm::kMaxVcpus) {
+      return Error::invalid("cpus.boot_vcpus: " + std::to_string(*boot) +
                             " is out of range; give 1 to " + std::to_string(vmm::kMaxVcpus));
     }
-    config.boot_vcpus = static_cast<std::uint32_t>(**boot);
+    config.boot_vcpus = static_cast<std::uint32_t>(*boot);
   }
   // cloud-hypervisor requires max_vcpus; Keel has no vCPU hotplug, so it must equal boot_vcpus.
-  auto max = r->unsigned_integer("max_vcpus", "the same number as boot_vcpus");
-  if (!max.ok()) {
-    return max.error();
-  }
-  if (*max && **max != config.boot_vcpus) {
-    return Error::invalid("cpus.max_vcpus: " + std::to_string(**max) + " differs from boot_vcpus " +
+  KEEL_TRY(auto max, r.unsigned_integer("max_vcpus", "the same number as boot_vcpus"));
+  if (max && *max != config.boot_vcpus) {
+    return Error::invalid("cpus.max_vcpus: " + std::to_string(*max) + " differs from boot_vcpus " +
                           std::to_string(config.boot_vcpus) +
                           ", which asks for vCPU hotplug; Keel does not support it: remove "
                           "max_vcpus or set it to " +
                           std::to_string(config.boot_vcpus));
   }
-  KEEL_TRY_STATUS(no_object(*r, "topology", "a CPU topology"));
-  KEEL_TRY_STATUS(off(*r, "kvm_hyperv", "Hyper-V enlightenments"));
-  KEEL_TRY_STATUS(r->accept_if("affinity", is_empty_array, "vCPU pinning", "remove it or send []"));
-  KEEL_TRY_STATUS(r->accept_if("features", is_all_false_object, "optional CPU features",
-                               "remove it or set every feature to false"));
-  r->ignore("max_phys_bits");
-  r->ignore("nested");
-  r->ignore("core_scheduling");
-  return r->finish();
+  KEEL_TRY_STATUS(no_object(r, "topology", "a CPU topology"));
+  KEEL_TRY_STATUS(off(r, "kvm_hyperv", "Hyper-V enlightenments"));
+  KEEL_TRY_STATUS(r.accept_if("affinity", is_empty_array, "vCPU pinning", "remove it or send []"));
+  KEEL_TRY_STATUS(r.accept_if("features", is_all_false_object, "optional CPU features",
+                              "remove it or set every feature to false"));
+  r.ignore("max_phys_bits");
+  r.ignore("nested");
+  r.ignore("core_scheduling");
+  return r.finish();
 }
 
 Status read_memory(const json& value, vmm::VmConfig& config) {
-  auto r = JsonObjectReader::open(value, "memory", "MemoryConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
-  auto size = r->unsigned_integer("size", kSizeHint);
-  if (!size.ok()) {
-    return size.error();
-  }
-  if (*size && **size == 0) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "memory", "MemoryConfig"));
+  KEEL_TRY(auto size, r.unsigned_integer("size", kSizeHint));
+  if (size && *size == 0) {
     return Error::invalid("memory.size: 0 gives the guest no RAM; give " + std::string(kSizeHint));
   }
-  auto shared = r->boolean("shared", "true to back guest RAM with a shared memfd, else false");
-  if (!shared.ok()) {
-    return shared.error();
-  }
-  config.memory_shared = shared->value_or(false);
+  KEEL_TRY(auto shared,
+           r.boolean("shared", "true to back guest RAM with a shared memfd, else false"));
+  config.memory_shared = shared.value_or(false);
   auto hugepages =
-      r->boolean("hugepages", "true to back guest RAM with hugetlbfs pages, else false");
+      r.boolean("hugepages", "true to back guest RAM with hugetlbfs pages, else false");
   if (!hugepages.ok()) {
     return hugepages.error();
   }
   config.memory_hugepages = hugepages->value_or(false);
 
-  KEEL_TRY_STATUS(r->accept_if("hotplug_size", is_zero, "memory hotplug", "remove it or send 0"));
-  KEEL_TRY_STATUS(
-      r->accept_if("hotplugged_size", is_zero, "memory hotplug", "remove it or send 0"));
-  r->ignore("hotplug_method");  // means nothing without hotplug_size
-  KEEL_TRY_STATUS(off(*r, "mergeable", "KSM page merging"));
-  KEEL_TRY_STATUS(no_object(*r, "hugepage_size",
+  KEEL_TRY_STATUS(r.accept_if("hotplug_size", is_zero, "memory hotplug", "remove it or send 0"));
+  KEEL_TRY_STATUS(r.accept_if("hotplugged_size", is_zero, "memory hotplug", "remove it or send 0"));
+  r.ignore("hotplug_method");  // means nothing without hotplug_size
+  KEEL_TRY_STATUS(off(r, "mergeable", "KSM page merging"));
+  KEEL_TRY_STATUS(no_object(r, "hugepage_size",
                             "a huge page size of your choice (Keel uses the default size)"));
-  KEEL_TRY_STATUS(off(*r, "prefault", "prefaulting guest RAM"));
-  KEEL_TRY_STATUS(off(*r, "reserve", "reserving guest RAM"));
-  KEEL_TRY_STATUS(r->accept_if("thp", is_true, "turning transparent huge pages off",
-                               "remove it or send true (Keel always asks for them)"));
-  KEEL_TRY_STATUS(no_device(*r, "zones", "memory zones"));
-  KEEL_TRY_STATUS(r->finish());
-  if (!*size) {  // after finish(), so a misspelt "sise" is named as such
+  KEEL_TRY_STATUS(off(r, "prefault", "prefaulting guest RAM"));
+  KEEL_TRY_STATUS(off(r, "reserve", "reserving guest RAM"));
+  KEEL_TRY_STATUS(r.accept_if("thp", is_true, "turning transparent huge pages off",
+                              "remove it or send true (Keel always asks for them)"));
+  KEEL_TRY_STATUS(no_device(r, "zones", "memory zones"));
+  KEEL_TRY_STATUS(r.finish());
+  if (!size) {  // after finish(), so a misspelt "sise" is named as such
     return Error::invalid("memory.size is missing; give " + std::string(kSizeHint));
   }
-  config.memory_size = **size;
+  config.memory_size = *size;
   Status in_range = memory::check_ram_size(config.memory_size, config.memory_hugepages);
   if (!in_range.ok()) {
     return Error::invalid("memory.size: " + in_range.error().message());
@@ -116,99 +98,74 @@ Status read_memory(const json& value, vmm::VmConfig& config) {
 // cloud-hypervisor's RngConfig: {"src": PATH, "iommu": false}; its VmConfig carries one by
 // default, and so every such VM gets its virtio-rng.
 Status read_rng(const json& value, vmm::VmConfig& config) {
-  auto r = JsonObjectReader::open(value, "rng", "RngConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
-  auto src = r->string("src", "the path of the host's entropy source, e.g. \"/dev/urandom\"");
-  if (!src.ok()) {
-    return src.error();
-  }
-  KEEL_TRY_STATUS(off(*r, "iommu", "virtio-rng behind the virtual IOMMU"));
-  KEEL_TRY_STATUS(r->finish());
-  if (*src && (*src)->empty()) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "rng", "RngConfig"));
+  KEEL_TRY(auto src,
+           r.string("src", "the path of the host's entropy source, e.g. \"/dev/urandom\""));
+  KEEL_TRY_STATUS(off(r, "iommu", "virtio-rng behind the virtual IOMMU"));
+  KEEL_TRY_STATUS(r.finish());
+  if (src && (src)->empty()) {
     return Error::invalid("rng.src: empty; give the path of an entropy source, e.g. /dev/urandom");
   }
-  config.rng_source = src->value_or("/dev/urandom");
+  config.rng_source = src.value_or("/dev/urandom");
   return ok_status();
 }
 
 Status read_payload(const json& value, vmm::VmConfig& config) {
-  auto r = JsonObjectReader::open(value, "payload", "PayloadConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "payload", "PayloadConfig"));
   constexpr std::string_view kKernelHint =
       "the path of a bzImage or an ELF vmlinux with a PVH note, e.g. /boot/vmlinuz";
-  auto kernel = r->string("kernel", kKernelHint);
-  if (!kernel.ok()) {
-    return kernel.error();
+  KEEL_TRY(auto kernel, r.string("kernel", kKernelHint));
+  KEEL_TRY(auto cmdline, r.string("cmdline", "the kernel command line, e.g. \"console=ttyS0\""));
+  if (cmdline) {
+    config.cmdline = *cmdline;
   }
-  auto cmdline = r->string("cmdline", "the kernel command line, e.g. \"console=ttyS0\"");
-  if (!cmdline.ok()) {
-    return cmdline.error();
-  }
-  if (*cmdline) {
-    config.cmdline = **cmdline;
-  }
-  auto initramfs = r->string("initramfs", "the path of an initramfs image, or null");
-  if (!initramfs.ok()) {
-    return initramfs.error();
-  }
-  config.initramfs = *initramfs;
+  KEEL_TRY(auto initramfs, r.string("initramfs", "the path of an initramfs image, or null"));
+  config.initramfs = initramfs;
   KEEL_TRY_STATUS(
-      no_object(*r, "firmware", "booting firmware (Keel boots payload.kernel directly)"));
-  KEEL_TRY_STATUS(no_object(*r, "igvm", "an IGVM payload"));
-  KEEL_TRY_STATUS(no_object(*r, "host_data", "confidential-guest host data"));
-  KEEL_TRY_STATUS(r->finish());
-  if (!*kernel || (*kernel)->empty()) {
+      no_object(r, "firmware", "booting firmware (Keel boots payload.kernel directly)"));
+  KEEL_TRY_STATUS(no_object(r, "igvm", "an IGVM payload"));
+  KEEL_TRY_STATUS(no_object(r, "host_data", "confidential-guest host data"));
+  KEEL_TRY_STATUS(r.finish());
+  if (!kernel || (kernel)->empty()) {
     return Error::invalid("payload.kernel is missing; give " + std::string(kKernelHint) +
                           " (Keel boots kernels directly, without firmware)");
   }
-  config.kernel = **kernel;
+  config.kernel = *kernel;
   return ok_status();
 }
 
 Status read_serial(const json& value, vmm::VmConfig& config) {
-  auto r = JsonObjectReader::open(value, "serial", "SerialConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "serial", "SerialConfig"));
   constexpr std::string_view kModeHint = "\"Tty\", \"File\" (with file), \"Off\" or \"Null\"";
-  auto mode = r->string("mode", kModeHint);
-  if (!mode.ok()) {
-    return mode.error();
-  }
-  auto file = r->string("file", "the path of the file that receives the guest's COM1 output");
-  if (!file.ok()) {
-    return file.error();
-  }
-  KEEL_TRY_STATUS(no_object(*r, "socket", "a serial console on a socket"));
-  KEEL_TRY_STATUS(r->finish());
-  if (!*mode) {
+  KEEL_TRY(auto mode, r.string("mode", kModeHint));
+  KEEL_TRY(auto file,
+           r.string("file", "the path of the file that receives the guest's COM1 output"));
+  KEEL_TRY_STATUS(no_object(r, "socket", "a serial console on a socket"));
+  KEEL_TRY_STATUS(r.finish());
+  if (!mode) {
     return Error::invalid("serial.mode is missing; give " + std::string(kModeHint));
   }
-  if (**mode == "Tty") {
+  if (*mode == "Tty") {
     config.serial = vmm::SerialMode::kTty;
-  } else if (**mode == "File") {
+  } else if (*mode == "File") {
     config.serial = vmm::SerialMode::kFile;
-  } else if (**mode == "Off" || **mode == "Null") {
+  } else if (*mode == "Off" || *mode == "Null") {
     // Keel's COM1 always exists; "Off" and "Null" both discard its output (keel --serial off).
     config.serial = vmm::SerialMode::kOff;
   } else {
-    return Error::invalid("serial.mode: \"" + excerpt(**mode) + "\" is not a mode Keel has; give " +
+    return Error::invalid("serial.mode: \"" + excerpt(*mode) + "\" is not a mode Keel has; give " +
                           std::string(kModeHint));
   }
   if (config.serial == vmm::SerialMode::kFile) {
-    if (!*file || (*file)->empty()) {
+    if (!file || (file)->empty()) {
       return Error::invalid(
           "serial.file is missing: mode \"File\" needs the path of the file "
           "that receives the guest's output");
     }
-    config.serial_file = **file;
-  } else if (*file) {
+    config.serial_file = *file;
+  } else if (file) {
     return Error::invalid("serial.file: only mode \"File\" writes to a file, and mode is \"" +
-                          **mode + "\"; remove file or set mode to \"File\"");
+                          *mode + "\"; remove file or set mode to \"File\"");
   }
   return ok_status();
 }
@@ -221,20 +178,17 @@ Status read_devices(const json& value, vmm::VmConfig& config) {
   std::set<std::string> ids, paths;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string where = "devices[" + std::to_string(i) + "]";
-    auto device = device_config_from_json(value[i], where);
-    if (!device.ok()) {
-      return device.error();
-    }
-    if (!paths.insert(device->path).second) {
+    KEEL_TRY(auto device, device_config_from_json(value[i], where));
+    if (!paths.insert(device.path).second) {
       return Error::invalid(
-          where + ".path: " + device->path +
+          where + ".path: " + device.path +
           " is already passed through by an earlier entry; give each device once");
     }
-    if (!ids.insert(device->id).second) {
-      return Error::invalid(where + ".id: \"" + device->id +
+    if (!ids.insert(device.id).second) {
+      return Error::invalid(where + ".id: \"" + device.id +
                             "\" is used by an earlier entry; give each device its own id");
     }
-    config.devices.push_back(std::move(device).value());
+    config.devices.push_back(std::move(device));
   }
   return ok_status();
 }
@@ -254,66 +208,50 @@ std::string_view to_string(vmm::SerialMode mode) {
 }
 
 Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::string& path) {
-  auto r = JsonObjectReader::open(value, path, "DeviceConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "DeviceConfig"));
   auto at = [&path](std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
   };
   vmm::DeviceConfig device;
   constexpr std::string_view kDevicePathHint =
       "the sysfs path of a PCI function bound to vfio-pci, e.g. /sys/bus/pci/devices/0000:01:00.0";
-  auto device_path = r->string("path", kDevicePathHint);
-  if (!device_path.ok()) {
-    return device_path.error();
-  }
-  auto id = r->string("id", "a name for the device, e.g. \"nic0\"");
-  if (!id.ok()) {
-    return id.error();
-  }
-  auto iommu = r->boolean("iommu", "true to place the device behind the virtual IOMMU, else false");
-  if (!iommu.ok()) {
-    return iommu.error();
-  }
-  device.iommu = iommu->value_or(false);
-  auto low_water = r->unsigned_integer(
-      "dma_low_water", "a number of DMA entries to keep free when mapping lazily, e.g. 2");
-  if (!low_water.ok()) {
-    return low_water.error();
-  }
-  if (*low_water) {
-    if (**low_water > 0xffffffffULL) {
-      return Error::invalid(at("dma_low_water") + ": " + std::to_string(**low_water) +
+  KEEL_TRY(auto device_path, r.string("path", kDevicePathHint));
+  KEEL_TRY(auto id, r.string("id", "a name for the device, e.g. \"nic0\""));
+  KEEL_TRY(auto iommu,
+           r.boolean("iommu", "true to place the device behind the virtual IOMMU, else false"));
+  device.iommu = iommu.value_or(false);
+  KEEL_TRY(auto low_water,
+           r.unsigned_integer("dma_low_water",
+                              "a number of DMA entries to keep free when mapping lazily, e.g. 2"));
+  if (low_water) {
+    if (*low_water > 0xffffffffULL) {
+      return Error::invalid(at("dma_low_water") + ": " + std::to_string(*low_water) +
                             " is more entries than a container can hold; give at most 4294967295");
     }
-    device.dma_low_water = static_cast<std::uint32_t>(**low_water);
+    device.dma_low_water = static_cast<std::uint32_t>(*low_water);
   }
   constexpr std::string_view kMappingHint = "\"auto\", \"eager\" or \"lazy\"";
-  auto mapping = r->string("dma_mapping", kMappingHint);
-  if (!mapping.ok()) {
-    return mapping.error();
-  }
-  if (*mapping) {
-    KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode(**mapping), at("dma_mapping"));
+  KEEL_TRY(auto mapping, r.string("dma_mapping", kMappingHint));
+  if (mapping) {
+    KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode(*mapping), at("dma_mapping"));
   }
   KEEL_TRY_STATUS(
-      r->accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
-  KEEL_TRY_STATUS(r->accept_if("pci_device_id", is_never, "a PCI slot of your choice",
-                               "remove it (Keel assigns slots)"));
+      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
+  KEEL_TRY_STATUS(r.accept_if("pci_device_id", is_never, "a PCI slot of your choice",
+                              "remove it (Keel assigns slots)"));
   KEEL_TRY_STATUS(
-      r->accept_if("x_nv_gpudirect_clique", is_never, "an NVIDIA GPUDirect clique", "remove it"));
-  KEEL_TRY_STATUS(r->accept_if("x_exclude_mmap_bars", is_empty_array, "BARs kept out of mmap",
-                               "remove it or send []"));
-  KEEL_TRY_STATUS(r->finish());
-  if (!*device_path || (*device_path)->empty()) {
+      r.accept_if("x_nv_gpudirect_clique", is_never, "an NVIDIA GPUDirect clique", "remove it"));
+  KEEL_TRY_STATUS(r.accept_if("x_exclude_mmap_bars", is_empty_array, "BARs kept out of mmap",
+                              "remove it or send []"));
+  KEEL_TRY_STATUS(r.finish());
+  if (!device_path || (device_path)->empty()) {
     return Error::invalid(at("path") + " is missing; give " + std::string(kDevicePathHint));
   }
-  device.path = **device_path;
+  device.path = *device_path;
   while (device.path.size() > 1 && device.path.back() == '/') {
     device.path.pop_back();
   }
-  device.id = *id ? **id : device.path.substr(device.path.rfind('/') + 1);
+  device.id = id ? *id : device.path.substr(device.path.rfind('/') + 1);
   if (device.id.empty()) {
     return Error::invalid(at("id") +
                           ": empty; give a name, or leave id out to use the PCI address");
@@ -334,44 +272,39 @@ json device_config_to_json(const vmm::DeviceConfig& device) {
 }
 
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
-  auto r = JsonObjectReader::open(value, "", "VmConfig");
-  if (!r.ok()) {
-    return r.error();
-  }
-  const json* cpus = r->value("cpus");
-  const json* memory = r->value("memory");
-  const json* payload = r->value("payload");
-  const json* serial = r->value("serial");
-  const json* devices = r->value("devices");
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "", "VmConfig"));
+  const json* cpus = r.value("cpus");
+  const json* memory = r.value("memory");
+  const json* payload = r.value("payload");
+  const json* serial = r.value("serial");
+  const json* devices = r.value("devices");
   auto exit_on_reboot =
-      r->boolean("exit_on_reboot", "true to end keel when the guest reboots, else false");
+      r.boolean("exit_on_reboot", "true to end keel when the guest reboots, else false");
   if (!exit_on_reboot.ok()) {
     return exit_on_reboot.error();
   }
   // cloud-hypervisor's VM-level switch: Keel places the virtual IOMMU whenever a device asks
   // for it (iommu: true), so either value is accepted and the answer says whether it is there.
-  auto iommu = r->boolean("iommu", "true or false (the virtual IOMMU comes with a device's iommu)");
-  if (!iommu.ok()) {
-    return iommu.error();
-  }
-  KEEL_TRY_STATUS(off(*r, "watchdog", "a watchdog device"));
-  KEEL_TRY_STATUS(off(*r, "pvpanic", "a pvpanic device"));
-  KEEL_TRY_STATUS(off(*r, "landlock_enable", "Landlock sandboxing"));
+  KEEL_TRY_STATUS(
+      r.boolean("iommu", "true or false (the virtual IOMMU comes with a device's iommu)"));
+  KEEL_TRY_STATUS(off(r, "watchdog", "a watchdog device"));
+  KEEL_TRY_STATUS(off(r, "pvpanic", "a pvpanic device"));
+  KEEL_TRY_STATUS(off(r, "landlock_enable", "Landlock sandboxing"));
   for (const char* key :
        {"disks", "net", "fs", "pmem", "user_devices", "vdpa", "numa", "pci_segments",
         "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
-    KEEL_TRY_STATUS(no_device(*r, key, std::string("\"") + key + "\" entries"));
+    KEEL_TRY_STATUS(no_device(r, key, std::string("\"") + key + "\" entries"));
   }
   for (const char* key : {"balloon", "vsock", "tpm", "platform", "rtc"}) {
-    KEEL_TRY_STATUS(no_object(*r, key, std::string("a \"") + key + "\" configuration"));
+    KEEL_TRY_STATUS(no_object(r, key, std::string("a \"") + key + "\" configuration"));
   }
   for (const char* key : {"console", "debug_console"}) {
-    KEEL_TRY_STATUS(r->accept_if(key, is_console_off, "a virtio or debug console",
-                                 "remove it or send {\"mode\": \"Off\"} (the guest's console is "
-                                 "COM1: see serial)"));
+    KEEL_TRY_STATUS(r.accept_if(key, is_console_off, "a virtio or debug console",
+                                "remove it or send {\"mode\": \"Off\"} (the guest's console is "
+                                "COM1: see serial)"));
   }
-  const json* rng = r->value("rng");
-  KEEL_TRY_STATUS(r->finish());
+  const json* rng = r.value("rng");
+  KEEL_TRY_STATUS(r.finish());
 
   vmm::VmConfig config;
   config.exit_on_reboot = exit_on_reboot->value_or(false);

@@ -23,18 +23,15 @@ Result<Mapping> Mapping::anonymous_aligned(std::size_t size, std::size_t alignme
                           " / alignment " + std::to_string(alignment) + " not usable");
   }
   // Reserve size + alignment, then give back the unaligned head and the tail.
-  auto reserved = create(size + alignment, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0, what);
-  if (!reserved.ok()) {
-    return reserved.error();
-  }
-  auto* base = reserved->data();
+  KEEL_TRY(auto reserved, create(size + alignment, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0, what));
+  auto* base = reserved.data();
   const auto start = (reinterpret_cast<std::uintptr_t>(base) + alignment - 1) & ~(alignment - 1);
   auto* aligned = reinterpret_cast<std::uint8_t*>(start);
   const std::size_t head = static_cast<std::size_t>(aligned - base);
   const std::size_t tail = alignment - head;
-  reserved->addr_ = nullptr;  // ownership moves to the trimmed mapping below
-  reserved->size_ = 0;
+  reserved.addr_ = nullptr;  // ownership moves to the trimmed mapping below
+  reserved.size_ = 0;
   if (head != 0) {
     ::munmap(base, head);
   }

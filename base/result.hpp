@@ -140,6 +140,15 @@ inline Status ok_status() { return {}; }
     }                                          \
   } while (0)
 
+// The same, with the error wrapped in an outer context.
+#define KEEL_TRY_STATUS_WRAP(expr, outer)          \
+  do {                                             \
+    auto keel_try_status_ = (expr);                \
+    if (!keel_try_status_.ok()) {                  \
+      return keel_try_status_.error().wrap(outer); \
+    }                                              \
+  } while (0)
+
 // KEEL_TRY(auto name, expr): evaluates the Result `expr`; on failure returns its error from the
 // enclosing function, otherwise declares `name` holding the value (moved out).
 #define KEEL_TRY(decl, expr) KEEL_TRY_IMPL_(KEEL_CONCAT_(keel_try_, __LINE__), decl, expr, )

@@ -22,12 +22,10 @@ Result<RamRegion> map_region(const RegionPlan& plan, const Backing& backing) {
   if (!backing.shared && !backing.hugepages) {
     // 2 MiB-aligned and THP-advised, so KVM can map guest RAM with large pages (fewer stage-2
     // faults than 4 KiB pages).
-    auto mapping = Mapping::anonymous_aligned(plan.size, kHugePageSize, MAP_NORESERVE, what.c_str());
-    if (!mapping.ok()) {
-      return mapping.error();
-    }
-    ::madvise(mapping->data(), mapping->size(), MADV_HUGEPAGE);
-    return RamRegion(plan.gpa, std::move(mapping).value(), UniqueFd());
+    KEEL_TRY(auto mapping,
+             Mapping::anonymous_aligned(plan.size, kHugePageSize, MAP_NORESERVE, what.c_str()));
+    ::madvise(mapping.data(), mapping.size(), MADV_HUGEPAGE);
+    return RamRegion(plan.gpa, std::move(mapping), UniqueFd());
   }
   // Hugepages are reserved when mapped (no MAP_NORESERVE): a pool too small fails here with
   // ENOMEM, never later with SIGBUS at the guest's first touch.
@@ -130,11 +128,8 @@ Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing)
   }
   std::vector<RamRegion> regions;
   for (const RegionPlan& p : plan_ram(ram_size)) {
-    auto region = map_region(p, backing);
-    if (!region.ok()) {
-      return region.error();
-    }
-    regions.push_back(std::move(region).value());
+    KEEL_TRY(auto region, map_region(p, backing));
+    regions.push_back(std::move(region));
   }
   return GuestMemory(std::move(regions));
 }

@@ -59,11 +59,8 @@ Result<bool> parse_on_off(const std::string& flag, const std::string& key, const
 }
 
 Status apply_cpus(const std::string& text, VmConfig& config) {
-  auto opts = split_options("--cpus", text, {"boot"});
-  if (!opts.ok()) {
-    return opts.error();
-  }
-  const std::string& boot = (*opts)["boot"];
+  KEEL_TRY(auto opts, split_options("--cpus", text, {"boot"}));
+  const std::string& boot = (opts)["boot"];
   if (boot.empty() || boot.size() > 4 || !std::all_of(boot.begin(), boot.end(), ::isdigit)) {
     return Error::invalid("--cpus: boot=" + boot + " is not a number of vCPUs");
   }
@@ -77,29 +74,20 @@ Status apply_cpus(const std::string& text, VmConfig& config) {
 }
 
 Status apply_memory(const std::string& text, VmConfig& config) {
-  auto opts = split_options("--memory", text, {"size", "shared", "hugepages"});
-  if (!opts.ok()) {
-    return opts.error();
-  }
-  if (opts->count("size") != 0) {
-    auto size = parse_size((*opts)["size"]);
-    if (!size.ok()) {
-      return size.error().wrap("--memory");
-    }
-    if (*size == 0) {
+  KEEL_TRY(auto opts, split_options("--memory", text, {"size", "shared", "hugepages"}));
+  if (opts.count("size") != 0) {
+    KEEL_TRY_WRAP(auto size, parse_size((opts)["size"]), "--memory");
+    if (size == 0) {
       return Error::invalid("--memory: size=0 gives the guest no RAM; use e.g. size=512M");
     }
-    config.memory_size = *size;
+    config.memory_size = size;
   }
   for (const char* key : {"shared", "hugepages"}) {
-    if (opts->count(key) == 0) {
+    if (opts.count(key) == 0) {
       continue;
     }
-    auto v = parse_on_off("--memory", key, (*opts)[key]);
-    if (!v.ok()) {
-      return v.error();
-    }
-    (std::string(key) == "shared" ? config.memory_shared : config.memory_hugepages) = *v;
+    KEEL_TRY(auto v, parse_on_off("--memory", key, (opts)[key]));
+    (std::string(key) == "shared" ? config.memory_shared : config.memory_hugepages) = v;
   }
   return ok_status();
 }
@@ -133,36 +121,34 @@ Status apply_serial(const std::string& text, VmConfig& config) {
 }
 
 Result<DeviceConfig> parse_device(const std::string& text) {
-  auto opts = split_options("--device", text, {"path", "id", "dma_mapping", "iommu", "dma_low_water"});
-  if (!opts.ok()) {
-    return opts.error();
-  }
+  KEEL_TRY(auto opts, split_options("--device", text,
+                                    {"path", "id", "dma_mapping", "iommu", "dma_low_water"}));
   DeviceConfig device;
-  device.path = (*opts)["path"];
+  device.path = (opts)["path"];
   if (device.path.empty()) {
     return Error::invalid("--device: path= is required, e.g. path=/sys/bus/pci/devices/0000:01:00.0");
   }
   while (device.path.size() > 1 && device.path.back() == '/') {
     device.path.pop_back();
   }
-  device.id = opts->count("id") != 0 ? (*opts)["id"] : device.path.substr(device.path.rfind('/') + 1);
+  device.id = opts.count("id") != 0 ? (opts)["id"] : device.path.substr(device.path.rfind('/') + 1);
   if (device.id.empty()) {
     return Error::invalid("--device: id= must not be empty");
   }
-  if (opts->count("dma_mapping") != 0) {
-    KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode((*opts)["dma_mapping"]),
+  if (opts.count("dma_mapping") != 0) {
+    KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode((opts)["dma_mapping"]),
                   "--device: dma_mapping");
   }
-  if (opts->count("iommu") != 0) {
-    const std::string& iommu = (*opts)["iommu"];
+  if (opts.count("iommu") != 0) {
+    const std::string& iommu = (opts)["iommu"];
     if (iommu == "on") {
       device.iommu = true;
     } else if (iommu != "off") {
       return Error::invalid("--device: iommu=" + iommu + " is not on or off");
     }
   }
-  if (opts->count("dma_low_water") != 0) {
-    const std::string& entries = (*opts)["dma_low_water"];
+  if (opts.count("dma_low_water") != 0) {
+    const std::string& entries = (opts)["dma_low_water"];
     char* end = nullptr;
     errno = 0;
     const unsigned long value = std::strtoul(entries.c_str(), &end, 10);
@@ -239,11 +225,8 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
     return Error::invalid(e.what());
   }
 
-  auto seccomp_mode = parse_seccomp_mode(seccomp);
-  if (!seccomp_mode.ok()) {
-    return seccomp_mode.error();
-  }
-  request.seccomp = *seccomp_mode;
+  KEEL_TRY(auto seccomp_mode, parse_seccomp_mode(seccomp));
+  request.seccomp = seccomp_mode;
   if (!cpus.empty()) {
     KEEL_TRY_STATUS(apply_cpus(cpus, config));
   }
@@ -257,19 +240,16 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
     KEEL_TRY_STATUS(apply_rng(rng, config));
   }
   for (const std::string& text : devices) {
-    auto device = parse_device(text);
-    if (!device.ok()) {
-      return device.error();
-    }
+    KEEL_TRY(auto device, parse_device(text));
     for (const DeviceConfig& other : config.devices) {
-      if (other.path == device->path) {
-        return Error::invalid("--device: " + device->path + " is given twice");
+      if (other.path == device.path) {
+        return Error::invalid("--device: " + device.path + " is given twice");
       }
-      if (other.id == device->id) {
-        return Error::invalid("--device: id \"" + device->id + "\" is used twice");
+      if (other.id == device.id) {
+        return Error::invalid("--device: id \"" + device.id + "\" is used twice");
       }
     }
-    config.devices.push_back(std::move(device).value());
+    config.devices.push_back(std::move(device));
   }
   for (const char* name : {"--kernel", "--initramfs", "--api-socket"}) {
     if (app.count(name) != 0 && app[name]->as<std::string>().empty()) {

@@ -257,11 +257,9 @@ Result<KvmVcpu> KvmVm::create_vcpu(std::uint32_t id, std::size_t mmap_size) {
   if (!fd) {
     return Error::from_errno("KVM_CREATE_VCPU " + std::to_string(id));
   }
-  auto run = Mapping::create(mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0, "kvm_run");
-  if (!run.ok()) {
-    return run.error();
-  }
-  return KvmVcpu(std::move(fd), std::move(run).value(), sys_);
+  KEEL_TRY(auto run,
+           Mapping::create(mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0, "kvm_run"));
+  return KvmVcpu(std::move(fd), std::move(run), sys_);
 }
 
 Status KvmVcpu::run() {

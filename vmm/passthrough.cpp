@@ -131,11 +131,8 @@ Result<std::vector<vfio::DmaReport>> Passthrough::refresh_dma_reports() {
   std::lock_guard lock(dma_mutex_);
   std::vector<vfio::DmaReport> reports;
   for (const auto& container : containers_) {
-    auto report = container->refresh();
-    if (!report.ok()) {
-      return report.error();
-    }
-    reports.push_back(std::move(report).value());
+    KEEL_TRY(auto report, container->refresh());
+    reports.push_back(std::move(report));
   }
   return reports;
 }

@@ -53,16 +53,15 @@ Result<std::unique_ptr<VirtualIommu>> VirtualIommu::create(Passthrough& passthro
   if (config.page_size_mask == 0) {
     config.page_size_mask = ~(kGranule - 1);
   }
-  auto iommu = virtio::VirtioIommu::create(std::move(config), passthrough.iommu_backend());
-  if (!iommu.ok()) {
-    return iommu.error().wrap("virtual IOMMU");
-  }
-  KEEL_TRY_WRAP(const std::uint8_t slot, platform.free_slot(), "virtual IOMMU");
-  KEEL_TRY_WRAP(auto device,
-                virtio::VirtioPciDevice::create(
-                    std::make_unique<virtio::VirtioIommuDevice>(std::move(iommu).value()), memory,
-                    platform),
+  KEEL_TRY_WRAP(auto iommu,
+                virtio::VirtioIommu::create(std::move(config), passthrough.iommu_backend()),
                 "virtual IOMMU");
+  KEEL_TRY_WRAP(const std::uint8_t slot, platform.free_slot(), "virtual IOMMU");
+  KEEL_TRY_WRAP(
+      auto device,
+      virtio::VirtioPciDevice::create(std::make_unique<virtio::VirtioIommuDevice>(std::move(iommu)),
+                                      memory, platform),
+      "virtual IOMMU");
   std::unique_ptr<VirtualIommu> v(new VirtualIommu(platform, slot));
   KEEL_TRY_STATUS(platform.plug(slot, device));
   v->device_ = std::move(device);

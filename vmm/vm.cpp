@@ -118,21 +118,12 @@ std::vector<vfio::DmaReport> Vm::dma_reports() const {
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output, SeccompMode seccomp) {
-  auto memory = memory::GuestMemory::create(
-      config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages});
-  if (!memory.ok()) {
-    return memory.error();
-  }
-  auto kvm_vm = kvm.create_vm();
-  if (!kvm_vm.ok()) {
-    return kvm_vm.error();
-  }
-  auto exit_event = EventFd::create(EFD_NONBLOCK);
-  if (!exit_event.ok()) {
-    return exit_event.error();
-  }
-  std::unique_ptr<Vm> vm(
-      new Vm(std::move(memory).value(), std::move(kvm_vm).value(), std::move(exit_event).value()));
+  KEEL_TRY(auto memory,
+           memory::GuestMemory::create(
+               config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages}));
+  KEEL_TRY(auto kvm_vm, kvm.create_vm());
+  KEEL_TRY(auto exit_event, EventFd::create(EFD_NONBLOCK));
+  std::unique_ptr<Vm> vm(new Vm(std::move(memory), std::move(kvm_vm), std::move(exit_event)));
 
   KEEL_TRY_STATUS(vm->kvm_vm_.set_x86_private_pages(kTssAddr, kIdentityMapAddr));
   KEEL_TRY_STATUS(vm->kvm_vm_.create_irqchip());
@@ -143,17 +134,12 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   }
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
   if (!config.devices.empty()) {
-    auto passthrough = Passthrough::create(config.devices, vm->memory_, vm->kvm_vm_, *vm->platform_);
-    if (!passthrough.ok()) {
-      return passthrough.error();
-    }
-    vm->passthrough_ = std::move(passthrough).value();
+    KEEL_TRY(auto passthrough,
+             Passthrough::create(config.devices, vm->memory_, vm->kvm_vm_, *vm->platform_));
+    vm->passthrough_ = std::move(passthrough);
     if (!vm->passthrough_->viommu_endpoints().empty()) {
-      auto viommu = VirtualIommu::create(*vm->passthrough_, vm->memory_, *vm->platform_);
-      if (!viommu.ok()) {
-        return viommu.error();
-      }
-      vm->viommu_ = std::move(viommu).value();
+      KEEL_TRY(auto viommu, VirtualIommu::create(*vm->passthrough_, vm->memory_, *vm->platform_));
+      vm->viommu_ = std::move(viommu);
     }
   }
 
@@ -168,17 +154,12 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   if (vm->viommu_) {
     acpi.viot = vm->viommu_->viot();
   }
-  auto rsdp = boot::write_acpi_tables(vm->memory_, acpi);
-  if (!rsdp.ok()) {
-    return rsdp.error().wrap("ACPI tables");
-  }
+  KEEL_TRY_WRAP(auto rsdp, boot::write_acpi_tables(vm->memory_, acpi), "ACPI tables");
   KEEL_TRY_STATUS(write_reset_vector(vm->memory_));
-  auto boot_info = boot::load_payload(
-      vm->memory_, boot::Payload{config.kernel, config.initramfs, config.cmdline}, *rsdp);
-  if (!boot_info.ok()) {
-    return boot_info.error();
-  }
-  KEEL_TRY_STATUS(vm->setup_vcpus(kvm, config, *boot_info, seccomp));
+  KEEL_TRY(auto boot_info,
+           boot::load_payload(
+               vm->memory_, boot::Payload{config.kernel, config.initramfs, config.cmdline}, rsdp));
+  KEEL_TRY_STATUS(vm->setup_vcpus(kvm, config, boot_info, seccomp));
   std::string ram;
   for (const memory::RamRegion& r : vm->memory_.regions()) {
     ram += (ram.empty() ? "" : ",") + hex(r.gpa()) + "-" + hex(r.end() - 1);
@@ -195,11 +176,8 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
 }
 
 Status Vm::setup_devices(SerialOutput serial_output) {
-  auto com1_irq = IrqfdLine::create(kvm_vm_, layout::kCom1Irq);
-  if (!com1_irq.ok()) {
-    return com1_irq.error();
-  }
-  serial_ = std::make_shared<devices::Serial>(std::move(com1_irq).value(), std::move(serial_output));
+  KEEL_TRY(auto com1_irq, IrqfdLine::create(kvm_vm_, layout::kCom1Irq));
+  serial_ = std::make_shared<devices::Serial>(std::move(com1_irq), std::move(serial_output));
   KEEL_TRY_STATUS(pio_.insert(serial_, layout::kCom1Port, 8));
 
   auto power = [this](devices::PowerEvent event) { on_power(event); };
@@ -225,48 +203,33 @@ Status Vm::add_virtio(std::unique_ptr<virtio::VirtioDevice> device) {
 
 Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                        SeccompMode seccomp) {
-  auto supported = kvm.supported_cpuid();
-  if (!supported.ok()) {
-    return supported.error();
-  }
-  auto mmap_size = kvm.vcpu_mmap_size();
-  if (!mmap_size.ok()) {
-    return mmap_size.error();
-  }
+  KEEL_TRY(auto supported, kvm.supported_cpuid());
+  KEEL_TRY(auto mmap_size, kvm.vcpu_mmap_size());
   const bool tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
   for (std::uint32_t id = 0; id < config.boot_vcpus; ++id) {
-    auto kvm_vcpu = kvm_vm_.create_vcpu(id, *mmap_size);
-    if (!kvm_vcpu.ok()) {
-      return kvm_vcpu.error();
-    }
-    KvmVcpu& v = *kvm_vcpu;
-    KEEL_TRY_STATUS(v.set_cpuid(cpuid_for_vcpu(*supported, CpuTopology{id, config.boot_vcpus, tsc_deadline})));
+    KEEL_TRY(auto kvm_vcpu, kvm_vm_.create_vcpu(id, mmap_size));
+    KvmVcpu& v = kvm_vcpu;
+    KEEL_TRY_STATUS(
+        v.set_cpuid(cpuid_for_vcpu(supported, CpuTopology{id, config.boot_vcpus, tsc_deadline})));
     KEEL_TRY_STATUS(v.set_msrs(boot_msrs()));
     kvm_fpu fpu{};
     fpu.fcw = 0x37f;
     fpu.mxcsr = 0x1f80;
     KEEL_TRY_STATUS(v.set_fpu(fpu));
-    auto lapic = v.lapic();
-    if (!lapic.ok()) {
-      return lapic.error();
-    }
-    set_lvt(*lapic, kApicLvtLint0, kApicDeliveryExtInt);
-    set_lvt(*lapic, kApicLvtLint1, kApicDeliveryNmi);
-    KEEL_TRY_STATUS(v.set_lapic(*lapic));
+    KEEL_TRY(auto lapic, v.lapic());
+    set_lvt(lapic, kApicLvtLint0, kApicDeliveryExtInt);
+    set_lvt(lapic, kApicLvtLint1, kApicDeliveryNmi);
+    KEEL_TRY_STATUS(v.set_lapic(lapic));
     if (id == 0) {
       // The boot CPU starts at the payload's entry; the others wait for INIT/SIPI from it.
-      auto sregs = v.sregs();
-      if (!sregs.ok()) {
-        return sregs.error();
-      }
-      boot::setup_boot_sregs(boot_info, *sregs);
-      KEEL_TRY_STATUS(v.set_sregs(*sregs));
+      KEEL_TRY(auto sregs, v.sregs());
+      boot::setup_boot_sregs(boot_info, sregs);
+      KEEL_TRY_STATUS(v.set_sregs(sregs));
       KEEL_TRY_STATUS(v.set_regs(boot::boot_regs(boot_info)));
     }
     vcpus_.push_back(std::make_unique<Vcpu>(
-        id, std::move(kvm_vcpu).value(), pio_, mmio_,
-        [this](devices::PowerEvent e) { on_power(e); }, [this](const Error& e) { on_error(e); },
-        seccomp));
+        id, std::move(kvm_vcpu), pio_, mmio_, [this](devices::PowerEvent e) { on_power(e); },
+        [this](const Error& e) { on_error(e); }, seccomp));
   }
   return ok_status();
 }

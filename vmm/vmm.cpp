@@ -159,23 +159,17 @@ bool Vmm::handle_vm_exit() {
 
 Status Vmm::boot_locked() {
   if (!serial_) {
-    auto serial = open_serial_output(*config_);
-    if (!serial.ok()) {
-      return serial.error();
-    }
-    serial_ = std::move(serial).value();
+    KEEL_TRY(auto serial, open_serial_output(*config_));
+    serial_ = std::move(serial);
   }
   KEEL_TRY_STATUS(boot::check_payload_files(
       boot::Payload{config_->kernel, config_->initramfs, config_->cmdline}));
   if (!kvm_) {
     KEEL_TRY(kvm_, Kvm::open());
   }
-  auto vm = Vm::create(*kvm_, *config_, serial_->output, options_.seccomp);
-  if (!vm.ok()) {
-    return vm.error();
-  }
+  KEEL_TRY(auto vm, Vm::create(*kvm_, *config_, serial_->output, options_.seccomp));
   KEEL_TRY_STATUS(serial_->begin());
-  vm_ = std::move(vm).value();
+  vm_ = std::move(vm);
   log::info("vmm", "booting", {{"kernel", config_->kernel}});
   KEEL_TRY_STATUS(vm_->start());
   state_ = VmState::kRunning;

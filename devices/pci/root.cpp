@@ -45,12 +45,9 @@ Status PciRoot::add_at(std::uint8_t slot, std::shared_ptr<PciDevice> device) {
 }
 
 Result<std::uint8_t> PciRoot::add(std::shared_ptr<PciDevice> device) {
-  auto slot = free_slot();
-  if (!slot.ok()) {
-    return slot.error();
-  }
-  KEEL_TRY_STATUS(add_at(*slot, std::move(device)));
-  return *slot;
+  KEEL_TRY(auto slot, free_slot());
+  KEEL_TRY_STATUS(add_at(slot, std::move(device)));
+  return slot;
 }
 
 Status PciRoot::remove(std::uint8_t slot) {

@@ -169,10 +169,7 @@ DmaReport BudgetedContainer::report() const {
 }
 
 Result<DmaReport> BudgetedContainer::refresh() {
-  auto rec = mapper_->reconcile();
-  if (!rec) {
-    return rec.error();
-  }
+  KEEL_TRY_STATUS(mapper_->reconcile());
   return report();
 }
 

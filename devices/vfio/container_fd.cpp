@@ -17,12 +17,9 @@ void* int_arg(unsigned long value) {
 
 // VFIO_CHECK_EXTENSION(extension): assumes > 0 means supported, 0 not supported.
 Result<bool> has_extension(VfioSys& sys, int fd, unsigned long extension, const char* name) {
-  auto ret = sys.ioctl(fd, VFIO_CHECK_EXTENSION, int_arg(extension),
-                       std::string("VFIO_CHECK_EXTENSION(") + name + ")");
-  if (!ret) {
-    return ret.error();
-  }
-  return *ret > 0;
+  KEEL_TRY(const int ret, sys.ioctl(fd, VFIO_CHECK_EXTENSION, int_arg(extension),
+                                    std::string("VFIO_CHECK_EXTENSION(") + name + ")"));
+  return ret > 0;
 }
 
 }  // namespace
@@ -37,30 +34,26 @@ Result<ContainerFd> ContainerFd::open(std::shared_ptr<VfioSys> sys) {
     return fd.error().wrap("VFIO container");
   }
   // VFIO_GET_API_VERSION: no argument; assumes VFIO_API_VERSION (0) on every kernel since 3.6.
-  auto api = sys->ioctl(fd->get(), VFIO_GET_API_VERSION, nullptr, "VFIO_GET_API_VERSION");
-  if (!api) {
-    return api.error().wrap("VFIO container");
-  }
-  if (*api != VFIO_API_VERSION) {
+  KEEL_TRY_WRAP(auto api,
+                sys->ioctl(fd->get(), VFIO_GET_API_VERSION, nullptr, "VFIO_GET_API_VERSION"),
+                "VFIO container");
+  if (api != VFIO_API_VERSION) {
     return Error::invalid("VFIO container: " + std::string(kContainerPath) +
-                          " speaks API version " + std::to_string(*api) + ", Keel speaks " +
+                          " speaks API version " + std::to_string(api) + ", Keel speaks " +
                           std::to_string(VFIO_API_VERSION));
   }
-  auto type1v2 = has_extension(*sys, fd->get(), VFIO_TYPE1v2_IOMMU, "VFIO_TYPE1v2_IOMMU");
+  KEEL_TRY_WRAP(auto type1v2,
+                has_extension(*sys, fd->get(), VFIO_TYPE1v2_IOMMU, "VFIO_TYPE1v2_IOMMU"),
+                "VFIO container");
   if (!type1v2) {
-    return type1v2.error().wrap("VFIO container");
-  }
-  if (!*type1v2) {
     return Error::invalid(
         "VFIO container: the kernel does not offer the type1v2 IOMMU "
         "(VFIO_TYPE1v2_IOMMU), which Keel requires: load vfio_iommu_type1 "
         "(modprobe vfio_iommu_type1) on Linux 3.18 or later");
   }
-  auto unmap_all = has_extension(*sys, fd->get(), VFIO_UNMAP_ALL, "VFIO_UNMAP_ALL");
-  if (!unmap_all) {
-    return unmap_all.error().wrap("VFIO container");
-  }
-  return ContainerFd(std::move(sys), std::move(*fd), *unmap_all);
+  KEEL_TRY_WRAP(auto unmap_all, has_extension(*sys, fd->get(), VFIO_UNMAP_ALL, "VFIO_UNMAP_ALL"),
+                "VFIO container");
+  return ContainerFd(std::move(sys), std::move(*fd), unmap_all);
 }
 
 // VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU): assumes at least one group is in the container and the

@@ -79,11 +79,8 @@ Result<RegionInfo> parse_region_info(std::span<const std::uint8_t> reply) {
     return Error::invalid(what + ": capabilities did not fit in argsz " +
                           std::to_string(head->argsz));
   }
-  auto caps = walk_cap_chain(reply, head->cap_offset, sizeof(vfio_region_info), what);
-  if (!caps) {
-    return caps.error();
-  }
-  for (const CapRef& cap : *caps) {
+  KEEL_TRY(auto caps, walk_cap_chain(reply, head->cap_offset, sizeof(vfio_region_info), what));
+  for (const CapRef& cap : caps) {
     switch (cap.id) {
       case VFIO_REGION_INFO_CAP_SPARSE_MMAP:
         KEEL_TRY_STATUS(parse_sparse(reply, cap.offset, what, region));
@@ -112,18 +109,15 @@ Result<RegionInfo> parse_region_info(std::span<const std::uint8_t> reply) {
 // num_regions, num_irqs; assumes argsz = sizeof(vfio_device_info) is accepted (the device info
 // capabilities, s390 only, are not read).
 Result<DeviceFd> DeviceFd::open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf) {
-  auto fd = group.device_fd(bdf);
-  if (!fd) {
-    return fd.error().wrap("VFIO device " + bdf);
-  }
+  KEEL_TRY_WRAP(auto fd, group.device_fd(bdf), "VFIO device " + bdf);
   vfio_device_info raw{};
   raw.argsz = sizeof(raw);
-  auto ret = sys->ioctl(fd->get(), VFIO_DEVICE_GET_INFO, &raw, "VFIO_DEVICE_GET_INFO " + bdf);
-  if (!ret) {
-    return ret.error().wrap("VFIO device " + bdf);
+  if (auto got = sys->ioctl(fd.get(), VFIO_DEVICE_GET_INFO, &raw, "VFIO_DEVICE_GET_INFO " + bdf);
+      !got) {
+    return got.error().wrap("VFIO device " + bdf);
   }
   DeviceInfo info{raw.flags, raw.num_regions, raw.num_irqs};
-  return DeviceFd(std::move(sys), bdf, std::move(*fd), info);
+  return DeviceFd(std::move(sys), bdf, std::move(fd), info);
 }
 
 // VFIO_DEVICE_GET_REGION_INFO(index): assumes the argsz-growth protocol (see query_info) for
@@ -139,12 +133,9 @@ Result<RegionInfo> DeviceFd::region_info(std::uint32_t index) const {
   if (!reply) {
     return reply.error();
   }
-  auto region = parse_region_info(*reply);
-  if (!region) {
-    return region.error().wrap(name_);
-  }
-  if (region->index != index) {
-    return Error::invalid(what + ": the reply describes region " + std::to_string(region->index));
+  KEEL_TRY_WRAP(auto region, parse_region_info(*reply), name_);
+  if (region.index != index) {
+    return Error::invalid(what + ": the reply describes region " + std::to_string(region.index));
   }
   return region;
 }
@@ -154,11 +145,8 @@ Result<IrqInfo> DeviceFd::irq_info(std::uint32_t index) const {
   vfio_irq_info raw{};
   raw.argsz = sizeof(raw);
   raw.index = index;
-  auto ret = sys_->ioctl(fd_.get(), VFIO_DEVICE_GET_IRQ_INFO, &raw,
-                         "VFIO_DEVICE_GET_IRQ_INFO(" + std::to_string(index) + ") " + name_);
-  if (!ret) {
-    return ret.error();
-  }
+  KEEL_TRY_STATUS(sys_->ioctl(fd_.get(), VFIO_DEVICE_GET_IRQ_INFO, &raw,
+                              "VFIO_DEVICE_GET_IRQ_INFO(" + std::to_string(index) + ") " + name_));
   return IrqInfo{index, raw.flags, raw.count};
 }
 

@@ -157,10 +157,7 @@ Status DmaMapper::unmap(std::uint64_t iova) {
   request.argsz = sizeof(request);
   request.iova = entry.iova;
   request.size = entry.size;
-  auto ret = sys_->ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &request, what);
-  if (!ret) {
-    return ret.error();
-  }
+  KEEL_TRY_STATUS(sys_->ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &request, what));
   const std::uint64_t expected = entry.size;
   mapped_bytes_ -= entry.size;
   entries_.erase(it);

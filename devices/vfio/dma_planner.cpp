@@ -170,13 +170,10 @@ Result<std::vector<PlannedEntry>> eager_entries(const std::vector<RamSpan>& ram,
 }
 
 Result<DmaPlan> plan_dma(const PlanInput& input) {
-  auto entries = eager_entries(input.ram, input.iova_ranges, input.iova_pgsizes);
-  if (!entries) {
-    return entries.error();
-  }
+  KEEL_TRY(auto entries, eager_entries(input.ram, input.iova_ranges, input.iova_pgsizes));
   DmaPlan plan;
   plan.requested = input.requested;
-  plan.entries = std::move(*entries);
+  plan.entries = std::move(entries);
   plan.ram_entries = plan.entries.size();
   plan.p2p_entries = input.p2p_entries;
   plan.hotplug_reserve = input.hotplug_reserve;

@@ -34,10 +34,8 @@ Result<Group> Group::open(std::shared_ptr<VfioSys> sys, std::uint32_t number,
   // to a VFIO driver or to none.
   vfio_group_status status{};
   status.argsz = sizeof(status);
-  auto ret = sys->ioctl(fd->get(), VFIO_GROUP_GET_STATUS, &status, "VFIO_GROUP_GET_STATUS " + path);
-  if (!ret) {
-    return ret.error().wrap(name);
-  }
+  KEEL_TRY_STATUS_WRAP(
+      sys->ioctl(fd->get(), VFIO_GROUP_GET_STATUS, &status, "VFIO_GROUP_GET_STATUS " + path), name);
   if ((status.flags & VFIO_GROUP_FLAGS_VIABLE) == 0) {
     auto members = group_members(sysfs_root, number);
     if (!members) {
@@ -86,22 +84,16 @@ void Group::release() {
 // and not yet in a container.
 Status Group::set_container(int container_fd) {
   int fd = container_fd;
-  auto ret = sys_->ioctl(fd_.get(), VFIO_GROUP_SET_CONTAINER, &fd,
-                         "VFIO_GROUP_SET_CONTAINER group " + std::to_string(number_));
-  if (!ret) {
-    return ret.error();
-  }
+  KEEL_TRY_STATUS(sys_->ioctl(fd_.get(), VFIO_GROUP_SET_CONTAINER, &fd,
+                              "VFIO_GROUP_SET_CONTAINER group " + std::to_string(number_)));
   attached_ = true;
   return ok_status();
 }
 
 // VFIO_GROUP_UNSET_CONTAINER: no argument; assumes no device fd of the group is open (EBUSY).
 Status Group::unset_container() {
-  auto ret = sys_->ioctl(fd_.get(), VFIO_GROUP_UNSET_CONTAINER, nullptr,
-                         "VFIO_GROUP_UNSET_CONTAINER group " + std::to_string(number_));
-  if (!ret) {
-    return ret.error();
-  }
+  KEEL_TRY_STATUS(sys_->ioctl(fd_.get(), VFIO_GROUP_UNSET_CONTAINER, nullptr,
+                              "VFIO_GROUP_UNSET_CONTAINER group " + std::to_string(number_)));
   attached_ = false;
   return ok_status();
 }

@@ -18,10 +18,7 @@ Result<std::vector<std::uint8_t>> query_info(VfioSys& sys, int fd, unsigned long
     std::copy(head.begin(), head.end(), buf.begin());
     const auto argsz = static_cast<std::uint32_t>(buf.size());
     std::memcpy(buf.data(), &argsz, sizeof(argsz));
-    auto ret = sys.ioctl(fd, request, buf.data(), what);
-    if (!ret) {
-      return ret.error();
-    }
+    KEEL_TRY_STATUS(sys.ioctl(fd, request, buf.data(), what));
     std::memcpy(&asked, buf.data(), sizeof(asked));
     if (asked <= buf.size()) {
       return buf;

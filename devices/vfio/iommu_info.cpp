@@ -100,12 +100,10 @@ Result<IommuInfo> parse_iommu_info(std::span<const std::uint8_t> reply) {
     return Error::invalid(std::string(kWhat) + ": capabilities did not fit in argsz " +
                           std::to_string(head->argsz) + " (call again with a bigger buffer)");
   }
-  auto caps = walk_cap_chain(reply, head->cap_offset, sizeof(vfio_iommu_type1_info), kWhat);
-  if (!caps) {
-    return caps.error();
-  }
+  KEEL_TRY(auto caps,
+           walk_cap_chain(reply, head->cap_offset, sizeof(vfio_iommu_type1_info), kWhat));
   std::optional<std::uint32_t> avail;
-  for (const CapRef& cap : *caps) {
+  for (const CapRef& cap : caps) {
     info.cap_ids.push_back(cap.id);
     switch (cap.id) {
       case VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE:
@@ -153,11 +151,8 @@ Result<IommuInfo> read_iommu_info(VfioSys& sys, int container_fd) {
 }
 
 Result<DmaBudget> reread_avail(VfioSys& sys, int container_fd) {
-  auto info = read_iommu_info(sys, container_fd);
-  if (!info) {
-    return info.error();
-  }
-  return info->budget;
+  KEEL_TRY(auto info, read_iommu_info(sys, container_fd));
+  return info.budget;
 }
 
 }  // namespace keel::vfio

@@ -42,13 +42,10 @@ Result<MemlockLimit> read_memlock_limit() {
   }
   std::stringstream text;
   text << file.rdbuf();
-  auto cap = cap_ipc_lock_in_status(text.str());
-  if (!cap) {
-    return cap.error();
-  }
+  KEEL_TRY(auto cap, cap_ipc_lock_in_status(text.str()));
   MemlockLimit out;
   out.limit_bytes = limit.rlim_cur == RLIM_INFINITY ? kMemlockUnlimited : limit.rlim_cur;
-  out.cap_ipc_lock = *cap;
+  out.cap_ipc_lock = cap;
   return out;
 }
 

@@ -67,27 +67,21 @@ Result<PciDeviceLocation> resolve_pci_device(const std::string& path) {
     return Error::invalid("PCI device " + location.bdf + ": " + trimmed +
                           " does not exist (check the address with lspci -D)");
   }
-  auto group = link_name(location.path / "iommu_group");
-  if (!group) {
-    return group.error();
-  }
-  if (group->empty()) {
+  KEEL_TRY(auto group, link_name(location.path / "iommu_group"));
+  if (group.empty()) {
     return Error::from_errno(ENODEV, "PCI device " + location.bdf +
                                          " has no IOMMU group (is the IOMMU enabled? add "
                                          "intel_iommu=on or amd_iommu=on to the host kernel "
                                          "command line)");
   }
-  if (group->size() > 9 || group->find_first_not_of("0123456789") != std::string::npos) {
+  if (group.size() > 9 || group.find_first_not_of("0123456789") != std::string::npos) {
     return Error::invalid("PCI device " + location.bdf + ": IOMMU group link " +
-                          (location.path / "iommu_group").string() + " names '" + *group +
+                          (location.path / "iommu_group").string() + " names '" + group +
                           "', not a group number");
   }
-  location.group = static_cast<std::uint32_t>(std::stoul(*group));
-  auto driver = link_name(location.path / "driver");
-  if (!driver) {
-    return driver.error();
-  }
-  location.driver = *driver;
+  location.group = static_cast<std::uint32_t>(std::stoul(group));
+  KEEL_TRY(auto driver, link_name(location.path / "driver"));
+  location.driver = driver;
   if (location.driver != kVfioPciDriver) {
     const std::string bound =
         location.driver.empty() ? "it has no driver" : "it is bound to " + location.driver;
@@ -110,11 +104,8 @@ Result<std::vector<GroupMember>> group_members(const fs::path& sysfs_root, std::
   for (const auto& entry : it) {
     GroupMember member;
     member.bdf = entry.path().filename().string();
-    auto driver = link_name(entry.path() / "driver");
-    if (!driver) {
-      return driver.error();
-    }
-    member.driver = *driver;
+    KEEL_TRY(auto driver, link_name(entry.path() / "driver"));
+    member.driver = driver;
     members.push_back(std::move(member));
   }
   std::sort(members.begin(), members.end(),

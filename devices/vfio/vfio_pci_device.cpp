@@ -106,25 +106,16 @@ Status VfioPciDevice::init_regions() {
     return Error::invalid("VFIO says it is not a PCI device");
   }
   for (std::uint32_t i = 0; i < 6; ++i) {
-    auto region = device_.region_info(VFIO_PCI_BAR0_REGION_INDEX + i);
-    if (!region.ok()) {
-      return region.error();
-    }
-    bar_regions_[i] = std::move(region).value();
+    KEEL_TRY(auto region, device_.region_info(VFIO_PCI_BAR0_REGION_INDEX + i));
+    bar_regions_[i] = std::move(region);
   }
-  auto config = device_.region_info(VFIO_PCI_CONFIG_REGION_INDEX);
-  if (!config.ok()) {
-    return config.error();
-  }
-  config_region_ = std::move(config).value();
+  KEEL_TRY(auto config, device_.region_info(VFIO_PCI_CONFIG_REGION_INDEX));
+  config_region_ = std::move(config);
   std::uint32_t* counts[] = {&intx_count_, &msi_count_, &msix_count_};
   const std::uint32_t indexes[] = {VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX};
   for (int k = 0; k < 3; ++k) {
-    auto irq = device_.irq_info(indexes[k]);
-    if (!irq.ok()) {
-      return irq.error();
-    }
-    *counts[k] = irq->count;
+    KEEL_TRY(auto irq, device_.irq_info(indexes[k]));
+    *counts[k] = irq.count;
   }
   return ok_status();
 }
@@ -192,12 +183,12 @@ Status VfioPciDevice::init_bars() {
       return Error::invalid("BAR5 claims to be 64-bit; there is no BAR6 for its upper half");
     }
     const std::uint32_t flags = raw & (bar.is_io ? 0x3U : 0xfU);
-    auto address = platform_.bars().allocate(
-        bar.size, bar.is_io ? pci::BarSpace::kIo : bar.is_64bit ? pci::BarSpace::kMmio64 : pci::BarSpace::kMmio32);
-    if (!address.ok()) {
-      return address.error().wrap("BAR" + std::to_string(i));
-    }
-    bar.address = *address;
+    KEEL_TRY_WRAP(auto address,
+                  platform_.bars().allocate(bar.size, bar.is_io      ? pci::BarSpace::kIo
+                                                      : bar.is_64bit ? pci::BarSpace::kMmio64
+                                                                     : pci::BarSpace::kMmio32),
+                  "BAR" + std::to_string(i));
+    bar.address = address;
     const std::uint64_t mask = ~(bar.size - 1);
     shadow_.set32(reg, static_cast<std::uint32_t>(bar.address) | flags);
     shadow_.set_writable32(reg, static_cast<std::uint32_t>(mask) & (bar.is_io ? ~0x3U : ~0xfU));
@@ -456,11 +447,9 @@ Status VfioPciDevice::map_bar(int index) {
   }
   std::vector<Interval> direct_ranges;
   for (const Direct& d : direct) {
-    auto slot = platform_.memory_slots().add(bar.address + d.range.first, d.range.second - d.range.first, d.host);
-    if (!slot.ok()) {
-      return slot.error();
-    }
-    bar.kvm_slots.push_back(*slot);
+    KEEL_TRY(auto slot, platform_.memory_slots().add(bar.address + d.range.first,
+                                                     d.range.second - d.range.first, d.host));
+    bar.kvm_slots.push_back(slot);
     direct_ranges.push_back(d.range);
   }
   // Everything not mapped directly traps to the VMM.
@@ -544,12 +533,9 @@ Status VfioPciDevice::set_irqs(std::uint32_t index, std::uint32_t flags, std::ui
     std::memcpy(buf.data() + sizeof header, fds.data(), fds.size() * sizeof(std::int32_t));
   }
   // VFIO_DEVICE_SET_IRQS: vfio_irq_set followed by `count` eventfds (none with DATA_NONE).
-  auto r = device_.sys().ioctl(device_.fd(), VFIO_DEVICE_SET_IRQS, buf.data(),
-                              "VFIO_DEVICE_SET_IRQS index " + std::to_string(index) + " count " +
-                                  std::to_string(fds.size()));
-  if (!r.ok()) {
-    return r.error();
-  }
+  KEEL_TRY_STATUS(device_.sys().ioctl(device_.fd(), VFIO_DEVICE_SET_IRQS, buf.data(),
+                                      "VFIO_DEVICE_SET_IRQS index " + std::to_string(index) +
+                                          " count " + std::to_string(fds.size())));
   return ok_status();
 }
 

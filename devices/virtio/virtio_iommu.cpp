@@ -206,22 +206,17 @@ Result<std::unique_ptr<VirtioIommu>> VirtioIommu::create(VirtioIommuConfig confi
     return Error::invalid("virtio-iommu: probe_size " + std::to_string(config.probe_size) +
                           " is outside 1-" + std::to_string(kMaxProbeSize));
   }
-  auto defaults = normalize(config.reserved, config.probe_size, "virtio-iommu");
-  if (!defaults) {
-    return defaults.error();
-  }
+  KEEL_TRY(auto defaults, normalize(config.reserved, config.probe_size, "virtio-iommu"));
   std::map<std::uint32_t, std::vector<ReservedRegion>> per_endpoint;
   for (const auto& [endpoint, extra] : config.endpoint_reserved) {
     std::vector<ReservedRegion> all = config.reserved;
     all.insert(all.end(), extra.begin(), extra.end());
-    auto regions = normalize(all, config.probe_size, "virtio-iommu endpoint " + hex(endpoint));
-    if (!regions) {
-      return regions.error();
-    }
-    per_endpoint.emplace(endpoint, std::move(regions).value());
+    KEEL_TRY(auto regions,
+             normalize(all, config.probe_size, "virtio-iommu endpoint " + hex(endpoint)));
+    per_endpoint.emplace(endpoint, std::move(regions));
   }
-  return std::unique_ptr<VirtioIommu>(new VirtioIommu(
-      std::move(config), backend, std::move(defaults).value(), std::move(per_endpoint)));
+  return std::unique_ptr<VirtioIommu>(
+      new VirtioIommu(std::move(config), backend, std::move(defaults), std::move(per_endpoint)));
 }
 
 VirtioIommu::VirtioIommu(VirtioIommuConfig config, devices::DmaMappingBackend& backend,

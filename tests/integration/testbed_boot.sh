@@ -46,6 +46,16 @@ expect "256 hugepages were reserved for the hugepages boot" grep -qx "KEEL-TESTB
 expect "hugepages=on: the guest's RAM came from hugepages (used '$(field "$hp" hugepages_used)')" \
   test "$(field "$hp" hugepages_used)" -gt 0
 expect "without hugepages=on none are used" test "$(field "$(grep "guest=pvh " <<<"$markers")" hugepages_used)" = 0
+# --rng: the PVH guest's kernel (built with HW_RANDOM_VIRTIO) picks the virtio-rng device and
+# reads entropy through it: 64 bytes, not all zero.
+rng=$(grep "^KEEL-TESTBED result guest=pvh " <<<"$markers" || true)
+expect "--rng: the guest's hwrng is virtio-rng (got '$(field "$rng" hwrng)')" \
+  grep -q '^virtio_rng' <<<"$(field "$rng" hwrng)"
+hex=$(field "$rng" hwrng_hex | tr -d '\r')
+expect "--rng: the guest read 64 bytes from /dev/hwrng (got ${#hex} hex digits)" test "${#hex}" = 128
+expect "--rng: the bytes are not all zero" grep -q '[1-9a-f]' <<<"$hex"
+expect "without --rng there is no hwrng (got '$(field "$(grep "guest=pvh-hugepages " <<<"$markers")" hwrng)')" \
+  test "$(field "$(grep "guest=pvh-hugepages " <<<"$markers")" hwrng)" = none
 
 # Each with the exit status the README promises (1: the VM could not be built; 2: usage), so a
 # run that hung and was killed by timeout (124) fails.

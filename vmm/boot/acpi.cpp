@@ -223,10 +223,7 @@ Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const Ac
                           hex(layout::kAcpiStart) + "; use fewer vCPUs");
   }
   for (const auto& [gpa, bytes] : placed) {
-    auto written = mem.write(gpa, bytes);
-    if (!written.ok()) {
-      return written.error().wrap("write ACPI tables");
-    }
+    KEEL_TRY_STATUS_WRAP(mem.write(gpa, bytes), "write ACPI tables");
   }
   return rsdp_gpa;
 }

@@ -132,11 +132,8 @@ std::uint64_t bzimage_footprint_end(const BzImageHeader& header, std::uint64_t l
 Result<BootInfo> load_bzimage(const memory::GuestMemory& mem, std::span<const std::uint8_t> image,
                               const std::string& name, const Payload& payload,
                               std::uint64_t rsdp_gpa) {
-  auto parsed = parse_bzimage_header(image, name);
-  if (!parsed.ok()) {
-    return parsed.error();
-  }
-  const BzImageHeader& header = *parsed;
+  KEEL_TRY(auto parsed, parse_bzimage_header(image, name));
+  const BzImageHeader& header = parsed;
   const std::uint64_t low_ram_end = mem.regions().front().end();
   const std::uint64_t footprint_end = bzimage_footprint_end(header, kBzImageLoadAddress);
   const std::uint64_t usable_end = std::min(low_ram_end, kIdentityMapEnd);
@@ -155,22 +152,16 @@ Result<BootInfo> load_bzimage(const memory::GuestMemory& mem, std::span<const st
   params.hdr.type_of_loader = kUndefinedLoader;
   params.hdr.code32_start = static_cast<std::uint32_t>(kBzImageLoadAddress);
 
-  auto cmdline = write_cmdline(mem, payload.cmdline, header.cmdline_size);
-  if (!cmdline.ok()) {
-    return cmdline.error().wrap(name);
-  }
+  KEEL_TRY_STATUS_WRAP(write_cmdline(mem, payload.cmdline, header.cmdline_size), name);
   params.hdr.cmd_line_ptr = static_cast<std::uint32_t>(layout::kCmdlineStart);
 
   if (payload.initramfs) {
     const std::uint64_t limit_end =
         std::min(static_cast<std::uint64_t>(header.initrd_addr_max) + 1, low_ram_end);
-    auto initrd = load_initramfs(mem, *payload.initramfs, footprint_end, limit_end);
-    if (!initrd.ok()) {
-      return initrd.error();
-    }
+    KEEL_TRY(auto initrd, load_initramfs(mem, *payload.initramfs, footprint_end, limit_end));
     // Placed below initrd_addr_max (< 4 GiB), so the ext_ high halves stay zero.
-    params.hdr.ramdisk_image = static_cast<std::uint32_t>(initrd->gpa);
-    params.hdr.ramdisk_size = static_cast<std::uint32_t>(initrd->size);
+    params.hdr.ramdisk_image = static_cast<std::uint32_t>(initrd.gpa);
+    params.hdr.ramdisk_size = static_cast<std::uint32_t>(initrd.size);
   }
 
   if (rsdp_gpa != 0 && header.version >= kAcpiRsdpBootProtocol) {

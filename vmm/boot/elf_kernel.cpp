@@ -141,11 +141,9 @@ Result<PvhElfKernel> parse_pvh_elf(std::span<const std::uint8_t> image, const st
       if (entry) {
         continue;
       }
-      auto found = scan_notes(image, ph.p_offset, ph.p_filesz, ph.p_align == 8 ? 8 : 4, name);
-      if (!found.ok()) {
-        return found.error();
-      }
-      entry = *found;
+      KEEL_TRY(auto found,
+               scan_notes(image, ph.p_offset, ph.p_filesz, ph.p_align == 8 ? 8 : 4, name));
+      entry = found;
       continue;
     }
     if (ph.p_memsz == 0) {

@@ -19,30 +19,19 @@ Status check_payload_files(const Payload& payload) {
 
 Result<BootInfo> load_payload(const memory::GuestMemory& mem, const Payload& payload,
                               std::uint64_t rsdp_gpa) {
-  auto file = open_host_file(payload.kernel, "kernel");
-  if (!file.ok()) {
-    return file.error();
-  }
+  KEEL_TRY(auto file, open_host_file(payload.kernel, "kernel"));
   // Checked before reading so a mistyped path to a disk image fails fast instead of buffering it.
-  if (file->size > mem.ram_size()) {
-    return Error::invalid(file->name() + " is " + format_size(file->size) +
+  if (file.size > mem.ram_size()) {
+    return Error::invalid(file.name() + " is " + format_size(file.size) +
                           ", larger than guest RAM (" + format_size(mem.ram_size()) +
                           "); pass the kernel image or give the guest more memory");
   }
-  auto image = read_all(*file);
-  if (!image.ok()) {
-    return image.error();
-  }
-  const std::string name = file->name();
-  auto format = detect_kernel_format(*image, name);
-  if (!format.ok()) {
-    return format.error();
-  }
-  auto info = *format == KernelFormat::kElf ? load_pvh(mem, *image, name, payload, rsdp_gpa)
-                                            : load_bzimage(mem, *image, name, payload, rsdp_gpa);
-  if (!info.ok()) {
-    return info.error();
-  }
+  KEEL_TRY(auto image, read_all(file));
+  const std::string name = file.name();
+  KEEL_TRY(auto format, detect_kernel_format(image, name));
+  KEEL_TRY(auto info, format == KernelFormat::kElf
+                          ? load_pvh(mem, image, name, payload, rsdp_gpa)
+                          : load_bzimage(mem, image, name, payload, rsdp_gpa));
   KEEL_TRY_STATUS(write_boot_cpu_tables(mem));
   return info;
 }

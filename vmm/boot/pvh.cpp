@@ -46,29 +46,20 @@ Status load_segments(const memory::GuestMemory& mem, std::span<const std::uint8_
 
 Result<BootInfo> load_pvh(const memory::GuestMemory& mem, std::span<const std::uint8_t> image,
                           const std::string& name, const Payload& payload, std::uint64_t rsdp_gpa) {
-  auto kernel = parse_pvh_elf(image, name);
-  if (!kernel.ok()) {
-    return kernel.error();
-  }
-  KEEL_TRY_STATUS(load_segments(mem, image, name, *kernel));
+  KEEL_TRY(auto kernel, parse_pvh_elf(image, name));
+  KEEL_TRY_STATUS(load_segments(mem, image, name, kernel));
 
-  auto cmdline = write_cmdline(mem, payload.cmdline, layout::kCmdlineMaxSize - 1);
-  if (!cmdline.ok()) {
-    return cmdline.error().wrap(name);
-  }
+  KEEL_TRY_STATUS_WRAP(write_cmdline(mem, payload.cmdline, layout::kCmdlineMaxSize - 1), name);
 
   HvmStartInfo info;
   info.cmdline_paddr = layout::kCmdlineStart;
   info.rsdp_paddr = rsdp_gpa;
   if (payload.initramfs) {
     const std::uint64_t limit_end = std::min(mem.regions().front().end(), k4GiB);
-    auto initrd = load_initramfs(mem, *payload.initramfs, kernel->highest_end, limit_end);
-    if (!initrd.ok()) {
-      return initrd.error();
-    }
+    KEEL_TRY(auto initrd, load_initramfs(mem, *payload.initramfs, kernel.highest_end, limit_end));
     HvmModlistEntry module;
-    module.paddr = initrd->gpa;
-    module.size = initrd->size;
+    module.paddr = initrd.gpa;
+    module.size = initrd.size;
     KEEL_TRY_STATUS(mem.write_obj(kModlistGpa, module));
     info.nr_modules = 1;
     info.modlist_paddr = kModlistGpa;
@@ -91,7 +82,7 @@ Result<BootInfo> load_pvh(const memory::GuestMemory& mem, std::span<const std::u
   info.memmap_entries = static_cast<std::uint32_t>(memmap.size());
   KEEL_TRY_STATUS(mem.write_obj(layout::kPvhStartInfo, info));
 
-  return BootInfo{Protocol::kPvh, kernel->entry, layout::kPvhStartInfo};
+  return BootInfo{Protocol::kPvh, kernel.entry, layout::kPvhStartInfo};
 }
 
 }  // namespace keel::vmm::boot

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <regex>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -73,11 +74,18 @@ int count_responses(const std::string& answer) {
 }
 
 // Whether the input starts with a request the client sent whole and that has no body framing:
-// a header block that ends in an empty line, no Content-Length, Transfer-Encoding or Expect.
+// a valid request line (a method, an origin-form target, HTTP/1.0 or 1.1), a header block that
+// ends in an empty line, no Content-Length, Transfer-Encoding or Expect. (Bytes that are not a
+// request line at all may be dropped without an answer.)
 bool whole_request_first(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   const std::size_t end = text.find("\r\n\r\n");
   if (end == std::string::npos || end == 0) {
+    return false;
+  }
+  const std::string line = text.substr(0, text.find("\r\n"));
+  static const std::regex kRequestLine("(GET|PUT|POST|DELETE|HEAD|PATCH|OPTIONS) /[!-~]* HTTP/1\\.[01]");
+  if (!std::regex_match(line, kRequestLine)) {
     return false;
   }
   std::string head = text.substr(0, end);

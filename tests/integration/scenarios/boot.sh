@@ -69,7 +69,7 @@ bad hugepages-short --kernel /keel/guest/vmlinuz --initramfs "$initramfs" --memo
 # PVH boot without hugepages=on too, so that "it used none" means something.
 echo 256 >/proc/sys/vm/nr_hugepages
 result "hugepages_reserved=$(sed -n 's/^HugePages_Total: *//p' /proc/meminfo)"
-[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh --memory size=512M
+[ -f /keel/guest/vmlinux-pvh ] && boot pvh /keel/guest/vmlinux-pvh --memory size=512M --rng
 [ -f /keel/guest/vmlinux-pvh ] &&
   boot pvh-hugepages /keel/guest/vmlinux-pvh --memory size=512M,shared=on,hugepages=on
 echo "---- done"
