@@ -26,13 +26,16 @@ struct GetVmCounters {};
 struct AddDevice {
   vmm::DeviceConfig device;
 };
+struct AddDisk {
+  vmm::DiskConfig disk;
+};
 struct RemoveDevice {
   std::string id;
 };
 
 using Operation =
     std::variant<PingVmm, ShutdownVmm, CreateVm, BootVm, ShutdownVm, RebootVm, PauseVm, ResumeVm,
-                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, RemoveDevice>;
+                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, RemoveDevice>;
 
 // The operation's API name: "vmm.ping", "vm.create", ...
 std::string_view operation_name(const Operation& operation);

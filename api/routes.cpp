@@ -36,6 +36,12 @@ Result<Operation> make_add_device(std::string_view body) {
   return Operation(AddDevice{std::move(device)});
 }
 
+Result<Operation> make_add_disk(std::string_view body) {
+  KEEL_TRY(auto json, body_json(body, "vm.add-disk", "DiskConfig"));
+  KEEL_TRY(auto disk, disk_config_from_json(json, "", ""));
+  return Operation(AddDisk{std::move(disk)});
+}
+
 Result<Operation> make_remove_device(std::string_view body) {
   KEEL_TRY(auto json, body_json(body, "vm.remove-device", "VmRemoveDevice"));
   KEEL_TRY(auto reader, JsonObjectReader::open(json, "", "VmRemoveDevice"));
@@ -47,7 +53,7 @@ Result<Operation> make_remove_device(std::string_view body) {
   return Operation(RemoveDevice{*id});
 }
 
-constexpr std::array<Route, 13> kRoutes{{
+constexpr std::array<Route, 14> kRoutes{{
     {"vmm.ping", "GET", false, &make_plain<PingVmm>},
     {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
     {"vm.create", "PUT", true, &make_create},
@@ -60,6 +66,7 @@ constexpr std::array<Route, 13> kRoutes{{
     {"vm.info", "GET", false, &make_plain<GetVmInfo>},
     {"vm.counters", "GET", false, &make_plain<GetVmCounters>},
     {"vm.add-device", "PUT", true, &make_add_device},
+    {"vm.add-disk", "PUT", true, &make_add_disk},
     {"vm.remove-device", "PUT", true, &make_remove_device},
 }};
 

@@ -193,6 +193,19 @@ Status read_devices(const json& value, vmm::VmConfig& config) {
   return ok_status();
 }
 
+Status read_disks(const json& value, vmm::VmConfig& config) {
+  if (!value.is_array()) {
+    return Error::invalid("disks: expected an array of DiskConfig objects, got " +
+                          describe_json(value));
+  }
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    KEEL_TRY(auto disk, disk_config_from_json(value[i], "disks[" + std::to_string(i) + "]",
+                                              vmm::default_disk_id(i)));
+    config.disks.push_back(std::move(disk));
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 std::string_view to_string(vmm::SerialMode mode) {
@@ -271,6 +284,73 @@ json device_config_to_json(const vmm::DeviceConfig& device) {
               {"dma_low_water", device.dma_low_water}};
 }
 
+// cloud-hypervisor's DiskConfig: a raw image file served by virtio-blk.
+Result<vmm::DiskConfig> disk_config_from_json(const json& value, const std::string& path,
+                                              const std::string& default_id) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "DiskConfig"));
+  auto at = [&path](std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+  };
+  vmm::DiskConfig disk;
+  constexpr std::string_view kPathHint = "the path of a raw disk image file, e.g. /var/lib/keel/root.img";
+  KEEL_TRY(auto image, r.string("path", kPathHint));
+  KEEL_TRY(auto id, r.string("id", "a name for the disk, e.g. \"root\""));
+  KEEL_TRY(auto readonly, r.boolean("readonly", "true for a read-only disk, else false"));
+  KEEL_TRY(auto direct, r.boolean("direct", "true to open the image with O_DIRECT, else false"));
+  KEEL_TRY(auto queues, r.unsigned_integer("num_queues", "the number of request queues, 1 to 16"));
+  KEEL_TRY(auto queue_size,
+           r.unsigned_integer("queue_size", "the entries per queue, a power of two, e.g. 128"));
+  KEEL_TRY_STATUS(off(r, "iommu", "a disk behind the virtual IOMMU"));
+  KEEL_TRY_STATUS(off(r, "vhost_user", "a vhost-user disk backend"));
+  KEEL_TRY_STATUS(no_object(r, "vhost_socket", "a vhost-user disk backend"));
+  KEEL_TRY_STATUS(no_object(r, "rate_limiter_config", "disk rate limiting"));
+  KEEL_TRY_STATUS(no_object(r, "rate_limit_group", "disk rate limiting"));
+  KEEL_TRY_STATUS(
+      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
+  KEEL_TRY_STATUS(no_object(r, "serial", "a disk serial of your choice (Keel derives it from the image)"));
+  KEEL_TRY_STATUS(no_object(r, "queue_affinity", "queue-to-CPU affinity"));
+  // Keel's data path is its own (queue worker threads); these choose between cloud-hypervisor's.
+  r.ignore("disable_io_uring");
+  r.ignore("disable_aio");
+  KEEL_TRY_STATUS(r.finish());
+  if (!image || image->empty()) {
+    return Error::invalid(at("path") + " is missing; give " + std::string(kPathHint));
+  }
+  disk.path = *image;
+  if (id && id->empty()) {
+    return Error::invalid(at("id") + ": empty; give a name, or leave id out for \"_disk<N>\"");
+  }
+  disk.id = id.value_or(default_id);
+  disk.readonly = readonly.value_or(false);
+  disk.direct = direct.value_or(false);
+  if (queues) {
+    if (*queues == 0 || *queues > vmm::kMaxDiskQueues) {
+      return Error::invalid(at("num_queues") + ": " + std::to_string(*queues) + " is not 1 to " +
+                            std::to_string(vmm::kMaxDiskQueues));
+    }
+    disk.num_queues = static_cast<std::uint16_t>(*queues);
+  }
+  if (queue_size) {
+    if (*queue_size > 32768) {
+      return Error::invalid(at("queue_size") + ": " + std::to_string(*queue_size) +
+                            " is more than 32768; give a power of two, e.g. 128");
+    }
+    disk.queue_size = static_cast<std::uint16_t>(*queue_size);
+  }
+  Status checked = vmm::check_disk(disk);
+  if (!checked.ok()) {
+    return path.empty() ? checked.error() : checked.error().wrap(path);
+  }
+  return disk;
+}
+
+json disk_config_to_json(const vmm::DiskConfig& disk) {
+  return json{{"path", disk.path},           {"readonly", disk.readonly},
+              {"direct", disk.direct},       {"iommu", false},
+              {"num_queues", disk.num_queues}, {"queue_size", disk.queue_size},
+              {"id", disk.id}};
+}
+
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   KEEL_TRY(auto r, JsonObjectReader::open(value, "", "VmConfig"));
   const json* cpus = r.value("cpus");
@@ -278,6 +358,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   const json* payload = r.value("payload");
   const json* serial = r.value("serial");
   const json* devices = r.value("devices");
+  const json* disks = r.value("disks");
   auto exit_on_reboot =
       r.boolean("exit_on_reboot", "true to end keel when the guest reboots, else false");
   if (!exit_on_reboot.ok()) {
@@ -291,7 +372,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   KEEL_TRY_STATUS(off(r, "pvpanic", "a pvpanic device"));
   KEEL_TRY_STATUS(off(r, "landlock_enable", "Landlock sandboxing"));
   for (const char* key :
-       {"disks", "net", "fs", "pmem", "user_devices", "vdpa", "numa", "pci_segments",
+       {"net", "fs", "pmem", "user_devices", "vdpa", "numa", "pci_segments",
         "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
     KEEL_TRY_STATUS(no_device(r, key, std::string("\"") + key + "\" entries"));
   }
@@ -329,6 +410,9 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   if (rng != nullptr) {
     KEEL_TRY_STATUS(read_rng(*rng, config));
   }
+  if (disks != nullptr && !disks->is_null()) {
+    KEEL_TRY_STATUS(read_disks(*disks, config));
+  }
   return config;
 }
 
@@ -336,6 +420,10 @@ json vm_config_to_json(const vmm::VmConfig& config) {
   json devices = json::array();
   for (const vmm::DeviceConfig& device : config.devices) {
     devices.push_back(device_config_to_json(device));
+  }
+  json disks = json::array();
+  for (const vmm::DiskConfig& disk : config.disks) {
+    disks.push_back(disk_config_to_json(disk));
   }
   return json{
       {"cpus", {{"boot_vcpus", config.boot_vcpus}, {"max_vcpus", config.boot_vcpus}}},
@@ -352,6 +440,7 @@ json vm_config_to_json(const vmm::VmConfig& config) {
         {"file",
          config.serial == vmm::SerialMode::kFile ? json(config.serial_file) : json(nullptr)}}},
       {"devices", std::move(devices)},
+      {"disks", std::move(disks)},
       {"iommu", std::any_of(config.devices.begin(), config.devices.end(),
                             [](const vmm::DeviceConfig& d) { return d.iommu; })},
       {"rng", config.rng_source ? json{{"src", *config.rng_source}, {"iommu", false}} : json(nullptr)},

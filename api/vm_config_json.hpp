@@ -25,6 +25,12 @@ Result<vmm::DeviceConfig> device_config_from_json(const nlohmann::json& value,
                                                   const std::string& path);
 nlohmann::json device_config_to_json(const vmm::DeviceConfig& device);
 
+// One disks[] entry or the vm.add-disk body (cloud-hypervisor's DiskConfig). A missing id
+// becomes `default_id` (empty for vm.add-disk: the VMM names it "_disk<N>").
+Result<vmm::DiskConfig> disk_config_from_json(const nlohmann::json& value, const std::string& path,
+                                              const std::string& default_id);
+nlohmann::json disk_config_to_json(const vmm::DiskConfig& disk);
+
 std::string_view to_string(vmm::SerialMode mode);     // "Tty", "File", "Off"
 
 }  // namespace keel::api

@@ -165,6 +165,40 @@ Result<DeviceConfig> parse_device(const std::string& text) {
   return device;
 }
 
+Result<std::uint16_t> parse_u16(const std::string& flag, const std::string& key,
+                                const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long value = std::strtoul(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || text[0] == '-' || errno != 0 || value > 0xffff) {
+    return Error::invalid(flag + ": " + key + "=" + text + " is not a number from 0 to 65535");
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+// --disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]
+Result<DiskConfig> parse_disk(const std::string& text, std::size_t index) {
+  KEEL_TRY(auto opts, split_options("--disk", text,
+                                    {"path", "readonly", "direct", "num_queues", "queue_size", "id"}));
+  DiskConfig disk;
+  disk.path = opts["path"];
+  disk.id = opts.count("id") != 0 ? opts["id"] : default_disk_id(index);
+  for (const char* key : {"readonly", "direct"}) {
+    if (opts.count(key) != 0) {
+      KEEL_TRY(auto v, parse_on_off("--disk", key, opts[key]));
+      (std::string(key) == "readonly" ? disk.readonly : disk.direct) = v;
+    }
+  }
+  if (opts.count("num_queues") != 0) {
+    KEEL_TRY(disk.num_queues, parse_u16("--disk", "num_queues", opts["num_queues"]));
+  }
+  if (opts.count("queue_size") != 0) {
+    KEEL_TRY(disk.queue_size, parse_u16("--disk", "queue_size", opts["queue_size"]));
+  }
+  KEEL_TRY_STATUS_WRAP(check_disk(disk), "--disk");
+  return disk;
+}
+
 }  // namespace
 
 Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
@@ -189,6 +223,13 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "[,iommu=on][,dma_low_water=N]: pass a host PCI function through with VFIO "
                  "(repeatable); iommu=on puts it behind the virtual IOMMU, which lazy mapping "
                  "needs; dma_low_water keeps N DMA entries free when mapping lazily")
+      ->take_all()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  std::vector<std::string> disks;
+  app.add_option("--disk", disks,
+                 "path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]: "
+                 "a virtio-blk disk over a raw image file (repeatable); the image is locked, so "
+                 "two VMs cannot write it")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--no-reboot", config.exit_on_reboot,
@@ -250,6 +291,10 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
       }
     }
     config.devices.push_back(std::move(device));
+  }
+  for (const std::string& text : disks) {
+    KEEL_TRY(auto disk, parse_disk(text, config.disks.size()));
+    config.disks.push_back(std::move(disk));
   }
   for (const char* name : {"--kernel", "--initramfs", "--api-socket"}) {
     if (app.count(name) != 0 && app[name]->as<std::string>().empty()) {

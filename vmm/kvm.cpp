@@ -200,6 +200,18 @@ Status KvmVm::irqfd(int eventfd, std::uint32_t gsi) {
   return ok_status();
 }
 
+Status KvmVm::ioeventfd(std::uint64_t gpa, int eventfd, bool assign) {
+  kvm_ioeventfd request{};
+  request.addr = gpa;
+  request.len = 0;  // any size: a driver may notify with a 16- or 32-bit write
+  request.fd = eventfd;
+  request.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN;
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_IOEVENTFD, &request) != 0) {
+    return Error::from_errno(std::string("KVM_IOEVENTFD ") + (assign ? "" : "deassign ") + hex(gpa));
+  }
+  return ok_status();
+}
+
 Status KvmVm::remove_irqfd(int eventfd, std::uint32_t gsi) {
   kvm_irqfd request{};
   request.fd = static_cast<std::uint32_t>(eventfd);

@@ -61,6 +61,9 @@ class KvmVm {
   Status irqfd_resample(int eventfd, int resample_fd, std::uint32_t gsi);
   // KVM_IRQFD with KVM_IRQFD_FLAG_DEASSIGN.
   Status remove_irqfd(int eventfd, std::uint32_t gsi);
+  // KVM_IOEVENTFD (any access size, no data match): guest writes to MMIO `gpa` signal
+  // `eventfd` without an exit; `assign` false removes it.
+  Status ioeventfd(std::uint64_t gpa, int eventfd, bool assign);
   // KVM_SET_GSI_ROUTING: replaces the whole routing table (irqchip pins and MSI routes).
   Status set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries);
   // KVM_CREATE_DEVICE(KVM_DEV_TYPE_VFIO): the KVM-VFIO pseudo device.

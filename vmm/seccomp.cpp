@@ -43,6 +43,7 @@ const std::vector<int> kRuntime = {
 const std::vector<unsigned long> kDeviceIoctls = {
     KVM_IRQFD,         kSetGsiRouting,      KVM_SET_USER_MEMORY_REGION, VFIO_DEVICE_SET_IRQS,
     VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO,
+    KVM_IOEVENTFD,  // a virtio queue's notify address follows its BAR
 };
 
 std::vector<int> with_runtime(std::vector<int> extra) {
@@ -84,6 +85,16 @@ SeccompRules vcpu_rules() {
           with_devices({KVM_RUN}), kSanitizerOpen};
 }
 
+SeccompRules device_io_rules() {
+  return {with_runtime({
+              SYS_poll, SYS_ppoll,  // waiting for the queue's kick
+              SYS_preadv, SYS_pwritev, SYS_pread64, SYS_pwrite64, SYS_fdatasync,
+              SYS_fallocate,  // discard and write-zeroes
+              SYS_eventfd2, SYS_ioctl,  // the queue's MSI-X route and irqfd, made when first used
+          }),
+          with_runtime_ioctls({KVM_IRQFD, kSetGsiRouting}), kSanitizerOpen};
+}
+
 SeccompRules api_rules() {
   return {with_runtime({
               SYS_accept, SYS_accept4, SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg, SYS_shutdown,
@@ -103,6 +114,9 @@ SeccompRules vmm_rules() {
       // Guest RAM and devices.
       SYS_memfd_create, SYS_ftruncate, SYS_fallocate, SYS_mlock, SYS_munlock,
       SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_ctl,
+      SYS_flock,  // disk images
+      // Never called here, but the device I/O threads this thread starts inherit its filter.
+      SYS_preadv, SYS_pwritev, SYS_fdatasync,
       // vCPU threads: start, name, kick and join them; each installs its own filter on top of
       // this one, which it inherits.
       SYS_clone, SYS_clone3, SYS_set_robust_list, SYS_rseq, SYS_prctl, SYS_seccomp,
@@ -208,6 +222,8 @@ std::string_view to_string(ThreadKind kind) {
       return "vmm";
     case ThreadKind::kVcpu:
       return "vcpu";
+    case ThreadKind::kDeviceIo:
+      return "device-io";
     case ThreadKind::kApi:
       break;
   }
@@ -218,11 +234,14 @@ const SeccompRules& seccomp_rules(ThreadKind kind) {
   static const SeccompRules kVmmRules = vmm_rules();
   static const SeccompRules kVcpuRules = vcpu_rules();
   static const SeccompRules kApiRules = api_rules();
+  static const SeccompRules kDeviceIoRules = device_io_rules();
   switch (kind) {
     case ThreadKind::kVmm:
       return kVmmRules;
     case ThreadKind::kVcpu:
       return kVcpuRules;
+    case ThreadKind::kDeviceIo:
+      return kDeviceIoRules;
     case ThreadKind::kApi:
       break;
   }

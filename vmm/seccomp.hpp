@@ -22,6 +22,7 @@ enum class ThreadKind {
   kVmm,   // the event loop: API operations, building and tearing down VMs, guest power events
   kVcpu,  // KVM_RUN and the device emulation that guest exits reach
   kApi,   // the HTTP server on the Unix socket
+  kDeviceIo,  // a virtio queue's worker: a disk's reads and writes, its interrupts
 };
 std::string_view to_string(ThreadKind kind);
 

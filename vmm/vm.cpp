@@ -7,6 +7,7 @@
 #include "base/size.hpp"
 #include "devices/acpi_pm.hpp"
 #include "devices/i8042.hpp"
+#include "devices/virtio/virtio_blk.hpp"
 #include "devices/virtio/virtio_rng.hpp"
 #include "memory/layout.hpp"
 #include "vmm/boot/acpi.hpp"
@@ -91,8 +92,8 @@ Vm::~Vm() {
   // and the memory they refer to still exist.
   viommu_.reset();
   passthrough_.reset();
-  for (const auto& [slot, device] : virtio_) {
-    (void)platform_->unplug(slot);
+  for (const VirtioFunction& v : virtio_) {
+    (void)platform_->unplug(v.slot);
   }
   virtio_.clear();
   platform_.reset();
@@ -145,7 +146,16 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
 
   if (config.rng_source) {
     KEEL_TRY_WRAP(auto rng, virtio::VirtioRng::open(*config.rng_source), "--rng");
-    KEEL_TRY_STATUS(vm->add_virtio(std::move(rng)));
+    KEEL_TRY_STATUS(vm->add_virtio("_rng", std::move(rng), seccomp));
+  }
+  for (const DiskConfig& disk : config.disks) {
+    const std::string where = "disk " + disk.id;
+    KEEL_TRY_WRAP(auto image,
+                  virtio::DiskImage::open({disk.path, disk.readonly, disk.direct}), where);
+    KEEL_TRY_WRAP(auto blk,
+                  virtio::VirtioBlk::create(std::move(image), {disk.num_queues, disk.queue_size}),
+                  where);
+    KEEL_TRY_STATUS(vm->add_virtio(disk.id, std::move(blk), seccomp));
   }
 
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
@@ -187,17 +197,23 @@ Status Vm::setup_devices(SerialOutput serial_output) {
                               layout::kAcpiPmSize));
 
   KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
-                                            pci::Platform::BarWindows::above_ram(memory_.end())));
+                                            pci::Platform::BarWindows::above_ram(memory_.end()),
+                                            &io_events_));
   return ok_status();
 }
 
-Status Vm::add_virtio(std::unique_ptr<virtio::VirtioDevice> device) {
+Status Vm::add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device,
+                      SeccompMode seccomp) {
   const std::uint32_t type = device->device_type();
   KEEL_TRY(const std::uint8_t slot, platform_->free_slot());
-  KEEL_TRY(auto transport, virtio::VirtioPciDevice::create(std::move(device), memory_, *platform_));
+  KEEL_TRY(auto transport,
+           virtio::VirtioPciDevice::create(std::move(device), memory_, *platform_, [seccomp] {
+             return install_seccomp_filter(ThreadKind::kDeviceIo, seccomp);
+           }));
   KEEL_TRY_STATUS(platform_->plug(slot, transport));
-  virtio_.emplace_back(slot, std::move(transport));
-  log::info("vm", "virtio device", {{"type", type}, {"guest_bdf", pci::guest_bdf(slot)}});
+  log::info("vm", "virtio device",
+            {{"id", id}, {"type", type}, {"guest_bdf", pci::guest_bdf(slot)}});
+  virtio_.push_back(VirtioFunction{std::move(id), slot, std::move(transport)});
   return ok_status();
 }
 

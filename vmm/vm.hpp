@@ -17,6 +17,7 @@
 #include "vmm/boot/boot_info.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/kvm_interrupt_router.hpp"
+#include "vmm/kvm_io_events.hpp"
 #include "vmm/kvm_memory_slots.hpp"
 #include "vmm/passthrough.hpp"
 #include "vmm/vcpu.hpp"
@@ -63,12 +64,21 @@ class Vm {
   // The virtual IOMMU, if a device is behind it (iommu=on).
   const VirtualIommu* viommu() const { return viommu_.get(); }
   pci::Platform& pci() { return *platform_; }
+  // The virtio functions on the PCI root (rng, disks, ...), by the id vm.info shows.
+  struct VirtioFunction {
+    std::string id;
+    std::uint8_t slot;
+    std::shared_ptr<virtio::VirtioPciDevice> transport;
+  };
+  const std::vector<VirtioFunction>& virtio_functions() const { return virtio_; }
 
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
   Status setup_devices(SerialOutput serial_output);
-  // Puts a virtio device on the PCI platform, in the next free slot.
-  Status add_virtio(std::unique_ptr<virtio::VirtioDevice> device);
+  // Puts a virtio device on the PCI platform, in the next free slot. A device that uses worker
+  // threads gets them with `seccomp`'s device-I/O filter.
+  Status add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device,
+                    SeccompMode seccomp);
   Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                      SeccompMode seccomp);
   void on_power(devices::PowerEvent event);
@@ -81,12 +91,12 @@ class Vm {
   devices::Bus mmio_{"MMIO"};
   KvmInterruptRouter router_{kvm_vm_};
   KvmMemorySlots memory_slots_;
+  KvmIoEvents io_events_{kvm_vm_};
   std::unique_ptr<pci::Platform> platform_;
   std::shared_ptr<devices::Serial> serial_;
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on
-  // Virtio devices (rng, ...) by the slot they sit in.
-  std::vector<std::pair<std::uint8_t, std::shared_ptr<virtio::VirtioPciDevice>>> virtio_;
+  std::vector<VirtioFunction> virtio_;
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;

@@ -21,6 +21,27 @@ Status check_device(const DeviceConfig& device) {
   return ok_status();
 }
 
+Status check_disk(const DiskConfig& disk) {
+  if (disk.path.empty()) {
+    return Error::invalid("path is required: a raw image file, e.g. path=/var/lib/keel/root.img");
+  }
+  if (disk.path.find('\0') != std::string::npos) {
+    return Error::invalid("path contains a NUL byte");
+  }
+  if (disk.num_queues == 0 || disk.num_queues > kMaxDiskQueues) {
+    return Error::invalid("num_queues=" + std::to_string(disk.num_queues) + " is not 1 to " +
+                          std::to_string(kMaxDiskQueues));
+  }
+  const std::uint32_t q = disk.queue_size;
+  if (q < 2 || q > 32768 || (q & (q - 1)) != 0) {
+    return Error::invalid("queue_size=" + std::to_string(q) +
+                          " is not a power of two from 2 to 32768 (e.g. 128)");
+  }
+  return ok_status();
+}
+
+std::string default_disk_id(std::size_t index) { return "_disk" + std::to_string(index); }
+
 Status check_vm(const VmConfig& config) {
   if (config.kernel.empty()) {
     return Error::invalid("payload.kernel is required: the path of a bzImage or PVH vmlinux");
@@ -37,6 +58,27 @@ Status check_vm(const VmConfig& config) {
     Status checked = check_device(device);
     if (!checked.ok()) {
       return checked.error().wrap("device " + (device.id.empty() ? device.path : device.id));
+    }
+  }
+  for (std::size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskConfig& disk = config.disks[i];
+    const std::string name = "disk " + (disk.id.empty() ? disk.path : disk.id);
+    KEEL_TRY_STATUS_WRAP(check_disk(disk), name);
+    if (disk.id.empty()) {
+      return Error::invalid(name + ": id is empty; give a name");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (config.disks[j].path == disk.path) {
+        return Error::invalid(name + ": " + disk.path + " is given twice; one image is one disk");
+      }
+      if (config.disks[j].id == disk.id) {
+        return Error::invalid(name + ": id \"" + disk.id + "\" is used twice");
+      }
+    }
+    for (const DeviceConfig& device : config.devices) {
+      if (device.id == disk.id) {
+        return Error::invalid(name + ": id \"" + disk.id + "\" is also a passthrough device's");
+      }
     }
   }
   return ok_status();

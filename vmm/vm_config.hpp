@@ -26,6 +26,17 @@ struct DeviceConfig {
   std::uint32_t dma_low_water = 0;
 };
 
+// One virtio-blk disk over a raw image file (--disk path=..., cloud-hypervisor's DiskConfig).
+struct DiskConfig {
+  std::string path;
+  bool readonly = false;
+  bool direct = false;  // O_DIRECT on the image
+  std::uint16_t num_queues = 1;
+  std::uint16_t queue_size = 128;
+  std::string id;  // name for messages and the API; cloud-hypervisor's "_disk<N>" by default
+  bool operator==(const DiskConfig&) const = default;
+};
+
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.
 struct VmConfig {
   std::uint32_t boot_vcpus = 1;
@@ -41,6 +52,7 @@ struct VmConfig {
   std::string serial_file;  // with SerialMode::kFile
 
   std::vector<DeviceConfig> devices;
+  std::vector<DiskConfig> disks;
   // --rng src=PATH: a virtio-rng device fed from PATH (cloud-hypervisor's /dev/urandom default).
   std::optional<std::string> rng_source;
 
@@ -48,11 +60,15 @@ struct VmConfig {
 };
 
 inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..254 in xAPIC mode; 255 is broadcast
+inline constexpr std::uint16_t kMaxDiskQueues = 16;
 
 // The rules a configuration must follow whichever way it came (command line, API): the one
 // place they are checked. Messages name the field; callers add where it came from ("--device",
 // "devices[0]"). The parsers check their own syntax first.
 Status check_device(const DeviceConfig& device);
+Status check_disk(const DiskConfig& disk);
+// The id a disk gets when none is given: "_disk<index>", as cloud-hypervisor names them.
+std::string default_disk_id(std::size_t index);
 Status check_vm(const VmConfig& config);
 
 }  // namespace keel::vmm

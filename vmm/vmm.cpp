@@ -303,9 +303,15 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
       for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
         info.devices.push_back(DeviceInfo{p.id, pci::guest_bdf(p.slot)});
       }
+      for (const Vm::VirtioFunction& v : vm_->virtio_functions()) {
+        info.devices.push_back(DeviceInfo{v.id, pci::guest_bdf(v.slot)});
+      }
       info.dma = vm_->dma_reports();
     } else {
       for (const DeviceConfig& d : config_->devices) {
+        info.devices.push_back(DeviceInfo{d.id, ""});
+      }
+      for (const DiskConfig& d : config_->disks) {
         info.devices.push_back(DeviceInfo{d.id, ""});
       }
     }
@@ -329,6 +335,10 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
                                 {"bar_traps", c.bar_traps},
                                 {"msi_enables", c.msi_enables},
                                 {"msix_enables", c.msix_enables}};
+    }
+    for (const Vm::VirtioFunction& v : vm_->virtio_functions()) {
+      counters.devices[v.id] = v.transport->with_device(
+          [](const virtio::VirtioDevice& device) { return device.counters(); });
     }
     counters.dma = vm_->dma_reports();
     if (const VirtualIommu* viommu = vm_->viommu()) {
@@ -363,6 +373,34 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
   });
 }
 
+Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
+  return on_vmm_thread<Result<DeviceInfo>>([this, &disk]() -> Result<DeviceInfo> {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+      return Error::not_supported("hot-plug is not supported while the VM runs; add disks "
+                                   "before vm.boot");
+    }
+    DiskConfig added = disk;
+    if (added.id.empty()) {
+      added.id = default_disk_id(config_->disks.size());
+    }
+    for (const DiskConfig& d : config_->disks) {
+      if (d.id == added.id || d.path == added.path) {
+        return Error::exists("disk " + added.id + " (" + added.path +
+                             ") is already added; remove it first (vm.remove-device) or give "
+                             "another id and image");
+      }
+    }
+    VmConfig next = *config_;
+    next.disks.push_back(added);
+    KEEL_TRY_STATUS(check_vm(next));
+    config_ = std::move(next);
+    return DeviceInfo{added.id, ""};
+  });
+}
+
 Status Vmm::remove_device(const std::string& id) {
   return on_vmm_thread<Status>([this, &id]() -> Status {
     if (!config_) {
@@ -375,6 +413,13 @@ Status Vmm::remove_device(const std::string& id) {
     for (auto it = devices.begin(); it != devices.end(); ++it) {
       if (it->id == id) {
         devices.erase(it);
+        return ok_status();
+      }
+    }
+    auto& disks = config_->disks;
+    for (auto it = disks.begin(); it != disks.end(); ++it) {
+      if (it->id == id) {
+        disks.erase(it);
         return ok_status();
       }
     }

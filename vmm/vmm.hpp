@@ -46,6 +46,7 @@ class Vmm : public VmmControl {
   Result<VmInfo> vm_info() override;
   Result<Counters> vm_counters() override;
   Result<DeviceInfo> add_device(const DeviceConfig& device) override;
+  Result<DeviceInfo> add_disk(const DiskConfig& disk) override;
   Status remove_device(const std::string& id) override;
 
  private:

@@ -65,6 +65,8 @@ class VmmControl {
   virtual Result<VmInfo> vm_info() = 0;
   virtual Result<Counters> vm_counters() = 0;
   virtual Result<DeviceInfo> add_device(const DeviceConfig& device) = 0;
+  // Before vm.boot; an empty id becomes "_disk<N>".
+  virtual Result<DeviceInfo> add_disk(const DiskConfig& disk) = 0;
   virtual Status remove_device(const std::string& id) = 0;
 };
 

@@ -13,19 +13,22 @@ Platform::BarWindows Platform::BarWindows::above_ram(std::uint64_t ram_end) {
 }
 
 Platform::Platform(devices::Bus& pio, devices::Bus& mmio, devices::InterruptRouter& router,
-                   devices::MemorySlots& memory_slots, const BarWindows& windows)
+                   devices::MemorySlots& memory_slots, const BarWindows& windows,
+                   devices::IoEvents* io_events)
     : pio_(pio),
       mmio_(mmio),
       router_(router),
       memory_slots_(memory_slots),
+      io_events_(io_events),
       root_(std::make_shared<PciRoot>()),
       bars_(windows.mmio32, windows.mmio64, windows.io) {}
 
 Result<std::unique_ptr<Platform>> Platform::create(devices::Bus& pio, devices::Bus& mmio,
                                                    devices::InterruptRouter& router,
                                                    devices::MemorySlots& memory_slots,
-                                                   const BarWindows& windows) {
-  std::unique_ptr<Platform> p(new Platform(pio, mmio, router, memory_slots, windows));
+                                                   const BarWindows& windows,
+                                                   devices::IoEvents* io_events) {
+  std::unique_ptr<Platform> p(new Platform(pio, mmio, router, memory_slots, windows, io_events));
   KEEL_TRY_STATUS(pio.insert(std::make_shared<PciConfigIo>(p->root_), layout::kPciConfigAddressPort,
                              PciConfigIo::kSize));
   p->config_io_ = true;

@@ -6,6 +6,7 @@
 #include "base/result.hpp"
 #include "devices/bus.hpp"
 #include "devices/interrupt_router.hpp"
+#include "devices/io_events.hpp"
 #include "devices/memory_slots.hpp"
 #include "devices/pci/bar_allocator.hpp"
 #include "devices/pci/pci_device.hpp"
@@ -15,8 +16,9 @@ namespace keel::pci {
 
 // One VM's PCI platform: bus 0 and its configuration space (mechanism #1 on the port bus, ECAM
 // on the MMIO bus), the BAR windows, and what a function needs of the VM to work without the
-// VMM in the way: MSI routes and irqfds (the interrupt router) and guest-physical mappings of
-// host memory (memory slots). The VM owns it and hands it to every PCI device it builds, virtio
+// VMM in the way: MSI routes and irqfds (the interrupt router), guest-physical mappings of
+// host memory (memory slots) and, where the VM has them, eventfds signalled by guest writes
+// (I/O events; without them such writes reach the device on the MMIO bus). The VM owns it and hands it to every PCI device it builds, virtio
 // and passthrough alike; no device owns another's resources.
 class Platform {
  public:
@@ -30,7 +32,8 @@ class Platform {
   static Result<std::unique_ptr<Platform>> create(devices::Bus& pio, devices::Bus& mmio,
                                                   devices::InterruptRouter& router,
                                                   devices::MemorySlots& memory_slots,
-                                                  const BarWindows& windows);
+                                                  const BarWindows& windows,
+                                                  devices::IoEvents* io_events = nullptr);
   ~Platform();
   Platform(const Platform&) = delete;
   Platform& operator=(const Platform&) = delete;
@@ -46,17 +49,20 @@ class Platform {
   BarAllocator& bars() { return bars_; }
   devices::InterruptRouter& router() { return router_; }
   devices::MemorySlots& memory_slots() { return memory_slots_; }
+  devices::IoEvents* io_events() { return io_events_; }  // null: none
   devices::Bus& mmio() { return mmio_; }
   devices::Bus& pio() { return pio_; }
 
  private:
   Platform(devices::Bus& pio, devices::Bus& mmio, devices::InterruptRouter& router,
-           devices::MemorySlots& memory_slots, const BarWindows& windows);
+           devices::MemorySlots& memory_slots, const BarWindows& windows,
+           devices::IoEvents* io_events);
 
   devices::Bus& pio_;
   devices::Bus& mmio_;
   devices::InterruptRouter& router_;
   devices::MemorySlots& memory_slots_;
+  devices::IoEvents* io_events_;
   std::shared_ptr<PciRoot> root_;
   BarAllocator bars_;
   bool config_io_ = false, ecam_ = false;  // registered on the buses

@@ -2,12 +2,24 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <span>
+#include <string>
+
+#include "devices/virtio/virtqueue.hpp"
+#include "memory/guest_memory.hpp"
 
 namespace keel::virtio {
 
 // A virtio device as its transport (virtio_pci.hpp) sees it: identity, feature bits, config
-// space, and requests handed over one at a time. The transport calls it under its own lock.
+// space, and requests handed over one at a time.
+//
+// Where requests are served depends on the device. One that answers at once and never blocks
+// (entropy, the virtual IOMMU) is served on the notifying vCPU thread under the transport's
+// lock. One that does I/O (a disk, a network link) says uses_workers(): each of its queues gets
+// a thread of its own (queue_worker.hpp), and serve() runs there without the transport's lock --
+// requests of one queue in order, of different queues at the same time.
 class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;
@@ -21,11 +33,24 @@ class VirtioDevice {
   // Whether the device takes requests from `queue` when the driver notifies it (a queue the
   // device only fills, such as an event queue, keeps its buffers).
   virtual bool consumes(std::uint16_t queue) const = 0;
-  // One request: `in` its device-readable bytes, `out` (zeroed) its device-writable room.
-  // Returns the bytes written from the start of `out`.
-  virtual std::size_t handle(std::uint16_t queue, std::span<const std::uint8_t> in,
-                             std::span<std::uint8_t> out) = 0;
+  virtual bool uses_workers() const { return false; }
+  // The most bytes one request may carry each way; a longer chain is refused by the transport.
+  virtual std::uint32_t max_request_bytes() const { return Virtqueue::kMaxChainBytes; }
+  // One request, its buffers checked to be inside guest RAM. Returns the bytes written from
+  // the start of its writable buffers (the used length).
+  virtual std::uint32_t serve(std::uint16_t queue, const Chain& chain,
+                              const memory::GuestMemory& memory) = 0;
+  // Back to the state after creation. The transport calls it with no serve() in progress.
   virtual void reset() = 0;
+  // What the device counted (vm.counters), by cloud-hypervisor's names where it has them.
+  virtual std::map<std::string, std::uint64_t> counters() const { return {}; }
 };
+
+// For devices that answer from a copy: `handle` gets the request's readable bytes and zeroed room
+// for its writable ones, and returns how many it wrote; they are copied back to the guest.
+std::uint32_t serve_from_copy(
+    const Chain& chain, const memory::GuestMemory& memory,
+    const std::function<std::size_t(std::span<const std::uint8_t>, std::span<std::uint8_t>)>&
+        handle);
 
 }  // namespace keel::virtio

@@ -6,9 +6,15 @@ namespace keel::virtio {
 
 std::uint32_t VirtioIommuDevice::device_type() const { return VIRTIO_ID_IOMMU; }
 
-std::size_t VirtioIommuDevice::handle(std::uint16_t queue, std::span<const std::uint8_t> in,
-                                      std::span<std::uint8_t> out) {
-  return queue == 0 ? iommu_->handle(in, out) : 0;
+std::uint32_t VirtioIommuDevice::serve(std::uint16_t queue, const Chain& chain,
+                                       const memory::GuestMemory& memory) {
+  if (queue != 0) {
+    return 0;
+  }
+  return serve_from_copy(chain, memory, [this](std::span<const std::uint8_t> in,
+                                               std::span<std::uint8_t> out) {
+    return iommu_->handle(in, out);
+  });
 }
 
 }  // namespace keel::virtio

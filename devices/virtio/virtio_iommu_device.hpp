@@ -29,8 +29,8 @@ class VirtioIommuDevice final : public VirtioDevice {
     iommu_->write_config(offset, data);
   }
   bool consumes(std::uint16_t queue) const override { return queue == 0; }
-  std::size_t handle(std::uint16_t queue, std::span<const std::uint8_t> in,
-                     std::span<std::uint8_t> out) override;
+  std::uint32_t serve(std::uint16_t queue, const Chain& chain,
+                      const memory::GuestMemory& memory) override;
   void reset() override { iommu_->reset(); }
 
  private:

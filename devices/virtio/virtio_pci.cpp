@@ -42,6 +42,14 @@ bool overlaps(std::uint64_t a, std::uint64_t alen, std::uint64_t b, std::uint64_
   return a < b + blen && b < a + alen;
 }
 
+// The transport's mutex, already held by the calling thread, as condition_variable_any waits on
+// it: released while waiting, held again after.
+struct HeldLock {
+  std::mutex& mutex;
+  void lock() { mutex.lock(); }
+  void unlock() { mutex.unlock(); }
+};
+
 std::uint64_t load(std::span<const std::uint8_t> bytes) {
   std::uint64_t v = 0;
   std::memcpy(&v, bytes.data(), std::min<std::size_t>(bytes.size(), 8));
@@ -73,13 +81,24 @@ class BarWindow : public devices::BusDevice {
 
 Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(
     std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
-    pci::Platform& platform) {
+    pci::Platform& platform, const QueueWorker::ThreadStart& thread_start) {
   if (device->num_queues() == 0 || device->num_queues() > 64) {
     return Error::invalid("virtio device with " + std::to_string(device->num_queues()) +
                           " queues; the transport takes 1 to 64");
   }
   KEEL_TRY(const std::uint64_t bar, platform.bars().allocate(L::kBarSize, pci::BarSpace::kMmio64));
   std::shared_ptr<VirtioPciDevice> d(new VirtioPciDevice(std::move(device), memory, platform, bar));
+  if (d->device_->uses_workers()) {
+    for (std::uint16_t q = 0; q < d->queues_.size(); ++q) {
+      if (!d->device_->consumes(q)) {
+        continue;
+      }
+      const std::string name = "virtio" + std::to_string(d->device_->device_type()) + "-q" +
+                               std::to_string(q);
+      KEEL_TRY(d->queues_[q].worker,
+               QueueWorker::start(name, [raw = d.get(), q] { raw->serve_queue(q); }, thread_start));
+    }
+  }
   return d;
 }
 
@@ -92,14 +111,19 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device,
       bar_address_(bar_address),
       msix_(platform.router(), static_cast<std::uint16_t>(device_->num_queues() + 1)) {
   for (std::uint16_t q = 0; q < device_->num_queues(); ++q) {
-    queues_.push_back(Queue{Virtqueue(memory_, device_->queue_max_size(q)), kNoVector});
+    queues_.push_back(Queue{
+        Virtqueue(memory_, device_->queue_max_size(q), device_->max_request_bytes()), kNoVector, nullptr, false});
   }
   build_config_space();
 }
 
 VirtioPciDevice::~VirtioPciDevice() {
   if (registered_) {
+    io_events(*registered_, false);
     (void)platform_.mmio().remove(*registered_);
+  }
+  for (Queue& q : queues_) {
+    q.worker.reset();  // joins: a batch being served is returned first
   }
 }
 
@@ -208,6 +232,7 @@ void VirtioPciDevice::update_bar() {
     return;
   }
   if (registered_) {
+    io_events(*registered_, false);
     (void)platform_.mmio().remove(*registered_);
     registered_.reset();
   }
@@ -216,9 +241,34 @@ void VirtioPciDevice::update_bar() {
         platform_.mmio().insert(std::make_shared<BarWindow>(weak_from_this()), *wanted, L::kBarSize);
     if (s.ok()) {
       registered_ = wanted;
+      io_events(*wanted, true);
     } else if (first_few(guest_warnings_)) {
       log::warn("virtio", "BAR 0 not mapped: the guest placed it over something else",
                 {{"address", hex(*wanted)}, {"error", s.error().message()}});
+    }
+  }
+}
+
+// A worker's queue notify address signals its eventfd inside the kernel while BAR 0 is decoded
+// there. Without (a notification then reaches notify(), which signals the worker).
+void VirtioPciDevice::io_events(std::uint64_t bar, bool add) {
+  devices::IoEvents* events = platform_.io_events();
+  if (events == nullptr) {
+    return;
+  }
+  for (std::uint16_t q = 0; q < queues_.size(); ++q) {
+    if (!queues_[q].worker) {
+      continue;
+    }
+    const std::uint64_t gpa = bar + L::kNotify + std::uint64_t{L::kNotifyMultiplier} * q;
+    const int fd = queues_[q].worker->kick_fd();
+    Status s = add ? events->add(gpa, fd) : events->remove(gpa, fd);
+    if (!s.ok() && first_few(guest_warnings_)) {
+      log::warn("virtio", "queue notifications will exit to keel: no ioeventfd",
+                {{"device_type", device_->device_type()},
+                 {"queue", q},
+                 {"address", hex(gpa)},
+                 {"error", s.error().message()}});
     }
   }
 }
@@ -422,6 +472,12 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
 }
 
 void VirtioPciDevice::reset_device() {
+  // Requests a worker is serving finish first: after the reset, no request may write to guest
+  // memory the driver has taken back.
+  HeldLock held{mutex_};
+  idle_.wait(held, [this] {
+    return std::none_of(queues_.begin(), queues_.end(), [](const Queue& q) { return q.serving; });
+  });
   device_->reset();
   for (Queue& q : queues_) {
     q.ring.reset();
@@ -449,13 +505,29 @@ void VirtioPciDevice::needs_reset(const std::string& why) {
 
 // ---- requests ----
 
+bool VirtioPciDevice::takes_requests(std::uint16_t queue) const {
+  return queue < queues_.size() && (status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&
+         (status_ & VIRTIO_CONFIG_S_NEEDS_RESET) == 0 && device_->consumes(queue);
+}
+
+void VirtioPciDevice::refused(std::uint16_t queue, const Popped& popped) {
+  ++chains_refused_;
+  if (first_few(guest_warnings_)) {
+    log::warn("virtio", "malformed request refused",
+              {{"device_type", device_->device_type()}, {"queue", queue}, {"why", popped.error}});
+  }
+}
+
 void VirtioPciDevice::notify(std::uint16_t queue) {
   ++notifications_;
-  if (queue >= queues_.size() || (status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0 ||
-      (status_ & VIRTIO_CONFIG_S_NEEDS_RESET) != 0 || !device_->consumes(queue)) {
+  if (!takes_requests(queue)) {
     return;
   }
   Queue& q = queues_[queue];
+  if (q.worker) {
+    q.worker->kick();
+    return;
+  }
   bool used = false;
   // Bounded: a driver adding requests as fast as they are answered gets its next batch on its
   // next notification.
@@ -470,18 +542,9 @@ void VirtioPciDevice::notify(std::uint16_t queue) {
     }
     std::uint32_t length = 0;
     if (p.kind == Popped::Kind::kBad) {
-      ++chains_refused_;
-      if (first_few(guest_warnings_)) {
-        log::warn("virtio", "malformed request refused",
-                  {{"device_type", device_->device_type()}, {"queue", queue}, {"why", p.error}});
-      }
+      refused(queue, p);
     } else {
-      std::vector<std::uint8_t> out(p.chain.writable_size, 0);
-      length = static_cast<std::uint32_t>(
-          std::min<std::size_t>(device_->handle(queue, p.chain.readable, out), out.size()));
-      if (!q.ring.write_back(p.chain, std::span(out).first(length)).ok()) {
-        length = 0;
-      }
+      length = device_->serve(queue, p.chain, memory_);
       ++chains_handled_;
     }
     if (!q.ring.push_used(p.chain.head, length).ok()) {
@@ -493,6 +556,60 @@ void VirtioPciDevice::notify(std::uint16_t queue) {
   if (used && q.ring.wants_interrupt()) {
     isr_ |= kIsrQueue;
     signal(q.vector);
+  }
+}
+
+void VirtioPciDevice::serve_queue(std::uint16_t queue) {
+  for (;;) {
+    std::vector<Popped> batch;
+    {
+      std::lock_guard lock(mutex_);
+      if (!takes_requests(queue)) {
+        return;
+      }
+      Queue& q = queues_[queue];
+      while (batch.size() < q.ring.size()) {
+        Popped p = q.ring.pop();
+        if (p.kind == Popped::Kind::kNone) {
+          break;
+        }
+        if (p.kind == Popped::Kind::kBroken) {
+          needs_reset(p.error);
+          return;
+        }
+        if (p.kind == Popped::Kind::kBad) {
+          refused(queue, p);
+        }
+        batch.push_back(std::move(p));
+      }
+      if (batch.empty()) {
+        return;
+      }
+      q.serving = true;
+    }
+    std::vector<std::uint32_t> lengths(batch.size(), 0);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].kind == Popped::Kind::kChain) {
+        lengths[i] = device_->serve(queue, batch[i].chain, memory_);
+      }
+    }
+    std::lock_guard lock(mutex_);
+    Queue& q = queues_[queue];
+    q.serving = false;
+    idle_.notify_all();
+    bool returned = true;
+    for (std::size_t i = 0; i < batch.size() && returned; ++i) {
+      chains_handled_ += batch[i].kind == Popped::Kind::kChain ? 1 : 0;
+      returned = q.ring.push_used(batch[i].chain.head, lengths[i]).ok();
+    }
+    if (!returned) {
+      needs_reset("used ring unwritable");
+      return;
+    }
+    if (q.ring.wants_interrupt()) {
+      isr_ |= kIsrQueue;
+      signal(q.vector);
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "devices/pci/msix.hpp"
 #include "devices/pci/pci_device.hpp"
 #include "devices/pci/platform.hpp"
+#include "devices/virtio/queue_worker.hpp"
 #include "devices/virtio/virtio_device.hpp"
 #include "devices/virtio/virtqueue.hpp"
 #include "memory/guest_memory.hpp"
@@ -38,19 +40,24 @@ inline constexpr std::uint32_t kNotifyMultiplier = 4;
 // There is no INTx (interrupt pin 0): a driver that cannot use MSI-X gets no interrupts, which
 // Linux's virtio-pci then reports as a probe failure.
 //
-// Driver notifications (writes to the notify area, from vCPU threads) are handled inline: the
-// queue's available chains are checked (virtqueue.hpp), given to the device, returned in the
-// used ring, and the queue's vector is signalled through a KVM irqfd. A malformed chain is
-// returned with used length 0 and counted; an inconsistent ring sets DEVICE_NEEDS_RESET. One
-// mutex guards the transport and the device; with_device() runs code under it.
+// Driver notifications (writes to the notify area) reach the device as virtio_device.hpp says:
+// an inline device's available chains are checked (virtqueue.hpp) and served on the notifying
+// vCPU thread; a device that uses workers has each queue's notify address signal that queue's
+// worker through a KVM ioeventfd (or, without one, the transport signals it), and the worker
+// pops, serves and returns chains. Either way a malformed chain is returned with used length 0
+// and counted, an inconsistent ring sets DEVICE_NEEDS_RESET, and a queue's vector is signalled
+// through a KVM irqfd. A device reset waits for requests being served to finish, so no request
+// touches guest memory after the driver reset the device. One mutex guards the transport and
+// the rings; with_device() runs code under it.
 class VirtioPciDevice : public pci::PciDevice,
                         public std::enable_shared_from_this<VirtioPciDevice> {
  public:
   // Takes the device over and assigns BAR 0 in the platform's 64-bit window; the caller then
-  // plugs the transport into a slot (Platform::plug). The platform and memory outlive it.
-  static Result<std::shared_ptr<VirtioPciDevice>> create(std::unique_ptr<VirtioDevice> device,
-                                                         const memory::GuestMemory& memory,
-                                                         pci::Platform& platform);
+  // plugs the transport into a slot (Platform::plug). The platform and memory outlive it. A
+  // device that uses workers gets its queue threads here; each runs `thread_start` first.
+  static Result<std::shared_ptr<VirtioPciDevice>> create(
+      std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
+      pci::Platform& platform, const QueueWorker::ThreadStart& thread_start = {});
   ~VirtioPciDevice() override;
   VirtioPciDevice(const VirtioPciDevice&) = delete;
   VirtioPciDevice& operator=(const VirtioPciDevice&) = delete;
@@ -79,6 +86,8 @@ class VirtioPciDevice : public pci::PciDevice,
   struct Queue {
     Virtqueue ring;
     std::uint16_t vector = 0xffff;  // VIRTIO_MSI_NO_VECTOR
+    std::unique_ptr<QueueWorker> worker;  // devices that use workers only
+    bool serving = false;                 // the worker has popped chains it has not returned
   };
 
   VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
@@ -89,6 +98,9 @@ class VirtioPciDevice : public pci::PciDevice,
   void common_read(std::uint64_t offset, std::span<std::uint8_t> data);
   void common_write(std::uint64_t offset, std::span<const std::uint8_t> data);
   void notify(std::uint16_t queue);
+  bool takes_requests(std::uint16_t queue) const;
+  void refused(std::uint16_t queue, const Popped& popped);
+  void io_events(std::uint64_t bar, bool add);
   void set_status(std::uint8_t status);
   void reset_device();
   void needs_reset(const std::string& why);
@@ -99,11 +111,15 @@ class VirtioPciDevice : public pci::PciDevice,
                   std::span<const std::uint8_t> write_from);
   void pci_cfg_access(bool write, std::span<std::uint8_t> data);
 
+  // On a queue's worker thread: serves what the driver made available, in batches.
+  void serve_queue(std::uint16_t queue);
+
   std::unique_ptr<VirtioDevice> device_;
   const memory::GuestMemory& memory_;
   pci::Platform& platform_;
   const std::uint64_t bar_address_;
   mutable std::mutex mutex_;
+  std::condition_variable_any idle_;  // a worker returned its chains
   pci::PciConfigSpace config_;
   std::uint16_t msix_cap_ = 0, pci_cfg_cap_ = 0;
   std::optional<std::uint64_t> registered_;  // bus base of BAR 0 while decoded

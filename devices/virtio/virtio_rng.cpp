@@ -33,8 +33,15 @@ void VirtioRng::read_config(std::uint64_t, std::span<std::uint8_t> data) const {
   std::fill(data.begin(), data.end(), 0);  // virtio-rng has no configuration
 }
 
-std::size_t VirtioRng::handle(std::uint16_t, std::span<const std::uint8_t>,
-                              std::span<std::uint8_t> out) {
+std::uint32_t VirtioRng::serve(std::uint16_t, const Chain& chain,
+                               const memory::GuestMemory& memory) {
+  return serve_from_copy(chain, memory,
+                         [this](std::span<const std::uint8_t>, std::span<std::uint8_t> out) {
+                           return fill(out);
+                         });
+}
+
+std::size_t VirtioRng::fill(std::span<std::uint8_t> out) {
   ++requests_;
   std::size_t done = 0;
   while (done < out.size()) {

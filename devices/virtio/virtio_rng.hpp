@@ -31,12 +31,14 @@ class VirtioRng final : public VirtioDevice {
   void read_config(std::uint64_t, std::span<std::uint8_t> data) const override;
   void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
   bool consumes(std::uint16_t queue) const override { return queue == 0; }
-  std::size_t handle(std::uint16_t queue, std::span<const std::uint8_t> in,
-                     std::span<std::uint8_t> out) override;
+  std::uint32_t serve(std::uint16_t queue, const Chain& chain,
+                      const memory::GuestMemory& memory) override;
   void reset() override {}
+  // Fills `out` from the source; returns how many bytes it gave.
+  std::size_t fill(std::span<std::uint8_t> out);
 
   // requests, bytes, short_reads (a source that gave less than asked).
-  std::map<std::string, std::uint64_t> counters() const;
+  std::map<std::string, std::uint64_t> counters() const override;
 
  private:
   explicit VirtioRng(UniqueFd source) : source_(std::move(source)) {}

@@ -114,7 +114,6 @@ Popped Virtqueue::pop() {
   out.chain.head = *head;
   std::uint16_t index = *head;
   bool writing = false;
-  std::uint32_t readable_bytes = 0;
   for (std::uint32_t count = 0;; ++count) {
     if (count >= size_) {
       return bad(*head, "descriptor chain longer than the ring (a loop)");
@@ -138,21 +137,13 @@ Popped Virtqueue::pop() {
     if (d->len != 0 && !memory_->contains(d->addr, d->len)) {
       return bad(*head, "buffer " + hex(d->addr) + "+" + hex(d->len) + " is not inside guest RAM");
     }
-    std::uint32_t& total = writable ? out.chain.writable_size : readable_bytes;
-    if (d->len > kMaxChainBytes - total) {
-      return bad(*head, "chain carries more than " + std::to_string(kMaxChainBytes) + " bytes");
+    std::uint32_t& total = writable ? out.chain.writable_size : out.chain.readable_size;
+    if (d->len > max_chain_bytes_ - total) {
+      return bad(*head, "chain carries more than " + std::to_string(max_chain_bytes_) + " bytes");
     }
     total += d->len;
     if (d->len != 0) {
-      if (writable) {
-        out.chain.writable.emplace_back(d->addr, d->len);
-      } else {
-        const std::size_t at = out.chain.readable.size();
-        out.chain.readable.resize(at + d->len);
-        if (!memory_->read(d->addr, std::span(out.chain.readable).subspan(at)).ok()) {
-          return bad(*head, "buffer unreadable");
-        }
-      }
+      (writable ? out.chain.writable : out.chain.readable).push_back(Buffer{d->addr, d->len});
     }
     if ((d->flags & kDescNext) == 0) {
       break;
@@ -162,15 +153,41 @@ Popped Virtqueue::pop() {
   return out;
 }
 
-Status Virtqueue::write_back(const Chain& chain, std::span<const std::uint8_t> data) const {
+Result<std::size_t> Virtqueue::read(const memory::GuestMemory& memory,
+                                    const std::vector<Buffer>& from, std::uint64_t skip,
+                                    std::span<std::uint8_t> out) {
   std::size_t done = 0;
-  for (const auto& [gpa, len] : chain.writable) {
-    if (done >= data.size()) {
+  for (const Buffer& b : from) {
+    if (done == out.size()) {
       break;
     }
-    const std::size_t n = std::min<std::size_t>(len, data.size() - done);
-    KEEL_TRY_STATUS(memory_->write(gpa, data.subspan(done, n)));
+    if (skip >= b.len) {
+      skip -= b.len;
+      continue;
+    }
+    const std::size_t n = std::min<std::uint64_t>(b.len - skip, out.size() - done);
+    KEEL_TRY_STATUS(memory.read(b.gpa + skip, out.subspan(done, n)));
     done += n;
+    skip = 0;
+  }
+  return done;
+}
+
+Status Virtqueue::write(const memory::GuestMemory& memory, const std::vector<Buffer>& to,
+                        std::uint64_t skip, std::span<const std::uint8_t> data) {
+  std::size_t done = 0;
+  for (const Buffer& b : to) {
+    if (done == data.size()) {
+      break;
+    }
+    if (skip >= b.len) {
+      skip -= b.len;
+      continue;
+    }
+    const std::size_t n = std::min<std::uint64_t>(b.len - skip, data.size() - done);
+    KEEL_TRY_STATUS(memory.write(b.gpa + skip, data.subspan(done, n)));
+    done += n;
+    skip = 0;
   }
   return ok_status();
 }

@@ -11,13 +11,22 @@
 
 namespace keel::virtio {
 
-// One request the driver made available: its device-readable bytes (copied out of guest
-// memory, so that the guest changing them meanwhile cannot change what the device sees) and
-// where its device-writable buffers are.
+// A guest buffer of a chain: guest-physical address and length (never 0), inside guest RAM.
+struct Buffer {
+  std::uint64_t gpa = 0;
+  std::uint32_t len = 0;
+  bool operator==(const Buffer&) const = default;
+};
+
+// One request the driver made available: where its device-readable and device-writable buffers
+// are. A device that acts on what a readable buffer says (a request header) copies it first
+// (Virtqueue::read), so that the guest changing it meanwhile cannot change what the device
+// checked; bulk data may be used in place.
 struct Chain {
   std::uint16_t head = 0;
-  std::vector<std::uint8_t> readable;
-  std::vector<std::pair<std::uint64_t, std::uint32_t>> writable;  // guest-physical, length
+  std::vector<Buffer> readable;
+  std::vector<Buffer> writable;
+  std::uint32_t readable_size = 0;
   std::uint32_t writable_size = 0;
 };
 
@@ -37,14 +46,15 @@ struct Popped {
 // A split virtqueue (virtio 1.2 §2.7) in guest memory, as the device sees it. Every descriptor
 // is checked before use: indexes within the ring, chains no longer than the ring (no loops), no
 // indirect descriptors (VIRTIO_F_INDIRECT_DESC is not offered), device-readable buffers before
-// device-writable ones, every buffer inside guest RAM, and at most kMaxChainBytes each way.
+// device-writable ones, every buffer inside guest RAM, and at most `max_chain_bytes` each way.
 // Not thread-safe: the transport serialises access.
 class Virtqueue {
  public:
-  static constexpr std::uint32_t kMaxChainBytes = 64 * 1024;
+  static constexpr std::uint32_t kMaxChainBytes = 64 * 1024;  // the default limit
 
-  Virtqueue(const memory::GuestMemory& memory, std::uint16_t max_size)
-      : memory_(&memory), max_size_(max_size), size_(max_size) {}
+  Virtqueue(const memory::GuestMemory& memory, std::uint16_t max_size,
+            std::uint32_t max_chain_bytes = kMaxChainBytes)
+      : memory_(&memory), max_size_(max_size), size_(max_size), max_chain_bytes_(max_chain_bytes) {}
 
   // Driver-side configuration, through the transport.
   std::uint16_t max_size() const { return max_size_; }
@@ -61,8 +71,13 @@ class Virtqueue {
 
   // The next available chain, if any.
   Popped pop();
-  // Writes `data` (at most chain.writable_size bytes) into the chain's writable buffers.
-  Status write_back(const Chain& chain, std::span<const std::uint8_t> data) const;
+  // Copies the chain's readable bytes from `skip` on into `out` (as many as fit); returns how
+  // many were copied.
+  static Result<std::size_t> read(const memory::GuestMemory& memory, const std::vector<Buffer>& from,
+                                  std::uint64_t skip, std::span<std::uint8_t> out);
+  // Writes `data` into the buffers `to` from byte `skip` on (as much as fits).
+  static Status write(const memory::GuestMemory& memory, const std::vector<Buffer>& to,
+                      std::uint64_t skip, std::span<const std::uint8_t> data);
   // Returns `head` to the driver with `length` bytes written.
   Status push_used(std::uint16_t head, std::uint32_t length);
   // Whether the driver wants an interrupt for used buffers (VIRTQ_AVAIL_F_NO_INTERRUPT clear).
@@ -74,6 +89,7 @@ class Virtqueue {
   const memory::GuestMemory* memory_;
   std::uint16_t max_size_;
   std::uint16_t size_;
+  std::uint32_t max_chain_bytes_;
   bool enabled_ = false;
   std::uint16_t last_avail_ = 0;
   std::uint16_t next_used_ = 0;

@@ -131,6 +131,8 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
         body = R"({"path": "/sys/bus/pci/devices/0000:01:00.0"})";
       } else if (route.name == "vm.remove-device") {
         body = R"({"id": "nic0"})";
+      } else if (route.name == "vm.add-disk") {
+        body = R"({"path": "/images/root.img"})";
       }
       const Response r =
           handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);

@@ -37,6 +37,15 @@ class FakeVmmControl : public vmm::VmmControl {
     }
     return DeviceInfo{device.id, added_bdf};
   }
+  Result<DeviceInfo> add_disk(const vmm::DiskConfig& disk) override {
+    std::lock_guard lock(mutex_);
+    added_disk = disk;
+    calls_.emplace_back("add_disk");
+    if (error) {
+      return *error;
+    }
+    return DeviceInfo{disk.id.empty() ? "_disk0" : disk.id, added_bdf};
+  }
   Status remove_device(const std::string& id) override {
     std::lock_guard lock(mutex_);
     removed = id;
@@ -59,6 +68,7 @@ class FakeVmmControl : public vmm::VmmControl {
   std::string added_bdf;  // "" until "boot"
   std::optional<vmm::VmConfig> created;
   std::optional<vmm::DeviceConfig> added;
+  std::optional<vmm::DiskConfig> added_disk;
   std::string removed;
 
  private:

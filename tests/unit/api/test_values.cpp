@@ -17,6 +17,8 @@ vmm::VmConfig full_config() {
       {"/sys/bus/pci/devices/0000:01:00.0", "nic0", vfio::MappingMode::kEager},
       {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vfio::MappingMode::kLazy, true},
   };
+  c.disks = {{"/images/root.img", false, true, 2, 256, "_disk0"},
+             {"/images/data.img", true, false, 1, 128, "data"}};
   c.exit_on_reboot = true;
   c.rng_source = "/dev/urandom";
   return c;
@@ -82,7 +84,8 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          a.memory_shared == b.memory_shared && a.memory_hugepages == b.memory_hugepages &&
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
-         a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source;
+         a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&
+         a.disks == b.disks;
 }
 
 }  // namespace keel::api::test

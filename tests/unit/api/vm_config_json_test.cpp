@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
 // api/openapi.yaml and test::same_config need the field too.
-static_assert(sizeof(vmm::VmConfig) == 240, "VmConfig changed: update the API's JSON model");
+static_assert(sizeof(vmm::VmConfig) == 264, "VmConfig changed: update the API's JSON model");
 
 json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
 
@@ -78,6 +78,11 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set
        "dma_mapping": "eager", "dma_low_water": 0},
       {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "0000:02:00.0", "iommu": true,
        "dma_mapping": "lazy", "dma_low_water": 0}],
+    "disks": [
+      {"path": "/images/root.img", "readonly": false, "direct": true, "iommu": false,
+       "num_queues": 2, "queue_size": 256, "id": "_disk0"},
+      {"path": "/images/data.img", "readonly": true, "direct": false, "iommu": false,
+       "num_queues": 1, "queue_size": 128, "id": "data"}],
     "iommu": true,
     "rng": {"src": "/dev/urandom", "iommu": false},
     "exit_on_reboot": true})"));
@@ -214,7 +219,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   const std::string message = error_for(top);
   INFO(message);
   CHECK(message.find("memroy: unknown field; VmConfig takes cpus, memory, payload, serial, "
-                     "devices, exit_on_reboot") == 0);
+                     "devices, disks, exit_on_reboot") == 0);
   CHECK(message.find("exit_on_reboot, iommu, rng (and, from cloud-hypervisor, watchdog,") !=
         std::string::npos);
   json nested = minimal();
@@ -307,6 +312,24 @@ TEST_CASE("cloud-hypervisor's fields are accepted when they ask for nothing Keel
   CHECK(error_for(ch).find("serial.iommu: unknown field") == 0);
 }
 
+TEST_CASE("disks: cloud-hypervisor's DiskConfig, ids defaulting to _disk<N>, and back") {
+  json body = minimal();
+  body["disks"] = json::parse(R"([
+    {"path": "/images/root.img", "readonly": false, "direct": true, "iommu": false,
+     "num_queues": 2, "queue_size": 256, "vhost_user": false, "vhost_socket": null,
+     "rate_limiter_config": null, "pci_segment": 0, "serial": null, "disable_io_uring": false},
+    {"path": "/images/data.img", "readonly": true, "id": "data"}])");
+  auto config = vm_config_from_json(body);
+  INFO((config.ok() ? "" : config.error().message()));
+  REQUIRE(config.ok());
+  REQUIRE(config->disks.size() == 2);
+  CHECK(config->disks[0] == vmm::DiskConfig{"/images/root.img", false, true, 2, 256, "_disk0"});
+  CHECK(config->disks[1] == vmm::DiskConfig{"/images/data.img", true, false, 1, 128, "data"});
+  auto again = vm_config_from_json(vm_config_to_json(*config));
+  REQUIRE(again.ok());
+  CHECK(again->disks == config->disks);
+}
+
 TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refused by name") {
   struct Case {
     const char* patch;  // merged into a minimal config
@@ -314,9 +337,14 @@ TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refus
   };
   const Case cases[] = {
       {R"({"iommu": 1})", "iommu: "},
-      {R"({"disks": [{"path": "/d.img"}]})",
-       "disks: an array asks for \"disks\" entries, which Keel does not support; remove it or "
-       "send []"},
+      {R"({"disks": [{"path": "/d.img", "vhost_user": true}]})",
+       "disks[0].vhost_user: true asks for a vhost-user disk backend"},
+      {R"({"disks": {"path": "/d.img"}})", "disks: expected an array of DiskConfig objects"},
+      {R"({"disks": [{"readonly": true}]})", "disks[0].path is missing; give the path of a raw"},
+      {R"({"disks": [{"path": "/d.img", "num_queues": 17}]})", "disks[0].num_queues: 17 is not 1 to 16"},
+      {R"({"disks": [{"path": "/d.img", "queue_size": 100}]})",
+       "disks[0]: queue_size=100 is not a power of two from 2 to 32768"},
+      {R"({"disks": [{"path": "/d.img", "id": ""}]})", "disks[0].id: empty; give a name"},
       {R"({"net": [{}]})", "net: an array asks for \"net\" entries"},
       {R"({"watchdog": true})", "watchdog: true asks for a watchdog device"},
       {R"({"vsock": {"cid": 3}})", "vsock: an object asks for a \"vsock\" configuration"},

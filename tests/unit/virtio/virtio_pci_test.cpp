@@ -7,9 +7,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <future>
 #include <map>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "tests/unit/devices/recording_platform.hpp"
 #include "tests/unit/virtio/driver_ring.hpp"
@@ -25,9 +31,12 @@ constexpr std::uint64_t kMsiAddress = 0xfee00000;
 using C = virtio_pci_common_cfg;
 constexpr std::uint16_t VRING_DESC_F_NEXT = kNext, VRING_DESC_F_WRITE = kWrite;
 
-// Adds one to each readable byte; answers as many bytes as fit.
+// Adds one to each readable byte; answers as many bytes as fit. With `workers`, served on the
+// transport's queue threads; `gate` (if set) holds each request until opened.
 class EchoDevice final : public VirtioDevice {
  public:
+  explicit EchoDevice(bool workers = false) : workers_(workers) {}
+  bool uses_workers() const override { return workers_; }
   std::uint32_t device_type() const override { return 0x2a; }
   std::uint64_t device_features() const override { return 1ULL << 3; }
   std::uint16_t num_queues() const override { return 2; }
@@ -39,17 +48,44 @@ class EchoDevice final : public VirtioDevice {
   }
   void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
   bool consumes(std::uint16_t queue) const override { return queue == 0; }
-  std::size_t handle(std::uint16_t, std::span<const std::uint8_t> in,
-                     std::span<std::uint8_t> out) override {
-    const std::size_t n = std::min(in.size(), out.size());
-    for (std::size_t i = 0; i < n; ++i) {
-      out[i] = static_cast<std::uint8_t>(in[i] + 1);
+  std::uint32_t serve(std::uint16_t, const Chain& chain, const memory::GuestMemory& memory) override {
+    served_on = std::this_thread::get_id();
+    {
+      std::unique_lock lock(gate_mutex);
+      waiting = true;
+      gate_changed.notify_all();
+      gate_changed.wait(lock, [this] { return open; });
+      waiting = false;
     }
     ++handled;
-    return n;
+    return serve_from_copy(chain, memory,
+                           [](std::span<const std::uint8_t> in, std::span<std::uint8_t> out) {
+                             const std::size_t n = std::min(in.size(), out.size());
+                             for (std::size_t i = 0; i < n; ++i) {
+                               out[i] = static_cast<std::uint8_t>(in[i] + 1);
+                             }
+                             return n;
+                           });
   }
   void reset() override { ++resets; }
-  int handled = 0, resets = 0;
+  void set_gate(bool is_open) {
+    std::lock_guard lock(gate_mutex);
+    open = is_open;
+    gate_changed.notify_all();
+  }
+  // Waits until a request is held at the closed gate.
+  bool wait_held() {
+    std::unique_lock lock(gate_mutex);
+    return gate_changed.wait_for(lock, std::chrono::seconds(10), [this] { return waiting; });
+  }
+  std::atomic<int> handled = 0, resets = 0;
+  std::atomic<std::thread::id> served_on;
+
+ private:
+  bool workers_;
+  std::mutex gate_mutex;
+  std::condition_variable gate_changed;
+  bool open = true, waiting = false;
 };
 
 struct Rig : DriverRing {
@@ -60,13 +96,15 @@ struct Rig : DriverRing {
   std::unique_ptr<pci::Platform> platform;
   EchoDevice* echo = nullptr;
   std::shared_ptr<VirtioPciDevice> dev;
-  Rig() : DriverRing(mem, kSize) {
+  explicit Rig(bool workers = false, devices::IoEvents* io_events = nullptr)
+      : DriverRing(mem, kSize) {
     // The transport's BAR is the first in the 64-bit window, at kBar.
     auto p = pci::Platform::create(pio, mmio, router, slots,
-                                   {{0x1000'0000, 0x2000'0000}, {kBar, kBar + 0x10'0000}, {0xc000, 0x10000}});
+                                   {{0x1000'0000, 0x2000'0000}, {kBar, kBar + 0x10'0000}, {0xc000, 0x10000}},
+                                   io_events);
     REQUIRE(p.ok());
     platform = std::move(p).value();
-    auto e = std::make_unique<EchoDevice>();
+    auto e = std::make_unique<EchoDevice>(workers);
     echo = e.get();
     auto d = VirtioPciDevice::create(std::move(e), mem, *platform);
     REQUIRE(d.ok());
@@ -139,6 +177,13 @@ struct Rig : DriverRing {
     write(offsetof(C, device_status), 0xf, 1);  // DRIVER_OK
   }
   void notify(std::uint16_t queue) { write(L::kNotify + 4ULL * queue, queue, 2); }
+  // Waits (up to 10 s) for the used index to reach `index`: a worker answers on its own thread.
+  bool wait_used(std::uint16_t index) const {
+    for (int i = 0; i < 10000 && used_idx() != index; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return used_idx() == index;
+  }
   std::uint32_t used_len(std::uint16_t i) const { return used_elem(i).second; }
 };
 
@@ -367,6 +412,117 @@ TEST_CASE("virtio-pci: a hostile driver writing anything anywhere does not break
   r.offer(0);
   r.notify(0);
   CHECK(r.used_len(0) == 1);
+}
+
+// Records the ioeventfds a transport asks for; signal() plays KVM, which would signal the
+// eventfd on a guest write to the address.
+class RecordingIoEvents final : public devices::IoEvents {
+ public:
+  Status add(std::uint64_t gpa, int eventfd) override {
+    std::lock_guard lock(mutex);
+    live[gpa] = eventfd;
+    return ok_status();
+  }
+  Status remove(std::uint64_t gpa, int eventfd) override {
+    std::lock_guard lock(mutex);
+    if (live.count(gpa) == 0 || live[gpa] != eventfd) {
+      return Error::not_found("no ioeventfd at that address");
+    }
+    live.erase(gpa);
+    return ok_status();
+  }
+  bool signal(std::uint64_t gpa) {
+    std::lock_guard lock(mutex);
+    const std::uint64_t one = 1;
+    return live.count(gpa) != 0 && ::write(live[gpa], &one, sizeof one) == sizeof one;
+  }
+  std::map<std::uint64_t, int> addresses() {
+    std::lock_guard lock(mutex);
+    return live;
+  }
+  std::mutex mutex;
+  std::map<std::uint64_t, int> live;
+};
+
+TEST_CASE("virtio-pci workers: requests are served on the queue's thread, not the notifier's") {
+  Rig r(true);
+  r.bring_up();
+  const std::uint8_t in[] = {1, 2, 3};
+  REQUIRE(r.mem.write(kData, in).ok());
+  r.desc(0, kData, 3, VRING_DESC_F_NEXT, 1);
+  r.desc(1, kData + 0x100, 8, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.echo->set_gate(false);
+  r.notify(0);  // returns at once: the request waits at the gate on the worker
+  REQUIRE(r.echo->wait_held());
+  CHECK(r.used_idx() == 0);
+  CHECK(r.echo->served_on.load() != std::this_thread::get_id());
+  r.echo->set_gate(true);
+  REQUIRE(r.wait_used(1));
+  CHECK(r.used_len(0) == 3);
+  std::uint8_t out[3];
+  REQUIRE(r.mem.read(kData + 0x100, out).ok());
+  CHECK(std::vector<std::uint8_t>(out, out + 3) == std::vector<std::uint8_t>{2, 3, 4});
+  CHECK(r.dev->counters()["chains_handled"] == 1);  // under the lock: the interrupt went first
+  CHECK(r.router.fired(0x40) == 1);
+  // A malformed chain is returned empty by the worker too, and counted.
+  r.desc(2, kData, 4, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 3);
+  r.desc(3, kData, 4, 0);
+  r.offer(2);
+  r.notify(0);
+  REQUIRE(r.wait_used(2));
+  CHECK(r.used_len(1) == 0);
+  CHECK(r.dev->counters()["chains_refused"] == 1);
+}
+
+TEST_CASE("virtio-pci workers: a device reset waits for the requests being served") {
+  Rig r(true);
+  r.bring_up();
+  r.desc(0, kData, 1, VRING_DESC_F_NEXT, 1);
+  r.desc(1, kData + 0x100, 1, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.echo->set_gate(false);
+  r.notify(0);
+  REQUIRE(r.echo->wait_held());
+  // The driver resets the device while its request is in flight (another vCPU).
+  auto reset = std::async(std::launch::async,
+                          [&r] { r.write(offsetof(C, device_status), 0, 1); });
+  CHECK(reset.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
+  CHECK(r.echo->resets == 0);
+  r.echo->set_gate(true);
+  REQUIRE(reset.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  // The request was returned before the reset went through, never after.
+  CHECK(r.used_idx() == 1);
+  CHECK(r.echo->resets == 1);
+  CHECK(r.read(offsetof(C, device_status), 1) == 0);
+}
+
+TEST_CASE("virtio-pci workers: queue notify addresses are ioeventfds that follow BAR 0") {
+  RecordingIoEvents events;
+  {
+    Rig r(true, &events);
+    CHECK(events.addresses().empty());  // not decoded yet
+    r.bring_up();
+    // Only queue 0 takes requests (queue 1 is the device's to fill): one worker, one address.
+    auto live = events.addresses();
+    REQUIRE(live.size() == 1);
+    CHECK(live.begin()->first == kBar + L::kNotify);
+    r.desc(0, kData, 1, VRING_DESC_F_NEXT, 1);
+    r.desc(1, kData + 0x100, 1, VRING_DESC_F_WRITE);
+    r.offer(0);
+    REQUIRE(events.signal(kBar + L::kNotify));  // the guest's write, caught by KVM
+    REQUIRE(r.wait_used(1));
+    CHECK(r.dev->counters()["notifications"] == 0);  // it never reached the transport
+    r.cfg_write(0x10, 0xd0000000);                     // the guest moves BAR 0
+    live = events.addresses();
+    REQUIRE(live.size() == 1);
+    CHECK(live.begin()->first == 0xd0000000 + L::kNotify);
+    r.cfg_write(0x04, 0, 2);  // decode off
+    CHECK(events.addresses().empty());
+    r.cfg_write(0x04, 0x6, 2);
+    CHECK(events.addresses().size() == 1);
+  }
+  CHECK(events.addresses().empty());  // the transport went, its ioeventfds with it
 }
 
 }  // namespace

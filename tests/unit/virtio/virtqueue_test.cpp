@@ -52,7 +52,7 @@ TEST_CASE("virtqueue: enable checks size, alignment and that the rings are guest
   CHECK(q.size() == 256);
 }
 
-TEST_CASE("virtqueue: a chain's readable bytes are copied, its writable buffers filled") {
+TEST_CASE("virtqueue: a chain names its readable and writable buffers; they are copied and filled") {
   Ring r;
   const std::uint8_t a[] = {1, 2, 3}, b[] = {4, 5};
   REQUIRE(r.mem.write(kData, a).ok());
@@ -65,10 +65,21 @@ TEST_CASE("virtqueue: a chain's readable bytes are copied, its writable buffers 
   Popped p = r.queue.pop();
   REQUIRE(p.kind == Popped::Kind::kChain);
   CHECK(p.chain.head == 5);
-  CHECK(p.chain.readable == std::vector<std::uint8_t>{1, 2, 3, 4, 5});
+  CHECK(p.chain.readable == std::vector<Buffer>{{kData, 3}, {kData + 0x100, 2}});
+  CHECK(p.chain.readable_size == 5);
   CHECK(p.chain.writable_size == 8);
+  std::uint8_t in[8] = {};
+  auto copied = Virtqueue::read(r.mem, p.chain.readable, 0, in);
+  REQUIRE(copied.ok());
+  CHECK(*copied == 5);
+  CHECK(std::vector<std::uint8_t>(in, in + 5) == std::vector<std::uint8_t>{1, 2, 3, 4, 5});
+  // From an offset that falls inside the second buffer.
+  copied = Virtqueue::read(r.mem, p.chain.readable, 4, in);
+  REQUIRE(copied.ok());
+  CHECK(*copied == 1);
+  CHECK(in[0] == 5);
   const std::uint8_t out[] = {9, 8, 7, 6, 5, 4};
-  REQUIRE(r.queue.write_back(p.chain, out).ok());
+  REQUIRE(Virtqueue::write(r.mem, p.chain.writable, 0, out).ok());
   std::uint8_t got[8] = {};
   REQUIRE(r.mem.read(kData + 0x200, std::span(got, 4)).ok());
   REQUIRE(r.mem.read(kData + 0x300, std::span(got + 4, 4)).ok());

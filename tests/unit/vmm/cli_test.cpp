@@ -112,6 +112,30 @@ TEST_CASE("cli --device errors") {
 
 namespace keel::vmm {
 namespace {
+TEST_CASE("cli --disk is repeatable, with cloud-hypervisor's options and _disk<N> ids") {
+  auto r = parse({"--kernel", "/k", "--disk", "path=/img/root.img", "--disk",
+                  "path=/img/data.img,readonly=on,direct=on,num_queues=4,queue_size=256,id=data"});
+  REQUIRE(r.ok());
+  REQUIRE(r->config.disks.size() == 2);
+  CHECK(r->config.disks[0] == DiskConfig{"/img/root.img", false, false, 1, 128, "_disk0"});
+  CHECK(r->config.disks[1] == DiskConfig{"/img/data.img", true, true, 4, 256, "data"});
+  CHECK(error_of({"--kernel", "/k", "--disk", "readonly=on"}).find("--disk: path is required") == 0);
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a,num_queues=0"}) ==
+        "--disk: num_queues=0 is not 1 to 16");
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a,queue_size=100"}) ==
+        "--disk: queue_size=100 is not a power of two from 2 to 32768 (e.g. 128)");
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a,queue_size=70000"}) ==
+        "--disk: queue_size=70000 is not a number from 0 to 65535");
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a,readonly=maybe"}) ==
+        "--disk: readonly=maybe must be on or off");
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a,cache=none"}).find("unknown option \"cache\"") !=
+        std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a", "--disk", "path=/a"}) ==
+        "disk _disk1: /a is given twice; one image is one disk");
+  CHECK(error_of({"--kernel", "/k", "--disk", "path=/a,id=x", "--disk", "path=/b,id=x"}) ==
+        "disk x: id \"x\" is used twice");
+}
+
 TEST_CASE("cli --api-socket starts idle without a payload") {
   auto r = parse_command_line({"--api-socket", "path=/tmp/k.sock"});
   REQUIRE(r.ok());

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,7 +83,8 @@ TEST_CASE("seccomp: the API thread attempting execve is stopped, with a message"
 }
 
 TEST_CASE("seccomp: listed calls work under the filter") {
-  for (ThreadKind kind : {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi}) {
+  for (ThreadKind kind :
+       {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi, ThreadKind::kDeviceIo}) {
     INFO(to_string(kind));
     const Outcome out = in_child([kind] {
       if (!install_seccomp_filter(kind, SeccompMode::kEnforce).ok()) {
@@ -134,7 +137,8 @@ TEST_CASE("seccomp: ioctl is allowed by request number only") {
 // Sanitizer builds (the ones the tests run on): a bug found under the filter is reported with its
 // stack, not hidden behind a seccomp stop on the report's own system calls.
 TEST_CASE("seccomp: a sanitizer's report gets through the filter of every thread kind") {
-  for (ThreadKind kind : {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi}) {
+  for (ThreadKind kind :
+       {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi, ThreadKind::kDeviceIo}) {
     INFO(to_string(kind));
     const Outcome out = in_child([kind] {
       if (!install_seccomp_filter(kind, SeccompMode::kEnforce).ok()) {
@@ -213,6 +217,37 @@ TEST_CASE("seccomp: a thread the VMM thread starts can add the vCPU filter and r
   CHECK(out.status == 0);
 }
 
+TEST_CASE("seccomp: a disk's queue worker, started by the VMM thread, does its I/O under both") {
+  char name[] = "/tmp/keel-seccomp-disk-XXXXXX";
+  const int fd = ::mkstemp(name);
+  REQUIRE(fd >= 0);
+  ::unlink(name);
+  const Outcome out = in_child([fd] {
+    if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    int result = 6;
+    std::thread worker([&result, fd] {
+      if (!install_seccomp_filter(ThreadKind::kDeviceIo, SeccompMode::kEnforce).ok()) {
+        result = 7;
+        return;
+      }
+      char block[512] = {1, 2, 3};
+      iovec iov{block, sizeof block};
+      pollfd p{fd, POLLIN, 0};
+      const bool ok = ::pwritev(fd, &iov, 1, 4096) == 512 && ::preadv(fd, &iov, 1, 0) == 512 &&
+                      ::fdatasync(fd) == 0 && ::poll(&p, 1, 0) >= 0;
+      (void)::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512);  // may be ENOTSUP
+      result = ok ? 0 : 8;
+    });
+    worker.join();
+    return result;
+  });
+  ::close(fd);
+  INFO(out.err);
+  CHECK(out.status == 0);
+}
+
 TEST_CASE("seccomp: the process exits normally under the VMM filter") {
   // exit() runs the atexit handlers, and in sanitizer builds LeakSanitizer's check, which
   // stops the threads with ptrace from a helper task that inherits this filter.
@@ -254,7 +289,8 @@ TEST_CASE("seccomp: the lists") {
   const auto has = [](const std::vector<int>& list, int nr) {
     return std::find(list.begin(), list.end(), nr) != list.end();
   };
-  for (ThreadKind kind : {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi}) {
+  for (ThreadKind kind :
+       {ThreadKind::kVmm, ThreadKind::kVcpu, ThreadKind::kApi, ThreadKind::kDeviceIo}) {
     const SeccompRules& rules = seccomp_rules(kind);
     INFO(to_string(kind) << ": " << rules.syscalls.size() << " system calls, "
                          << rules.ioctls.size() << " ioctls");
@@ -265,6 +301,20 @@ TEST_CASE("seccomp: the lists") {
   CHECK(has(seccomp_rules(ThreadKind::kApi).syscalls, SYS_accept4));
   CHECK_FALSE(has(seccomp_rules(ThreadKind::kVcpu).syscalls, SYS_openat));
   CHECK_FALSE(has(seccomp_rules(ThreadKind::kApi).syscalls, SYS_openat));
+  CHECK_FALSE(has(seccomp_rules(ThreadKind::kDeviceIo).syscalls, SYS_openat));
+  // vCPU and device threads start under the VMM thread's filter, which must let their calls
+  // through too.
+  for (ThreadKind kind : {ThreadKind::kVcpu, ThreadKind::kDeviceIo}) {
+    INFO(to_string(kind));
+    for (int nr : seccomp_rules(kind).syscalls) {
+      INFO(nr);
+      CHECK(has(seccomp_rules(ThreadKind::kVmm).syscalls, nr));
+    }
+    for (unsigned long request : seccomp_rules(kind).ioctls) {
+      const auto& vmm_ioctls = seccomp_rules(ThreadKind::kVmm).ioctls;
+      CHECK(std::find(vmm_ioctls.begin(), vmm_ioctls.end(), request) != vmm_ioctls.end());
+    }
+  }
 }
 
 }  // namespace
