@@ -5,6 +5,8 @@
 #   vmlinuz          the kernel
 #   modules/*.ko     the modules, uncompressed
 #   modules.load     "file.ko module_name" lines in dependency order
+#   guest-modules.load  the same for the modules a Keel guest running this kernel loads from
+#                    its initramfs (virtio disk, network and vsock drivers; see guest_modules)
 #   version          package name and version (part of the image cache key)
 set -euo pipefail
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -17,6 +19,10 @@ wanted_modules=(
   vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci
   uio uio_pci_generic
   virtio_pci virtio_blk
+)
+# What a guest booted by Keel with this kernel loads (tests/integration/guest/devices-init).
+guest_modules=(
+  virtio_pci virtio_blk virtio_net vmw_vsock_virtio_transport
 )
 
 resolve_package() {
@@ -35,7 +41,7 @@ modinfo_field() {
 
 extract() {
   local pkg=$1 version=$2 dest=$3
-  [[ -s $dest/vmlinuz && -s $dest/modules.load ]] && return 0
+  [[ -s $dest/vmlinuz && -s $dest/modules.load && -s $dest/guest-modules.load ]] && return 0
   local cache deb tmp start
   cache=$(testbed_cache)
   start=$(now_ms)
@@ -84,21 +90,30 @@ extract() {
     state[$mod]=visited
     order+=("$mod")
   }
-  local mod
-  for mod in "${wanted_modules[@]}"; do
-    visit "$mod"
-  done
-  for mod in "${order[@]}"; do
-    [[ -e $tmp/out/modules/$mod.ko ]] || cp -- "${path_of[$mod]}" "$tmp/out/modules/$mod.ko"
-    printf '%s.ko %s\n' "$mod" "$mod" >>"$tmp/out/modules.load"
-  done
+  # resolve LIST_FILE MODULE...: each module after its dependencies, into LIST_FILE.
+  resolve() {
+    local list=$1 mod
+    shift
+    state=()
+    order=()
+    for mod in "$@"; do
+      visit "$mod"
+    done
+    for mod in "${order[@]}"; do
+      [[ -e $tmp/out/modules/$mod.ko ]] || cp -- "${path_of[$mod]}" "$tmp/out/modules/$mod.ko"
+      printf '%s.ko %s\n' "$mod" "$mod" >>"$list"
+    done
+  }
+  resolve "$tmp/out/modules.load" "${wanted_modules[@]}"
+  local host_count=${#order[@]}
+  resolve "$tmp/out/guest-modules.load" "${guest_modules[@]}"
   cp -- "$(find "$tmp/root/boot" -name 'vmlinuz-*' -print -quit)" "$tmp/out/vmlinuz"
   printf '%s %s %s\n' "$pkg" "$version" "$(basename -- "$moddir")" >"$tmp/out/version"
   rm -rf -- "$dest"
   mv -- "$tmp/out" "$dest"
   # The extracted kernel is the cache; the package is not needed again.
   rm -f -- "$deb"
-  say "kernel $pkg $version ready (${#order[@]} modules) in $(elapsed_since "$start")"
+  say "kernel $pkg $version ready ($host_count host modules, ${#order[@]} guest modules) in $(elapsed_since "$start")"
 }
 
 main() {

@@ -19,6 +19,7 @@ declare -A seeds=(
   [api_http_fuzzer]=tests/fuzz/api/corpus/http
   [iommu_fuzzer]=tests/fuzz/virtio/corpus
   [virtio_pci_fuzzer]=tests/fuzz/virtio/corpus-pci
+  [blk_fuzzer]=tests/fuzz/virtio/corpus-blk
   [vfio_info_fuzzer]=tests/fuzz/vfio/corpus
   [kernel_image_fuzzer]=tests/fuzz/boot/corpus
   [uart_fuzzer]=tests/fuzz/devices/corpus
@@ -26,7 +27,7 @@ declare -A seeds=(
 )
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer vfio_info_fuzzer
+  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer blk_fuzzer vfio_info_fuzzer
     kernel_image_fuzzer uart_fuzzer passthrough_config_fuzzer)
 fi
 

@@ -1,0 +1,86 @@
+#!/bin/sh
+# Runs inside the emulated host: keel boots Debian's cloud kernel with its root on a virtio-blk
+# disk (an ext4 image): a first run writes a token and 8 MiB of data, while it runs a second
+# keel on the same image is refused and keel-remote reads the disk's counters; a second run
+# finds the token and the data; a read-only run cannot write. Then bad disk arguments.
+# Reports facts only; tests/integration/testbed_devices.sh checks them.
+. /keel/testbed.sh
+
+kernel=/keel/guest/vmlinuz
+initramfs=/keel/guest/initramfs.cpio.gz
+image=/tmp/root.img
+cp /keel/guest/root.img "$image"
+sock=/tmp/keel-api.sock
+
+# run NAME MODE DISK_OPTIONS [KEEL ARGS...]: boots with the disk, waits for the guest's report,
+# runs $during (if set) while the guest waits, powers it off; reports the guest's lines.
+run() {
+  name=$1 mode=$2 disk=$3
+  shift 3
+  out=/tmp/$name.out
+  fifo=/tmp/$name.in
+  rm -f "$fifo" "$out" "$sock"
+  mkfifo "$fifo"
+  keel --kernel "$kernel" --initramfs "$initramfs" --memory size=512M --serial tty \
+    --cmdline "console=ttyS0 root=/dev/vda keel.disk=$mode" --disk "$disk" \
+    ${1+"$@"} <"$fifo" >"$out" 2>&1 &
+  pid=$!
+  exec 3>"$fifo"
+  up=timeout
+  if wait_for "$out" "KEEL-GUEST waiting" 1 150; then
+    up=ok
+    [ -n "${during:-}" ] && $during
+    echo poweroff >&3
+    # With an API socket keel outlives its guest (as cloud-hypervisor does): end it through
+    # the API once the guest is off.
+    if [ -S "$sock" ] && wait_for "$out" "KEEL-GUEST powering-off" 1 60; then
+      sleep 1
+      timeout 30 keel-remote --api-socket "$sock" shutdown-vmm >/dev/null 2>&1
+    fi
+  fi
+  reap "$pid" 60
+  status=$?
+  exec 3>&-
+  result "run=$name up=$up keel_exit=$status" \
+    "$(grep -m1 'KEEL-GUEST root-mounted' "$out" | sed 's/^.*KEEL-GUEST //')" \
+    "$(grep -m1 'KEEL-GUEST rootfs' "$out" | sed 's/^.*KEEL-GUEST rootfs //')" \
+    "$(grep -m1 'KEEL-GUEST \(written\|found\|ro\) ' "$out" | sed 's/^.*KEEL-GUEST //')"
+  echo "---- $name console (last 30 lines)"
+  tail -n 30 "$out"
+}
+
+# While the first run holds the image: a second keel on it must be refused, fast; the API
+# lists the disk and counts its I/O.
+while_running() {
+  timeout 60 keel --kernel "$kernel" --initramfs "$initramfs" --disk "path=$image" \
+    </dev/null >/tmp/second.out 2>&1
+  result "second_keel_exit=$? message=$(head -n 1 /tmp/second.out | tr ' ' '_')"
+  result "info=$(timeout 30 keel-remote --api-socket "$sock" --json info 2>&1 | tr -d '\n ')"
+  result "counters=$(timeout 30 keel-remote --api-socket "$sock" --json counters 2>&1 | tr -d '\n ')"
+}
+
+sum_before=$(sha256sum "$image" | cut -c1-64)
+during=while_running
+run write write "path=$image" --api-socket "path=$sock"
+during=
+sum_written=$(sha256sum "$image" | cut -c1-64)
+run check check "path=$image,num_queues=2"
+sum_checked=$(sha256sum "$image" | cut -c1-64)
+run ro ro "path=$image,readonly=on"
+result "image changed_by_write=$([ "$sum_before" != "$sum_written" ] && echo yes || echo no)" \
+  "unchanged_by_ro=$([ "$sum_checked" = "$(sha256sum "$image" | cut -c1-64)" ] && echo yes || echo no)"
+
+# bad NAME DISK: keel must refuse fast with a message and leave no process behind.
+bad() {
+  timeout 60 keel --kernel "$kernel" --initramfs "$initramfs" --disk "$2" </dev/null >/tmp/bad.out 2>&1
+  status=$?
+  result "bad=$1 keel_exit=$status stray=$(pidof keel | wc -w) message=$(head -n 1 /tmp/bad.out | tr ' ' '_')"
+}
+ln -s "$image" /tmp/link.img
+mkfifo /tmp/fifo.img
+bad symlink path=/tmp/link.img
+bad fifo path=/tmp/fifo.img
+bad missing path=/tmp/missing.img
+bad queues "path=$image,num_queues=99"
+echo "---- done"
+exit 0

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# ctest testbed.devices: inside the emulated host, keel boots Debian's cloud kernel (its virtio
+# modules in the initramfs) with its root on a virtio-blk disk, an ext4 image built here:
+#  - a first run writes a token and 8 MiB of random data; meanwhile a second keel on the same
+#    image is refused (the image is locked) and vm.info / vm.counters show the disk and its I/O;
+#  - a second run (two queues) finds the token and the data, read back past the page cache;
+#  - a read-only run cannot write, through the file system or to the raw disk, and the image
+#    is unchanged;
+#  - a symlink, a FIFO, a missing file and a bad queue count are refused with a message.
+#
+# usage: testbed_devices.sh RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE
+set -euo pipefail
+(($# == 6)) || { echo "usage: $0 RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE" >&2; exit 2; }
+run=$1 scenario=$2 initramfs_init=$3 rootfs_init=$4 keel=$5 remote=$6
+testbed=$(dirname -- "$run")
+
+# shellcheck source=testbed_lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/testbed_lib.sh"
+need_tools mkfs.ext4 busybox
+
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+kdir=$("$testbed/host-kernel.sh")
+modules=(--file "$kdir/guest-modules.load:/lib/modules/guest-modules.load")
+while read -r ko _; do
+  modules+=(--file "$kdir/modules/$ko:/lib/modules/$ko")
+done <"$kdir/guest-modules.load"
+"$testbed/build-guest-initramfs.sh" --init "$initramfs_init" "${modules[@]}" -o "$work/initramfs.cpio.gz"
+
+# The root disk: static busybox and the test's /sbin/init on ext4, built without mounting.
+root=$work/rootfs
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp}
+cp -- "$(command -v busybox)" "$root/bin/busybox"
+cp -- "$rootfs_init" "$root/sbin/init"
+chmod 0755 "$root/sbin/init"
+mkfs.ext4 -q -F -L keelroot -d "$root" "$work/root.img" 48M
+
+status=0
+markers=$("$run" --timeout 900 --memory 2G --bin "$keel" --bin "$remote" \
+  --guest-kernel "$kdir/vmlinuz" --guest-initramfs "$work/initramfs.cpio.gz" \
+  --file "$work/root.img:/keel/guest/root.img" "$scenario") || status=$?
+printf '%s\n' "$markers"
+expect "the testbed run exits 0 (got $status)" test "$status" -eq 0
+
+line() { grep "^KEEL-TESTBED result $1" <<<"$markers" | head -n 1 || true; }
+write=$(line "run=write ")
+check=$(line "run=check ")
+ro=$(line "run=ro ")
+for name in write check ro; do
+  l=$(line "run=$name ")
+  expect "$name: the guest came up from its disk (got '$(field "$l" up)')" test "$(field "$l" up)" = ok
+  expect "$name: power-off ends keel with 0 (got '$(field "$l" keel_exit)')" test "$(field "$l" keel_exit)" = 0
+  expect "$name: the initramfs mounted /dev/vda (got '$(field "$l" root)')" grep -q '^/dev/vda' <<<"$(field "$l" root)"
+done
+expect "write: root is /dev/vda, ext4, read-write" grep -q "root=/dev/vda:ext4:rw" <<<"$write"
+token=$(field "$write" token)
+sum=$(field "$write" data_sha)
+expect "write: a token was written (got '$token')" test "${#token}" -eq 36
+expect "write: 8 MiB were written (sha '$sum')" test "${#sum}" -eq 64
+expect "check: the token is on the disk (got '$(field "$check" token)')" test "$(field "$check" token)" = "$token"
+expect "check: the data is on the disk (got '$(field "$check" data_sha)')" test "$(field "$check" data_sha)" = "$sum"
+expect "check: read past the page cache too (got '$(field "$check" data_sha_uncached)')" \
+  test "$(field "$check" data_sha_uncached)" = "$sum"
+expect "ro: the disk is read-only in the guest" test "$(field "$ro" disk_ro)" = 1
+expect "ro: root mounted read-only" grep -q "root=/dev/vda:ext4:ro" <<<"$ro"
+expect "ro: a file-system write fails" test "$(field "$ro" fs_write)" = refused
+expect "ro: a raw write fails" test "$(field "$ro" raw_write)" = refused
+img=$(line "image ")
+expect "the image changed by the writing run" test "$(field "$img" changed_by_write)" = yes
+expect "the image unchanged by the read-only run" test "$(field "$img" unchanged_by_ro)" = yes
+
+second=$(line "second_keel_exit=")
+expect "a second keel on the image is refused with exit 1 (got '$(field "$second" second_keel_exit)')" \
+  test "$(field "$second" second_keel_exit)" = 1
+expect "...saying it is in use ($(field "$second" message))" grep -q "is_in_use" <<<"$(field "$second" message)"
+info=$(field "$(line "info=")" info)
+expect "vm.info lists the disk with its guest address ($info)" \
+  grep -q '"id":"_disk0","pci_bdf":"0000:00:[0-9a-f][0-9a-f].0"' <<<"$info"
+expect "vm.info carries the DiskConfig" grep -q '"disks":\[{[^]]*"path":"/tmp/root.img"' <<<"$info"
+counters=$(field "$(line "counters=")" counters)
+read_bytes=$(grep -o '"_disk0":{[^}]*}' <<<"$counters" | grep -o '"read_bytes":[0-9]*' | cut -d: -f2)
+write_bytes=$(grep -o '"_disk0":{[^}]*}' <<<"$counters" | grep -o '"write_bytes":[0-9]*' | cut -d: -f2)
+expect "vm.counters: the disk read its root (read_bytes '${read_bytes:-}')" test "${read_bytes:-0}" -gt 0
+expect "vm.counters: 8 MiB and more written (write_bytes '${write_bytes:-}')" test "${write_bytes:-0}" -ge 8388608
+
+for bad in symlink:1:symbolic_link fifo:1:not_a_regular_file missing:1:missing.img queues:2:num_queues=99; do
+  IFS=: read -r name want words <<<"$bad"
+  l=$(line "bad=$name ")
+  expect "$name: keel exits $want (got '$(field "$l" keel_exit)')" test "$(field "$l" keel_exit)" = "$want"
+  expect "$name: no keel left (got '$(field "$l" stray)')" test "$(field "$l" stray)" = 0
+  expect "$name: the message says why ($(field "$l" message))" grep -q "$words" <<<"$(field "$l" message)"
+done
+
+finish testbed.devices
