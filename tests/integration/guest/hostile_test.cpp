@@ -15,14 +15,16 @@
 // of every queue. Device-writable buffers point only into its own pages or far outside RAM, so
 // that the guest does not wreck its own kernel; device-readable ones point anywhere. At the end
 // it resets the device (Keel drops every mapping it made) and checks that it still answers.
+// With --phases blk it does the same to a virtio-blk function (a scratch disk), whose requests
+// Keel's queue worker threads serve while the guest scribbles and resets.
 //
 // Spared, so that the guest can still power off (those are allowed, not what is tested): the
 // reset and sleep commands (i8042 0xfe, ACPI PM reset and SLP_EN, 0xcf9 reset bits), the
 // in-kernel PIC, PIT, ELCR and RTC ports, which are KVM's and the guest's own clock, and COM1's
 // registers are restored afterwards so the console keeps working.
 //
-//   hostile_test [--seed N] [--rounds N] [--phases pio,pci,mmio|virtio]
-// prints one line: KEEL-GUEST hostile seed=N pio=N pci=N mmio=N virtio=N reads=N odd_reads=N
+//   hostile_test [--seed N] [--rounds N] [--phases pio,pci,mmio|virtio|blk]
+// prints one line: KEEL-GUEST hostile seed=N pio=N pci=N mmio=N virtio=N blk=N reads=N odd_reads=N
 //                  host_bridge=VVVV:DDDD result=ok|FAILED(...)
 // Built static.
 
@@ -392,13 +394,14 @@ struct Virtio {
   }
 };
 
-// Returns the number of accesses made, 0 without a virtio-iommu function; *answers tells
+// Drives the virtio function with PCI IDs `ids` (0x10571af4 virtio-iommu, 0x10421af4
+// virtio-blk). Returns the number of accesses made, 0 without such a function; *answers tells
 // whether the device still answered after its final reset.
-unsigned long fuzz_virtio(unsigned rounds, bool* answers) {
+unsigned long fuzz_virtio(unsigned rounds, std::uint32_t ids, bool* answers) {
   *answers = false;
   std::uint32_t slot = 32;
   for (std::uint32_t s = 0; s < 32; ++s) {
-    if (config_read(s, 0) == 0x10571af4) {
+    if (config_read(s, 0) == ids) {
       slot = s;
       break;
     }
@@ -423,6 +426,7 @@ unsigned long fuzz_virtio(unsigned rounds, bool* answers) {
   if (v.desc.gpa == 0 || v.avail.gpa == 0 || v.used.gpa == 0 || v.data.gpa == 0) {
     return 0;
   }
+  const std::uint64_t queues = v.r(kNumQueues, 2);
   unsigned long accesses = 0;
   static const unsigned kSizes[] = {1, 2, 4, 8};
   for (unsigned i = 0; i < rounds; ++i) {
@@ -456,7 +460,7 @@ unsigned long fuzz_virtio(unsigned rounds, bool* answers) {
     ++accesses;
   }
   v.w(kStatus, 0, 1);  // reset: the device drops its domains, Keel unmaps what they held
-  *answers = v.r(kNumQueues, 2) == 2 && v.r(kStatus, 1) == 0;
+  *answers = queues != 0 && v.r(kNumQueues, 2) == queues && v.r(kStatus, 1) == 0;
   ::munmap(map, kBarSize);
   ::close(fd);
   return accesses;
@@ -532,8 +536,16 @@ int main(int argc, char** argv) {
   unsigned long virtio = 0;
   bool virtio_answers = true;
   if (phase("virtio")) {
-    virtio = fuzz_virtio(rounds, &virtio_answers);
+    virtio = fuzz_virtio(rounds, 0x10571af4, &virtio_answers);
     std::printf("KEEL-GUEST hostile-phase virtio-done\n");
+    std::fflush(stdout);
+  }
+  // A virtio-blk disk (a scratch image), whose requests keel's queue workers serve.
+  unsigned long blk = 0;
+  bool blk_answers = true;
+  if (phase("blk")) {
+    blk = fuzz_virtio(rounds, 0x10421af4, &blk_answers);
+    std::printf("KEEL-GUEST hostile-phase blk-done\n");
     std::fflush(stdout);
   }
 
@@ -549,11 +561,13 @@ int main(int argc, char** argv) {
     result = "FAILED(odd-reads:" + t.odd_examples + ")";
   } else if (phase("virtio") && (virtio == 0 || !virtio_answers)) {
     result = virtio == 0 ? "FAILED(no-virtio-iommu)" : "FAILED(virtio-iommu-silent)";
+  } else if (phase("blk") && (blk == 0 || !blk_answers)) {
+    result = blk == 0 ? "FAILED(no-virtio-blk)" : "FAILED(virtio-blk-silent)";
   }
   std::printf("KEEL-GUEST hostile seed=%llu pio=%lu pci=%lu mmio=%lu mmio_windows=%lu virtio=%lu "
-              "reads=%lu odd_reads=%lu host_bridge=%s result=%s\n",
+              "blk=%lu reads=%lu odd_reads=%lu host_bridge=%s result=%s\n",
               static_cast<unsigned long long>(seed), t.pio, t.pci, t.mmio, t.mmio_windows, virtio,
-              t.reads, t.odd, bridge, result.c_str());
+              blk, t.reads, t.odd, bridge, result.c_str());
   std::fflush(stdout);
   return result == "ok" ? 0 : 1;
 }
