@@ -111,7 +111,7 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
   app.add_option("--timeout", timeout_s, "Seconds to wait for an answer (default 120)")
       ->check(CLI::Range(0.001, 86400.0));
 
-  std::string config_file, device_spec, device_id;
+  std::string config_file, device_spec, disk_spec, device_id;
   for (const char* name : {"ping", "boot", "info", "counters", "shutdown", "reboot", "pause",
                            "resume", "delete", "shutdown-vmm"}) {
     app.add_subcommand(name, std::string("vm/vmm operation ") + name);
@@ -136,7 +136,12 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
          "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]")
       ->add_option("spec", device_spec, "path=...[,id=...][,dma_mapping=...]")
       ->required();
-  app.add_subcommand("remove-device", "Remove a device by id (vm.remove-device)")
+  app.add_subcommand("add-disk",
+                     "Add a virtio-blk disk (vm.add-disk): "
+                     "path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]")
+      ->add_option("spec", disk_spec, "path=...[,readonly=on][,id=...]")
+      ->required();
+  app.add_subcommand("remove-device", "Remove a device or disk by id (vm.remove-device)")
       ->add_option("id", device_id, "The device's id")
       ->required();
 
@@ -157,6 +162,8 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
     request = create_request(std::move(text).value());
   } else if (command == "add-device") {
     request = add_device_request(device_spec);
+  } else if (command == "add-disk") {
+    request = add_disk_request(disk_spec);
   } else if (command == "remove-device") {
     request = remove_device_request(device_id);
   } else {

@@ -50,8 +50,13 @@ RemoteRequest create_request(std::string config_json) {
   return request_for("vm.create", std::move(config_json));
 }
 
-Result<RemoteRequest> add_device_request(std::string_view spec) {
-  nlohmann::json body = nlohmann::json::object();
+namespace {
+
+// "key=value,key=value" as keel's command line writes options; each key once.
+Result<std::vector<std::pair<std::string, std::string>>> split_spec(std::string_view command,
+                                                                     std::string_view spec,
+                                                                     std::string_view example) {
+  std::vector<std::pair<std::string, std::string>> items;
   std::set<std::string> seen;
   std::size_t start = 0;
   while (start <= spec.size()) {
@@ -60,22 +65,35 @@ Result<RemoteRequest> add_device_request(std::string_view spec) {
     start = comma + 1;
     const std::size_t eq = item.find('=');
     if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size()) {
-      return Error::invalid(
-          "add-device: \"" + std::string(item) +
-          "\" is not key=value; e.g. path=/sys/bus/pci/devices/0000:01:00.0,id=nic0");
+      return Error::invalid(std::string(command) + ": \"" + std::string(item) +
+                            "\" is not key=value; e.g. " + std::string(example));
     }
-    const std::string key(item.substr(0, eq));
-    const std::string value(item.substr(eq + 1));
+    std::string key(item.substr(0, eq));
     if (!seen.insert(key).second) {
-      return Error::invalid("add-device: " + key + " given twice");
+      return Error::invalid(std::string(command) + ": " + key + " given twice");
     }
+    items.emplace_back(std::move(key), std::string(item.substr(eq + 1)));
+  }
+  return items;
+}
+
+Result<bool> on_off(std::string_view command, const std::string& key, const std::string& value) {
+  if (value != "on" && value != "off") {
+    return Error::invalid(std::string(command) + ": " + key + "=" + value + " must be on or off");
+  }
+  return value == "on";
+}
+
+}  // namespace
+
+Result<RemoteRequest> add_device_request(std::string_view spec) {
+  KEEL_TRY(auto items, split_spec("add-device", spec, "path=/sys/bus/pci/devices/0000:01:00.0,id=nic0"));
+  nlohmann::json body = nlohmann::json::object();
+  for (const auto& [key, value] : items) {
     if (key == "path" || key == "id" || key == "dma_mapping") {
       body[key] = value;
     } else if (key == "iommu") {
-      if (value != "on" && value != "off") {
-        return Error::invalid("add-device: iommu=" + value + " must be on or off");
-      }
-      body[key] = value == "on";
+      KEEL_TRY(body[key], on_off("add-device", key, value));
     } else if (key == "dma_low_water") {
       if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 10) {
         return Error::invalid("add-device: dma_low_water=" + value + " is not a number of entries");
@@ -91,6 +109,30 @@ Result<RemoteRequest> add_device_request(std::string_view spec) {
         "add-device: path= is required, e.g. path=/sys/bus/pci/devices/0000:01:00.0");
   }
   return request_for("vm.add-device", dump_json(body));
+}
+
+Result<RemoteRequest> add_disk_request(std::string_view spec) {
+  KEEL_TRY(auto items, split_spec("add-disk", spec, "path=/var/lib/keel/root.img,readonly=on"));
+  nlohmann::json body = nlohmann::json::object();
+  for (const auto& [key, value] : items) {
+    if (key == "path" || key == "id") {
+      body[key] = value;
+    } else if (key == "readonly" || key == "direct") {
+      KEEL_TRY(body[key], on_off("add-disk", key, value));
+    } else if (key == "num_queues" || key == "queue_size") {
+      if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 5) {
+        return Error::invalid("add-disk: " + key + "=" + value + " is not a number");
+      }
+      body[key] = std::stoul(value);
+    } else {
+      return Error::invalid("add-disk: unknown key \"" + key +
+                            "\" (known: path, readonly, direct, num_queues, queue_size, id)");
+    }
+  }
+  if (!body.contains("path")) {
+    return Error::invalid("add-disk: path= is required, e.g. path=/var/lib/keel/root.img");
+  }
+  return request_for("vm.add-disk", dump_json(body));
 }
 
 RemoteRequest remove_device_request(const std::string& id) {

@@ -22,6 +22,8 @@ RemoteRequest create_request(std::string config_json);
 // vm.add-device from "path=PATH[,id=ID][,dma_mapping=auto|eager|lazy][,iommu=on|off]", the
 // syntax of keel's --device. EINVAL names a malformed or unknown key.
 Result<RemoteRequest> add_device_request(std::string_view spec);
+// add-disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]
+Result<RemoteRequest> add_disk_request(std::string_view spec);
 // vm.remove-device {"id": ID}.
 RemoteRequest remove_device_request(const std::string& id);
 

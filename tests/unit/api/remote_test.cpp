@@ -41,6 +41,23 @@ TEST_CASE("remote: commands map to endpoints and methods") {
   CHECK(json::parse(remove.body) == json{{"id", "nic0"}});
 }
 
+TEST_CASE("remote: add-disk takes keel's --disk syntax") {
+  auto request = add_disk_request("path=/img/root.img,readonly=on,num_queues=2,id=root");
+  REQUIRE(request.ok());
+  CHECK(request->method == "PUT");
+  CHECK(request->target == "/api/v1/vm.add-disk");
+  CHECK(json::parse(request->body) == json::parse(R"({"path": "/img/root.img", "readonly": true,
+                                                      "num_queues": 2, "id": "root"})"));
+  CHECK(add_disk_request("readonly=on").error().message().find("path= is required") !=
+        std::string::npos);
+  CHECK(add_disk_request("path=/a,readonly=yes").error().message() ==
+        "add-disk: readonly=yes must be on or off");
+  CHECK(add_disk_request("path=/a,queue_size=big").error().message() ==
+        "add-disk: queue_size=big is not a number");
+  CHECK(add_disk_request("path=/a,cache=none").error().message().find("unknown key \"cache\"") !=
+        std::string::npos);
+}
+
 TEST_CASE("remote: add-device takes keel's --device syntax") {
   auto request =
       add_device_request("path=/sys/bus/pci/devices/0000:01:00.0,id=nic0,dma_mapping=eager");
