@@ -34,6 +34,11 @@ class VirtioDevice {
   // device only fills, such as an event queue, keeps its buffers).
   virtual bool consumes(std::uint16_t queue) const = 0;
   virtual bool uses_workers() const { return false; }
+  // A queue fed from outside (a network link's receive queue): the fd its worker also waits on
+  // (-1: none), and whether input is waiting there now. The transport takes a chain from such a
+  // queue only when there is input for it, one at a time.
+  virtual int queue_source(std::uint16_t /*queue*/) const { return -1; }
+  virtual bool has_input(std::uint16_t /*queue*/) { return true; }
   // The most bytes one request may carry each way; a longer chain is refused by the transport.
   virtual std::uint32_t max_request_bytes() const { return Virtqueue::kMaxChainBytes; }
   // One request, its buffers checked to be inside guest RAM. Returns the bytes written from

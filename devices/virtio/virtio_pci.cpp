@@ -96,7 +96,8 @@ Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(
       const std::string name = "virtio" + std::to_string(d->device_->device_type()) + "-q" +
                                std::to_string(q);
       KEEL_TRY(d->queues_[q].worker,
-               QueueWorker::start(name, [raw = d.get(), q] { raw->serve_queue(q); }, thread_start));
+               QueueWorker::start(name, [raw = d.get(), q] { return raw->serve_queue(q); },
+                                  thread_start, d->device_->queue_source(q)));
     }
   }
   return d;
@@ -559,23 +560,28 @@ void VirtioPciDevice::notify(std::uint16_t queue) {
   }
 }
 
-void VirtioPciDevice::serve_queue(std::uint16_t queue) {
+bool VirtioPciDevice::serve_queue(std::uint16_t queue) {
+  const bool sourced = device_->queue_source(queue) >= 0;
   for (;;) {
     std::vector<Popped> batch;
     {
       std::lock_guard lock(mutex_);
       if (!takes_requests(queue)) {
-        return;
+        return true;
       }
       Queue& q = queues_[queue];
-      while (batch.size() < q.ring.size()) {
+      const std::size_t most = sourced ? 1 : q.ring.size();
+      while (batch.size() < most) {
+        if (sourced && !device_->has_input(queue)) {
+          return true;  // nothing to deliver: wait for input
+        }
         Popped p = q.ring.pop();
         if (p.kind == Popped::Kind::kNone) {
           break;
         }
         if (p.kind == Popped::Kind::kBroken) {
           needs_reset(p.error);
-          return;
+          return false;
         }
         if (p.kind == Popped::Kind::kBad) {
           refused(queue, p);
@@ -583,7 +589,7 @@ void VirtioPciDevice::serve_queue(std::uint16_t queue) {
         batch.push_back(std::move(p));
       }
       if (batch.empty()) {
-        return;
+        return false;  // input waits for buffers: only the driver's next kick can help
       }
       q.serving = true;
     }
@@ -604,7 +610,7 @@ void VirtioPciDevice::serve_queue(std::uint16_t queue) {
     }
     if (!returned) {
       needs_reset("used ring unwritable");
-      return;
+      return false;
     }
     if (q.ring.wants_interrupt()) {
       isr_ |= kIsrQueue;

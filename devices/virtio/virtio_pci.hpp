@@ -111,8 +111,10 @@ class VirtioPciDevice : public pci::PciDevice,
                   std::span<const std::uint8_t> write_from);
   void pci_cfg_access(bool write, std::span<std::uint8_t> data);
 
-  // On a queue's worker thread: serves what the driver made available, in batches.
-  void serve_queue(std::uint16_t queue);
+  // On a queue's worker thread: serves what the driver made available, in batches (one chain
+  // at a time, while there is input, for a queue with a source). Returns whether the worker
+  // should keep watching the queue's source.
+  bool serve_queue(std::uint16_t queue);
 
   std::unique_ptr<VirtioDevice> device_;
   const memory::GuestMemory& memory_;

@@ -2,6 +2,7 @@
 
 #include <linux/virtio_config.h>
 #include <linux/virtio_pci.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -96,7 +97,9 @@ struct Rig : DriverRing {
   std::unique_ptr<pci::Platform> platform;
   EchoDevice* echo = nullptr;
   std::shared_ptr<VirtioPciDevice> dev;
-  explicit Rig(bool workers = false, devices::IoEvents* io_events = nullptr)
+  // The transport over an EchoDevice, or over `device` when given.
+  explicit Rig(bool workers = false, devices::IoEvents* io_events = nullptr,
+               std::unique_ptr<VirtioDevice> device = nullptr)
       : DriverRing(mem, kSize) {
     // The transport's BAR is the first in the 64-bit window, at kBar.
     auto p = pci::Platform::create(pio, mmio, router, slots,
@@ -104,9 +107,12 @@ struct Rig : DriverRing {
                                    io_events);
     REQUIRE(p.ok());
     platform = std::move(p).value();
-    auto e = std::make_unique<EchoDevice>(workers);
-    echo = e.get();
-    auto d = VirtioPciDevice::create(std::move(e), mem, *platform);
+    if (!device) {
+      auto e = std::make_unique<EchoDevice>(workers);
+      echo = e.get();
+      device = std::move(e);
+    }
+    auto d = VirtioPciDevice::create(std::move(device), mem, *platform);
     REQUIRE(d.ok());
     dev = std::move(d).value();
     REQUIRE(dev->bar_address() == kBar);
@@ -523,6 +529,90 @@ TEST_CASE("virtio-pci workers: queue notify addresses are ioeventfds that follow
     CHECK(events.addresses().size() == 1);
   }
   CHECK(events.addresses().empty());  // the transport went, its ioeventfds with it
+}
+
+// Its queue 0 is fed from a pipe, as a network link's receive queue is from a TAP: each request
+// gets one byte of input, and only when there is one.
+class PipeDevice final : public VirtioDevice {
+ public:
+  PipeDevice() {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+    read_end = fds[0];
+    write_end = fds[1];
+  }
+  ~PipeDevice() override {
+    ::close(read_end);
+    ::close(write_end);
+  }
+  std::uint32_t device_type() const override { return 0x2b; }
+  std::uint64_t device_features() const override { return 0; }
+  std::uint16_t num_queues() const override { return 1; }
+  std::uint16_t queue_max_size(std::uint16_t) const override { return kSize; }
+  void read_config(std::uint64_t, std::span<std::uint8_t> data) const override {
+    std::fill(data.begin(), data.end(), 0);
+  }
+  void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+  bool consumes(std::uint16_t) const override { return true; }
+  bool uses_workers() const override { return true; }
+  int queue_source(std::uint16_t) const override { return read_end; }
+  bool has_input(std::uint16_t) override {
+    ++input_checks;
+    pollfd p{read_end, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
+  std::uint32_t serve(std::uint16_t, const Chain& chain, const memory::GuestMemory& memory) override {
+    std::uint8_t byte = 0;
+    if (::read(read_end, &byte, 1) != 1) {
+      return 0;
+    }
+    return Virtqueue::write(memory, chain.writable, 0, std::span(&byte, 1)).ok() ? 1 : 0;
+  }
+  void reset() override {}
+  int read_end = -1, write_end = -1;
+  std::atomic<int> input_checks = 0;
+};
+
+TEST_CASE("virtio-pci workers: a queue fed from a source takes buffers only for input, never spins") {
+  auto owned = std::make_unique<PipeDevice>();
+  PipeDevice* pipe = owned.get();
+  Rig r(true, nullptr, std::move(owned));
+  r.bring_up();
+  auto wait_for = [](auto done) {
+    for (int i = 0; i < 10000 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return done();
+  };
+  // A buffer and no input: the buffer stays with the device's ring, unanswered.
+  r.desc(0, kData, 1, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.notify(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(r.used_idx() == 0);
+  // Input arrives: delivered without any kick from the driver.
+  REQUIRE(::write(pipe->write_end, "a", 1) == 1);
+  REQUIRE(r.wait_used(1));
+  CHECK(r.used_len(0) == 1);
+  CHECK(*r.mem.read_obj<std::uint8_t>(kData) == 'a');
+  // Input with no buffer: the worker waits for the driver's kick, it does not spin on the
+  // readable pipe (a handful of checks, not thousands).
+  REQUIRE(::write(pipe->write_end, "bc", 2) == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int checks = pipe->input_checks.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(pipe->input_checks.load() - checks <= 2);
+  CHECK(r.used_idx() == 1);
+  // The driver gives two buffers and kicks: both bytes are delivered, in order.
+  r.desc(1, kData + 0x10, 1, VRING_DESC_F_WRITE);
+  r.desc(2, kData + 0x20, 1, VRING_DESC_F_WRITE);
+  r.offer(1);
+  r.offer(2);
+  r.notify(0);
+  REQUIRE(r.wait_used(3));
+  CHECK(*r.mem.read_obj<std::uint8_t>(kData + 0x10) == 'b');
+  CHECK(*r.mem.read_obj<std::uint8_t>(kData + 0x20) == 'c');
+  CHECK(wait_for([&] { return r.dev->counters()["chains_handled"] == 3; }));
 }
 
 }  // namespace
