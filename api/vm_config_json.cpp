@@ -206,6 +206,18 @@ Status read_disks(const json& value, vmm::VmConfig& config) {
   return ok_status();
 }
 
+Status read_nets(const json& value, vmm::VmConfig& config) {
+  if (!value.is_array()) {
+    return Error::invalid("net: expected an array of NetConfig objects, got " + describe_json(value));
+  }
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    KEEL_TRY(auto net, net_config_from_json(value[i], "net[" + std::to_string(i) + "]",
+                                            vmm::default_net_id(i)));
+    config.nets.push_back(std::move(net));
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 std::string_view to_string(vmm::SerialMode mode) {
@@ -351,6 +363,81 @@ json disk_config_to_json(const vmm::DiskConfig& disk) {
               {"id", disk.id}};
 }
 
+// cloud-hypervisor's NetConfig: a virtio-net link over a TAP.
+Result<vmm::NetConfig> net_config_from_json(const json& value, const std::string& path,
+                                            const std::string& default_id) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "NetConfig"));
+  auto at = [&path](std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+  };
+  vmm::NetConfig net;
+  KEEL_TRY(auto tap, r.string("tap", "the TAP's name, e.g. \"tap0\" (created when missing)"));
+  KEEL_TRY(auto ip, r.string("ip", "the host side's IPv4 address, e.g. \"192.168.249.1\""));
+  KEEL_TRY(auto mask, r.string("mask", "the host side's netmask, e.g. \"255.255.255.0\""));
+  KEEL_TRY(auto mac, r.string("mac", "the guest's MAC address, e.g. \"52:54:00:12:34:56\""));
+  KEEL_TRY(auto id, r.string("id", "a name for the link, e.g. \"net0\""));
+  KEEL_TRY(auto queues, r.unsigned_integer("num_queues", "2: one receive and one transmit queue"));
+  KEEL_TRY(auto queue_size,
+           r.unsigned_integer("queue_size", "the entries per queue, a power of two, e.g. 256"));
+  KEEL_TRY_STATUS(off(r, "iommu", "a network link behind the virtual IOMMU"));
+  KEEL_TRY_STATUS(off(r, "vhost_user", "a vhost-user network backend"));
+  KEEL_TRY_STATUS(no_object(r, "vhost_socket", "a vhost-user network backend"));
+  r.ignore("vhost_mode");  // means nothing without vhost_user
+  KEEL_TRY_STATUS(no_object(r, "host_mac", "a host-side MAC address of your choice"));
+  KEEL_TRY_STATUS(no_object(r, "mtu", "an MTU of your choice (the TAP's is used)"));
+  KEEL_TRY_STATUS(r.accept_if("fds", is_empty_array,
+                              "TAP fds passed over the API socket (SCM_RIGHTS), which Keel does "
+                              "not take yet",
+                              "give tap, or remove fds"));
+  KEEL_TRY_STATUS(no_object(r, "rate_limiter_config", "network rate limiting"));
+  KEEL_TRY_STATUS(
+      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
+  // cloud-hypervisor's switches for offloads towards the guest; Keel offers the guest's
+  // offloads to the host (CSUM, HOST_TSO4/6) and hands it whole frames either way.
+  r.ignore("offload_tso");
+  r.ignore("offload_ufo");
+  r.ignore("offload_csum");
+  KEEL_TRY_STATUS(r.finish());
+  net.tap = tap.value_or("");
+  net.ip = ip.value_or("");
+  net.mask = mask.value_or("");
+  if (!net.ip.empty() && net.mask.empty()) {
+    net.mask = "255.255.255.0";  // cloud-hypervisor's default mask
+  }
+  net.mac = mac.value_or("");
+  if (id && id->empty()) {
+    return Error::invalid(at("id") + ": empty; give a name, or leave id out for \"_net<N>\"");
+  }
+  net.id = id.value_or(default_id);
+  if (queues) {
+    if (*queues != 2) {
+      return Error::invalid(at("num_queues") + ": " + std::to_string(*queues) +
+                            " asks for multiqueue, which Keel's virtio-net does not have yet; "
+                            "give 2 or remove it");
+    }
+  }
+  if (queue_size) {
+    if (*queue_size > 32768) {
+      return Error::invalid(at("queue_size") + ": " + std::to_string(*queue_size) +
+                            " is more than 32768; give a power of two, e.g. 256");
+    }
+    net.queue_size = static_cast<std::uint16_t>(*queue_size);
+  }
+  Status checked = vmm::check_net(net);
+  if (!checked.ok()) {
+    return path.empty() ? checked.error() : checked.error().wrap(path);
+  }
+  return net;
+}
+
+json net_config_to_json(const vmm::NetConfig& net) {
+  auto or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+  return json{{"tap", or_null(net.tap)},   {"ip", or_null(net.ip)},
+              {"mask", or_null(net.mask)}, {"mac", or_null(net.mac)},
+              {"num_queues", net.num_queues}, {"queue_size", net.queue_size},
+              {"iommu", false},            {"id", net.id}};
+}
+
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   KEEL_TRY(auto r, JsonObjectReader::open(value, "", "VmConfig"));
   const json* cpus = r.value("cpus");
@@ -359,6 +446,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   const json* serial = r.value("serial");
   const json* devices = r.value("devices");
   const json* disks = r.value("disks");
+  const json* nets = r.value("net");
   auto exit_on_reboot =
       r.boolean("exit_on_reboot", "true to end keel when the guest reboots, else false");
   if (!exit_on_reboot.ok()) {
@@ -372,7 +460,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   KEEL_TRY_STATUS(off(r, "pvpanic", "a pvpanic device"));
   KEEL_TRY_STATUS(off(r, "landlock_enable", "Landlock sandboxing"));
   for (const char* key :
-       {"net", "fs", "pmem", "user_devices", "vdpa", "numa", "pci_segments",
+       {"fs", "pmem", "user_devices", "vdpa", "numa", "pci_segments",
         "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
     KEEL_TRY_STATUS(no_device(r, key, std::string("\"") + key + "\" entries"));
   }
@@ -413,6 +501,9 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   if (disks != nullptr && !disks->is_null()) {
     KEEL_TRY_STATUS(read_disks(*disks, config));
   }
+  if (nets != nullptr && !nets->is_null()) {
+    KEEL_TRY_STATUS(read_nets(*nets, config));
+  }
   return config;
 }
 
@@ -424,6 +515,10 @@ json vm_config_to_json(const vmm::VmConfig& config) {
   json disks = json::array();
   for (const vmm::DiskConfig& disk : config.disks) {
     disks.push_back(disk_config_to_json(disk));
+  }
+  json nets = json::array();
+  for (const vmm::NetConfig& net : config.nets) {
+    nets.push_back(net_config_to_json(net));
   }
   return json{
       {"cpus", {{"boot_vcpus", config.boot_vcpus}, {"max_vcpus", config.boot_vcpus}}},
@@ -441,6 +536,7 @@ json vm_config_to_json(const vmm::VmConfig& config) {
          config.serial == vmm::SerialMode::kFile ? json(config.serial_file) : json(nullptr)}}},
       {"devices", std::move(devices)},
       {"disks", std::move(disks)},
+      {"net", std::move(nets)},
       {"iommu", std::any_of(config.devices.begin(), config.devices.end(),
                             [](const vmm::DeviceConfig& d) { return d.iommu; })},
       {"rng", config.rng_source ? json{{"src", *config.rng_source}, {"iommu", false}} : json(nullptr)},

@@ -31,6 +31,11 @@ Result<vmm::DiskConfig> disk_config_from_json(const nlohmann::json& value, const
                                               const std::string& default_id);
 nlohmann::json disk_config_to_json(const vmm::DiskConfig& disk);
 
+// One net[] entry (cloud-hypervisor's NetConfig). A missing id becomes `default_id`.
+Result<vmm::NetConfig> net_config_from_json(const nlohmann::json& value, const std::string& path,
+                                            const std::string& default_id);
+nlohmann::json net_config_to_json(const vmm::NetConfig& net);
+
 std::string_view to_string(vmm::SerialMode mode);     // "Tty", "File", "Off"
 
 }  // namespace keel::api

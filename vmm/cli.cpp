@@ -199,6 +199,35 @@ Result<DiskConfig> parse_disk(const std::string& text, std::size_t index) {
   return disk;
 }
 
+// --net tap=NAME|fd=N[,mac=..][,ip=..,mask=..][,num_queues=2][,queue_size=N][,id=NAME]
+Result<NetConfig> parse_net(const std::string& text, std::size_t index) {
+  KEEL_TRY(auto opts, split_options("--net", text,
+                                    {"tap", "fd", "mac", "ip", "mask", "num_queues", "queue_size",
+                                     "id"}));
+  NetConfig net;
+  net.tap = opts["tap"];
+  net.mac = opts["mac"];
+  net.ip = opts["ip"];
+  net.mask = opts["mask"];
+  net.id = opts.count("id") != 0 ? opts["id"] : default_net_id(index);
+  if (opts.count("fd") != 0) {
+    KEEL_TRY(auto fd, parse_u16("--net", "fd", opts["fd"]));
+    if (fd < 3) {
+      return Error::invalid("--net: fd=" + opts["fd"] +
+                            " is standard input, output or error; give the fd of an open TAP");
+    }
+    net.fd = fd;
+  }
+  if (opts.count("num_queues") != 0) {
+    KEEL_TRY(net.num_queues, parse_u16("--net", "num_queues", opts["num_queues"]));
+  }
+  if (opts.count("queue_size") != 0) {
+    KEEL_TRY(net.queue_size, parse_u16("--net", "queue_size", opts["queue_size"]));
+  }
+  KEEL_TRY_STATUS_WRAP(check_net(net), "--net");
+  return net;
+}
+
 }  // namespace
 
 Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
@@ -230,6 +259,13 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]: "
                  "a virtio-blk disk over a raw image file (repeatable); the image is locked, so "
                  "two VMs cannot write it")
+      ->take_all()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  std::vector<std::string> nets;
+  app.add_option("--net", nets,
+                 "tap=NAME|fd=N[,mac=MAC][,ip=IP,mask=MASK][,queue_size=N][,id=NAME]: a "
+                 "virtio-net link over a TAP (repeatable); keel creates the TAP when it is "
+                 "missing, and gives its host side ip/mask when given")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--no-reboot", config.exit_on_reboot,
@@ -295,6 +331,10 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   for (const std::string& text : disks) {
     KEEL_TRY(auto disk, parse_disk(text, config.disks.size()));
     config.disks.push_back(std::move(disk));
+  }
+  for (const std::string& text : nets) {
+    KEEL_TRY(auto net, parse_net(text, config.nets.size()));
+    config.nets.push_back(std::move(net));
   }
   for (const char* name : {"--kernel", "--initramfs", "--api-socket"}) {
     if (app.count(name) != 0 && app[name]->as<std::string>().empty()) {

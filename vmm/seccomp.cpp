@@ -1,9 +1,12 @@
 #include "vmm/seccomp.hpp"
 
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/sockios.h>
 #include <linux/vfio.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -87,8 +90,9 @@ SeccompRules vcpu_rules() {
 
 SeccompRules device_io_rules() {
   return {with_runtime({
-              SYS_poll, SYS_ppoll,  // waiting for the queue's kick
+              SYS_poll, SYS_ppoll,  // waiting for the queue's kick or its TAP
               SYS_preadv, SYS_pwritev, SYS_pread64, SYS_pwrite64, SYS_fdatasync,
+              SYS_readv,  // a TAP's frames (writev is the runtime's)
               SYS_fallocate,  // discard and write-zeroes
               SYS_eventfd2, SYS_ioctl,  // the queue's MSI-X route and irqfd, made when first used
           }),
@@ -115,8 +119,9 @@ SeccompRules vmm_rules() {
       SYS_memfd_create, SYS_ftruncate, SYS_fallocate, SYS_mlock, SYS_munlock,
       SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_ctl,
       SYS_flock,  // disk images
+      SYS_dup,    // a TAP fd handed to keel (each boot takes its own copy)
       // Never called here, but the device I/O threads this thread starts inherit its filter.
-      SYS_preadv, SYS_pwritev, SYS_fdatasync,
+      SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_readv,
       // vCPU threads: start, name, kick and join them; each installs its own filter on top of
       // this one, which it inherits.
       SYS_clone, SYS_clone3, SYS_set_robust_list, SYS_rseq, SYS_prctl, SYS_seccomp,
@@ -143,8 +148,13 @@ SeccompRules vmm_rules() {
       VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_GROUP_GET_STATUS,
       VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD,
       VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_GET_IRQ_INFO,
+      // TAPs: create or adopt, the virtio-net header; the host side's address and link.
+      TUNSETIFF, TUNGETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS,
+      SIOCSIFADDR, SIOCSIFNETMASK,
   });
-  return {std::move(syscalls), std::move(ioctls)};
+  SeccompRules rules{std::move(syscalls), std::move(ioctls)};
+  rules.inet_dgram_socket = true;
+  return rules;
 }
 
 thread_local ThreadKind t_kind = ThreadKind::kVmm;
@@ -300,6 +310,20 @@ Status install_seccomp_filter(ThreadKind kind, SeccompMode mode) {
           rc != 0 && rc != -EEXIST) {
         return Error::from_errno(-rc, what + ": read-only rule for system call " + std::to_string(nr));
       }
+    }
+  }
+  if (rules.inet_dgram_socket) {
+    scmp_arg_cmp inet[2]{};
+    inet[0].arg = 0;
+    inet[0].op = SCMP_CMP_EQ;
+    inet[0].datum_a = AF_INET;
+    inet[1].arg = 1;
+    inet[1].op = SCMP_CMP_MASKED_EQ;
+    inet[1].datum_a = 0xf;  // the type, without SOCK_CLOEXEC / SOCK_NONBLOCK
+    inet[1].datum_b = SOCK_DGRAM;
+    if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, inet);
+        rc != 0 && rc != -EEXIST) {
+      return Error::from_errno(-rc, what + ": rule for socket(AF_INET, SOCK_DGRAM)");
     }
   }
   if (int rc = seccomp_load(ctx); rc != 0) {

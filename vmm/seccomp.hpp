@@ -34,6 +34,9 @@ struct SeccompRules {
   // open/openat for reading only (no write access, no O_CREAT/O_TRUNC/O_APPEND): set in
   // sanitizer builds only, where a report opens the binary to symbolise its stack.
   bool read_only_open = false;
+  // socket(AF_INET, SOCK_DGRAM, ...) only: the VMM thread's handle for configuring a TAP's
+  // host side (SIOCSIFADDR and friends); no other socket.
+  bool inet_dgram_socket = false;
 };
 const SeccompRules& seccomp_rules(ThreadKind kind);
 

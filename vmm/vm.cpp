@@ -1,5 +1,7 @@
 #include "vmm/vm.hpp"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "base/hex.hpp"
@@ -8,6 +10,7 @@
 #include "devices/acpi_pm.hpp"
 #include "devices/i8042.hpp"
 #include "devices/virtio/virtio_blk.hpp"
+#include "devices/virtio/virtio_net.hpp"
 #include "devices/virtio/virtio_rng.hpp"
 #include "memory/layout.hpp"
 #include "vmm/boot/acpi.hpp"
@@ -156,6 +159,23 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                   virtio::VirtioBlk::create(std::move(image), {disk.num_queues, disk.queue_size}),
                   where);
     KEEL_TRY_STATUS(vm->add_virtio(disk.id, std::move(blk), seccomp));
+  }
+  for (const NetConfig& net : config.nets) {
+    const std::string where = "net " + net.id;
+    auto tap = net.fd >= 0 ? virtio::Tap::adopt(UniqueFd(::dup(net.fd)))
+                           : virtio::Tap::open(net.tap.empty() ? "keeltap%d" : net.tap);
+    if (!tap.ok()) {
+      return tap.error().wrap(where);
+    }
+    if (!net.ip.empty()) {
+      KEEL_TRY_STATUS_WRAP(tap->set_host_address(net.ip, net.mask), where);
+    }
+    const auto mac = net.mac.empty() ? virtio::random_mac() : *virtio::parse_mac(net.mac);
+    KEEL_TRY_WRAP(auto dev, virtio::VirtioNet::create(std::move(tap).value(), {mac, net.queue_size}),
+                  where);
+    log::info("vm", "network link", {{"id", net.id}, {"tap", dev->tap().name()},
+                                     {"mac", virtio::format_mac(mac)}});
+    KEEL_TRY_STATUS(vm->add_virtio(net.id, std::move(dev), seccomp));
   }
 
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so

@@ -1,5 +1,9 @@
 #include "vmm/vm_config.hpp"
 
+#include <algorithm>
+
+#include "devices/virtio/tap.hpp"
+
 #include <string>
 
 #include "memory/guest_memory.hpp"
@@ -42,6 +46,37 @@ Status check_disk(const DiskConfig& disk) {
 
 std::string default_disk_id(std::size_t index) { return "_disk" + std::to_string(index); }
 
+std::string default_net_id(std::size_t index) { return "_net" + std::to_string(index); }
+
+Status check_net(const NetConfig& net) {
+  if (!net.tap.empty() && net.fd >= 0) {
+    return Error::invalid("tap=" + net.tap + " and fd=" + std::to_string(net.fd) +
+                          " both name the link; give one");
+  }
+  if (net.tap.size() >= 16) {
+    return Error::invalid("tap=" + net.tap + " is longer than an interface name (15 characters)");
+  }
+  if (!net.mac.empty() && !virtio::parse_mac(net.mac)) {
+    return Error::invalid("mac=" + net.mac +
+                          " is not a unicast MAC address, e.g. 52:54:00:12:34:56");
+  }
+  if (net.ip.empty() != net.mask.empty()) {
+    return Error::invalid("ip and mask go together: give both (e.g. ip=192.168.249.1,"
+                          "mask=255.255.255.0) or neither");
+  }
+  if (net.num_queues != 2) {
+    return Error::invalid("num_queues=" + std::to_string(net.num_queues) +
+                          ": Keel's virtio-net has one receive and one transmit queue (2); "
+                          "multiqueue is not supported yet");
+  }
+  const std::uint32_t q = net.queue_size;
+  if (q < 2 || q > 32768 || (q & (q - 1)) != 0) {
+    return Error::invalid("queue_size=" + std::to_string(q) +
+                          " is not a power of two from 2 to 32768 (e.g. 256)");
+  }
+  return ok_status();
+}
+
 Status check_vm(const VmConfig& config) {
   if (config.kernel.empty()) {
     return Error::invalid("payload.kernel is required: the path of a bzImage or PVH vmlinux");
@@ -79,6 +114,30 @@ Status check_vm(const VmConfig& config) {
       if (device.id == disk.id) {
         return Error::invalid(name + ": id \"" + disk.id + "\" is also a passthrough device's");
       }
+    }
+  }
+  for (std::size_t i = 0; i < config.nets.size(); ++i) {
+    const NetConfig& net = config.nets[i];
+    const std::string name = "net " + net.id;
+    KEEL_TRY_STATUS_WRAP(check_net(net), name);
+    if (net.id.empty()) {
+      return Error::invalid("net: id is empty; give a name");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      const NetConfig& other = config.nets[j];
+      if (other.id == net.id) {
+        return Error::invalid(name + ": id \"" + net.id + "\" is used twice");
+      }
+      if ((!net.tap.empty() && other.tap == net.tap) || (net.fd >= 0 && other.fd == net.fd)) {
+        return Error::invalid(name + ": the same TAP is given twice; one TAP is one link");
+      }
+    }
+    const auto taken = [&net](const std::string& id) { return id == net.id; };
+    if (std::any_of(config.devices.begin(), config.devices.end(),
+                    [&](const DeviceConfig& d) { return taken(d.id); }) ||
+        std::any_of(config.disks.begin(), config.disks.end(),
+                    [&](const DiskConfig& d) { return taken(d.id); })) {
+      return Error::invalid(name + ": id \"" + net.id + "\" is also another device's");
     }
   }
   return ok_status();

@@ -37,6 +37,18 @@ struct DiskConfig {
   bool operator==(const DiskConfig&) const = default;
 };
 
+// One virtio-net link over a TAP (--net tap=NAME|fd=N, cloud-hypervisor's NetConfig).
+struct NetConfig {
+  std::string tap;  // the TAP's name; keel creates it when missing ("" with fd -1: keeltap<N>)
+  int fd = -1;      // a TAP fd handed to keel instead (fd=N); keel takes it over
+  std::string mac;  // the guest's address; "" for a random locally administered one
+  std::string ip, mask;  // the host side's IPv4 address and netmask, when given
+  std::uint16_t num_queues = 2;  // one receive and one transmit queue
+  std::uint16_t queue_size = 256;
+  std::string id;  // cloud-hypervisor's "_net<N>" by default
+  bool operator==(const NetConfig&) const = default;
+};
+
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.
 struct VmConfig {
   std::uint32_t boot_vcpus = 1;
@@ -53,6 +65,7 @@ struct VmConfig {
 
   std::vector<DeviceConfig> devices;
   std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nets;
   // --rng src=PATH: a virtio-rng device fed from PATH (cloud-hypervisor's /dev/urandom default).
   std::optional<std::string> rng_source;
 
@@ -69,6 +82,8 @@ Status check_device(const DeviceConfig& device);
 Status check_disk(const DiskConfig& disk);
 // The id a disk gets when none is given: "_disk<index>", as cloud-hypervisor names them.
 std::string default_disk_id(std::size_t index);
+Status check_net(const NetConfig& net);
+std::string default_net_id(std::size_t index);  // "_net<index>"
 Status check_vm(const VmConfig& config);
 
 }  // namespace keel::vmm

@@ -314,6 +314,9 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
       for (const DiskConfig& d : config_->disks) {
         info.devices.push_back(DeviceInfo{d.id, ""});
       }
+      for (const NetConfig& n : config_->nets) {
+        info.devices.push_back(DeviceInfo{n.id, ""});
+      }
     }
     return info;
   });
@@ -420,6 +423,13 @@ Status Vmm::remove_device(const std::string& id) {
     for (auto it = disks.begin(); it != disks.end(); ++it) {
       if (it->id == id) {
         disks.erase(it);
+        return ok_status();
+      }
+    }
+    auto& nets = config_->nets;
+    for (auto it = nets.begin(); it != nets.end(); ++it) {
+      if (it->id == id) {
+        nets.erase(it);
         return ok_status();
       }
     }

@@ -11,31 +11,6 @@ namespace {
 
 bool power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
-// Host iovecs for `length` bytes of `buffers` from byte `skip` on; the buffers were checked to
-// lie inside guest RAM when the chain was popped.
-std::vector<iovec> host_iovecs(const memory::GuestMemory& memory, const std::vector<Buffer>& buffers,
-                               std::uint64_t skip, std::uint64_t length) {
-  std::vector<iovec> iov;
-  for (const Buffer& b : buffers) {
-    if (length == 0) {
-      break;
-    }
-    if (skip >= b.len) {
-      skip -= b.len;
-      continue;
-    }
-    const std::uint64_t n = std::min<std::uint64_t>(b.len - skip, length);
-    std::uint8_t* host = memory.translate(b.gpa + skip, n);
-    if (host == nullptr) {
-      return {};
-    }
-    iov.push_back(iovec{host, n});
-    length -= n;
-    skip = 0;
-  }
-  return length == 0 ? iov : std::vector<iovec>{};
-}
-
 }  // namespace
 
 Result<std::unique_ptr<VirtioBlk>> VirtioBlk::create(DiskImage image, const Options& options) {
@@ -133,8 +108,8 @@ VirtioBlk::Outcome VirtioBlk::execute(const virtio_blk_outhdr& header, const Cha
           data / kSector > capacity_ - header.sector) {
         return io_error();
       }
-      const std::vector<iovec> iov = in ? host_iovecs(memory, chain.writable, 0, data)
-                                        : host_iovecs(memory, chain.readable, sizeof header, data);
+      const std::vector<iovec> iov = in ? Virtqueue::iovecs(memory, chain.writable, 0, data)
+                                        : Virtqueue::iovecs(memory, chain.readable, sizeof header, data);
       if (iov.empty() && data != 0) {
         return io_error();
       }

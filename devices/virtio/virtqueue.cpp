@@ -173,6 +173,30 @@ Result<std::size_t> Virtqueue::read(const memory::GuestMemory& memory,
   return done;
 }
 
+std::vector<iovec> Virtqueue::iovecs(const memory::GuestMemory& memory,
+                                     const std::vector<Buffer>& buffers, std::uint64_t skip,
+                                     std::uint64_t length) {
+  std::vector<iovec> iov;
+  for (const Buffer& b : buffers) {
+    if (length == 0) {
+      break;
+    }
+    if (skip >= b.len) {
+      skip -= b.len;
+      continue;
+    }
+    const std::uint64_t n = std::min<std::uint64_t>(b.len - skip, length);
+    std::uint8_t* host = memory.translate(b.gpa + skip, n);
+    if (host == nullptr) {
+      return {};
+    }
+    iov.push_back(iovec{host, n});
+    length -= n;
+    skip = 0;
+  }
+  return length == 0 ? iov : std::vector<iovec>{};
+}
+
 Status Virtqueue::write(const memory::GuestMemory& memory, const std::vector<Buffer>& to,
                         std::uint64_t skip, std::span<const std::uint8_t> data) {
   std::size_t done = 0;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -75,6 +77,11 @@ class Virtqueue {
   // many were copied.
   static Result<std::size_t> read(const memory::GuestMemory& memory, const std::vector<Buffer>& from,
                                   std::uint64_t skip, std::span<std::uint8_t> out);
+  // Host iovecs for `length` bytes of `buffers` from byte `skip` on, for I/O straight into or
+  // out of guest memory; empty when the buffers hold fewer bytes (or leave guest RAM).
+  static std::vector<iovec> iovecs(const memory::GuestMemory& memory,
+                                   const std::vector<Buffer>& buffers, std::uint64_t skip,
+                                   std::uint64_t length);
   // Writes `data` into the buffers `to` from byte `skip` on (as much as fits).
   static Status write(const memory::GuestMemory& memory, const std::vector<Buffer>& to,
                       std::uint64_t skip, std::span<const std::uint8_t> data);

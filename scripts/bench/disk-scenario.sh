@@ -5,11 +5,10 @@
 # BENCH_DISK_MIB MiB on the emulated host's tmpfs; once the guest is idle it samples the VMM's
 # CPU time, says "go", waits for disk_bench's line, samples again, and reports
 #   result bench run=I name=NAME seq_write_mibs=… seq_read_mibs=… rand_read_iops=… bytes=N
-#     io_cpu_ticks=N vcpu_cpu_ticks=N ticks_per_s=N
-# io_cpu: the whole process's utime + stime (threads that ended included) minus its vCPU
-# threads' (keel-vcpuN; QEMU's "CPU N/KVM", named with debug-threads=on): the VMM's own threads
-# (Keel's queue workers, QEMU's main loop and I/O workers). vcpu_cpu: the vCPU threads' time,
-# guest mode included (exits handled in the VMM are in it too).
+#     io_cpu_ms=N vcpu_cpu_ms=N
+# io_cpu: the VMM's own threads (Keel's queue workers and VMM thread; QEMU's main loop and I/O
+# workers); vcpu_cpu: its vCPU threads (keel-vcpuN; QEMU's "CPU N/KVM", named with
+# debug-threads=on), guest mode included (exits handled in the VMM are in it too).
 # Facts only: scripts/bench/disk computes the medians and ratios outside.
 # shellcheck source=../testbed/scenario-lib.sh
 . /keel/testbed.sh
@@ -24,26 +23,26 @@ kernel=/keel/guest/vmlinuz
 initramfs=/keel/guest/initramfs.cpio.gz
 cmdline="console=ttyS0 bench_seconds=$seconds bench_jobs=$jobs"
 image=/tmp/bench.img
-hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 result env "host_kernel=$(uname -r)" "host_cpus=$(grep -c ^processor /proc/cpuinfo)" \
   "keel=$(keel --version 2>&1 | head -n1 | tr -s ' \t' '__')" \
   "qemu=$(qemu-system-x86_64 --version 2>&1 | head -n1 | sed 's/^QEMU emulator version //' | tr -s ' \t()' '____')" \
   "disk_mib=$disk_mib" "seconds=$seconds" "jobs=$jobs" "queues=$queues" "runs=$runs"
 
-# utime + stime of a /proc stat file, in clock ticks (fields 14 and 15).
-ticks() {
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "$1"
-}
-# "IO VCPU": the VMM's own threads' ticks and its vCPU threads' ticks.
+# "IO VCPU": milliseconds of CPU the VMM's own threads and its vCPU threads have run
+# (sum_exec_runtime from /proc/PID/task/TID/schedstat: exact and monotonic, which the
+# tick-sampled utime/stime under this emulated host are not). Threads that ended are not
+# counted (QEMU's I/O workers live while I/O goes on, and stay 10 s after).
 vmm_ticks() {
-  vcpu=0
+  io=0 vcpu=0
   for task in /proc/$1/task/*; do
-    case $(cat "$task/comm") in
-      keel-vcpu* | CPU*/KVM) vcpu=$((vcpu + $(ticks "$task/stat"))) ;;
+    ns=$(cut -d' ' -f1 "$task/schedstat" 2>/dev/null || echo 0)
+    case $(cat "$task/comm" 2>/dev/null) in
+      keel-vcpu* | CPU*/KVM) vcpu=$((vcpu + ns / 1000000)) ;;
+      *) io=$((io + ns / 1000000)) ;;
     esac
   done
-  echo "$(($(ticks "/proc/$1/stat") - vcpu)) $vcpu"
+  echo "$io $vcpu"
 }
 
 # measure NAME RUN COMMAND...: one boot; reports the guest's figures and the VMM's CPU.
@@ -66,7 +65,7 @@ measure() {
     if wait_for "$out" "KEEL-BENCH disk " 1 $((seconds * 3 + 120)); then
       set -- $(vmm_ticks "$pid")
       line=$(grep -m1 -a 'KEEL-BENCH disk ' "$out" | sed 's/^.*KEEL-BENCH disk //' | tr -d '\r')
-      result bench "run=$run" "name=$name" "$line" "io_cpu_ticks=$(($1 - io_before))" "vcpu_cpu_ticks=$(($2 - vcpu_before))" "ticks_per_s=$hz" \
+      result bench "run=$run" "name=$name" "$line" "io_cpu_ms=$(($1 - io_before))" "vcpu_cpu_ms=$(($2 - vcpu_before))" \
         "$(grep -m1 -a 'KEEL-BENCH idle' "$out" | sed 's/^.*KEEL-BENCH idle //' | tr -d '\r')"
     fi
   fi

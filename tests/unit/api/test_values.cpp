@@ -19,6 +19,7 @@ vmm::VmConfig full_config() {
   };
   c.disks = {{"/images/root.img", false, true, 2, 256, "_disk0"},
              {"/images/data.img", true, false, 1, 128, "data"}};
+  c.nets = {{"tap0", -1, "52:54:00:12:34:56", "192.168.249.1", "255.255.255.0", 2, 256, "_net0"}};
   c.exit_on_reboot = true;
   c.rng_source = "/dev/urandom";
   return c;
@@ -85,7 +86,7 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
          a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&
-         a.disks == b.disks;
+         a.disks == b.disks && a.nets == b.nets;
 }
 
 }  // namespace keel::api::test

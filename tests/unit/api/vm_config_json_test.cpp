@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
 // api/openapi.yaml and test::same_config need the field too.
-static_assert(sizeof(vmm::VmConfig) == 264, "VmConfig changed: update the API's JSON model");
+static_assert(sizeof(vmm::VmConfig) == 288, "VmConfig changed: update the API's JSON model");
 
 json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
 
@@ -83,6 +83,9 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set
        "num_queues": 2, "queue_size": 256, "id": "_disk0"},
       {"path": "/images/data.img", "readonly": true, "direct": false, "iommu": false,
        "num_queues": 1, "queue_size": 128, "id": "data"}],
+    "net": [
+      {"tap": "tap0", "ip": "192.168.249.1", "mask": "255.255.255.0", "mac": "52:54:00:12:34:56",
+       "num_queues": 2, "queue_size": 256, "iommu": false, "id": "_net0"}],
     "iommu": true,
     "rng": {"src": "/dev/urandom", "iommu": false},
     "exit_on_reboot": true})"));
@@ -219,7 +222,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   const std::string message = error_for(top);
   INFO(message);
   CHECK(message.find("memroy: unknown field; VmConfig takes cpus, memory, payload, serial, "
-                     "devices, disks, exit_on_reboot") == 0);
+                     "devices, disks, net, exit_on_reboot") == 0);
   CHECK(message.find("exit_on_reboot, iommu, rng (and, from cloud-hypervisor, watchdog,") !=
         std::string::npos);
   json nested = minimal();
@@ -345,7 +348,11 @@ TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refus
       {R"({"disks": [{"path": "/d.img", "queue_size": 100}]})",
        "disks[0]: queue_size=100 is not a power of two from 2 to 32768"},
       {R"({"disks": [{"path": "/d.img", "id": ""}]})", "disks[0].id: empty; give a name"},
-      {R"({"net": [{}]})", "net: an array asks for \"net\" entries"},
+      {R"({"net": [{"tap": "t0", "num_queues": 4}]})", "net[0].num_queues: 4 asks for multiqueue"},
+      {R"({"net": [{"tap": "t0", "fds": [3]}]})", "net[0].fds: an array asks for TAP fds passed"},
+      {R"({"net": [{"tap": "t0", "mac": "01:00:5e:00:00:01"}]})",
+       "net[0]: mac=01:00:5e:00:00:01 is not a unicast MAC address"},
+      {R"({"net": [{"tap": "t0", "mask": "255.255.255.0"}]})", "net[0]: ip and mask go together"},
       {R"({"watchdog": true})", "watchdog: true asks for a watchdog device"},
       {R"({"vsock": {"cid": 3}})", "vsock: an object asks for a \"vsock\" configuration"},
       {R"({"console": {"mode": "Tty"}})", "console: an object asks for a virtio or debug console"},

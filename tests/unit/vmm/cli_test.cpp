@@ -136,6 +136,30 @@ TEST_CASE("cli --disk is repeatable, with cloud-hypervisor's options and _disk<N
         "disk x: id \"x\" is used twice");
 }
 
+TEST_CASE("cli --net takes cloud-hypervisor's tap, fd, mac, ip and mask") {
+  auto r = parse({"--kernel", "/k", "--net", "tap=tap0,mac=52:54:00:12:34:56,ip=192.168.249.1,mask=255.255.255.0",
+                  "--net", "fd=7,id=uplink"});
+  REQUIRE(r.ok());
+  REQUIRE(r->config.nets.size() == 2);
+  CHECK(r->config.nets[0] == NetConfig{"tap0", -1, "52:54:00:12:34:56", "192.168.249.1",
+                                       "255.255.255.0", 2, 256, "_net0"});
+  CHECK(r->config.nets[1] == NetConfig{"", 7, "", "", "", 2, 256, "uplink"});
+  CHECK(error_of({"--kernel", "/k", "--net", "tap=t0,fd=7"}) ==
+        "--net: tap=t0 and fd=7 both name the link; give one");
+  CHECK(error_of({"--kernel", "/k", "--net", "fd=1"}).find("standard input, output or error") !=
+        std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--net", "tap=t0,mac=zz"}).find("mac=zz is not a unicast MAC") !=
+        std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--net", "tap=t0,ip=10.0.0.1"}).find("ip and mask go together") !=
+        std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--net", "tap=t0,num_queues=4"}).find("multiqueue is not supported") !=
+        std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--net", "tap=t0", "--net", "tap=t0"}) ==
+        "net _net1: the same TAP is given twice; one TAP is one link");
+  CHECK(error_of({"--kernel", "/k", "--net", "tap=averyveryverylongname"}).find("longer than an interface name") !=
+        std::string::npos);
+}
+
 TEST_CASE("cli --api-socket starts idle without a payload") {
   auto r = parse_command_line({"--api-socket", "path=/tmp/k.sock"});
   REQUIRE(r.ok());

@@ -7,6 +7,7 @@
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -246,6 +247,33 @@ TEST_CASE("seccomp: a disk's queue worker, started by the VMM thread, does its I
   ::close(fd);
   INFO(out.err);
   CHECK(out.status == 0);
+}
+
+TEST_CASE("seccomp: the VMM thread may open an AF_INET datagram socket (a TAP's address), no other") {
+  const Outcome inet = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    return fd >= 0 ? 0 : 4;
+  });
+  CHECK(inet.status == 0);
+  const Outcome unix_stream = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    (void)::socket(AF_UNIX, SOCK_STREAM, 0);
+    return 0;
+  });
+  CHECK(unix_stream.status == 159);
+  const Outcome inet_stream = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    (void)::socket(AF_INET, SOCK_STREAM, 0);
+    return 0;
+  });
+  CHECK(inet_stream.status == 159);
 }
 
 TEST_CASE("seccomp: the process exits normally under the VMM filter") {
