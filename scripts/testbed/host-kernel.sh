@@ -19,6 +19,7 @@ wanted_modules=(
   vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci
   uio uio_pci_generic
   virtio_pci virtio_blk
+  tun  # TAPs for keel's virtio-net (/dev/net/tun)
 )
 # What a guest booted by Keel with this kernel loads (tests/integration/guest/devices-init).
 guest_modules=(
@@ -41,7 +42,10 @@ modinfo_field() {
 
 extract() {
   local pkg=$1 version=$2 dest=$3
-  [[ -s $dest/vmlinuz && -s $dest/modules.load && -s $dest/guest-modules.load ]] && return 0
+  local lists
+  lists=$(printf '%s\n' "${wanted_modules[*]}" "${guest_modules[*]}")
+  [[ -s $dest/vmlinuz && -s $dest/modules.load && -s $dest/guest-modules.load &&
+    $(cat "$dest/module-lists" 2>/dev/null) == "$lists" ]] && return 0
   local cache deb tmp start
   cache=$(testbed_cache)
   start=$(now_ms)
@@ -107,6 +111,7 @@ extract() {
   resolve "$tmp/out/modules.load" "${wanted_modules[@]}"
   local host_count=${#order[@]}
   resolve "$tmp/out/guest-modules.load" "${guest_modules[@]}"
+  printf '%s\n' "$lists" >"$tmp/out/module-lists"
   cp -- "$(find "$tmp/root/boot" -name 'vmlinuz-*' -print -quit)" "$tmp/out/vmlinuz"
   printf '%s %s %s\n' "$pkg" "$version" "$(basename -- "$moddir")" >"$tmp/out/version"
   rm -rf -- "$dest"

@@ -6,6 +6,9 @@
 #  - a second run (two queues) finds the token and the data, read back past the page cache;
 #  - a read-only run cannot write, through the file system or to the raw disk, and the image
 #    is unchanged;
+#  - a virtio-net link over a TAP keel creates in a network namespace of its own, host side
+#    169.254.20.1/16: guest and host ping each other and fetch 4 MiB from each other over HTTP
+#    (TCP both ways), checksums compared; vm.counters counts the bytes;
 #  - a symlink, a FIFO, a missing file and a bad queue count are refused with a message.
 #
 # usage: testbed_devices.sh RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE
@@ -82,6 +85,26 @@ read_bytes=$(grep -o '"_disk0":{[^}]*}' <<<"$counters" | grep -o '"read_bytes":[
 write_bytes=$(grep -o '"_disk0":{[^}]*}' <<<"$counters" | grep -o '"write_bytes":[0-9]*' | cut -d: -f2)
 expect "vm.counters: the disk read its root (read_bytes '${read_bytes:-}')" test "${read_bytes:-0}" -gt 0
 expect "vm.counters: 8 MiB and more written (write_bytes '${write_bytes:-}')" test "${write_bytes:-0}" -ge 8388608
+
+# The network (keel and its TAP in a namespace of their own).
+net=$(line "run=net ")
+host=$(line "net_host ")
+expect "net: the guest came up and keel ended with 0 ($(field "$net" up), $(field "$net" keel_exit))" \
+  test "$(field "$net" up):$(field "$net" keel_exit)" = ok:0
+expect "net: the guest pings the host (got '$(field "$net" ping)')" test "$(field "$net" ping)" = ok
+expect "net: the host pings the guest (got '$(field "$host" ping)')" test "$(field "$host" ping)" = ok
+expect "net: 4 MiB host to guest over TCP, checksums equal ($(field "$net" got_sha) vs $(field "$host" host_sha))" \
+  test -n "$(field "$host" host_sha)" -a "$(field "$net" got_sha)" = "$(field "$host" host_sha)"
+expect "net: 4 MiB guest to host over TCP, checksums equal ($(field "$host" fetched_sha) vs $(field "$net" served_sha))" \
+  test -n "$(field "$net" served_sha)" -a "$(field "$host" fetched_sha)" = "$(field "$net" served_sha)"
+expect "net: keel created the TAP in its namespace (got '$(field "$host" tap)')" test "$(field "$host" tap)" = present
+expect "net: the TAP is not in the emulated host's own namespace" \
+  test "$(field "$(line "net_outside ")" tap)" = none
+netc=$(field "$host" counters)
+rx=$(grep -o '"_net0":{[^}]*}' <<<"$netc" | grep -o '"rx_bytes":[0-9]*' | cut -d: -f2)
+tx=$(grep -o '"_net0":{[^}]*}' <<<"$netc" | grep -o '"tx_bytes":[0-9]*' | cut -d: -f2)
+expect "vm.counters: _net0 received the host's 4 MiB (rx_bytes '${rx:-}')" test "${rx:-0}" -ge 4194304
+expect "vm.counters: _net0 sent the guest's 4 MiB (tx_bytes '${tx:-}')" test "${tx:-0}" -ge 4194304
 
 for bad in symlink:1:symbolic_link fifo:1:not_a_regular_file missing:1:missing.img queues:2:num_queues=99; do
   IFS=: read -r name want words <<<"$bad"

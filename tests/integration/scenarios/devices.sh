@@ -21,11 +21,13 @@ run() {
   fifo=/tmp/$name.in
   rm -f "$fifo" "$out" "$sock"
   mkfifo "$fifo"
-  keel --kernel "$kernel" --initramfs "$initramfs" --memory size=512M --serial tty \
+  # shellcheck disable=SC2086 # $launcher is words or nothing
+  ${launcher:-} keel --kernel "$kernel" --initramfs "$initramfs" --memory size=512M --serial tty \
     --cmdline "console=ttyS0 root=/dev/vda keel.disk=$mode" --disk "$disk" \
     ${1+"$@"} <"$fifo" >"$out" 2>&1 &
   pid=$!
   exec 3>"$fifo"
+  [ -n "${launched:-}" ] && $launched
   up=timeout
   if wait_for "$out" "KEEL-GUEST waiting" 1 150; then
     up=ok
@@ -41,10 +43,10 @@ run() {
   reap "$pid" 60
   status=$?
   exec 3>&-
-  result "run=$name up=$up keel_exit=$status" \
+  result "run=$name up=$up keel_exit=$status error=$(grep -m1 -a '^keel: ' "$out" | tr ' ' '_')" \
     "$(grep -m1 'KEEL-GUEST root-mounted' "$out" | sed 's/^.*KEEL-GUEST //')" \
     "$(grep -m1 'KEEL-GUEST rootfs' "$out" | sed 's/^.*KEEL-GUEST rootfs //')" \
-    "$(grep -m1 'KEEL-GUEST \(written\|found\|ro\) ' "$out" | sed 's/^.*KEEL-GUEST //')"
+    "$(grep -m1 'KEEL-GUEST \(written\|found\|ro\|net\) ' "$out" | sed 's/^.*KEEL-GUEST //')"
   echo "---- $name console (last 30 lines)"
   tail -n 30 "$out"
 }
@@ -69,6 +71,38 @@ sum_checked=$(sha256sum "$image" | cut -c1-64)
 run ro ro "path=$image,readonly=on"
 result "image changed_by_write=$([ "$sum_before" != "$sum_written" ] && echo yes || echo no)" \
   "unchanged_by_ro=$([ "$sum_checked" = "$(sha256sum "$image" | cut -c1-64)" ] && echo yes || echo no)"
+
+# The network: keel (in a network namespace of its own, so nothing leaves it) creates the TAP
+# keeltap0 with the host side 169.254.20.1/16; the host serves a file the guest fetches, pings
+# the guest and fetches the guest's file; checksums on both sides.
+mkdir -p /tmp/www
+dd if=/dev/urandom of=/tmp/www/host.bin bs=1M count=4 2>/dev/null
+host_sha=$(sha256sum /tmp/www/host.bin | cut -c1-64)
+net_up() {
+  n=0
+  while [ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/self/ns/net)" ] && [ "$n" -lt 50 ]; do
+    sleep 0.1
+    n=$((n + 1))
+  done
+  nsenter -t "$pid" -n ip link set lo up
+  nsenter -t "$pid" -n httpd -f -p 8080 -h /tmp/www &
+  httpd_pid=$!
+}
+net_host_side() {
+  ping=failed
+  nsenter -t "$pid" -n ping -c 3 -W 5 169.254.20.2 >/dev/null 2>&1 && ping=ok
+  rm -f /tmp/guest.bin
+  nsenter -t "$pid" -n wget -q -O /tmp/guest.bin http://169.254.20.2:8080/guest.bin
+  result "net_host ping=$ping host_sha=$host_sha fetched_sha=$(sha256sum /tmp/guest.bin 2>/dev/null | cut -c1-64)" \
+    "tap=$(nsenter -t "$pid" -n ip link show keeltap0 >/dev/null 2>&1 && echo present || echo none)" \
+    "counters=$(timeout 30 keel-remote --api-socket "$sock" --json counters 2>&1 | tr -d '\n ')"
+}
+launcher="unshare -n" launched=net_up during=net_host_side
+run net net "path=$image" --net "tap=keeltap0,ip=169.254.20.1,mask=255.255.0.0" --api-socket "path=$sock"
+launcher= launched= during=
+kill "$httpd_pid" 2>/dev/null
+wait "$httpd_pid" 2>/dev/null
+result "net_outside tap=$(ip link show keeltap0 >/dev/null 2>&1 && echo present || echo none)"
 
 # bad NAME DISK: keel must refuse fast with a message and leave no process behind.
 bad() {
