@@ -119,7 +119,6 @@ SeccompRules vmm_rules() {
       SYS_memfd_create, SYS_ftruncate, SYS_fallocate, SYS_mlock, SYS_munlock,
       SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_ctl,
       SYS_flock,  // disk images
-      SYS_dup,    // a TAP fd handed to keel (each boot takes its own copy)
       // Never called here, but the device I/O threads this thread starts inherit its filter.
       SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_readv,
       // vCPU threads: start, name, kick and join them; each installs its own filter on top of

@@ -1,5 +1,6 @@
 #include "vmm/vm.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -162,8 +163,17 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   }
   for (const NetConfig& net : config.nets) {
     const std::string where = "net " + net.id;
-    auto tap = net.fd >= 0 ? virtio::Tap::adopt(UniqueFd(::dup(net.fd)))
-                           : virtio::Tap::open(net.tap.empty() ? "keeltap%d" : net.tap);
+    Result<virtio::Tap> tap = Error::invalid("no TAP");
+    if (net.fd >= 0) {
+      // Each boot takes its own copy: a reboot builds the VM again from the same fd.
+      UniqueFd copy(::fcntl(net.fd, F_DUPFD_CLOEXEC, 3));
+      if (!copy) {
+        return Error::opening_user_path("fd=" + std::to_string(net.fd)).wrap(where);
+      }
+      tap = virtio::Tap::adopt(std::move(copy));
+    } else {
+      tap = virtio::Tap::open(net.tap.empty() ? "keeltap%d" : net.tap);
+    }
     if (!tap.ok()) {
       return tap.error().wrap(where);
     }

@@ -60,6 +60,11 @@ Status check_net(const NetConfig& net) {
     return Error::invalid("mac=" + net.mac +
                           " is not a unicast MAC address, e.g. 52:54:00:12:34:56");
   }
+  if (net.fd >= 0 && !net.ip.empty()) {
+    return Error::invalid("ip= with fd=" + std::to_string(net.fd) +
+                          ": a TAP handed to keel is configured by whoever made it (it may live "
+                          "in another network namespace); give tap= to have keel set ip");
+  }
   if (net.ip.empty() != net.mask.empty()) {
     return Error::invalid("ip and mask go together: give both (e.g. ip=192.168.249.1,"
                           "mask=255.255.255.0) or neither");

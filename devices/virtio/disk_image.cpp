@@ -18,8 +18,21 @@ Result<DiskImage> DiskImage::open(const Options& options) {
   if (path.empty()) {
     return Error::invalid("disk: path= is empty; give the image file, e.g. path=/var/lib/keel/root.img");
   }
-  // O_NONBLOCK: a FIFO named as an image must not wedge keel in open(); it is refused below.
-  int flags = O_CLOEXEC | O_NONBLOCK | (options.readonly ? O_RDONLY : O_RDWR | O_NOFOLLOW);
+  // The type first: opening a device node can do things (arm a watchdog, rewind a tape) even
+  // when keel then refuses it. What open() finds must be the file checked here.
+  struct stat named {};
+  const bool named_ok =
+      ::fstatat(AT_FDCWD, path.c_str(), &named, options.readonly ? 0 : AT_SYMLINK_NOFOLLOW) == 0;
+  if (named_ok && S_ISLNK(named.st_mode)) {
+    return Error::invalid("disk " + path +
+                          " is a symbolic link; a writable image is opened by its own path "
+                          "(give the link's target, or readonly=on)");
+  }
+  if (named_ok && !S_ISREG(named.st_mode)) {
+    return Error::invalid("disk " + path + " is not a regular file; give a raw image file");
+  }
+  // O_NONBLOCK: were a FIFO put there meanwhile, open() must not wedge keel; it is refused below.
+  int flags = O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (options.readonly ? O_RDONLY : O_RDWR | O_NOFOLLOW);
   if (options.direct) {
     flags |= O_DIRECT;
   }
@@ -45,6 +58,9 @@ Result<DiskImage> DiskImage::open(const Options& options) {
   }
   if (!S_ISREG(st.st_mode)) {
     return Error::invalid("disk " + path + " is not a regular file; give a raw image file");
+  }
+  if (named_ok && (st.st_dev != named.st_dev || st.st_ino != named.st_ino)) {
+    return Error::invalid("disk " + path + " was replaced while keel opened it; try again");
   }
   if (st.st_size < 512) {
     return Error::invalid("disk " + path + " holds " + std::to_string(st.st_size) +

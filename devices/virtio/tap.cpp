@@ -36,7 +36,8 @@ Result<Tap> Tap::open(const std::string& name) {
     return Error::invalid("tap=" + name + ": an interface name is 1 to " +
                           std::to_string(IFNAMSIZ - 1) + " characters");
   }
-  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  // Non-blocking: a frame another reader took between poll and read must not wedge a worker.
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
   if (!fd) {
     return Error::opening_user_path("open /dev/net/tun for TAP " + name +
                                     " (is the tun module loaded?)");
@@ -79,8 +80,8 @@ Result<Tap> Tap::adopt(UniqueFd fd) {
     return Error::invalid("fd " + std::to_string(fd.get()) + " (" + name +
                           ") is not a TAP opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR");
   }
-  const int fl = ::fcntl(fd.get(), F_GETFD);
-  if (fl < 0 || ::fcntl(fd.get(), F_SETFD, fl | FD_CLOEXEC) != 0) {
+  const int fl = ::fcntl(fd.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl | O_NONBLOCK) != 0) {
     return Error::from_errno("fcntl TAP fd");
   }
   KEEL_TRY_STATUS(set_vnet_header(fd.get(), name));

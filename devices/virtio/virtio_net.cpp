@@ -69,13 +69,24 @@ std::uint32_t VirtioNet::receive(const Chain& chain, const memory::GuestMemory& 
     ++rx_dropped_;
     return 0;
   }
-  const std::vector<iovec> iov = Virtqueue::iovecs(memory, chain.writable, 0, chain.writable_size);
+  std::vector<iovec> iov = Virtqueue::iovecs(memory, chain.writable, 0, chain.writable_size);
+  iov.resize(std::min<std::size_t>(iov.size(), IOV_MAX - 1));
+  std::uint64_t room = 0;
+  for (const iovec& v : iov) {
+    room += v.iov_len;
+  }
+  // One byte past the guest's buffers: a frame that reaches it did not fit (the TAP truncates
+  // silently) and is dropped rather than handed over cut short.
+  std::uint8_t past = 0;
+  iov.push_back(iovec{&past, 1});
   ssize_t n = -1;
   do {
-    n = ::readv(tap_.fd(), iov.data(), static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX)));
+    n = ::readv(tap_.fd(), iov.data(), static_cast<int>(iov.size()));
   } while (n < 0 && errno == EINTR);
-  if (n < static_cast<ssize_t>(Tap::kVnetHeader)) {
-    ++rx_dropped_;  // nothing after all, or the TAP failed: the buffer goes back empty
+  if (n < static_cast<ssize_t>(Tap::kVnetHeader) || static_cast<std::uint64_t>(n) > room) {
+    // Nothing after all (the fd is non-blocking), the TAP failed, or the frame was larger than
+    // the buffers: the buffer goes back empty.
+    ++rx_dropped_;
     return 0;
   }
   // virtio 1.x: without MRG_RXBUF, num_buffers is 1 (the TAP leaves those two bytes alone).

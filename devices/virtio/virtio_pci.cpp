@@ -469,16 +469,30 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
       status &= static_cast<std::uint8_t>(~VIRTIO_CONFIG_S_FEATURES_OK);
     }
   }
+  const bool starting = (status & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&
+                        (status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0;
   status_ = static_cast<std::uint8_t>(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
+  if (starting) {
+    // Workers stop watching their sources while the driver is not ready; look again now.
+    for (Queue& q : queues_) {
+      if (q.worker) {
+        q.worker->kick();
+      }
+    }
+  }
 }
 
 void VirtioPciDevice::reset_device() {
   // Requests a worker is serving finish first: after the reset, no request may write to guest
   // memory the driver has taken back.
+  // Workers take no new batch meanwhile (a guest adding requests from another vCPU cannot
+  // starve the reset); the batches in flight are finished and returned.
+  resetting_ = true;
   HeldLock held{mutex_};
   idle_.wait(held, [this] {
     return std::none_of(queues_.begin(), queues_.end(), [](const Queue& q) { return q.serving; });
   });
+  resetting_ = false;
   device_->reset();
   for (Queue& q : queues_) {
     q.ring.reset();
@@ -507,7 +521,7 @@ void VirtioPciDevice::needs_reset(const std::string& why) {
 // ---- requests ----
 
 bool VirtioPciDevice::takes_requests(std::uint16_t queue) const {
-  return queue < queues_.size() && (status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&
+  return !resetting_ && queue < queues_.size() && (status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&
          (status_ & VIRTIO_CONFIG_S_NEEDS_RESET) == 0 && device_->consumes(queue);
 }
 
@@ -567,11 +581,16 @@ bool VirtioPciDevice::serve_queue(std::uint16_t queue) {
     {
       std::lock_guard lock(mutex_);
       if (!takes_requests(queue)) {
-        return true;
+        // Input cannot be delivered before DRIVER_OK (or after a break): watching a readable
+        // source now would spin. set_status kicks the worker when the driver is ready.
+        return false;
       }
       Queue& q = queues_[queue];
       const std::size_t most = sourced ? 1 : q.ring.size();
-      while (batch.size() < most) {
+      // Chains in flight never share descriptors, so a batch holds at most a ring's worth; a
+      // driver naming one long chain in every slot gets no more than that either.
+      std::size_t descriptors = 0;
+      while (batch.size() < most && descriptors < q.ring.size()) {
         if (sourced && !device_->has_input(queue)) {
           return true;  // nothing to deliver: wait for input
         }
@@ -586,6 +605,7 @@ bool VirtioPciDevice::serve_queue(std::uint16_t queue) {
         if (p.kind == Popped::Kind::kBad) {
           refused(queue, p);
         }
+        descriptors += std::max<std::size_t>(1, p.chain.readable.size() + p.chain.writable.size());
         batch.push_back(std::move(p));
       }
       if (batch.empty()) {

@@ -122,6 +122,7 @@ class VirtioPciDevice : public pci::PciDevice,
   const std::uint64_t bar_address_;
   mutable std::mutex mutex_;
   std::condition_variable_any idle_;  // a worker returned its chains
+  bool resetting_ = false;            // a reset waits for the chains in flight
   pci::PciConfigSpace config_;
   std::uint16_t msix_cap_ = 0, pci_cfg_cap_ = 0;
   std::optional<std::uint64_t> registered_;  // bus base of BAR 0 while decoded

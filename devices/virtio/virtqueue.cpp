@@ -225,6 +225,10 @@ Status Virtqueue::push_used(std::uint16_t head, std::uint32_t length) {
 }
 
 bool Virtqueue::wants_interrupt() const {
+  // The used index written before, the driver's flags read after: a full barrier, as the
+  // driver has one between re-enabling interrupts and re-reading the used index. Without it
+  // both sides can miss each other and a completion goes unannounced.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   auto flags = memory_->read_obj<std::uint16_t>(avail);
   return !flags.ok() || (*flags & kAvailNoInterrupt) == 0;
 }

@@ -615,5 +615,22 @@ TEST_CASE("virtio-pci workers: a queue fed from a source takes buffers only for 
   CHECK(wait_for([&] { return r.dev->counters()["chains_handled"] == 3; }));
 }
 
+TEST_CASE("virtio-pci workers: input that waits before the driver is ready is not spun on") {
+  auto owned = std::make_unique<PipeDevice>();
+  PipeDevice* pipe = owned.get();
+  Rig r(true, nullptr, std::move(owned));
+  REQUIRE(::write(pipe->write_end, "x", 1) == 1);  // before any driver: a readable source
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int before = pipe->input_checks.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(pipe->input_checks.load() - before <= 2);
+  r.bring_up();  // DRIVER_OK: the worker looks at its source again
+  r.desc(0, kData, 1, VRING_DESC_F_WRITE);
+  r.offer(0);
+  r.notify(0);
+  REQUIRE(r.wait_used(1));
+  CHECK(*r.mem.read_obj<std::uint8_t>(kData) == 'x');
+}
+
 }  // namespace
 }  // namespace keel::virtio

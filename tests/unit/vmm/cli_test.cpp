@@ -148,6 +148,8 @@ TEST_CASE("cli --net takes cloud-hypervisor's tap, fd, mac, ip and mask") {
         "--net: tap=t0 and fd=7 both name the link; give one");
   CHECK(error_of({"--kernel", "/k", "--net", "fd=1"}).find("standard input, output or error") !=
         std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--net", "fd=7,ip=10.0.0.1,mask=255.0.0.0"}).find("ip= with fd=7") !=
+        std::string::npos);
   CHECK(error_of({"--kernel", "/k", "--net", "tap=t0,mac=zz"}).find("mac=zz is not a unicast MAC") !=
         std::string::npos);
   CHECK(error_of({"--kernel", "/k", "--net", "tap=t0,ip=10.0.0.1"}).find("ip and mask go together") !=
