@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "devices/virtio/tap.hpp"
+#include "devices/virtio/virtqueue.hpp"
 
 #include <string>
 
@@ -37,7 +38,7 @@ Status check_disk(const DiskConfig& disk) {
                           std::to_string(kMaxDiskQueues));
   }
   const std::uint32_t q = disk.queue_size;
-  if (q < 2 || q > 32768 || (q & (q - 1)) != 0) {
+  if (!virtio::Virtqueue::valid_max_size(q)) {
     return Error::invalid("queue_size=" + std::to_string(q) +
                           " is not a power of two from 2 to 32768 (e.g. 128)");
   }
@@ -75,7 +76,7 @@ Status check_net(const NetConfig& net) {
                           "multiqueue is not supported yet");
   }
   const std::uint32_t q = net.queue_size;
-  if (q < 2 || q > 32768 || (q & (q - 1)) != 0) {
+  if (!virtio::Virtqueue::valid_max_size(q)) {
     return Error::invalid("queue_size=" + std::to_string(q) +
                           " is not a power of two from 2 to 32768 (e.g. 256)");
   }

@@ -104,24 +104,22 @@ void consume(std::vector<iovec>& iov, std::size_t n) {
   }
 }
 
-}  // namespace
-
-Status DiskImage::read(std::uint64_t offset, std::span<const iovec> span) const {
-  std::vector<iovec> iov(span.begin(), span.end());
+// preadv or pwritev at `offset` until `iov` is done or the file gives no more (0 bytes: the
+// end of the file for a read, no progress for a write); what is left stays in `iov`.
+Status vectored(int fd, bool write, std::uint64_t offset, std::vector<iovec>& iov,
+                const std::string& what) {
   while (!iov.empty()) {
     const int count = static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX));
-    const ssize_t n = ::preadv(fd_.get(), iov.data(), count, static_cast<off_t>(offset));
+    const ssize_t n = write ? ::pwritev(fd, iov.data(), count, static_cast<off_t>(offset))
+                            : ::preadv(fd, iov.data(), count, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
-      return Error::from_errno("read disk " + path_);
+      return Error::from_errno(what);
     }
-    if (n == 0) {  // the file shrank under us: what is gone reads as zeros
-      for (const iovec& v : iov) {
-        std::memset(v.iov_base, 0, v.iov_len);
-      }
-      return ok_status();
+    if (n == 0) {
+      break;
     }
     offset += static_cast<std::uint64_t>(n);
     consume(iov, static_cast<std::size_t>(n));
@@ -129,22 +127,22 @@ Status DiskImage::read(std::uint64_t offset, std::span<const iovec> span) const 
   return ok_status();
 }
 
+}  // namespace
+
+Status DiskImage::read(std::uint64_t offset, std::span<const iovec> span) const {
+  std::vector<iovec> iov(span.begin(), span.end());
+  KEEL_TRY_STATUS(vectored(fd_.get(), false, offset, iov, "read disk " + path_));
+  for (const iovec& v : iov) {  // the file shrank under us: what is gone reads as zeros
+    std::memset(v.iov_base, 0, v.iov_len);
+  }
+  return ok_status();
+}
+
 Status DiskImage::write(std::uint64_t offset, std::span<const iovec> span) const {
   std::vector<iovec> iov(span.begin(), span.end());
-  while (!iov.empty()) {
-    const int count = static_cast<int>(std::min<std::size_t>(iov.size(), IOV_MAX));
-    const ssize_t n = ::pwritev(fd_.get(), iov.data(), count, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return Error::from_errno("write disk " + path_);
-    }
-    if (n == 0) {
-      return Error::from_errno(EIO, "write disk " + path_ + ": no progress");
-    }
-    offset += static_cast<std::uint64_t>(n);
-    consume(iov, static_cast<std::size_t>(n));
+  KEEL_TRY_STATUS(vectored(fd_.get(), true, offset, iov, "write disk " + path_));
+  if (!iov.empty()) {
+    return Error::from_errno(EIO, "write disk " + path_ + ": no progress");
   }
   return ok_status();
 }

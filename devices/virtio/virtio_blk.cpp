@@ -7,19 +7,13 @@
 #include <cstring>
 
 namespace keel::virtio {
-namespace {
-
-bool power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
-}  // namespace
-
 Result<std::unique_ptr<VirtioBlk>> VirtioBlk::create(DiskImage image, const Options& options) {
   if (options.num_queues == 0 || options.num_queues > kMaxQueues) {
     return Error::invalid("disk " + image.path() + ": num_queues=" +
                           std::to_string(options.num_queues) + " is not 1 to " +
                           std::to_string(kMaxQueues));
   }
-  if (!power_of_two(options.queue_size) || options.queue_size < 2 || options.queue_size > 32768) {
+  if (!Virtqueue::valid_max_size(options.queue_size)) {
     return Error::invalid("disk " + image.path() + ": queue_size=" +
                           std::to_string(options.queue_size) +
                           " is not a power of two from 2 to 32768 (e.g. 128)");

@@ -14,7 +14,7 @@ namespace keel::virtio {
 
 Result<std::unique_ptr<VirtioNet>> VirtioNet::create(Tap tap, const Options& options) {
   const std::uint32_t q = options.queue_size;
-  if (q < 2 || q > 32768 || (q & (q - 1)) != 0) {
+  if (!Virtqueue::valid_max_size(q)) {
     return Error::invalid("net " + tap.name() + ": queue_size=" + std::to_string(q) +
                           " is not a power of two from 2 to 32768 (e.g. 256)");
   }

@@ -53,6 +53,10 @@ struct Popped {
 class Virtqueue {
  public:
   static constexpr std::uint32_t kMaxChainBytes = 64 * 1024;  // the default limit
+  // A queue size a device may offer: a power of two from 2 to 32768 (virtio 1.2 §2.7).
+  static constexpr bool valid_max_size(std::uint32_t size) {
+    return size >= 2 && size <= 32768 && (size & (size - 1)) == 0;
+  }
 
   Virtqueue(const memory::GuestMemory& memory, std::uint16_t max_size,
             std::uint32_t max_chain_bytes = kMaxChainBytes)
