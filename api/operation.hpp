@@ -29,13 +29,16 @@ struct AddDevice {
 struct AddDisk {
   vmm::DiskConfig disk;
 };
+struct AddVsock {
+  vmm::VsockConfig vsock;
+};
 struct RemoveDevice {
   std::string id;
 };
 
 using Operation =
     std::variant<PingVmm, ShutdownVmm, CreateVm, BootVm, ShutdownVm, RebootVm, PauseVm, ResumeVm,
-                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, RemoveDevice>;
+                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddVsock, RemoveDevice>;
 
 // The operation's API name: "vmm.ping", "vm.create", ...
 std::string_view operation_name(const Operation& operation);

@@ -141,7 +141,12 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
                      "path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]")
       ->add_option("spec", disk_spec, "path=...[,readonly=on][,id=...]")
       ->required();
-  app.add_subcommand("remove-device", "Remove a device or disk by id (vm.remove-device)")
+  std::string vsock_spec;
+  app.add_subcommand("add-vsock",
+                     "Add the virtio-vsock device (vm.add-vsock): cid=N,socket=PATH[,id=NAME]")
+      ->add_option("spec", vsock_spec, "cid=...,socket=...[,id=...]")
+      ->required();
+  app.add_subcommand("remove-device", "Remove a device, disk, link or vsock by id (vm.remove-device)")
       ->add_option("id", device_id, "The device's id")
       ->required();
 
@@ -164,6 +169,8 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
     request = add_device_request(device_spec);
   } else if (command == "add-disk") {
     request = add_disk_request(disk_spec);
+  } else if (command == "add-vsock") {
+    request = add_vsock_request(vsock_spec);
   } else if (command == "remove-device") {
     request = remove_device_request(device_id);
   } else {

@@ -135,6 +135,29 @@ Result<RemoteRequest> add_disk_request(std::string_view spec) {
   return request_for("vm.add-disk", dump_json(body));
 }
 
+Result<RemoteRequest> add_vsock_request(std::string_view spec) {
+  KEEL_TRY(auto items, split_spec("add-vsock", spec, "cid=3,socket=/run/keel.vsock"));
+  nlohmann::json body = nlohmann::json::object();
+  for (const auto& [key, value] : items) {
+    if (key == "socket" || key == "id") {
+      body[key] = value;
+    } else if (key == "cid") {
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
+          value.size() > 10) {
+        return Error::invalid("add-vsock: cid=" + value + " is not a number, e.g. cid=3");
+      }
+      body[key] = std::stoull(value);
+    } else {
+      return Error::invalid("add-vsock: unknown key \"" + key + "\" (known: cid, socket, id)");
+    }
+  }
+  if (!body.contains("cid") || !body.contains("socket")) {
+    return Error::invalid("add-vsock: cid= and socket= are required, e.g. "
+                          "cid=3,socket=/run/keel.vsock");
+  }
+  return request_for("vm.add-vsock", dump_json(body));
+}
+
 RemoteRequest remove_device_request(const std::string& id) {
   return request_for("vm.remove-device", dump_json(nlohmann::json{{"id", id}}));
 }

@@ -42,6 +42,12 @@ Result<Operation> make_add_disk(std::string_view body) {
   return Operation(AddDisk{std::move(disk)});
 }
 
+Result<Operation> make_add_vsock(std::string_view body) {
+  KEEL_TRY(auto json, body_json(body, "vm.add-vsock", "VsockConfig"));
+  KEEL_TRY(auto vsock, vsock_config_from_json(json, ""));
+  return Operation(AddVsock{std::move(vsock)});
+}
+
 Result<Operation> make_remove_device(std::string_view body) {
   KEEL_TRY(auto json, body_json(body, "vm.remove-device", "VmRemoveDevice"));
   KEEL_TRY(auto reader, JsonObjectReader::open(json, "", "VmRemoveDevice"));
@@ -53,7 +59,7 @@ Result<Operation> make_remove_device(std::string_view body) {
   return Operation(RemoveDevice{*id});
 }
 
-constexpr std::array<Route, 14> kRoutes{{
+constexpr std::array<Route, 15> kRoutes{{
     {"vmm.ping", "GET", false, &make_plain<PingVmm>},
     {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
     {"vm.create", "PUT", true, &make_create},
@@ -67,6 +73,7 @@ constexpr std::array<Route, 14> kRoutes{{
     {"vm.counters", "GET", false, &make_plain<GetVmCounters>},
     {"vm.add-device", "PUT", true, &make_add_device},
     {"vm.add-disk", "PUT", true, &make_add_disk},
+    {"vm.add-vsock", "PUT", true, &make_add_vsock},
     {"vm.remove-device", "PUT", true, &make_remove_device},
 }};
 

@@ -438,6 +438,43 @@ json net_config_to_json(const vmm::NetConfig& net) {
               {"iommu", false},            {"id", net.id}};
 }
 
+Result<vmm::VsockConfig> vsock_config_from_json(const json& value, const std::string& path) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "VsockConfig"));
+  auto at = [&path](std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+  };
+  KEEL_TRY(auto cid, r.unsigned_integer("cid", "the guest's context id, 3 or more, e.g. 3"));
+  KEEL_TRY(auto socket, r.string("socket", "the host's Unix socket path, e.g. \"/run/keel.vsock\""));
+  KEEL_TRY(auto id, r.string("id", "a name for the device, e.g. \"vsock0\""));
+  KEEL_TRY_STATUS(off(r, "iommu", "a vsock device behind the virtual IOMMU"));
+  KEEL_TRY_STATUS(
+      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
+  KEEL_TRY_STATUS(r.finish());
+  if (!cid || !socket) {
+    return Error::invalid((path.empty() ? std::string("VsockConfig") : path) +
+                          ": cid and socket are required, e.g. {\"cid\": 3, \"socket\": "
+                          "\"/run/keel.vsock\"}");
+  }
+  vmm::VsockConfig vsock;
+  vsock.cid = *cid;
+  vsock.socket = *socket;
+  if (id && id->empty()) {
+    return Error::invalid(at("id") + ": empty; give a name, or leave id out for \"_vsock0\"");
+  }
+  if (id) {
+    vsock.id = *id;
+  }
+  Status checked = vmm::check_vsock(vsock);
+  if (!checked.ok()) {
+    return path.empty() ? checked.error() : checked.error().wrap(path);
+  }
+  return vsock;
+}
+
+json vsock_config_to_json(const vmm::VsockConfig& vsock) {
+  return json{{"cid", vsock.cid}, {"socket", vsock.socket}, {"iommu", false}, {"id", vsock.id}};
+}
+
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   KEEL_TRY(auto r, JsonObjectReader::open(value, "", "VmConfig"));
   const json* cpus = r.value("cpus");
@@ -447,6 +484,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   const json* devices = r.value("devices");
   const json* disks = r.value("disks");
   const json* nets = r.value("net");
+  const json* vsock = r.value("vsock");
   auto exit_on_reboot =
       r.boolean("exit_on_reboot", "true to end keel when the guest reboots, else false");
   if (!exit_on_reboot.ok()) {
@@ -464,7 +502,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
         "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
     KEEL_TRY_STATUS(no_device(r, key, std::string("\"") + key + "\" entries"));
   }
-  for (const char* key : {"balloon", "vsock", "tpm", "platform", "rtc"}) {
+  for (const char* key : {"balloon", "tpm", "platform", "rtc"}) {
     KEEL_TRY_STATUS(no_object(r, key, std::string("a \"") + key + "\" configuration"));
   }
   for (const char* key : {"console", "debug_console"}) {
@@ -504,6 +542,9 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   if (nets != nullptr && !nets->is_null()) {
     KEEL_TRY_STATUS(read_nets(*nets, config));
   }
+  if (vsock != nullptr && !vsock->is_null()) {
+    KEEL_TRY(config.vsock, vsock_config_from_json(*vsock, "vsock"));
+  }
   return config;
 }
 
@@ -539,6 +580,7 @@ json vm_config_to_json(const vmm::VmConfig& config) {
       {"net", std::move(nets)},
       {"iommu", std::any_of(config.devices.begin(), config.devices.end(),
                             [](const vmm::DeviceConfig& d) { return d.iommu; })},
+      {"vsock", config.vsock ? vsock_config_to_json(*config.vsock) : json(nullptr)},
       {"rng", config.rng_source ? json{{"src", *config.rng_source}, {"iommu", false}} : json(nullptr)},
       {"exit_on_reboot", config.exit_on_reboot},
   };

@@ -36,6 +36,11 @@ Result<vmm::NetConfig> net_config_from_json(const nlohmann::json& value, const s
                                             const std::string& default_id);
 nlohmann::json net_config_to_json(const vmm::NetConfig& net);
 
+// The vsock object or the vm.add-vsock body (cloud-hypervisor's VsockConfig).
+Result<vmm::VsockConfig> vsock_config_from_json(const nlohmann::json& value,
+                                                const std::string& path);
+nlohmann::json vsock_config_to_json(const vmm::VsockConfig& vsock);
+
 std::string_view to_string(vmm::SerialMode mode);     // "Tty", "File", "Off"
 
 }  // namespace keel::api

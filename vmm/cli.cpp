@@ -120,6 +120,20 @@ Status apply_serial(const std::string& text, VmConfig& config) {
   return ok_status();
 }
 
+// A decimal number from 0 to `max` (no sign, nothing after it).
+Result<std::uint64_t> parse_number(const std::string& flag, const std::string& key,
+                                   const std::string& text, std::uint64_t max) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || text[0] == '-' || text[0] == '+' || errno != 0 ||
+      value > max) {
+    return Error::invalid(flag + ": " + key + "=" + text + " is not a number from 0 to " +
+                          std::to_string(max));
+  }
+  return value;
+}
+
 Result<DeviceConfig> parse_device(const std::string& text) {
   KEEL_TRY(auto opts, split_options("--device", text,
                                     {"path", "id", "dma_mapping", "iommu", "dma_low_water"}));
@@ -148,15 +162,9 @@ Result<DeviceConfig> parse_device(const std::string& text) {
     }
   }
   if (opts.count("dma_low_water") != 0) {
-    const std::string& entries = (opts)["dma_low_water"];
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long value = std::strtoul(entries.c_str(), &end, 10);
-    if (entries.empty() || *end != '\0' || entries[0] == '-' || errno != 0 || value > 0xffffffffUL) {
-      return Error::invalid("--device: dma_low_water=" + entries +
-                            " is not a number of DMA entries (0 to 4294967295)");
-    }
-    device.dma_low_water = static_cast<std::uint32_t>(value);
+    KEEL_TRY(const auto entries,
+             parse_number("--device", "dma_low_water", opts["dma_low_water"], 0xffffffffULL));
+    device.dma_low_water = static_cast<std::uint32_t>(entries);
   }
   Status checked = check_device(device);
   if (!checked.ok()) {
@@ -167,12 +175,7 @@ Result<DeviceConfig> parse_device(const std::string& text) {
 
 Result<std::uint16_t> parse_u16(const std::string& flag, const std::string& key,
                                 const std::string& text) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long value = std::strtoul(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || text[0] == '-' || errno != 0 || value > 0xffff) {
-    return Error::invalid(flag + ": " + key + "=" + text + " is not a number from 0 to 65535");
-  }
+  KEEL_TRY(const auto value, parse_number(flag, key, text, 0xffff));
   return static_cast<std::uint16_t>(value);
 }
 
@@ -197,6 +200,22 @@ Result<DiskConfig> parse_disk(const std::string& text, std::size_t index) {
   }
   KEEL_TRY_STATUS_WRAP(check_disk(disk), "--disk");
   return disk;
+}
+
+// --vsock cid=N,socket=PATH[,id=NAME]
+Result<VsockConfig> parse_vsock(const std::string& text) {
+  KEEL_TRY(auto opts, split_options("--vsock", text, {"cid", "socket", "id"}));
+  VsockConfig vsock;
+  if (opts.count("cid") == 0 || opts.count("socket") == 0) {
+    return Error::invalid("--vsock: give cid= and socket=, e.g. cid=3,socket=/run/keel.vsock");
+  }
+  KEEL_TRY(vsock.cid, parse_number("--vsock", "cid", opts["cid"], 0xffffffffULL));
+  vsock.socket = opts["socket"];
+  if (opts.count("id") != 0) {
+    vsock.id = opts["id"];
+  }
+  KEEL_TRY_STATUS_WRAP(check_vsock(vsock), "--vsock");
+  return vsock;
 }
 
 // --net tap=NAME|fd=N[,mac=..][,ip=..,mask=..][,num_queues=2][,queue_size=N][,id=NAME]
@@ -268,6 +287,11 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "missing, and gives its host side ip/mask when given")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  std::string vsock;
+  app.add_option("--vsock", vsock,
+                 "cid=N,socket=PATH[,id=NAME]: a virtio-vsock device; the host connects to "
+                 "the Unix socket PATH and writes \"CONNECT <port>\\n\", the guest's connections "
+                 "to CID 2 port P reach PATH_P");
   app.add_flag("--no-reboot", config.exit_on_reboot,
                "Exit when the guest reboots instead of restarting it");
   std::string api_socket;
@@ -335,6 +359,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   for (const std::string& text : nets) {
     KEEL_TRY(auto net, parse_net(text, config.nets.size()));
     config.nets.push_back(std::move(net));
+  }
+  if (app.count("--vsock") != 0) {
+    KEEL_TRY(config.vsock, parse_vsock(vsock));
   }
   for (const char* name : {"--kernel", "--initramfs", "--api-socket"}) {
     if (app.count(name) != 0 && app[name]->as<std::string>().empty()) {

@@ -85,7 +85,7 @@ SeccompRules vcpu_rules() {
               SYS_ioctl, SYS_pread64, SYS_pwrite64,  // KVM_RUN; passthrough config space, BARs
               SYS_eventfd2,                          // irqfds for newly enabled vectors
           }),
-          with_devices({KVM_RUN}), kSanitizerOpen};
+          with_devices({KVM_RUN}), kSanitizerOpen, {}};
 }
 
 SeccompRules device_io_rules() {
@@ -95,8 +95,12 @@ SeccompRules device_io_rules() {
               SYS_readv,  // a TAP's frames (writev is the runtime's)
               SYS_fallocate,  // discard and write-zeroes
               SYS_eventfd2, SYS_ioctl,  // the queue's MSI-X route and irqfd, made when first used
+              // vsock: the host's Unix connections, waited on together
+              SYS_connect, SYS_accept4, SYS_shutdown, SYS_sendto, SYS_sendmsg,
+              SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl,
           }),
-          with_runtime_ioctls({KVM_IRQFD, kSetGsiRouting}), kSanitizerOpen};
+          with_runtime_ioctls({KVM_IRQFD, kSetGsiRouting}), kSanitizerOpen,
+          {{AF_UNIX, SOCK_STREAM}}};
 }
 
 SeccompRules api_rules() {
@@ -106,7 +110,7 @@ SeccompRules api_rules() {
               SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl, SYS_timerfd_settime,
               SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_ioctl,
           }),
-          with_runtime_ioctls({FIONBIO}), kSanitizerOpen};
+          with_runtime_ioctls({FIONBIO}), kSanitizerOpen, {}};
 }
 
 SeccompRules vmm_rules() {
@@ -119,6 +123,9 @@ SeccompRules vmm_rules() {
       SYS_memfd_create, SYS_ftruncate, SYS_fallocate, SYS_mlock, SYS_munlock,
       SYS_eventfd2, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_ctl,
       SYS_flock,  // disk images
+      // vsock: its Unix socket (a stale one replaced), the host's connections.
+      SYS_bind, SYS_listen, SYS_connect, SYS_accept4, SYS_shutdown, SYS_sendto, SYS_sendmsg,
+      SYS_epoll_create1, SYS_epoll_pwait,
       // Never called here, but the device I/O threads this thread starts inherit its filter.
       SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_readv,
       // vCPU threads: start, name, kick and join them; each installs its own filter on top of
@@ -151,9 +158,9 @@ SeccompRules vmm_rules() {
       TUNSETIFF, TUNGETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS,
       SIOCSIFADDR, SIOCSIFNETMASK,
   });
-  SeccompRules rules{std::move(syscalls), std::move(ioctls)};
-  rules.inet_dgram_socket = true;
-  return rules;
+  // An AF_INET datagram socket is the handle for configuring a TAP's host side (SIOCSIFADDR
+  // and friends); Unix streams are vsock's.
+  return {std::move(syscalls), std::move(ioctls), false, {{AF_INET, SOCK_DGRAM}, {AF_UNIX, SOCK_STREAM}}};
 }
 
 thread_local ThreadKind t_kind = ThreadKind::kVmm;
@@ -311,18 +318,19 @@ Status install_seccomp_filter(ThreadKind kind, SeccompMode mode) {
       }
     }
   }
-  if (rules.inet_dgram_socket) {
-    scmp_arg_cmp inet[2]{};
-    inet[0].arg = 0;
-    inet[0].op = SCMP_CMP_EQ;
-    inet[0].datum_a = AF_INET;
-    inet[1].arg = 1;
-    inet[1].op = SCMP_CMP_MASKED_EQ;
-    inet[1].datum_a = 0xf;  // the type, without SOCK_CLOEXEC / SOCK_NONBLOCK
-    inet[1].datum_b = SOCK_DGRAM;
-    if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, inet);
+  for (const auto& [family, type] : rules.sockets) {
+    scmp_arg_cmp socket_is[2]{};
+    socket_is[0].arg = 0;
+    socket_is[0].op = SCMP_CMP_EQ;
+    socket_is[0].datum_a = static_cast<scmp_datum_t>(family);
+    socket_is[1].arg = 1;
+    socket_is[1].op = SCMP_CMP_MASKED_EQ;
+    socket_is[1].datum_a = 0xf;  // the type, without SOCK_CLOEXEC / SOCK_NONBLOCK
+    socket_is[1].datum_b = static_cast<scmp_datum_t>(type);
+    if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, socket_is);
         rc != 0 && rc != -EEXIST) {
-      return Error::from_errno(-rc, what + ": rule for socket(AF_INET, SOCK_DGRAM)");
+      return Error::from_errno(-rc, what + ": rule for socket(" + std::to_string(family) + ", " +
+                                        std::to_string(type) + ")");
     }
   }
   if (int rc = seccomp_load(ctx); rc != 0) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.hpp"
@@ -34,9 +35,9 @@ struct SeccompRules {
   // open/openat for reading only (no write access, no O_CREAT/O_TRUNC/O_APPEND): set in
   // sanitizer builds only, where a report opens the binary to symbolise its stack.
   bool read_only_open = false;
-  // socket(AF_INET, SOCK_DGRAM, ...) only: the VMM thread's handle for configuring a TAP's
-  // host side (SIOCSIFADDR and friends); no other socket.
-  bool inet_dgram_socket = false;
+  // The sockets it may create, as (family, type) pairs; socket() with any other is outside the
+  // list.
+  std::vector<std::pair<int, int>> sockets;
 };
 const SeccompRules& seccomp_rules(ThreadKind kind);
 

@@ -13,6 +13,7 @@
 #include "devices/virtio/virtio_blk.hpp"
 #include "devices/virtio/virtio_net.hpp"
 #include "devices/virtio/virtio_rng.hpp"
+#include "devices/virtio/virtio_vsock.hpp"
 #include "memory/layout.hpp"
 #include "vmm/boot/acpi.hpp"
 #include "vmm/boot/cpu_state.hpp"
@@ -186,6 +187,14 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     log::info("vm", "network link", {{"id", net.id}, {"tap", dev->tap().name()},
                                      {"mac", virtio::format_mac(mac)}});
     KEEL_TRY_STATUS(vm->add_virtio(net.id, std::move(dev), seccomp));
+  }
+  if (config.vsock) {
+    const std::string where = "vsock " + config.vsock->id;
+    KEEL_TRY_WRAP(auto vsock, virtio::VirtioVsock::create(config.vsock->cid, config.vsock->socket),
+                  where);
+    log::info("vm", "vsock", {{"id", config.vsock->id}, {"cid", config.vsock->cid},
+                              {"socket", config.vsock->socket}});
+    KEEL_TRY_STATUS(vm->add_virtio(config.vsock->id, std::move(vsock), seccomp));
   }
 
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so

@@ -1,5 +1,7 @@
 #include "vmm/vm_config.hpp"
 
+#include <sys/un.h>
+
 #include <algorithm>
 
 #include "devices/virtio/tap.hpp"
@@ -83,6 +85,26 @@ Status check_net(const NetConfig& net) {
   return ok_status();
 }
 
+Status check_vsock(const VsockConfig& vsock) {
+  // Linux addresses vsock peers with 32 bits; 0-2 are the hypervisor, local and host, and
+  // U32_MAX is "any".
+  if (vsock.cid < 3 || vsock.cid >= 0xffffffffULL) {
+    return Error::invalid("cid=" + std::to_string(vsock.cid) +
+                          " is not a guest's context id; use 3 to 4294967294");
+  }
+  // Guests reach PATH_<port>: that must fit a Unix socket address (107 characters) too.
+  constexpr std::size_t kRoom = sizeof(sockaddr_un::sun_path) - 1 - sizeof("_4294967295") + 1;
+  if (vsock.socket.empty() || vsock.socket.size() > kRoom) {
+    return Error::invalid("socket=" + vsock.socket + ": give a Unix socket path of 1 to " +
+                          std::to_string(kRoom) +
+                          " characters (room is left for the _<port> of guest connections)");
+  }
+  if (vsock.id.empty()) {
+    return Error::invalid("id is empty; give a name");
+  }
+  return ok_status();
+}
+
 Status check_vm(const VmConfig& config) {
   if (config.kernel.empty()) {
     return Error::invalid("payload.kernel is required: the path of a bzImage or PVH vmlinux");
@@ -144,6 +166,16 @@ Status check_vm(const VmConfig& config) {
         std::any_of(config.disks.begin(), config.disks.end(),
                     [&](const DiskConfig& d) { return taken(d.id); })) {
       return Error::invalid(name + ": id \"" + net.id + "\" is also another device's");
+    }
+  }
+  if (config.vsock) {
+    const std::string& id = config.vsock->id;
+    KEEL_TRY_STATUS_WRAP(check_vsock(*config.vsock), "vsock");
+    const auto same = [&id](const auto& d) { return d.id == id; };
+    if (std::any_of(config.devices.begin(), config.devices.end(), same) ||
+        std::any_of(config.disks.begin(), config.disks.end(), same) ||
+        std::any_of(config.nets.begin(), config.nets.end(), same)) {
+      return Error::invalid("vsock: id \"" + id + "\" is also another device's");
     }
   }
   return ok_status();

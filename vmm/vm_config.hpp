@@ -49,6 +49,16 @@ struct NetConfig {
   bool operator==(const NetConfig&) const = default;
 };
 
+// The guest's virtio-vsock device in cloud-hypervisor's hybrid form (--vsock cid=N,socket=PATH,
+// its VsockConfig): the host reaches the guest through the Unix socket PATH ("CONNECT <port>"),
+// the guest reaches the host's Unix socket PATH_<port>.
+struct VsockConfig {
+  std::uint64_t cid = 0;  // the guest's context id, 3 or more
+  std::string socket;
+  std::string id = "_vsock0";
+  bool operator==(const VsockConfig&) const = default;
+};
+
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.
 struct VmConfig {
   std::uint32_t boot_vcpus = 1;
@@ -68,6 +78,7 @@ struct VmConfig {
   std::vector<NetConfig> nets;
   // --rng src=PATH: a virtio-rng device fed from PATH (cloud-hypervisor's /dev/urandom default).
   std::optional<std::string> rng_source;
+  std::optional<VsockConfig> vsock;
 
   bool exit_on_reboot = false;  // --no-reboot: a guest reboot ends keel instead of restarting
 };
@@ -84,6 +95,7 @@ Status check_disk(const DiskConfig& disk);
 std::string default_disk_id(std::size_t index);
 Status check_net(const NetConfig& net);
 std::string default_net_id(std::size_t index);  // "_net<index>"
+Status check_vsock(const VsockConfig& vsock);
 Status check_vm(const VmConfig& config);
 
 }  // namespace keel::vmm

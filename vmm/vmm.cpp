@@ -404,6 +404,29 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
   });
 }
 
+Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
+  return on_vmm_thread<Result<DeviceInfo>>([this, &vsock]() -> Result<DeviceInfo> {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+      return Error::not_supported("hot-plug is not supported while the VM runs; add the vsock "
+                                   "device before vm.boot");
+    }
+    if (config_->vsock) {
+      return Error::exists("vsock " + config_->vsock->id + " (cid " +
+                           std::to_string(config_->vsock->cid) +
+                           ") is already added; a VM has one vsock device (remove it first "
+                           "with vm.remove-device)");
+    }
+    VmConfig next = *config_;
+    next.vsock = vsock;
+    KEEL_TRY_STATUS(check_vm(next));
+    config_ = std::move(next);
+    return DeviceInfo{vsock.id, ""};
+  });
+}
+
 Status Vmm::remove_device(const std::string& id) {
   return on_vmm_thread<Status>([this, &id]() -> Status {
     if (!config_) {
@@ -432,6 +455,10 @@ Status Vmm::remove_device(const std::string& id) {
         nets.erase(it);
         return ok_status();
       }
+    }
+    if (config_->vsock && config_->vsock->id == id) {
+      config_->vsock.reset();
+      return ok_status();
     }
     return Error::not_found("no device with id " + id);
   });

@@ -90,6 +90,19 @@ TEST_CASE("vm.add-device answers 200 {id, bdf}, bdf null before boot") {
   CHECK(json::parse(after.body) == json::parse(R"({"id": "nic0", "bdf": "0000:00:03.0"})"));
 }
 
+TEST_CASE("vm.add-vsock answers 200 {id, bdf} and passes the VsockConfig") {
+  FakeVmmControl vmm;
+  const Response r = put(vmm, "vm.add-vsock", R"({"cid": 7, "socket": "/run/k.vsock", "id": "v"})");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body) == json::parse(R"({"id": "v", "bdf": null})"));
+  REQUIRE(vmm.added_vsock);
+  CHECK(vmm.added_vsock->cid == 7);
+  CHECK(vmm.added_vsock->socket == "/run/k.vsock");
+  const Response bad = put(vmm, "vm.add-vsock", R"({"cid": 2, "socket": "/run/k.vsock"})");
+  CHECK(bad.status == 400);
+  CHECK(json::parse(bad.body)["message"] == "cid=2 is not a guest's context id; use 3 to 4294967294");
+}
+
 TEST_CASE("vm.remove-device passes the id") {
   FakeVmmControl vmm;
   CHECK(put(vmm, "vm.remove-device", R"({"id": "nic0"})").status == 204);
@@ -133,6 +146,8 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
         body = R"({"id": "nic0"})";
       } else if (route.name == "vm.add-disk") {
         body = R"({"path": "/images/root.img"})";
+      } else if (route.name == "vm.add-vsock") {
+        body = R"({"cid": 3, "socket": "/run/keel.vsock"})";
       }
       const Response r =
           handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);

@@ -37,6 +37,15 @@ class FakeVmmControl : public vmm::VmmControl {
     }
     return DeviceInfo{device.id, added_bdf};
   }
+  Result<DeviceInfo> add_vsock(const vmm::VsockConfig& vsock) override {
+    std::lock_guard lock(mutex_);
+    added_vsock = vsock;
+    calls_.emplace_back("add_vsock");
+    if (error) {
+      return *error;
+    }
+    return DeviceInfo{vsock.id, ""};
+  }
   Result<DeviceInfo> add_disk(const vmm::DiskConfig& disk) override {
     std::lock_guard lock(mutex_);
     added_disk = disk;
@@ -69,6 +78,7 @@ class FakeVmmControl : public vmm::VmmControl {
   std::optional<vmm::VmConfig> created;
   std::optional<vmm::DeviceConfig> added;
   std::optional<vmm::DiskConfig> added_disk;
+  std::optional<vmm::VsockConfig> added_vsock;
   std::string removed;
 
  private:

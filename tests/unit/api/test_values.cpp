@@ -22,6 +22,7 @@ vmm::VmConfig full_config() {
   c.nets = {{"tap0", -1, "52:54:00:12:34:56", "192.168.249.1", "255.255.255.0", 2, 256, "_net0"}};
   c.exit_on_reboot = true;
   c.rng_source = "/dev/urandom";
+  c.vsock = vmm::VsockConfig{3, "/run/keel.vsock", "_vsock0"};
   return c;
 }
 
@@ -86,7 +87,7 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
          a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&
-         a.disks == b.disks && a.nets == b.nets;
+         a.disks == b.disks && a.nets == b.nets && a.vsock == b.vsock;
 }
 
 }  // namespace keel::api::test

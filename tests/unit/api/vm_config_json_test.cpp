@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
 // api/openapi.yaml and test::same_config need the field too.
-static_assert(sizeof(vmm::VmConfig) == 288, "VmConfig changed: update the API's JSON model");
+static_assert(sizeof(vmm::VmConfig) == 368, "VmConfig changed: update the API's JSON model");
 
 json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
 
@@ -88,7 +88,9 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set
        "num_queues": 2, "queue_size": 256, "iommu": false, "id": "_net0"}],
     "iommu": true,
     "rng": {"src": "/dev/urandom", "iommu": false},
+    "vsock": {"cid": 3, "socket": "/run/keel.vsock", "iommu": false, "id": "_vsock0"},
     "exit_on_reboot": true})"));
+  CHECK(vm_config_to_json(vmm::VmConfig{})["vsock"].is_null());
   vmm::VmConfig plain;
   plain.kernel = "/k";
   const json p = vm_config_to_json(plain);
@@ -222,7 +224,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   const std::string message = error_for(top);
   INFO(message);
   CHECK(message.find("memroy: unknown field; VmConfig takes cpus, memory, payload, serial, "
-                     "devices, disks, net, exit_on_reboot") == 0);
+                     "devices, disks, net, vsock, exit_on_reboot") == 0);
   CHECK(message.find("exit_on_reboot, iommu, rng (and, from cloud-hypervisor, watchdog,") !=
         std::string::npos);
   json nested = minimal();
@@ -354,7 +356,11 @@ TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refus
        "net[0]: mac=01:00:5e:00:00:01 is not a unicast MAC address"},
       {R"({"net": [{"tap": "t0", "mask": "255.255.255.0"}]})", "net[0]: ip and mask go together"},
       {R"({"watchdog": true})", "watchdog: true asks for a watchdog device"},
-      {R"({"vsock": {"cid": 3}})", "vsock: an object asks for a \"vsock\" configuration"},
+      {R"({"vsock": {"cid": 3}})", "vsock: cid and socket are required"},
+      {R"({"vsock": {"cid": 2, "socket": "/v"}})", "vsock: cid=2 is not a guest's context id"},
+      {R"({"vsock": {"cid": 3, "socket": "/v", "iommu": true}})", "vsock.iommu: true asks for a vsock"},
+      {R"({"vsock": {"cid": 3, "socket": "/v", "id": ""}})", "vsock.id: empty; give a name"},
+      {R"({"vsock": {"cid": 3, "socket": "/v", "port": 1}})", "vsock.port: unknown field"},
       {R"({"console": {"mode": "Tty"}})", "console: an object asks for a virtio or debug console"},
       {R"({"cpus": {"boot_vcpus": 2, "max_vcpus": 4}})",
        "cpus.max_vcpus: 4 differs from boot_vcpus 2, which asks for vCPU hotplug; Keel does not "

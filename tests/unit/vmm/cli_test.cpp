@@ -95,7 +95,7 @@ TEST_CASE("cli --device errors") {
         "--device: dma_mapping: 'lots' is not a DMA mapping mode; give auto, eager or lazy");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=yes"}) == "--device: iommu=yes is not on or off");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=on,dma_low_water=-1"}) ==
-        "--device: dma_low_water=-1 is not a number of DMA entries (0 to 4294967295)");
+        "--device: dma_low_water=-1 is not a number from 0 to 4294967295");
   CHECK(err({"--kernel", "/k", "--device", "path=/a,iommu=on,dma_low_water=4294967296"}).find(
             "is not a number") != std::string::npos);
   CHECK(err({"--kernel", "/k", "--device", "path=/a,dma_low_water=2"}) ==

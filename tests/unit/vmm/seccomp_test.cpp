@@ -249,7 +249,8 @@ TEST_CASE("seccomp: a disk's queue worker, started by the VMM thread, does its I
   CHECK(out.status == 0);
 }
 
-TEST_CASE("seccomp: the VMM thread may open an AF_INET datagram socket (a TAP's address), no other") {
+TEST_CASE("seccomp: the VMM thread may open an AF_INET datagram socket (a TAP's address) and a "
+          "Unix stream (vsock), no other") {
   const Outcome inet = in_child([] {
     if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
       return 3;
@@ -258,14 +259,26 @@ TEST_CASE("seccomp: the VMM thread may open an AF_INET datagram socket (a TAP's 
     return fd >= 0 ? 0 : 4;
   });
   CHECK(inet.status == 0);
-  const Outcome unix_stream = in_child([] {
+  for (ThreadKind kind : {ThreadKind::kVmm, ThreadKind::kDeviceIo}) {
+    const Outcome unix_stream = in_child([kind] {
+      if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok() ||
+          !install_seccomp_filter(kind, SeccompMode::kEnforce).ok()) {
+        return 3;
+      }
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      return fd >= 0 ? 0 : 4;
+    });
+    INFO(to_string(kind));
+    CHECK(unix_stream.status == 0);
+  }
+  const Outcome unix_datagram = in_child([] {
     if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
       return 3;
     }
-    (void)::socket(AF_UNIX, SOCK_STREAM, 0);
+    (void)::socket(AF_UNIX, SOCK_DGRAM, 0);
     return 0;
   });
-  CHECK(unix_stream.status == 159);
+  CHECK(unix_datagram.status == 159);
   const Outcome inet_stream = in_child([] {
     if (!install_seccomp_filter(ThreadKind::kVmm, SeccompMode::kEnforce).ok()) {
       return 3;
