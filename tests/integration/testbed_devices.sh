@@ -9,12 +9,16 @@
 #  - a virtio-net link over a TAP keel creates in a network namespace of its own, host side
 #    169.254.20.1/16: guest and host ping each other and fetch 4 MiB from each other over HTTP
 #    (TCP both ways), checksums compared; vm.counters counts the bytes;
+#  - in the same run, virtio-vsock through keel's hybrid socket: a host program connects to a
+#    guest listener (CONNECT <port>) and the guest connects out to a host listener (PATH_<port>),
+#    4 MiB each way and echoed back equal; the socket is gone when keel ends; and the guest reads
+#    its hwrng (virtio-rng);
 #  - a symlink, a FIFO, a missing file and a bad queue count are refused with a message.
 #
-# usage: testbed_devices.sh RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE
+# usage: testbed_devices.sh RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE VSOCK_PROBE
 set -euo pipefail
-(($# == 6)) || { echo "usage: $0 RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE" >&2; exit 2; }
-run=$1 scenario=$2 initramfs_init=$3 rootfs_init=$4 keel=$5 remote=$6
+(($# == 7)) || { echo "usage: $0 RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE VSOCK_PROBE" >&2; exit 2; }
+run=$1 scenario=$2 initramfs_init=$3 rootfs_init=$4 keel=$5 remote=$6 probe=$7
 testbed=$(dirname -- "$run")
 
 # shellcheck source=testbed_lib.sh
@@ -35,11 +39,12 @@ root=$work/rootfs
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp}
 cp -- "$(command -v busybox)" "$root/bin/busybox"
 cp -- "$rootfs_init" "$root/sbin/init"
+cp -- "$probe" "$root/bin/vsock_probe"
 chmod 0755 "$root/sbin/init"
 mkfs.ext4 -q -F -L keelroot -d "$root" "$work/root.img" 48M
 
 status=0
-markers=$("$run" --timeout 900 --memory 2G --bin "$keel" --bin "$remote" \
+markers=$("$run" --timeout 900 --memory 2G --bin "$keel" --bin "$remote" --bin "$probe" \
   --guest-kernel "$kdir/vmlinuz" --guest-initramfs "$work/initramfs.cpio.gz" \
   --file "$work/root.img:/keel/guest/root.img" "$scenario") || status=$?
 printf '%s\n' "$markers"
@@ -105,6 +110,34 @@ rx=$(grep -o '"_net0":{[^}]*}' <<<"$netc" | grep -o '"rx_bytes":[0-9]*' | cut -d
 tx=$(grep -o '"_net0":{[^}]*}' <<<"$netc" | grep -o '"tx_bytes":[0-9]*' | cut -d: -f2)
 expect "vm.counters: _net0 received the host's 4 MiB (rx_bytes '${rx:-}')" test "${rx:-0}" -ge 4194304
 expect "vm.counters: _net0 sent the guest's 4 MiB (tx_bytes '${tx:-}')" test "${tx:-0}" -ge 4194304
+
+# Beside them, in the network run: an edu passed through, mapped eagerly, the budget consistent.
+edu=$(field "$(line "edu_info ")" info)
+expect "net run: the edu is mapped eagerly beside the virtio devices ($edu)" \
+  grep -q '"mode":"eager"' <<<"$edu"
+expect "net run: the DMA accounting is consistent with the kernel's" grep -q '"consistent":true' <<<"$edu"
+# vsock and rng, in the network run.
+vh=$(line "vsock_host ")
+vg=$(line "vsock_guest ")
+expect "vsock: the host's CONNECT 1234 was answered OK <port> (got '$(field "$vh" ok)')" \
+  grep -q '^OK_[0-9]' <<<"$(field "$vh" ok)"
+expect "vsock: host to guest listener, 4 MiB echoed back equal ($vh)" \
+  test "$(field "$vh" sent):$(field "$vh" received):$(field "$vh" equal)" = 4194304:4194304:yes
+expect "vsock: guest to the host's PATH_5000, 4 MiB echoed back equal ($vg)" \
+  test "$(field "$vg" sent):$(field "$vg" received):$(field "$vg" equal)" = 4194304:4194304:yes
+expect "vsock: keel's socket exists while it runs" test "$(field "$vh" socket)" = present
+expect "vsock: and is removed when keel ends" test "$(field "$(line "vsock_after ")" socket)" = none
+vc=$(field "$vh" counters)
+vrx=$(grep -o '"_vsock0":{[^}]*}' <<<"$vc" | grep -o '"rx_bytes":[0-9]*' | cut -d: -f2)
+vtx=$(grep -o '"_vsock0":{[^}]*}' <<<"$vc" | grep -o '"tx_bytes":[0-9]*' | cut -d: -f2)
+expect "vm.counters: _vsock0 carried 8 MiB to the guest (rx_bytes '${vrx:-}')" test "${vrx:-0}" -ge 8388608
+expect "vm.counters: _vsock0 carried 8 MiB from the guest (tx_bytes '${vtx:-}')" test "${vtx:-0}" -ge 8388608
+rng=$(line "rng_guest ")
+expect "rng: the guest's hwrng is virtio-rng (got '$(field "$rng" current)')" \
+  grep -q '^virtio_rng' <<<"$(field "$rng" current)"
+expect "rng: the guest read 32 bytes from /dev/hwrng, not all zero ($(field "$rng" hex))" \
+  grep -q '^[0-9a-f]\{64\}$' <<<"$(field "$rng" hex)"
+expect "rng: ... not all zero" grep -q '[1-9a-f]' <<<"$(field "$rng" hex)"
 
 for bad in symlink:1:symbolic_link fifo:1:not_a_regular_file missing:1:missing.img queues:2:num_queues=99; do
   IFS=: read -r name want words <<<"$bad"

@@ -97,9 +97,29 @@ net_host_side() {
     "tap=$(nsenter -t "$pid" -n ip link show keeltap0 >/dev/null 2>&1 && echo present || echo none)" \
     "counters=$(timeout 30 keel-remote --api-socket "$sock" --json counters 2>&1 | tr -d '\n ')"
 }
-launcher="unshare -n" launched=net_up during=net_host_side
-run net net "path=$image" --net "tap=keeltap0,ip=169.254.20.1,mask=255.255.0.0" --api-socket "path=$sock"
+# vsock and an eagerly mapped edu (passed through) in the same run: the host's echo listener on keel's PATH_5000 (reached by the guest),
+# and a host program through keel's socket to the guest's echo listener on port 1234.
+vsock_sock=/tmp/keel-vsock.sock
+rm -f "$vsock_sock" "${vsock_sock}_5000"
+vsock_probe host-echo "${vsock_sock}_5000" &
+echo_pid=$!
+net_and_vsock_host_side() {
+  net_host_side
+  result "edu_info info=$(timeout 30 keel-remote --api-socket "$sock" --json info 2>&1 | tr -d '\n ')"
+  got=$(timeout 120 vsock_probe host-send "$vsock_sock" 1234 4194304 2>&1 | tail -n 1)
+  result "vsock_host ${got#vsock_probe }" "socket=$([ -S "$vsock_sock" ] && echo present || echo none)" \
+    "counters=$(timeout 30 keel-remote --api-socket "$sock" --json counters 2>&1 | tr -d '\n ')"
+}
+launcher="unshare -n" launched=net_up during=net_and_vsock_host_side
+run net net "path=$image" --net "tap=keeltap0,ip=169.254.20.1,mask=255.255.0.0" \
+  --vsock "cid=3,socket=$vsock_sock" --rng --api-socket "path=$sock" \
+  --device "path=/sys/bus/pci/devices/$(edu_devices | head -n 1),dma_mapping=eager"
 launcher= launched= during=
+result "vsock_guest $(grep -m1 -a 'KEEL-GUEST vsock-out' /tmp/net.out | sed 's/^.*vsock-out //; s/vsock_probe //')"
+result "rng_guest $(grep -m1 -a 'KEEL-GUEST rng ' /tmp/net.out | sed 's/^.*KEEL-GUEST rng //')"
+result "vsock_after socket=$([ -e "$vsock_sock" ] && echo present || echo none)"
+kill "$echo_pid" 2>/dev/null
+wait "$echo_pid" 2>/dev/null
 kill "$httpd_pid" 2>/dev/null
 wait "$httpd_pid" 2>/dev/null
 result "net_outside tap=$(ip link show keeltap0 >/dev/null 2>&1 && echo present || echo none)"

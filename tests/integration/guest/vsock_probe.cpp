@@ -1,0 +1,186 @@
+// Both ends of testbed.devices' vsock checks, static so it runs in the guest and in the emulated
+// host alike:
+//   vsock_probe echo PORT                 guest: listen on vsock PORT, echo each connection
+//   vsock_probe send CID PORT BYTES       guest: connect to vsock CID:PORT, send BYTES, check echo
+//   vsock_probe host-echo PATH            host: listen on the Unix socket PATH, echo connections
+//   vsock_probe host-send PATH PORT BYTES host: through keel's hybrid socket PATH to guest PORT
+// A sender writes BYTES of a fixed pseudo-random stream while reading the echo, shuts its write
+// side, reads to the end, and prints one line:
+//   vsock_probe sent=N received=N equal=yes|no [ok=OK-line]
+// Exit status 0 only when everything came back equal.
+#include <linux/vm_sockets.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int fail(const char* what) {
+  std::printf("vsock_probe error=%s errno=%d\n", what, errno);
+  std::fflush(stdout);
+  return 1;
+}
+
+std::uint8_t stream_byte(std::uint64_t i) {
+  std::uint64_t x = i * 0x9e3779b97f4a7c15ULL;
+  x ^= x >> 29;
+  return static_cast<std::uint8_t>(x * 0xbf58476d1ce4e5b9ULL >> 56);
+}
+
+int unix_socket(const char* path, bool listening) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+  if (listening) {
+    ::unlink(path);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 8) != 0) {
+      return -1;
+    }
+  } else if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    return -1;
+  }
+  return fd;
+}
+
+// Echoes every connection, one at a time, until killed.
+int echo(int listener) {
+  std::vector<char> buffer(65536);
+  for (;;) {
+    const int c = ::accept(listener, nullptr, nullptr);
+    if (c < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail("accept");
+    }
+    for (;;) {
+      const ssize_t n = ::read(c, buffer.data(), buffer.size());
+      if (n <= 0) {
+        break;
+      }
+      for (ssize_t done = 0; done < n;) {
+        const ssize_t w = ::write(c, buffer.data() + done, static_cast<std::size_t>(n - done));
+        if (w <= 0) {
+          break;
+        }
+        done += w;
+      }
+    }
+    ::close(c);
+  }
+}
+
+// Sends `total` bytes of the stream and reads the echo at the same time.
+int send_and_check(int fd, std::uint64_t total, const std::string& ok_line) {
+  std::vector<std::uint8_t> out(65536), in(65536);
+  std::uint64_t sent = 0, received = 0;
+  bool equal = true, shut = false;
+  while (true) {
+    if (sent == total && !shut) {
+      ::shutdown(fd, SHUT_WR);
+      shut = true;
+    }
+    pollfd p{fd, static_cast<short>(POLLIN | (shut ? 0 : POLLOUT)), 0};
+    if (::poll(&p, 1, 30000) != 1) {
+      break;  // stuck for 30 s: report what came
+    }
+    if ((p.revents & POLLOUT) != 0 && !shut) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), total - sent));
+      for (std::size_t i = 0; i < n; ++i) {
+        out[i] = stream_byte(sent + i);
+      }
+      const ssize_t w = ::send(fd, out.data(), n, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w > 0) {
+        sent += static_cast<std::uint64_t>(w);
+      } else if (w < 0 && errno != EAGAIN) {
+        break;
+      }
+    }
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      const ssize_t r = ::recv(fd, in.data(), in.size(), MSG_DONTWAIT);
+      if (r == 0) {
+        break;
+      }
+      if (r < 0 && errno != EAGAIN) {
+        break;
+      }
+      for (ssize_t i = 0; i < r; ++i) {
+        equal = equal && in[static_cast<std::size_t>(i)] == stream_byte(received + static_cast<std::uint64_t>(i));
+      }
+      received += r > 0 ? static_cast<std::uint64_t>(r) : 0;
+    }
+  }
+  equal = equal && sent == total && received == total;
+  std::printf("vsock_probe sent=%llu received=%llu equal=%s%s%s\n",
+              static_cast<unsigned long long>(sent), static_cast<unsigned long long>(received),
+              equal ? "yes" : "no", ok_line.empty() ? "" : " ok=", ok_line.c_str());
+  std::fflush(stdout);
+  return equal ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "echo" && argc == 3) {
+    const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm a{};
+    a.svm_family = AF_VSOCK;
+    a.svm_cid = VMADDR_CID_ANY;
+    a.svm_port = static_cast<unsigned>(std::atoi(argv[2]));
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd, 8) != 0) {
+      return fail("vsock-listen");
+    }
+    return echo(fd);
+  }
+  if (mode == "send" && argc == 5) {
+    const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm a{};
+    a.svm_family = AF_VSOCK;
+    a.svm_cid = static_cast<unsigned>(std::atoi(argv[2]));
+    a.svm_port = static_cast<unsigned>(std::atoi(argv[3]));
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      return fail("vsock-connect");
+    }
+    return send_and_check(fd, std::strtoull(argv[4], nullptr, 10), "");
+  }
+  if (mode == "host-echo" && argc == 3) {
+    const int fd = unix_socket(argv[2], true);
+    return fd < 0 ? fail("unix-listen") : echo(fd);
+  }
+  if (mode == "host-send" && argc == 5) {
+    const int fd = unix_socket(argv[2], false);
+    if (fd < 0) {
+      return fail("unix-connect");
+    }
+    const std::string connect = std::string("CONNECT ") + argv[3] + "\n";
+    if (::write(fd, connect.data(), connect.size()) != static_cast<ssize_t>(connect.size())) {
+      return fail("write-connect");
+    }
+    std::string line;  // "OK <port>", read byte by byte: the stream follows it
+    char ch = 0;
+    while (line.size() < 64 && ::read(fd, &ch, 1) == 1 && ch != '\n') {
+      line.push_back(ch == ' ' ? '_' : ch);
+    }
+    if (line.rfind("OK_", 0) != 0) {
+      std::printf("vsock_probe refused line=%s\n", line.empty() ? "none" : line.c_str());
+      return 1;
+    }
+    return send_and_check(fd, std::strtoull(argv[4], nullptr, 10), line);
+  }
+  std::fprintf(stderr,
+               "usage: vsock_probe echo PORT | send CID PORT BYTES | host-echo PATH | "
+               "host-send PATH PORT BYTES\n");
+  return 2;
+}
