@@ -48,6 +48,9 @@ struct Dispatcher {
   Response operator()(const AddDisk& op) const {
     return from_result(control.add_disk(op.disk), device_info_to_json);
   }
+  Response operator()(const AddNet& op) const {
+    return from_result(control.add_net(op.net), device_info_to_json);
+  }
   Response operator()(const AddVsock& op) const {
     return from_result(control.add_vsock(op.vsock), device_info_to_json);
   }

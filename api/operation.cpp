@@ -17,6 +17,7 @@ struct NameOf {
   std::string_view operator()(const GetVmCounters&) const { return "vm.counters"; }
   std::string_view operator()(const AddDevice&) const { return "vm.add-device"; }
   std::string_view operator()(const AddDisk&) const { return "vm.add-disk"; }
+  std::string_view operator()(const AddNet&) const { return "vm.add-net"; }
   std::string_view operator()(const AddVsock&) const { return "vm.add-vsock"; }
   std::string_view operator()(const RemoveDevice&) const { return "vm.remove-device"; }
 };

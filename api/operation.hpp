@@ -29,6 +29,9 @@ struct AddDevice {
 struct AddDisk {
   vmm::DiskConfig disk;
 };
+struct AddNet {
+  vmm::NetConfig net;
+};
 struct AddVsock {
   vmm::VsockConfig vsock;
 };
@@ -38,7 +41,7 @@ struct RemoveDevice {
 
 using Operation =
     std::variant<PingVmm, ShutdownVmm, CreateVm, BootVm, ShutdownVm, RebootVm, PauseVm, ResumeVm,
-                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddVsock, RemoveDevice>;
+                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddNet, AddVsock, RemoveDevice>;
 
 // The operation's API name: "vmm.ping", "vm.create", ...
 std::string_view operation_name(const Operation& operation);

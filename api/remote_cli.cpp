@@ -141,6 +141,12 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
                      "path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]")
       ->add_option("spec", disk_spec, "path=...[,readonly=on][,id=...]")
       ->required();
+  std::string net_spec;
+  app.add_subcommand("add-net",
+                     "Add a virtio-net link over a TAP (vm.add-net): "
+                     "tap=NAME[,ip=IP,mask=MASK][,mac=MAC][,queue_size=N][,id=NAME]")
+      ->add_option("spec", net_spec, "tap=...[,ip=...,mask=...][,id=...]")
+      ->required();
   std::string vsock_spec;
   app.add_subcommand("add-vsock",
                      "Add the virtio-vsock device (vm.add-vsock): cid=N,socket=PATH[,id=NAME]")
@@ -169,6 +175,8 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
     request = add_device_request(device_spec);
   } else if (command == "add-disk") {
     request = add_disk_request(disk_spec);
+  } else if (command == "add-net") {
+    request = add_net_request(net_spec);
   } else if (command == "add-vsock") {
     request = add_vsock_request(vsock_spec);
   } else if (command == "remove-device") {

@@ -135,6 +135,29 @@ Result<RemoteRequest> add_disk_request(std::string_view spec) {
   return request_for("vm.add-disk", dump_json(body));
 }
 
+Result<RemoteRequest> add_net_request(std::string_view spec) {
+  KEEL_TRY(auto items, split_spec("add-net", spec, "tap=tap0,ip=192.168.249.1,mask=255.255.255.0"));
+  nlohmann::json body = nlohmann::json::object();
+  for (const auto& [key, value] : items) {
+    if (key == "tap" || key == "ip" || key == "mask" || key == "mac" || key == "id") {
+      body[key] = value;
+    } else if (key == "num_queues" || key == "queue_size") {
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
+          value.size() > 5) {
+        return Error::invalid("add-net: " + key + "=" + value + " is not a number");
+      }
+      body[key] = std::stoul(value);
+    } else {
+      return Error::invalid("add-net: unknown key \"" + key +
+                            "\" (known: tap, ip, mask, mac, num_queues, queue_size, id)");
+    }
+  }
+  if (!body.contains("tap")) {
+    return Error::invalid("add-net: tap= is required, e.g. tap=tap0 (keel creates it when missing)");
+  }
+  return request_for("vm.add-net", dump_json(body));
+}
+
 Result<RemoteRequest> add_vsock_request(std::string_view spec) {
   KEEL_TRY(auto items, split_spec("add-vsock", spec, "cid=3,socket=/run/keel.vsock"));
   nlohmann::json body = nlohmann::json::object();

@@ -24,6 +24,8 @@ RemoteRequest create_request(std::string config_json);
 Result<RemoteRequest> add_device_request(std::string_view spec);
 // add-disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]
 Result<RemoteRequest> add_disk_request(std::string_view spec);
+// add-net tap=NAME[,ip=..,mask=..][,mac=..][,num_queues=2][,queue_size=N][,id=NAME]
+Result<RemoteRequest> add_net_request(std::string_view spec);
 // add-vsock cid=N,socket=PATH[,id=NAME]
 Result<RemoteRequest> add_vsock_request(std::string_view spec);
 // vm.remove-device {"id": ID}.

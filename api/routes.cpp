@@ -42,6 +42,12 @@ Result<Operation> make_add_disk(std::string_view body) {
   return Operation(AddDisk{std::move(disk)});
 }
 
+Result<Operation> make_add_net(std::string_view body) {
+  KEEL_TRY(auto json, body_json(body, "vm.add-net", "NetConfig"));
+  KEEL_TRY(auto net, net_config_from_json(json, "", ""));
+  return Operation(AddNet{std::move(net)});
+}
+
 Result<Operation> make_add_vsock(std::string_view body) {
   KEEL_TRY(auto json, body_json(body, "vm.add-vsock", "VsockConfig"));
   KEEL_TRY(auto vsock, vsock_config_from_json(json, ""));
@@ -59,7 +65,7 @@ Result<Operation> make_remove_device(std::string_view body) {
   return Operation(RemoveDevice{*id});
 }
 
-constexpr std::array<Route, 15> kRoutes{{
+constexpr std::array<Route, 16> kRoutes{{
     {"vmm.ping", "GET", false, &make_plain<PingVmm>},
     {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
     {"vm.create", "PUT", true, &make_create},
@@ -73,6 +79,7 @@ constexpr std::array<Route, 15> kRoutes{{
     {"vm.counters", "GET", false, &make_plain<GetVmCounters>},
     {"vm.add-device", "PUT", true, &make_add_device},
     {"vm.add-disk", "PUT", true, &make_add_disk},
+    {"vm.add-net", "PUT", true, &make_add_net},
     {"vm.add-vsock", "PUT", true, &make_add_vsock},
     {"vm.remove-device", "PUT", true, &make_remove_device},
 }};

@@ -404,6 +404,34 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
   });
 }
 
+Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net) {
+  return on_vmm_thread<Result<DeviceInfo>>([this, &net]() -> Result<DeviceInfo> {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+      return Error::not_supported("hot-plug is not supported while the VM runs; add network "
+                                   "links before vm.boot");
+    }
+    NetConfig added = net;
+    if (added.id.empty()) {
+      added.id = default_net_id(config_->nets.size());
+    }
+    for (const NetConfig& n : config_->nets) {
+      if (n.id == added.id || (!added.tap.empty() && n.tap == added.tap)) {
+        return Error::exists("net " + added.id + " (tap " + added.tap +
+                             ") is already added; remove it first (vm.remove-device) or give "
+                             "another id and TAP");
+      }
+    }
+    VmConfig next = *config_;
+    next.nets.push_back(added);
+    KEEL_TRY_STATUS(check_vm(next));
+    config_ = std::move(next);
+    return DeviceInfo{added.id, ""};
+  });
+}
+
 Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &vsock]() -> Result<DeviceInfo> {
     if (!config_) {

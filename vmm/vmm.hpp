@@ -47,6 +47,7 @@ class Vmm : public VmmControl {
   Result<Counters> vm_counters() override;
   Result<DeviceInfo> add_device(const DeviceConfig& device) override;
   Result<DeviceInfo> add_disk(const DiskConfig& disk) override;
+  Result<DeviceInfo> add_net(const NetConfig& net) override;
   Result<DeviceInfo> add_vsock(const VsockConfig& vsock) override;
   Status remove_device(const std::string& id) override;
 

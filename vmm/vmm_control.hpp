@@ -67,6 +67,8 @@ class VmmControl {
   virtual Result<DeviceInfo> add_device(const DeviceConfig& device) = 0;
   // Before vm.boot; an empty id becomes "_disk<N>".
   virtual Result<DeviceInfo> add_disk(const DiskConfig& disk) = 0;
+  // vm.add-net: a virtio-net link over a TAP, before the VM boots (an empty id: "_net<N>").
+  virtual Result<DeviceInfo> add_net(const NetConfig& net) = 0;
   // vm.add-vsock: the VM's one vsock device, before it boots.
   virtual Result<DeviceInfo> add_vsock(const VsockConfig& vsock) = 0;
   virtual Status remove_device(const std::string& id) = 0;

@@ -90,6 +90,19 @@ TEST_CASE("vm.add-device answers 200 {id, bdf}, bdf null before boot") {
   CHECK(json::parse(after.body) == json::parse(R"({"id": "nic0", "bdf": "0000:00:03.0"})"));
 }
 
+TEST_CASE("vm.add-net answers 200 {id, bdf} and passes the NetConfig; TAP fds are refused") {
+  FakeVmmControl vmm;
+  const Response r = put(vmm, "vm.add-net", R"({"tap": "tap1", "ip": "192.168.1.1", "mask": "255.255.255.0"})");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body) == json::parse(R"({"id": "_net0", "bdf": null})"));
+  REQUIRE(vmm.added_net);
+  CHECK(vmm.added_net->tap == "tap1");
+  CHECK(vmm.added_net->ip == "192.168.1.1");
+  CHECK(vmm.added_net->id.empty());  // the VMM names it
+  const Response fds = put(vmm, "vm.add-net", R"({"fds": [3]})");
+  CHECK(fds.status == 400);
+}
+
 TEST_CASE("vm.add-vsock answers 200 {id, bdf} and passes the VsockConfig") {
   FakeVmmControl vmm;
   const Response r = put(vmm, "vm.add-vsock", R"({"cid": 7, "socket": "/run/k.vsock", "id": "v"})");
@@ -146,6 +159,8 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
         body = R"({"id": "nic0"})";
       } else if (route.name == "vm.add-disk") {
         body = R"({"path": "/images/root.img"})";
+      } else if (route.name == "vm.add-net") {
+        body = R"({"tap": "tap0"})";
       } else if (route.name == "vm.add-vsock") {
         body = R"({"cid": 3, "socket": "/run/keel.vsock"})";
       }

@@ -37,6 +37,15 @@ class FakeVmmControl : public vmm::VmmControl {
     }
     return DeviceInfo{device.id, added_bdf};
   }
+  Result<DeviceInfo> add_net(const vmm::NetConfig& net) override {
+    std::lock_guard lock(mutex_);
+    added_net = net;
+    calls_.emplace_back("add_net");
+    if (error) {
+      return *error;
+    }
+    return DeviceInfo{net.id.empty() ? "_net0" : net.id, ""};
+  }
   Result<DeviceInfo> add_vsock(const vmm::VsockConfig& vsock) override {
     std::lock_guard lock(mutex_);
     added_vsock = vsock;
@@ -79,6 +88,7 @@ class FakeVmmControl : public vmm::VmmControl {
   std::optional<vmm::DeviceConfig> added;
   std::optional<vmm::DiskConfig> added_disk;
   std::optional<vmm::VsockConfig> added_vsock;
+  std::optional<vmm::NetConfig> added_net;
   std::string removed;
 
  private:

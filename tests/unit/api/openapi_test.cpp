@@ -45,6 +45,9 @@ std::string body_for(const Route& route) {
   if (route.name == "vm.remove-device") {
     return R"({"id": "nic0"})";
   }
+  if (route.name == "vm.add-net") {
+    return R"({"tap": "tap0"})";
+  }
   if (route.name == "vm.add-vsock") {
     return R"({"cid": 3, "socket": "/run/keel.vsock"})";
   }

@@ -41,6 +41,28 @@ TEST_CASE("remote: commands map to endpoints and methods") {
   CHECK(json::parse(remove.body) == json{{"id", "nic0"}});
 }
 
+TEST_CASE("remote: add-net and add-vsock take keel's --net and --vsock syntax") {
+  auto net = add_net_request("tap=tap1,ip=10.0.0.1,mask=255.0.0.0,queue_size=512,id=n");
+  REQUIRE(net.ok());
+  CHECK(net->target == "/api/v1/vm.add-net");
+  CHECK(nlohmann::json::parse(net->body) ==
+        nlohmann::json::parse(R"({"tap": "tap1", "ip": "10.0.0.1", "mask": "255.0.0.0",
+                                  "queue_size": 512, "id": "n"})"));
+  CHECK(add_net_request("ip=10.0.0.1").error().message().find("tap= is required") !=
+        std::string::npos);
+  CHECK(add_net_request("tap=t,fd=3").error().message().find("unknown key \"fd\"") !=
+        std::string::npos);
+  auto vsock = add_vsock_request("cid=3,socket=/run/k.vsock");
+  REQUIRE(vsock.ok());
+  CHECK(vsock->target == "/api/v1/vm.add-vsock");
+  CHECK(nlohmann::json::parse(vsock->body) ==
+        nlohmann::json::parse(R"({"cid": 3, "socket": "/run/k.vsock"})"));
+  CHECK(add_vsock_request("cid=x,socket=/s").error().message() ==
+        "add-vsock: cid=x is not a number, e.g. cid=3");
+  CHECK(add_vsock_request("socket=/s").error().message().find("cid= and socket= are required") !=
+        std::string::npos);
+}
+
 TEST_CASE("remote: add-disk takes keel's --disk syntax") {
   auto request = add_disk_request("path=/img/root.img,readonly=on,num_queues=2,id=root");
   REQUIRE(request.ok());

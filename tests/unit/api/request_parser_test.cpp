@@ -47,6 +47,7 @@ TEST_CASE("every endpoint parses to its operation") {
       {"vm.add-device", "PUT", R"({"path": "/sys/bus/pci/devices/0000:01:00.0"})",
        Operation(AddDevice{}).index()},
       {"vm.add-disk", "PUT", R"({"path": "/images/root.img"})", Operation(AddDisk{}).index()},
+      {"vm.add-net", "PUT", R"({"tap": "tap0"})", Operation(AddNet{}).index()},
       {"vm.add-vsock", "PUT", R"({"cid": 3, "socket": "/run/keel.vsock"})", Operation(AddVsock{}).index()},
       {"vm.remove-device", "PUT", R"({"id": "nic0"})", Operation(RemoveDevice{}).index()},
   };
@@ -109,8 +110,8 @@ TEST_CASE("a body sent to an endpoint that takes none is ignored") {
 }
 
 TEST_CASE("endpoints that take a body refuse a missing or broken one with 400") {
-  for (const char* name : {"vm.create", "vm.add-device", "vm.add-disk", "vm.add-vsock",
-                           "vm.remove-device"}) {
+  for (const char* name : {"vm.create", "vm.add-device", "vm.add-disk", "vm.add-net",
+                           "vm.add-vsock", "vm.remove-device"}) {
     INFO(name);
     auto empty = parse_request("PUT", target(name), "");
     CHECK(status_of(empty) == 400);
