@@ -67,12 +67,13 @@ Result<std::unique_ptr<VirtioVsock>> VirtioVsock::create(std::uint64_t guest_cid
                                    "another path");
     }
     auto live = connect_unix(socket_path);
-    if (live.ok() || live.error().code().value() != ECONNREFUSED) {
+    const int why = live.ok() ? 0 : live.error().code().value();
+    if (why != ECONNREFUSED && why != ENOENT) {
       return Error::exists(where + ": another process listens there (or it cannot be "
                                    "checked); stop it or give another path");
     }
     // Left behind by a process that ended without removing it: nobody listens.
-    if (::unlink(socket_path.c_str()) != 0) {
+    if (why == ECONNREFUSED && ::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
       return Error::from_errno(where + ": removing the stale socket");
     }
   }
@@ -184,11 +185,16 @@ std::uint32_t VirtioVsock::serve(std::uint16_t queue, const Chain& chain,
     control_.pop_front();
     return write_packet(h, chain, memory);
   }
+  // Connections take turns: one packet each, then to the back of the line while they have more.
   while (!readable_.empty()) {
     const int fd = readable_.front();
     readable_.pop_front();
     auto it = by_fd_.find(fd);
-    if (it != by_fd_.end() && can_read(it->second)) {
+    if (it == by_fd_.end()) {
+      continue;
+    }
+    it->second.queued = false;
+    if (can_read(it->second)) {
       return send_data(it->second, chain, memory);
     }
   }
@@ -225,7 +231,6 @@ std::map<std::string, std::uint64_t> VirtioVsock::counters() const {
 void VirtioVsock::poll_events() {
   std::array<epoll_event, kMaxConnections + 2> events{};
   const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 0);
-  readable_.clear();
   for (int i = 0; i < n; ++i) {
     const int fd = events[i].data.fd;
     const std::uint32_t what = events[i].events;
@@ -246,6 +251,10 @@ void VirtioVsock::poll_events() {
       read_connect_line(c);
       continue;
     }
+    if (c.state == State::kConnecting) {
+      reset_connection(c);  // the host program hung up before the guest answered
+      continue;
+    }
     if (!c.pending.empty() && (what & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
       if (!flush(c)) {
         reset_connection(c);
@@ -255,7 +264,8 @@ void VirtioVsock::poll_events() {
         continue;
       }
     }
-    if (can_read(c) && (what & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
+    if (can_read(c) && !c.queued && (what & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
+      c.queued = true;
       readable_.push_back(fd);
     }
     rearm(c);
@@ -263,18 +273,29 @@ void VirtioVsock::poll_events() {
 }
 
 void VirtioVsock::accept_connections() {
-  for (;;) {
+  // A few at a time: this runs under the transport's lock, and a flood must not hold it.
+  for (int i = 0; i < 16; ++i) {
     UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
-        log::warn("vsock", "accept failed", {{"socket", path_}, {"errno", errno}});
-      }
       if (errno == EINTR || errno == ECONNABORTED) {
         continue;
       }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        // Out of fds or memory: stop listening until a connection closes, rather than spin on
+        // a listener that stays readable.
+        if (warnings_++ < 4) {
+          log::warn("vsock", "accept failed; not listening until a connection closes",
+                    {{"socket", path_}, {"errno", errno}});
+        }
+        (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
+        listening_ = false;
+      }
       return;
     }
-    if (by_fd_.size() >= kMaxConnections) {
+    const auto waiting = std::count_if(by_fd_.begin(), by_fd_.end(), [](const auto& e) {
+      return e.second.state == State::kAwaitingConnect;
+    });
+    if (by_fd_.size() >= kMaxConnections || waiting >= static_cast<std::ptrdiff_t>(kMaxAwaiting)) {
       ++refused_;
       continue;  // closed: the host program sees the end of its connection
     }
@@ -341,9 +362,9 @@ void VirtioVsock::read_connect_line(Connection& c) {
 
 bool VirtioVsock::flush(Connection& c) {
   std::size_t done = 0;
-  while (done < c.pending.size()) {
-    const ssize_t n = ::send(c.fd.get(), c.pending.data() + done, c.pending.size() - done,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (c.pending_at + done < c.pending.size()) {
+    const ssize_t n = ::send(c.fd.get(), c.pending.data() + c.pending_at + done,
+                             c.pending.size() - c.pending_at - done, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
@@ -355,7 +376,15 @@ bool VirtioVsock::flush(Connection& c) {
     }
     done += static_cast<std::size_t>(n);
   }
-  c.pending.erase(c.pending.begin(), c.pending.begin() + static_cast<std::ptrdiff_t>(done));
+  c.pending_at += done;
+  if (c.pending_at == c.pending.size()) {
+    c.pending.clear();
+    c.pending_at = 0;
+  } else if (c.pending_at >= kBufAlloc) {
+    // What went is dropped from the front now and then, so the buffer stays within the window.
+    c.pending.erase(c.pending.begin(), c.pending.begin() + static_cast<std::ptrdiff_t>(c.pending_at));
+    c.pending_at = 0;
+  }
   c.forwarded += static_cast<std::uint32_t>(done);
   maybe_credit_update(c);
   return true;
@@ -386,27 +415,32 @@ bool VirtioVsock::can_read(const Connection& c) const {
 }
 
 void VirtioVsock::rearm(Connection& c) {
-  int want = 0;
+  // -1: out of the set. An established connection with nothing wanted leaves it altogether (a
+  // hung-up peer would be reported forever); one waiting for the guest's answer stays with no
+  // events, so that its host program hanging up (reported regardless) ends it.
+  int want = -1;
   if (c.state == State::kAwaitingConnect) {
     want = EPOLLIN;
-  } else if (c.state == State::kEstablished) {
+  } else if (c.state == State::kConnecting) {
+    want = 0;
+  } else {
     want = (can_read(c) ? int{EPOLLIN} : 0) | (c.pending.empty() ? 0 : int{EPOLLOUT});
+    want = want == 0 ? -1 : want;
   }
   if (want == c.registered) {
     return;
   }
-  // Nothing wanted: out of the set altogether, or a hung-up peer would be reported forever.
   epoll_event ev{};
-  ev.events = static_cast<std::uint32_t>(want);
+  ev.events = static_cast<std::uint32_t>(std::max(want, 0));
   ev.data.fd = c.fd.get();
-  const int op = want == 0 ? EPOLL_CTL_DEL : c.registered < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-  if (c.registered < 0 && want == 0) {
-    return;
-  }
+  const int op = want < 0 ? EPOLL_CTL_DEL : c.registered < 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
   if (::epoll_ctl(epoll_.get(), op, c.fd.get(), &ev) != 0) {
-    log::warn("vsock", "epoll_ctl failed", {{"fd", c.fd.get()}, {"errno", errno}});
+    if (warnings_++ < 4) {
+      log::warn("vsock", "epoll_ctl failed", {{"fd", c.fd.get()}, {"errno", errno}});
+    }
+    return;  // tried again at the next change
   }
-  c.registered = want == 0 ? -1 : want;
+  c.registered = want;
 }
 
 // ---- the guest side ----
@@ -415,11 +449,14 @@ void VirtioVsock::on_guest_packet(const virtio_vsock_hdr& h, const Chain& chain,
                                   const memory::GuestMemory& memory) {
   const Key key{std::uint32_t{h.dst_port}, std::uint32_t{h.src_port}};
   Connection* c = find(key);
-  const bool addressed = h.src_cid == cid_ && h.dst_cid == kHostCid;
+  if (h.src_cid != cid_ || h.dst_cid != kHostCid) {
+    ++malformed_;  // not this guest's, or not for the host: no connection of ours to answer for
+    return;
+  }
   const bool sized = h.len <= kMaxPayload && h.len <= chain.readable_size - kHeader;
-  if (!addressed || !sized || h.type != VIRTIO_VSOCK_TYPE_STREAM) {
+  if (!sized || h.type != VIRTIO_VSOCK_TYPE_STREAM) {
     ++malformed_;
-    if (c != nullptr && addressed) {
+    if (c != nullptr) {
       reset_connection(*c);
     } else if (h.op != VIRTIO_VSOCK_OP_RST) {
       queue_reply_reset(h);
@@ -427,8 +464,10 @@ void VirtioVsock::on_guest_packet(const virtio_vsock_hdr& h, const Chain& chain,
     return;
   }
   if (c != nullptr) {
+    // Every packet carries the guest's window: one that opened lets the host's bytes flow again.
     c->peer_buf_alloc = h.buf_alloc;
     c->peer_fwd_cnt = h.fwd_cnt;
+    rearm(*c);
   }
   switch (h.op) {
     case VIRTIO_VSOCK_OP_REQUEST:
@@ -549,17 +588,16 @@ void VirtioVsock::forward_to_host(Connection& c, const Chain& chain, std::uint32
 
 void VirtioVsock::maybe_credit_update(Connection& c) {
   if (!c.credit_update_queued && c.forwarded - c.forwarded_told >= kBufAlloc / 4) {
-    c.credit_update_queued = true;
-    queue_packet(c.key, VIRTIO_VSOCK_OP_CREDIT_UPDATE);
+    c.credit_update_queued = queue_packet(c.key, VIRTIO_VSOCK_OP_CREDIT_UPDATE);
   }
 }
 
 // ---- packets to the guest ----
 
-void VirtioVsock::queue_packet(const Key& key, std::uint16_t op, std::uint32_t flags) {
+bool VirtioVsock::queue_packet(const Key& key, std::uint16_t op, std::uint32_t flags) {
   if (control_.size() >= kMaxControl) {
     ++control_dropped_;  // a guest that gives no receive buffers
-    return;
+    return false;
   }
   virtio_vsock_hdr h{};
   h.src_cid = kHostCid;
@@ -571,6 +609,7 @@ void VirtioVsock::queue_packet(const Key& key, std::uint16_t op, std::uint32_t f
   h.flags = flags;
   control_.push_back(h);
   (void)wake_.signal();
+  return true;
 }
 
 void VirtioVsock::queue_reply_reset(const virtio_vsock_hdr& to) {
@@ -593,7 +632,17 @@ void VirtioVsock::close_connection(Connection& c) {
   if (c.state != State::kAwaitingConnect) {
     by_key_.erase(c.key);
   }
+  if (auto at = std::find(readable_.begin(), readable_.end(), c.fd.get()); at != readable_.end()) {
+    readable_.erase(at);
+  }
   by_fd_.erase(c.fd.get());  // closes the host side: its program sees the end
+  if (!listening_) {
+    // Room again after running out of fds: listen again.
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listener_.get();
+    listening_ = ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &ev) == 0;
+  }
 }
 
 VirtioVsock::Connection* VirtioVsock::find(const Key& key) {
@@ -632,14 +681,19 @@ std::uint32_t VirtioVsock::send_data(Connection& c, const Chain& chain,
   h.src_port = c.key.first;
   h.dst_port = c.key.second;
   h.type = VIRTIO_VSOCK_TYPE_STREAM;
-  ssize_t n = 0;
-  if (want > 0) {
-    std::vector<iovec> iov = Virtqueue::iovecs(memory, chain.writable, kHeader, want);
-    iov.resize(std::min<std::size_t>(iov.size(), IOV_MAX));
-    do {
-      n = ::readv(c.fd.get(), iov.data(), static_cast<int>(iov.size()));
-    } while (n < 0 && errno == EINTR);
+  std::vector<iovec> iov = want == 0 ? std::vector<iovec>{}
+                                     : Virtqueue::iovecs(memory, chain.writable, kHeader, want);
+  if (iov.empty()) {
+    // No room past the header (or the buffers leave guest RAM): nothing read, nothing told.
+    c.queued = true;
+    readable_.push_front(c.fd.get());
+    return 0;
   }
+  iov.resize(std::min<std::size_t>(iov.size(), IOV_MAX));
+  ssize_t n = 0;
+  do {
+    n = ::readv(c.fd.get(), iov.data(), static_cast<int>(iov.size()));
+  } while (n < 0 && errno == EINTR);
   if (n > 0) {
     h.op = VIRTIO_VSOCK_OP_RW;
     h.len = static_cast<std::uint32_t>(n);
@@ -651,6 +705,7 @@ std::uint32_t VirtioVsock::send_data(Connection& c, const Chain& chain,
     h.flags = VIRTIO_VSOCK_SHUTDOWN_SEND;
     c.host_eof = true;
   } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    rearm(c);
     return 0;  // not readable after all: the buffer goes back empty
   } else {
     h.op = VIRTIO_VSOCK_OP_RST;
@@ -660,6 +715,10 @@ std::uint32_t VirtioVsock::send_data(Connection& c, const Chain& chain,
     return length;
   }
   const std::uint32_t length = write_packet(h, chain, memory);
+  if (n > 0 && static_cast<std::uint64_t>(n) == want && can_read(c)) {
+    c.queued = true;  // probably more: its next turn after the others'
+    readable_.push_back(c.fd.get());
+  }
   rearm(c);
   return length;
 }

@@ -44,6 +44,8 @@ class VirtioVsock final : public VirtioDevice {
   static constexpr std::uint32_t kBufAlloc = 128 * 1024;
   // The most connections at once; more are refused (host: closed; guest: reset).
   static constexpr std::size_t kMaxConnections = 256;
+  // Of which host programs that have not yet sent their CONNECT line, at most.
+  static constexpr std::size_t kMaxAwaiting = 32;
   // A packet's payload at most (Linux sends up to 64 KiB).
   static constexpr std::uint32_t kMaxPayload = 64 * 1024;
   // Host ports the device gives host-initiated connections: from here up.
@@ -91,6 +93,7 @@ class VirtioVsock final : public VirtioDevice {
     std::string line;  // the CONNECT line so far
     // Guest to host: bytes the socket did not take yet, and how many were forwarded.
     std::vector<std::uint8_t> pending;
+    std::size_t pending_at = 0;  // how much of `pending` went already
     std::uint32_t received = 0, forwarded = 0, forwarded_told = 0;
     bool credit_update_queued = false;
     // Host to guest: the guest's window, and what was sent into it.
@@ -99,6 +102,7 @@ class VirtioVsock final : public VirtioDevice {
     bool host_shut_write = false;  // its write side shut: the guest sends nothing more
     bool guest_done_sending = false, guest_done_receiving = false;
     int registered = -1;  // epoll events registered; -1 for none
+    bool queued = false;  // in readable_
   };
 
   VirtioVsock(std::uint64_t cid, std::string path, UniqueFd listener, UniqueFd epoll,
@@ -124,7 +128,8 @@ class VirtioVsock final : public VirtioDevice {
   // connection when the guest is done both ways; false when it is gone.
   bool settle(Connection& c);
   void rearm(Connection& c);
-  void queue_packet(const Key& key, std::uint16_t op, std::uint32_t flags = 0);
+  // False when the guest has left too many unread (the packet is dropped and counted).
+  bool queue_packet(const Key& key, std::uint16_t op, std::uint32_t flags = 0);
   void queue_reply_reset(const virtio_vsock_hdr& to);
   void reset_connection(Connection& c);  // tells the guest, closes the host side
   void close_connection(Connection& c);  // closes the host side, forgets it
@@ -145,7 +150,9 @@ class VirtioVsock final : public VirtioDevice {
   std::map<int, Connection> by_fd_;  // every connection, by its host fd
   std::map<Key, int> by_key_;        // those the guest knows of
   std::deque<virtio_vsock_hdr> control_;  // headers waiting for the guest's receive buffers
-  std::deque<int> readable_;              // connections with bytes (or an end) for the guest
+  std::deque<int> readable_;  // connections with bytes (or an end) for the guest, in turn
+  bool listening_ = true;     // the listener is in the epoll set (not after running out of fds)
+  unsigned warnings_ = 0;
   std::uint32_t next_port_ = kFirstHostPort;
   std::uint64_t rx_bytes_ = 0, rx_packets_ = 0, tx_bytes_ = 0, tx_packets_ = 0,
                 host_connections_ = 0, guest_connections_ = 0, refused_ = 0, resets_ = 0,

@@ -127,13 +127,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             c.readable.push_back({0x10000, payload});
             c.readable_size += payload;
           }
-          const auto key = std::pair{std::uint32_t{h.dst_port}, std::uint32_t{h.src_port}};
-          if (h.op == VIRTIO_VSOCK_OP_REQUEST || h.op == VIRTIO_VSOCK_OP_RST) {
-            delivered.erase(key);  // a new connection (or none): its count starts again
-            window.erase(key);
+          // The model follows the header the device reads: the chain's first 44 bytes, wherever
+          // its buffers put them; only a well-formed packet moves a connection.
+          virtio_vsock_hdr seen{};
+          auto whole = keel::virtio::Virtqueue::read(
+              mem, c.readable, 0, std::span(reinterpret_cast<std::uint8_t*>(&seen), sizeof seen));
+          const bool well_formed = whole.ok() && *whole == sizeof seen && seen.src_cid == kCid &&
+                                   seen.dst_cid == VirtioVsock::kHostCid && seen.type == 1 &&
+                                   seen.len <= c.readable_size - sizeof seen &&
+                                   seen.len <= VirtioVsock::kMaxPayload;
+          const auto key = std::pair{std::uint32_t{seen.dst_port}, std::uint32_t{seen.src_port}};
+          if (well_formed) {
+            if (seen.op == VIRTIO_VSOCK_OP_REQUEST) {
+              delivered.erase(key);  // a new connection: its count starts again
+              window.erase(key);
+            }
+            // The device may send up to fwd_cnt + buf_alloc bytes in total on a connection.
+            window[key] =
+                std::max<std::uint64_t>(window[key], std::uint64_t{seen.fwd_cnt} + seen.buf_alloc);
           }
-          // The device may send up to fwd_cnt + buf_alloc bytes in total on a connection.
-          window[key] = std::max<std::uint64_t>(window[key], std::uint64_t{h.fwd_cnt} + h.buf_alloc);
           KEEL_FUZZ_CHECK(dev.serve(VirtioVsock::kTxQueue, c, mem) == 0);
           for (int l : listeners) {
             for (int fd; l >= 0 && (fd = ::accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
@@ -203,9 +215,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             } else if (h.op == VIRTIO_VSOCK_OP_RW) {
               delivered[key] += h.len;
               KEEL_FUZZ_CHECK(delivered[key] <= window[key]);
-            } else if (h.op == VIRTIO_VSOCK_OP_RST) {
-              window.erase(key);
-              delivered.erase(key);
             }
           }
           break;
