@@ -21,6 +21,7 @@ declare -A seeds=(
   [virtio_pci_fuzzer]=tests/fuzz/virtio/corpus-pci
   [blk_fuzzer]=tests/fuzz/virtio/corpus-blk
   [vsock_fuzzer]=tests/fuzz/virtio/corpus-vsock
+  [net_fuzzer]=tests/fuzz/virtio/corpus-net
   [vfio_info_fuzzer]=tests/fuzz/vfio/corpus
   [kernel_image_fuzzer]=tests/fuzz/boot/corpus
   [uart_fuzzer]=tests/fuzz/devices/corpus
@@ -28,7 +29,7 @@ declare -A seeds=(
 )
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer blk_fuzzer vsock_fuzzer vfio_info_fuzzer
+  fuzzers=(api_request_fuzzer api_http_fuzzer iommu_fuzzer virtio_pci_fuzzer blk_fuzzer vsock_fuzzer net_fuzzer vfio_info_fuzzer
     kernel_image_fuzzer uart_fuzzer passthrough_config_fuzzer)
 fi
 
