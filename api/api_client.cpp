@@ -1,6 +1,12 @@
 #include "api/api_client.hpp"
 
+#include <sys/socket.h>
+
+#include <cstring>
+#include <sstream>
+
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/error.hpp>
@@ -29,6 +35,7 @@ struct Exchange {
   http::response_parser<http::string_body> parser;
   beast::error_code error;
   std::string step;
+  std::string raw;  // the request as sent with file descriptors
 
   explicit Exchange(asio::io_context& io) : stream(io) {}
 
@@ -42,7 +49,7 @@ struct Exchange {
 
 Result<ApiReply> api_request(const std::string& socket_path, std::string_view method,
                              std::string_view target, std::string body,
-                             std::chrono::milliseconds timeout) {
+                             std::chrono::milliseconds timeout, const std::vector<int>& fds) {
   asio::io_context io;
   Exchange x(io);
   x.request.method_string(beast::string_view(method.data(), method.size()));
@@ -61,12 +68,12 @@ Result<ApiReply> api_request(const std::string& socket_path, std::string_view me
   x.parser.body_limit(16 * kMaxBodyBytes);
 
   x.stream.expires_after(timeout);
-  x.stream.async_connect(Protocol::endpoint(socket_path), [&x](beast::error_code ec) {
+  x.stream.async_connect(Protocol::endpoint(socket_path), [&x, &fds](beast::error_code ec) {
     if (ec) {
       x.fail(ec, "connect to ");
       return;
     }
-    http::async_write(x.stream, x.request, [&x](beast::error_code wec, std::size_t) {
+    auto read_answer = [&x](beast::error_code wec, std::size_t) {
       // A server that refuses the request (413) may close before reading all of it: read its
       // answer anyway.
       if (wec && wec != asio::error::broken_pipe && wec != asio::error::connection_reset) {
@@ -78,7 +85,35 @@ Result<ApiReply> api_request(const std::string& socket_path, std::string_view me
           x.fail(rec, "read the answer from ");
         }
       });
-    });
+    };
+    if (fds.empty()) {
+      http::async_write(x.stream, x.request, read_answer);
+      return;
+    }
+    // The descriptors ride on the request's first bytes; the rest (if any) follows as usual.
+    std::ostringstream text;
+    text << x.request;
+    x.raw = text.str();
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    iovec iov{x.raw.data(), x.raw.size()};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.data();
+    message.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&message);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    const ssize_t sent = ::sendmsg(x.stream.socket().native_handle(), &message, MSG_NOSIGNAL);
+    if (sent <= 0) {
+      x.fail(beast::error_code(errno, boost::system::system_category()),
+             "send the request and its file descriptors to ");
+      return;
+    }
+    asio::async_write(x.stream, asio::buffer(x.raw.data() + sent, x.raw.size() - static_cast<std::size_t>(sent)),
+                      read_answer);
   });
   io.run();
 

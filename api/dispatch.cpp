@@ -49,7 +49,8 @@ struct Dispatcher {
     return from_result(control.add_disk(op.disk), device_info_to_json);
   }
   Response operator()(const AddNet& op) const {
-    return from_result(control.add_net(op.net), device_info_to_json);
+    return from_result(control.add_net(op.net, op.tap ? std::move(*op.tap) : UniqueFd()),
+                       device_info_to_json);
   }
   Response operator()(const AddVsock& op) const {
     return from_result(control.add_vsock(op.vsock), device_info_to_json);
@@ -76,8 +77,32 @@ Response dispatch(const Operation& operation, vmm::VmmControl& control) {
 }
 
 Response handle_request(std::string_view method, std::string_view target, std::string_view body,
-                        vmm::VmmControl& control) {
+                        vmm::VmmControl& control, std::vector<UniqueFd> fds) {
   auto operation = parse_request(method, target, body);
+  if (operation.ok()) {
+    const AddNet* add = std::get_if<AddNet>(&*operation);
+    if (add != nullptr && add->fds_named != 0 && fds.empty()) {
+      const Response response = error_response(Error::invalid(
+          "fds: the body names " + std::to_string(add->fds_named) +
+          " file descriptors but none came with the request; send the TAP's fd with the "
+          "request (SCM_RIGHTS on the API socket), or give tap instead"));
+      log_failure("vm.add-net", response);
+      return response;
+    }
+  }
+  if (operation.ok() && !fds.empty()) {
+    AddNet* add = std::get_if<AddNet>(&*operation);
+    if (add == nullptr || fds.size() != 1) {
+      const Response response = error_response(Error::invalid(
+          std::to_string(fds.size()) + " file descriptors came with " +
+          std::string(operation_name(*operation)) +
+          (add == nullptr ? ", which takes none; send them with vm.add-net only"
+                          : "; Keel's virtio-net takes one TAP (one queue pair): send one")));
+      log_failure(operation_name(*operation), response);
+      return response;  // the fds close here
+    }
+    add->tap = std::make_shared<UniqueFd>(std::move(fds.front()));
+  }
   if (operation.ok()) {
     return dispatch(*operation, control);
   }

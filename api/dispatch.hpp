@@ -1,9 +1,11 @@
 #pragma once
 
 #include <string_view>
+#include <vector>
 
 #include "api/operation.hpp"
 #include "api/response.hpp"
+#include "base/unique_fd.hpp"
 #include "vmm/vmm_control.hpp"
 
 namespace keel::api {
@@ -14,8 +16,9 @@ namespace keel::api {
 Response dispatch(const Operation& operation, vmm::VmmControl& control);
 
 // parse_request, then dispatch: what the HTTP server answers for one request. A 405 carries the
-// endpoint's method in `allow`.
+// endpoint's method in `allow`. `fds` came with the request (SCM_RIGHTS): vm.add-net takes one
+// TAP's; every other request refuses them with 400 (and they are closed).
 Response handle_request(std::string_view method, std::string_view target, std::string_view body,
-                        vmm::VmmControl& control);
+                        vmm::VmmControl& control, std::vector<UniqueFd> fds = {});
 
 }  // namespace keel::api

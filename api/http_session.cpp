@@ -45,9 +45,18 @@ void HttpSession::read_request() {
   parser_->header_limit(kHeaderLimit);
   // One deadline for the whole request, header and body: a client that trickles bytes or
   // half-closes is dropped when it expires, as is an idle keep-alive connection.
-  stream_.expires_after(limits_.timeout);
+  read_timed_out_ = false;
+  read_deadline_.expires_after(limits_.timeout);
+  read_deadline_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+    auto self = weak.lock();
+    if (!ec && self) {
+      self->read_timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    }
+  });
   http::async_read_header(
-      stream_, buffer_, *parser_,
+      reader_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
 }
 
@@ -72,6 +81,7 @@ void HttpSession::on_header(beast::error_code ec) {
   if (beast::iequals(expect, "100-continue") && !parser_->is_done()) {
     // curl sends large bodies only after "100 Continue" (or a one-second wait).
     writing_ = true;
+    stream_.expires_after(limits_.timeout);
     boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
                              [self = shared_from_this()](beast::error_code wec, std::size_t) {
                                self->writing_ = false;
@@ -88,11 +98,15 @@ void HttpSession::on_header(beast::error_code ec) {
 
 void HttpSession::read_body() {
   http::async_read(
-      stream_, buffer_, *parser_,
+      reader_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
+  read_deadline_.cancel();
+  if (read_timed_out_ && ec) {
+    ec = beast::error::timeout;
+  }
   const bool parse_error =
       ec && &ec.category() == &beast::error_code(http::error::bad_method).category() &&
       ec != http::error::end_of_stream && ec != http::error::partial_message;
@@ -113,9 +127,15 @@ void HttpSession::on_read(beast::error_code ec) {
   Request& request = parser_->get();
   const auto method = request.method_string();
   const auto target = request.target();
+  if (reader_.fds_dropped()) {
+    answer_refused(Error::invalid("more than " + std::to_string(FdReceivingStream::kMaxFds) +
+                                  " file descriptors came with the request; send at most that"));
+    return;
+  }
   const Response response =
       handle_request(std::string_view(method.data(), method.size()),
-                     std::string_view(target.data(), target.size()), request.body(), control_);
+                     std::string_view(target.data(), target.size()), request.body(), control_,
+                     reader_.take_fds());
   // Beast takes "HTTP/1.9" as version 19: answer 1.0 clients in 1.0, everyone else in 1.1.
   send(response, request.version() == 10 ? 10 : 11, request.keep_alive());
 }
@@ -135,6 +155,7 @@ void HttpSession::answer_refused(const Error& error) {
 }
 
 void HttpSession::send(const Response& response, unsigned version, bool keep_alive) {
+  read_deadline_.cancel();
   keep_alive = keep_alive && !stopping_;
   response_ = HttpResponse(static_cast<http::status>(response.status), version);
   response_.set(http::field::server, std::string("keel/") + kVersion);

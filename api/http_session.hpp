@@ -6,12 +6,14 @@
 #include <optional>
 
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "api/fd_receiving_stream.hpp"
 #include "api/response.hpp"
 #include "vmm/vmm_control.hpp"
 
@@ -30,7 +32,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   using Socket = boost::asio::local::stream_protocol::socket;
 
   HttpSession(Socket socket, vmm::VmmControl& control, SessionLimits limits)
-      : stream_(std::move(socket)), control_(control), limits_(limits) {}
+      : stream_(std::move(socket)),
+        reader_(stream_.socket()),
+        read_deadline_(stream_.get_executor()),
+        control_(control),
+        limits_(limits) {}
 
   void start();
   // Closes now if waiting for a request, after the answer if one is being sent.
@@ -55,7 +61,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_write(boost::beast::error_code ec, bool keep_alive);
   void close();
 
-  Stream stream_;
+  Stream stream_;  // writes (with their deadline) and closing
+  FdReceivingStream reader_;  // reads, with the fds passed beside the bytes
+  boost::asio::steady_timer read_deadline_;  // one for a whole request, header and body
+  bool read_timed_out_ = false;
   vmm::VmmControl& control_;
   SessionLimits limits_;
   boost::beast::flat_buffer buffer_;

@@ -1,9 +1,12 @@
 #pragma once
 
+#include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
 
+#include "base/unique_fd.hpp"
 #include "vmm/vm_config.hpp"
 
 namespace keel::api {
@@ -31,6 +34,11 @@ struct AddDisk {
 };
 struct AddNet {
   vmm::NetConfig net;
+  // A TAP passed with the request (SCM_RIGHTS), handed to the VMM; null for none.
+  std::shared_ptr<UniqueFd> tap;
+  // How many the body's "fds" named (cloud-hypervisor's clients list them; the values mean
+  // nothing here, the descriptors that came do).
+  std::size_t fds_named = 0;
 };
 struct AddVsock {
   vmm::VsockConfig vsock;

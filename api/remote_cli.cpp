@@ -190,7 +190,8 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
   }
 
   const auto timeout = std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000));
-  auto reply = api_request(socket_path, request->method, request->target, request->body, timeout);
+  auto reply = api_request(socket_path, request->method, request->target, request->body, timeout,
+                           request->fds);
   if (!reply.ok()) {
     err << "keel-remote: " << reply.error().message() << '\n';
     return kExitApiError;

@@ -15,7 +15,7 @@ RemoteRequest request_for(std::string_view endpoint, std::string body = {}) {
   const Route* route = find_route(endpoint);
   // Cannot be null: callers name endpoints of the route table.
   return RemoteRequest{std::string(route->method), std::string(kApiRoot) + std::string(endpoint),
-                       std::move(body)};
+                       std::move(body), {}};
 }
 
 struct PlainCommand {
@@ -138,9 +138,18 @@ Result<RemoteRequest> add_disk_request(std::string_view spec) {
 Result<RemoteRequest> add_net_request(std::string_view spec) {
   KEEL_TRY(auto items, split_spec("add-net", spec, "tap=tap0,ip=192.168.249.1,mask=255.255.255.0"));
   nlohmann::json body = nlohmann::json::object();
+  std::vector<int> fds;
   for (const auto& [key, value] : items) {
     if (key == "tap" || key == "ip" || key == "mask" || key == "mac" || key == "id") {
       body[key] = value;
+    } else if (key == "fd") {
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
+          value.size() > 9 || std::stoi(value) < 3) {
+        return Error::invalid("add-net: fd=" + value +
+                              " is not the number of an open TAP fd of keel-remote's (3 or more)");
+      }
+      fds.push_back(std::stoi(value));
+      body["fds"] = nlohmann::json::array({fds.back()});
     } else if (key == "num_queues" || key == "queue_size") {
       if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
           value.size() > 5) {
@@ -149,13 +158,16 @@ Result<RemoteRequest> add_net_request(std::string_view spec) {
       body[key] = std::stoul(value);
     } else {
       return Error::invalid("add-net: unknown key \"" + key +
-                            "\" (known: tap, ip, mask, mac, num_queues, queue_size, id)");
+                            "\" (known: tap, fd, ip, mask, mac, num_queues, queue_size, id)");
     }
   }
-  if (!body.contains("tap")) {
-    return Error::invalid("add-net: tap= is required, e.g. tap=tap0 (keel creates it when missing)");
+  if (body.contains("tap") == !fds.empty()) {
+    return Error::invalid("add-net: give tap=NAME (keel creates it when missing) or fd=N (an "
+                          "open TAP of keel-remote's, passed to keel), one of them");
   }
-  return request_for("vm.add-net", dump_json(body));
+  RemoteRequest request = request_for("vm.add-net", dump_json(body));
+  request.fds = std::move(fds);
+  return request;
 }
 
 Result<RemoteRequest> add_vsock_request(std::string_view spec) {

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.hpp"
 
@@ -12,6 +13,7 @@ struct RemoteRequest {
   std::string method;
   std::string target;  // "/api/v1/vm.boot"
   std::string body;    // JSON, or empty
+  std::vector<int> fds;  // keel-remote's own fds passed with the request (SCM_RIGHTS)
 };
 
 // The request for a command that takes no argument: "ping", "boot", "info", "counters",
@@ -24,7 +26,8 @@ RemoteRequest create_request(std::string config_json);
 Result<RemoteRequest> add_device_request(std::string_view spec);
 // add-disk path=FILE[,readonly=on][,direct=on][,num_queues=N][,queue_size=N][,id=NAME]
 Result<RemoteRequest> add_disk_request(std::string_view spec);
-// add-net tap=NAME[,ip=..,mask=..][,mac=..][,num_queues=2][,queue_size=N][,id=NAME]
+// add-net tap=NAME|fd=N[,ip=..,mask=..][,mac=..][,num_queues=2][,queue_size=N][,id=NAME]
+// (fd=N: keel-remote's open TAP fd N, passed to keel with the request)
 Result<RemoteRequest> add_net_request(std::string_view spec);
 // add-vsock cid=N,socket=PATH[,id=NAME]
 Result<RemoteRequest> add_vsock_request(std::string_view spec);

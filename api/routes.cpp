@@ -44,8 +44,18 @@ Result<Operation> make_add_disk(std::string_view body) {
 
 Result<Operation> make_add_net(std::string_view body) {
   KEEL_TRY(auto json, body_json(body, "vm.add-net", "NetConfig"));
+  std::size_t named = 0;
+  if (json.is_object() && json.contains("fds")) {
+    const auto& fds = json["fds"];
+    if (!fds.is_null() && !fds.is_array()) {
+      return Error::invalid("fds: expected an array of file descriptor numbers, got " +
+                            describe_json(fds));
+    }
+    named = fds.is_array() ? fds.size() : 0;
+    json.erase("fds");  // the descriptors themselves come with the request (SCM_RIGHTS)
+  }
   KEEL_TRY(auto net, net_config_from_json(json, "", ""));
-  return Operation(AddNet{std::move(net)});
+  return Operation(AddNet{std::move(net), nullptr, named});
 }
 
 Result<Operation> make_add_vsock(std::string_view body) {

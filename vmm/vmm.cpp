@@ -287,6 +287,7 @@ Status Vmm::delete_vm() {
   return on_vmm_thread<Status>([this]() -> Status {
     destroy_vm();
     config_.reset();
+    net_fds_.clear();
     serial_.reset();
     state_ = VmState::kShutdown;
     return ok_status();
@@ -404,8 +405,8 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
   });
 }
 
-Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net) {
-  return on_vmm_thread<Result<DeviceInfo>>([this, &net]() -> Result<DeviceInfo> {
+Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) {
+  return on_vmm_thread<Result<DeviceInfo>>([this, &net, &tap]() -> Result<DeviceInfo> {
     if (!config_) {
       return no_vm();
     }
@@ -416,6 +417,13 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net) {
     NetConfig added = net;
     if (added.id.empty()) {
       added.id = default_net_id(config_->nets.size());
+    }
+    if (tap.valid()) {
+      if (!added.tap.empty()) {
+        return Error::invalid("tap=" + added.tap + " and a TAP fd came with the request: give "
+                              "one of them");
+      }
+      added.fd = tap.get();
     }
     for (const NetConfig& n : config_->nets) {
       if (n.id == added.id || (!added.tap.empty() && n.tap == added.tap)) {
@@ -428,6 +436,9 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net) {
     next.nets.push_back(added);
     KEEL_TRY_STATUS(check_vm(next));
     config_ = std::move(next);
+    if (tap.valid()) {
+      net_fds_[added.id] = std::move(tap);
+    }
     return DeviceInfo{added.id, ""};
   });
 }
@@ -481,6 +492,7 @@ Status Vmm::remove_device(const std::string& id) {
     for (auto it = nets.begin(); it != nets.end(); ++it) {
       if (it->id == id) {
         nets.erase(it);
+        net_fds_.erase(id);
         return ok_status();
       }
     }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -47,7 +48,7 @@ class Vmm : public VmmControl {
   Result<Counters> vm_counters() override;
   Result<DeviceInfo> add_device(const DeviceConfig& device) override;
   Result<DeviceInfo> add_disk(const DiskConfig& disk) override;
-  Result<DeviceInfo> add_net(const NetConfig& net) override;
+  Result<DeviceInfo> add_net(const NetConfig& net, UniqueFd tap) override;
   Result<DeviceInfo> add_vsock(const VsockConfig& vsock) override;
   Status remove_device(const std::string& id) override;
 
@@ -76,6 +77,9 @@ class Vmm : public VmmControl {
 
   // VMM-thread state.
   std::optional<VmConfig> config_;
+  // TAPs handed over through the API (vm.add-net with SCM_RIGHTS), by link id; config_'s
+  // NetConfig::fd names them.
+  std::map<std::string, UniqueFd> net_fds_;
   VmState state_ = VmState::kShutdown;
   std::optional<SerialSink> serial_;
   std::unique_ptr<Vm> vm_;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "base/unique_fd.hpp"
 #include "devices/vfio/dma_report.hpp"
 #include "vmm/vm_config.hpp"
 
@@ -68,7 +69,9 @@ class VmmControl {
   // Before vm.boot; an empty id becomes "_disk<N>".
   virtual Result<DeviceInfo> add_disk(const DiskConfig& disk) = 0;
   // vm.add-net: a virtio-net link over a TAP, before the VM boots (an empty id: "_net<N>").
-  virtual Result<DeviceInfo> add_net(const NetConfig& net) = 0;
+  // `tap`, when valid, is a TAP fd handed over with the request: the VMM keeps it (net.fd names
+  // it) until the link is removed or the VM deleted.
+  virtual Result<DeviceInfo> add_net(const NetConfig& net, UniqueFd tap) = 0;
   // vm.add-vsock: the VM's one vsock device, before it boots.
   virtual Result<DeviceInfo> add_vsock(const VsockConfig& vsock) = 0;
   virtual Status remove_device(const std::string& id) = 0;

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api_client.hpp"
+#include "api/fd_receiving_stream.hpp"
 #include "base/unique_fd.hpp"
 #include "fake_vmm_control.hpp"
 #include "tests/support/raw_socket.hpp"
@@ -411,6 +412,54 @@ TEST_CASE("server: out of fds, it backs off and keeps serving instead of spinnin
   REQUIRE(::waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("server: vm.add-net takes a TAP fd passed with the request (SCM_RIGHTS)") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  const std::string file = dir.path + "/stand-in";  // any open file shows the fd arrives
+  UniqueFd mine(::open(file.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600));
+  REQUIRE(mine.valid());
+  struct stat want {};
+  REQUIRE(::fstat(mine.get(), &want) == 0);
+
+  auto reply = api_request(dir.socket(), "PUT", "/api/v1/vm.add-net", R"({"fds": [3], "id": "n"})",
+                           2s, {mine.get()});
+  REQUIRE(reply.ok());
+  INFO(reply->body);
+  CHECK(reply->status == 200);
+  REQUIRE(vmm.added_tap.valid());
+  struct stat got {};
+  REQUIRE(::fstat(vmm.added_tap.get(), &got) == 0);
+  CHECK(got.st_ino == want.st_ino);
+  CHECK(got.st_dev == want.st_dev);
+  CHECK(vmm.added_tap.get() != mine.get());  // keel's own copy
+  CHECK((::fcntl(vmm.added_tap.get(), F_GETFD) & FD_CLOEXEC) != 0);
+
+  // Without the descriptor the body names: 400, nothing added.
+  vmm.added_net.reset();
+  auto missing = api_request(dir.socket(), "PUT", "/api/v1/vm.add-net", R"({"fds": [3]})", 2s);
+  REQUIRE(missing.ok());
+  CHECK(missing->status == 400);
+  CHECK(missing->body.find("none came with the request") != std::string::npos);
+  CHECK_FALSE(vmm.added_net);
+  // Two for one queue pair, or any for another endpoint: 400.
+  auto two = api_request(dir.socket(), "PUT", "/api/v1/vm.add-net", R"({})", 2s,
+                         {mine.get(), mine.get()});
+  REQUIRE(two.ok());
+  CHECK(two->status == 400);
+  CHECK(two->body.find("takes one TAP") != std::string::npos);
+  auto boot = api_request(dir.socket(), "PUT", "/api/v1/vm.boot", "", 2s, {mine.get()});
+  REQUIRE(boot.ok());
+  CHECK(boot->status == 400);
+  CHECK(boot->body.find("which takes none") != std::string::npos);
+  // More than the server keeps: refused whole.
+  std::vector<int> many(FdReceivingStream::kMaxFds + 1, mine.get());
+  auto flood = api_request(dir.socket(), "PUT", "/api/v1/vm.add-net", R"({})", 2s, many);
+  REQUIRE(flood.ok());
+  CHECK(flood->status == 400);
+  CHECK(flood->body.find("more than 16 file descriptors") != std::string::npos);
 }
 
 TEST_CASE("server: a Transfer-Encoding other than chunked is refused and the connection closed") {

@@ -37,9 +37,10 @@ class FakeVmmControl : public vmm::VmmControl {
     }
     return DeviceInfo{device.id, added_bdf};
   }
-  Result<DeviceInfo> add_net(const vmm::NetConfig& net) override {
+  Result<DeviceInfo> add_net(const vmm::NetConfig& net, UniqueFd tap) override {
     std::lock_guard lock(mutex_);
     added_net = net;
+    added_tap = std::move(tap);
     calls_.emplace_back("add_net");
     if (error) {
       return *error;
@@ -89,6 +90,7 @@ class FakeVmmControl : public vmm::VmmControl {
   std::optional<vmm::DiskConfig> added_disk;
   std::optional<vmm::VsockConfig> added_vsock;
   std::optional<vmm::NetConfig> added_net;
+  UniqueFd added_tap;
   std::string removed;
 
  private:

@@ -48,10 +48,14 @@ TEST_CASE("remote: add-net and add-vsock take keel's --net and --vsock syntax") 
   CHECK(nlohmann::json::parse(net->body) ==
         nlohmann::json::parse(R"({"tap": "tap1", "ip": "10.0.0.1", "mask": "255.0.0.0",
                                   "queue_size": 512, "id": "n"})"));
-  CHECK(add_net_request("ip=10.0.0.1").error().message().find("tap= is required") !=
+  CHECK(add_net_request("ip=10.0.0.1").error().message().find("give tap=NAME") !=
         std::string::npos);
-  CHECK(add_net_request("tap=t,fd=3").error().message().find("unknown key \"fd\"") !=
-        std::string::npos);
+  CHECK(add_net_request("tap=t,fd=3").error().message().find("one of them") != std::string::npos);
+  CHECK(add_net_request("fd=1").error().message().find("3 or more") != std::string::npos);
+  auto with_fd = add_net_request("fd=7,id=n1");
+  REQUIRE(with_fd.ok());
+  CHECK(with_fd->fds == std::vector<int>{7});
+  CHECK(nlohmann::json::parse(with_fd->body) == nlohmann::json::parse(R"({"fds": [7], "id": "n1"})"));
   auto vsock = add_vsock_request("cid=3,socket=/run/k.vsock");
   REQUIRE(vsock.ok());
   CHECK(vsock->target == "/api/v1/vm.add-vsock");
