@@ -29,21 +29,9 @@ result env "host_kernel=$(uname -r)" "host_cpus=$(grep -c ^processor /proc/cpuin
   "qemu=$(qemu-system-x86_64 --version 2>&1 | head -n1 | sed 's/^QEMU emulator version //' | tr -s ' \t()' '____')" \
   "disk_mib=$disk_mib" "seconds=$seconds" "jobs=$jobs" "queues=$queues" "runs=$runs"
 
-# "IO VCPU": milliseconds of CPU the VMM's own threads and its vCPU threads have run
-# (sum_exec_runtime from /proc/PID/task/TID/schedstat: exact and monotonic, which the
-# tick-sampled utime/stime under this emulated host are not). Threads that ended are not
-# counted (QEMU's I/O workers live while I/O goes on, and stay 10 s after).
-vmm_ticks() {
-  io=0 vcpu=0
-  for task in /proc/$1/task/*; do
-    ns=$(cut -d' ' -f1 "$task/schedstat" 2>/dev/null || echo 0)
-    case $(cat "$task/comm" 2>/dev/null) in
-      keel-vcpu* | CPU*/KVM) vcpu=$((vcpu + ns / 1000000)) ;;
-      *) io=$((io + ns / 1000000)) ;;
-    esac
-  done
-  echo "$io $vcpu"
-}
+# vmm_cpu PID: "IO VCPU" ms of CPU of the VMM's own threads and of its vCPU threads.
+# shellcheck source=vmm-cpu.sh
+. /keel/vmm-cpu.sh
 
 # measure NAME RUN COMMAND...: one boot; reports the guest's figures and the VMM's CPU.
 measure() {
@@ -59,11 +47,11 @@ measure() {
   exec 3>"$fifo"
   line=
   if wait_for "$out" "KEEL-BENCH idle" 1 180; then
-    set -- $(vmm_ticks "$pid")
+    set -- $(vmm_cpu "$pid")
     io_before=$1 vcpu_before=$2
     echo go >&3
     if wait_for "$out" "KEEL-BENCH disk " 1 $((seconds * 3 + 120)); then
-      set -- $(vmm_ticks "$pid")
+      set -- $(vmm_cpu "$pid")
       line=$(grep -m1 -a 'KEEL-BENCH disk ' "$out" | sed 's/^.*KEEL-BENCH disk //' | tr -d '\r')
       result bench "run=$run" "name=$name" "$line" "io_cpu_ms=$(($1 - io_before))" "vcpu_cpu_ms=$(($2 - vcpu_before))" \
         "$(grep -m1 -a 'KEEL-BENCH idle' "$out" | sed 's/^.*KEEL-BENCH idle //' | tr -d '\r')"
