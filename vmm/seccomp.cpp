@@ -47,6 +47,7 @@ const std::vector<unsigned long> kDeviceIoctls = {
     KVM_IRQFD,         kSetGsiRouting,      KVM_SET_USER_MEMORY_REGION, VFIO_DEVICE_SET_IRQS,
     VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO,
     KVM_IOEVENTFD,  // a virtio queue's notify address follows its BAR
+    TUNSETOFFLOAD,  // a network link's offloads follow what its guest accepted
 };
 
 std::vector<int> with_runtime(std::vector<int> extra) {

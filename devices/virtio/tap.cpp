@@ -68,6 +68,13 @@ Result<Tap> Tap::open(const std::string& name) {
   return tap;
 }
 
+Status Tap::set_offload(unsigned flags) const {
+  if (::ioctl(fd_.get(), TUNSETOFFLOAD, static_cast<unsigned long>(flags)) != 0) {
+    return Error::from_errno("TAP " + name_ + ": TUNSETOFFLOAD " + std::to_string(flags));
+  }
+  return ok_status();
+}
+
 Result<Tap> Tap::adopt(UniqueFd fd) {
   ifreq req{};
   if (::ioctl(fd.get(), TUNGETIFF, &req) != 0) {

@@ -28,6 +28,8 @@ class Tap {
   // mask=) and brings it up.
   Status set_host_address(const std::string& ip, const std::string& mask) const;
 
+  // What the reader (the guest) accepts unsegmented or without checksums: TUN_F_* bits.
+  Status set_offload(unsigned flags) const;
   int fd() const { return fd_.get(); }
   const std::string& name() const { return name_; }
 

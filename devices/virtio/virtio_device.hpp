@@ -45,6 +45,9 @@ class VirtioDevice {
   // the start of its writable buffers (the used length).
   virtual std::uint32_t serve(std::uint16_t queue, const Chain& chain,
                               const memory::GuestMemory& memory) = 0;
+  // The features the driver accepted (FEATURES_OK), before any request; on the thread writing
+  // the status, under the transport's lock.
+  virtual void driver_features(std::uint64_t /*features*/) {}
   // Back to the state after creation. The transport calls it with no serve() in progress.
   virtual void reset() = 0;
   // What the device counted (vm.counters), by cloud-hypervisor's names where it has them.

@@ -10,6 +10,10 @@
 #include <climits>
 #include <cstring>
 
+#include <linux/if_tun.h>
+
+#include "base/log.hpp"
+
 namespace keel::virtio {
 
 Result<std::unique_ptr<VirtioNet>> VirtioNet::create(Tap tap, const Options& options) {
@@ -32,8 +36,29 @@ std::uint32_t VirtioNet::device_type() const { return VIRTIO_ID_NET; }
 std::uint64_t VirtioNet::device_features() const {
   return (1ULL << net::kFeatureMac) | (1ULL << net::kFeatureStatus) |
          (1ULL << net::kFeatureCsum) | (1ULL << net::kFeatureHostTso4) |
-         (1ULL << net::kFeatureHostTso6);
+         (1ULL << net::kFeatureHostTso6) | (1ULL << net::kFeatureGuestCsum) |
+         (1ULL << net::kFeatureGuestTso4) | (1ULL << net::kFeatureGuestTso6) |
+         (1ULL << net::kFeatureGuestEcn);
 }
+
+void VirtioNet::driver_features(std::uint64_t features) {
+  const auto has = [features](unsigned bit) { return (features & (1ULL << bit)) != 0; };
+  unsigned offload = 0;
+  if (has(net::kFeatureGuestCsum)) {
+    // TSO needs the checksum offload with it (virtio 1.2 §5.1.3.1, and the TAP's rule too).
+    offload = TUN_F_CSUM | (has(net::kFeatureGuestTso4) ? TUN_F_TSO4 : 0U) |
+              (has(net::kFeatureGuestTso6) ? TUN_F_TSO6 : 0U);
+    if ((offload & (TUN_F_TSO4 | TUN_F_TSO6)) != 0 && has(net::kFeatureGuestEcn)) {
+      offload |= TUN_F_TSO_ECN;
+    }
+  }
+  if (Status s = tap_.set_offload(offload); !s.ok() && offload_warnings_++ < 4) {
+    log::warn("virtio-net", "the TAP refused the guest's offloads; frames come segmented",
+              {{"tap", tap_.name()}, {"offload", offload}, {"error", s.error().message()}});
+  }
+}
+
+void VirtioNet::reset() { (void)tap_.set_offload(0); }
 
 void VirtioNet::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
   std::fill(data.begin(), data.end(), 0);

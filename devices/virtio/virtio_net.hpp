@@ -16,8 +16,9 @@ namespace keel::virtio {
 // virtio-net's layout (virtio 1.2 §5.1.4, §5.1.6); <linux/virtio_net.h> has them too, but a
 // field named "class" makes it C only.
 namespace net {
-inline constexpr unsigned kFeatureCsum = 0, kFeatureMac = 5, kFeatureHostTso4 = 11,
-                          kFeatureHostTso6 = 12, kFeatureStatus = 16;
+inline constexpr unsigned kFeatureCsum = 0, kFeatureGuestCsum = 1, kFeatureMac = 5,
+                          kFeatureGuestTso4 = 7, kFeatureGuestTso6 = 8, kFeatureGuestEcn = 9,
+                          kFeatureHostTso4 = 11, kFeatureHostTso6 = 12, kFeatureStatus = 16;
 inline constexpr std::uint16_t kLinkUp = 1;
 struct Config {
   std::uint8_t mac[6];
@@ -33,9 +34,11 @@ inline constexpr std::size_t kNumBuffersOffset = 10;  // in the 12-byte header
 // straight into the guest's next receive buffers (readv, no copy) only when one is waiting and
 // the guest has given buffers; transmitted frames are written whole from the guest's buffers
 // (writev). The 12-byte virtio-net header passes through unchanged (the TAP speaks it too), so
-// the guest may hand checksum and segmentation work to the host (CSUM, HOST_TSO4/6); towards
-// the guest frames come whole and checksummed. A frame larger than the guest's buffers, or a
-// transmit chain without a header, is dropped and counted.
+// the guest may hand checksum and segmentation work to the host (CSUM, HOST_TSO4/6), and the
+// host to the guest (GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN: the TAP is told what the guest
+// accepted, and hands over unsegmented TCP up to 64 KiB, which Linux receives into its "big
+// packet" buffers). A frame larger than the guest's buffers, or a transmit chain without a
+// header, is dropped and counted.
 class VirtioNet final : public VirtioDevice {
  public:
   static constexpr std::uint16_t kRxQueue = 0, kTxQueue = 1;
@@ -57,12 +60,15 @@ class VirtioNet final : public VirtioDevice {
   void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
   bool consumes(std::uint16_t queue) const override { return queue <= kTxQueue; }
   bool uses_workers() const override { return true; }
-  std::uint32_t max_request_bytes() const override { return kMaxFrame; }
+  // A receive chain may be larger than a frame (Linux's big-packet buffers are 17 pages and a
+  // header); a transmit chain past kMaxFrame is refused by the TAP and dropped.
+  std::uint32_t max_request_bytes() const override { return 128 * 1024; }
   int queue_source(std::uint16_t queue) const override;
   bool has_input(std::uint16_t queue) override;
   std::uint32_t serve(std::uint16_t queue, const Chain& chain,
                       const memory::GuestMemory& memory) override;
-  void reset() override {}
+  void driver_features(std::uint64_t features) override;
+  void reset() override;
 
   const Tap& tap() const { return tap_; }
   // cloud-hypervisor's names: rx_bytes, rx_frames, tx_bytes, tx_frames; and Keel's: rx_dropped
@@ -76,6 +82,7 @@ class VirtioNet final : public VirtioDevice {
 
   Tap tap_;
   Options options_;
+  unsigned offload_warnings_ = 0;
   net::Config config_{};
   std::atomic<std::uint64_t> rx_bytes_{0}, rx_frames_{0}, rx_dropped_{0}, tx_bytes_{0},
       tx_frames_{0}, tx_dropped_{0};

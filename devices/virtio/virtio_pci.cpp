@@ -467,6 +467,8 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
                    {"offered", hex(offered)}});
       }
       status &= static_cast<std::uint8_t>(~VIRTIO_CONFIG_S_FEATURES_OK);
+    } else {
+      device_->driver_features(driver_features_);
     }
   }
   const bool starting = (status & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&

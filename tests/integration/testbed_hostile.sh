@@ -7,7 +7,8 @@
 # power-off, keel exits 0, no sanitizer report; every read of something nobody decodes is
 # all-ones or zeros, the host bridge still answers, and the virtio-iommu function still answers
 # after its reset. With seed 6 it drives a virtio-blk disk the same way (queue workers serving
-# while it scribbles and resets). Every run has a virtio-rng on the bus.
+# while it scribbles and resets), and with seed 7 a virtio-net link and a virtio-vsock device.
+# Every run has a virtio-rng on the bus.
 #
 # usage: testbed_hostile.sh RUN SCENARIO GUEST_INIT KEEL HOSTILE_TEST
 set -euo pipefail
@@ -33,6 +34,7 @@ expect "the testbed run exits 0 with no DMAR fault (got $status)" test "$status"
 runs=0
 virtio_runs=0
 blk_runs=0
+net_runs=0
 while IFS= read -r line; do
   [[ -n $line ]] || continue
   runs=$((runs + 1))
@@ -41,6 +43,10 @@ while IFS= read -r line; do
     virtio_runs=$((virtio_runs + 1))
     expect "seed $seed: the guest drove the virtio-iommu function (virtio=$(field "$line" virtio))" \
       test "$(field "$line" virtio)" -gt 10000
+  elif [[ $(field "$line" phases) == net,vsock ]]; then
+    net_runs=$((net_runs + 1))
+    expect "seed $seed: the guest drove the virtio-net and virtio-vsock functions (net=$(field "$line" net) vsock=$(field "$line" vsock))" \
+      test "$(field "$line" net)" -gt 10000 -a "$(field "$line" vsock)" -gt 10000
   elif [[ $(field "$line" phases) == blk ]]; then
     blk_runs=$((blk_runs + 1))
     expect "seed $seed: the guest drove the virtio-blk function (blk=$(field "$line" blk))" \
@@ -59,7 +65,8 @@ while IFS= read -r line; do
   expect "seed $seed: keel exits 0 (got '$(field "$line" keel_exit)')" test "$(field "$line" keel_exit)" = 0
   expect "seed $seed: no sanitizer report in keel's log" test "$(field "$line" sanitizer_reports)" = 0
 done < <(grep '^KEEL-TESTBED result run=' <<<"$markers" || true)
-expect "six hostile runs reported (got $runs)" test "$runs" -eq 6
+expect "seven hostile runs reported (got $runs)" test "$runs" -eq 7
 expect "two of them against the virtual IOMMU (got $virtio_runs)" test "$virtio_runs" -eq 2
 expect "one against a virtio-blk disk (got $blk_runs)" test "$blk_runs" -eq 1
+expect "one against a virtio-net link and a virtio-vsock device (got $net_runs)" test "$net_runs" -eq 1
 finish testbed.hostile

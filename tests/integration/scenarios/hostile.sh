@@ -9,17 +9,21 @@
 # KEEL_SEEDS (--env) replaces the seeds, e.g. to replay a failure; KEEL_VIRTIO_SEEDS those of
 # the runs with the edu behind the virtual IOMMU, where the guest drives the virtio-iommu
 # function instead (4 and 5 by default).
-# KEEL_BLK_SEEDS those of the runs with a virtio-blk disk the guest drives (6 by default).
+# KEEL_BLK_SEEDS those of the runs with a virtio-blk disk the guest drives (6 by default);
+# KEEL_NET_SEEDS those with a virtio-net link and a virtio-vsock device (7 by default; keel in a
+# network namespace of its own, so its TAP stays there).
 # Every run has a virtio-rng too, so the PCI phase reaches a virtio function's config space.
 seeds=${KEEL_SEEDS:-1,2,3}
 virtio_seeds=${KEEL_VIRTIO_SEEDS:-4,5}
 blk_seeds=${KEEL_BLK_SEEDS:-6}
+net_seeds=${KEEL_NET_SEEDS:-7}
 set -- $(edu_devices)
 edu=$1
 dd if=/dev/zero of=/tmp/hostile.img bs=1M count=4 2>/dev/null
 for seed in $(echo "$seeds" | tr ',' ' ') $(echo "$virtio_seeds" | tr ',' ' ' | sed 's/[0-9]*/v&/g') \
-  $(echo "$blk_seeds" | tr ',' ' ' | sed 's/[0-9]*/b&/g'); do
-  device= phases=pio,pci,mmio
+  $(echo "$blk_seeds" | tr ',' ' ' | sed 's/[0-9]*/b&/g') \
+  $(echo "$net_seeds" | tr ',' ' ' | sed 's/[0-9]*/n&/g'); do
+  device= phases=pio,pci,mmio launcher=
   case $seed in
     v*)
       seed=${seed#v}
@@ -31,10 +35,16 @@ for seed in $(echo "$seeds" | tr ',' ' ') $(echo "$virtio_seeds" | tr ',' ' ' | 
       phases=blk
       device="--disk path=/tmp/hostile.img,num_queues=2"
       ;;
+    n*)
+      seed=${seed#n}
+      phases=net,vsock
+      launcher="unshare -n"
+      device="--net tap=keelhostile0 --vsock cid=3,socket=/tmp/hostile.vsock"
+      ;;
   esac
   echo "---- hostile guest, seed $seed ($phases)"
-  # shellcheck disable=SC2086 # $device is separate words or nothing
-  timeout "${KEEL_RUN_TIMEOUT:-300}" keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
+  # shellcheck disable=SC2086 # $device and $launcher are separate words or nothing
+  timeout "${KEEL_RUN_TIMEOUT:-300}" $launcher keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
     --cpus boot=1 --memory size=256M --serial file=/tmp/hostile.console --rng $device \
     --cmdline "console=ttyS0 iomem=relaxed keel_seed=$seed keel_phases=$phases" </dev/null 2>/tmp/hostile.log
   status=$?
