@@ -343,7 +343,7 @@ void VirtioPciDevice::common_read(std::uint64_t offset, std::span<std::uint8_t> 
   if (offset + data.size() > kCommonSize) {
     return;  // zeros
   }
-  const std::uint64_t features = device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);
+  const std::uint64_t features = offered_features();
   virtio_pci_common_cfg c{};
   c.device_feature_select = device_feature_select_;
   c.device_feature = device_feature_select_ < 2
@@ -451,13 +451,20 @@ void VirtioPciDevice::common_write(std::uint64_t offset, std::span<const std::ui
   }
 }
 
+std::uint64_t VirtioPciDevice::offered_features() const {
+  // Event indexes only where queue workers serve: they take a ring until it is empty (which is
+  // when the device asks for the next notification); the inline path stops at a bound.
+  return device_->device_features() | (1ULL << VIRTIO_F_VERSION_1) |
+         (device_->uses_workers() ? 1ULL << Virtqueue::kFeatureEventIdx : 0);
+}
+
 void VirtioPciDevice::set_status(std::uint8_t status) {
   if (status == 0) {
     reset_device();
     return;
   }
   if ((status & VIRTIO_CONFIG_S_FEATURES_OK) != 0 && (status_ & VIRTIO_CONFIG_S_FEATURES_OK) == 0) {
-    const std::uint64_t offered = device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);
+    const std::uint64_t offered = offered_features();
     if ((driver_features_ & ~offered) != 0 ||
         (driver_features_ & (1ULL << VIRTIO_F_VERSION_1)) == 0) {
       if (first_few(guest_warnings_)) {
@@ -469,6 +476,9 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
       status &= static_cast<std::uint8_t>(~VIRTIO_CONFIG_S_FEATURES_OK);
     } else {
       device_->driver_features(driver_features_);
+      for (Queue& q : queues_) {
+        q.ring.set_event_idx((driver_features_ & (1ULL << Virtqueue::kFeatureEventIdx)) != 0);
+      }
     }
   }
   const bool starting = (status & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&

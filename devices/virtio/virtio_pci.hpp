@@ -102,6 +102,7 @@ class VirtioPciDevice : public pci::PciDevice,
   void refused(std::uint16_t queue, const Popped& popped);
   void io_events(std::uint64_t bar, bool add);
   void set_status(std::uint8_t status);
+  std::uint64_t offered_features() const;
   void reset_device();
   void needs_reset(const std::string& why);
   void msix_changed(const pci::MsixTable::Change& change);

@@ -56,6 +56,7 @@ Status Virtqueue::enable() {
   enabled_ = true;
   last_avail_ = 0;
   next_used_ = 0;
+  signalled_valid_ = false;
   return ok_status();
 }
 
@@ -64,6 +65,7 @@ void Virtqueue::reset() {
   size_ = max_size_;
   desc = avail = used = 0;
   last_avail_ = next_used_ = 0;
+  event_idx_ = signalled_valid_ = false;
 }
 
 Popped Virtqueue::bad(std::uint16_t head, std::string why) const {
@@ -83,6 +85,16 @@ Popped Virtqueue::pop() {
   auto avail_idx = memory_->read_obj<std::uint16_t>(avail + 2);
   if (!avail_idx.ok()) {
     return none;
+  }
+  if (event_idx_ && *avail_idx == last_avail_) {
+    // Empty: ask to be notified of the next entry, then look again -- the driver may have added
+    // one before it could see the request (a full barrier between, as on the driver's side).
+    (void)memory_->write_obj<std::uint16_t>(used + 4 + kUsedElemSize * size_, last_avail_);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    avail_idx = memory_->read_obj<std::uint16_t>(avail + 2);
+    if (!avail_idx.ok()) {
+      return none;
+    }
   }
   std::atomic_thread_fence(std::memory_order_acquire);  // read the ring after its index
   const auto pending = static_cast<std::uint16_t>(*avail_idx - last_avail_);
@@ -224,13 +236,27 @@ Status Virtqueue::push_used(std::uint16_t head, std::uint32_t length) {
   return memory_->write_obj<std::uint16_t>(used + 2, next_used_);
 }
 
-bool Virtqueue::wants_interrupt() const {
-  // The used index written before, the driver's flags read after: a full barrier, as the
-  // driver has one between re-enabling interrupts and re-reading the used index. Without it
-  // both sides can miss each other and a completion goes unannounced.
+bool Virtqueue::wants_interrupt() {
+  // The used index written before, the driver's flags (or used_event) read after: a full
+  // barrier, as the driver has one between re-enabling interrupts and re-reading the used
+  // index. Without it both sides can miss each other and a completion goes unannounced.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  auto flags = memory_->read_obj<std::uint16_t>(avail);
-  return !flags.ok() || (*flags & kAvailNoInterrupt) == 0;
+  if (!event_idx_) {
+    auto flags = memory_->read_obj<std::uint16_t>(avail);
+    return !flags.ok() || (*flags & kAvailNoInterrupt) == 0;
+  }
+  // virtio 1.2 §2.7.10: interrupt when the used index passed used_event since the last
+  // decision (vring_need_event).
+  auto used_event = memory_->read_obj<std::uint16_t>(avail + 4 + 2ULL * size_);
+  const std::uint16_t before = signalled_used_;
+  const bool known = signalled_valid_;
+  signalled_used_ = next_used_;
+  signalled_valid_ = true;
+  if (!used_event.ok() || !known) {
+    return true;
+  }
+  return static_cast<std::uint16_t>(next_used_ - *used_event - 1) <
+         static_cast<std::uint16_t>(next_used_ - before);
 }
 
 }  // namespace keel::virtio

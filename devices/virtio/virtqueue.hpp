@@ -53,6 +53,7 @@ struct Popped {
 class Virtqueue {
  public:
   static constexpr std::uint32_t kMaxChainBytes = 64 * 1024;  // the default limit
+  static constexpr unsigned kFeatureEventIdx = 29;  // VIRTIO_RING_F_EVENT_IDX
   // A queue size a device may offer: a power of two from 2 to 32768 (virtio 1.2 §2.7).
   static constexpr bool valid_max_size(std::uint32_t size) {
     return size >= 2 && size <= 32768 && (size & (size - 1)) == 0;
@@ -72,8 +73,16 @@ class Virtqueue {
   // Checks the size and ring addresses (alignment, inside guest RAM) and enables the queue;
   // the error names what is wrong.
   Status enable();
-  // Back to the reset state: disabled, max size, no addresses, indexes at 0.
+  // Back to the reset state: disabled, max size, no addresses, indexes at 0, no event index.
   void reset();
+  // VIRTIO_RING_F_EVENT_IDX negotiated: the driver says after which used entry it wants an
+  // interrupt (used_event), and the device after which available entry it wants a notification
+  // (avail_event, written whenever pop() finds the ring empty). Without it, the driver's
+  // NO_INTERRUPT flag.
+  void set_event_idx(bool on) {
+    event_idx_ = on;
+    signalled_valid_ = false;
+  }
 
   // The next available chain, if any.
   Popped pop();
@@ -92,7 +101,8 @@ class Virtqueue {
   // Returns `head` to the driver with `length` bytes written.
   Status push_used(std::uint16_t head, std::uint32_t length);
   // Whether the driver wants an interrupt for used buffers (VIRTQ_AVAIL_F_NO_INTERRUPT clear).
-  bool wants_interrupt() const;
+  // Call once after each batch of push_used.
+  bool wants_interrupt();
 
  private:
   Popped bad(std::uint16_t head, std::string why) const;
@@ -104,6 +114,9 @@ class Virtqueue {
   bool enabled_ = false;
   std::uint16_t last_avail_ = 0;
   std::uint16_t next_used_ = 0;
+  bool event_idx_ = false;
+  bool signalled_valid_ = false;  // signalled_used_ holds the used index of the last decision
+  std::uint16_t signalled_used_ = 0;
 };
 
 }  // namespace keel::virtio

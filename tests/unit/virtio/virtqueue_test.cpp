@@ -160,6 +160,40 @@ TEST_CASE("virtqueue: the driver's NO_INTERRUPT flag is honoured") {
   CHECK_FALSE(r.queue.wants_interrupt());
 }
 
+TEST_CASE("virtqueue: with event indexes the driver's used_event decides interrupts, and an "
+          "empty ring asks for the next notification") {
+  Ring r;
+  r.queue.set_event_idx(true);
+  const std::uint64_t used_event = kAvail + 4 + 2 * kSize;
+  const std::uint64_t avail_event = kUsed + 4 + 8 * kSize;
+  REQUIRE(r.mem.write_obj<std::uint16_t>(kAvail, 1).ok());  // NO_INTERRUPT: ignored now
+  for (std::uint16_t i = 0; i < 4; ++i) {
+    r.desc(i, kData + 0x100 * i, 16, 0);
+    r.offer(i);
+  }
+  CHECK(r.queue.pop().kind == Popped::Kind::kChain);
+  CHECK(*r.mem.read_obj<std::uint16_t>(avail_event) == 0);  // busy: not asked yet
+  REQUIRE(r.queue.push_used(0, 0).ok());
+  CHECK(r.queue.wants_interrupt());  // the first decision always interrupts
+  // The driver wants an interrupt once used entry 2 (the third) is there.
+  REQUIRE(r.mem.write_obj<std::uint16_t>(used_event, 2).ok());
+  CHECK(r.queue.pop().kind == Popped::Kind::kChain);
+  REQUIRE(r.queue.push_used(1, 0).ok());
+  CHECK_FALSE(r.queue.wants_interrupt());  // used index 2: entry 2 is not there yet
+  CHECK(r.queue.pop().kind == Popped::Kind::kChain);
+  REQUIRE(r.queue.push_used(2, 0).ok());
+  CHECK(r.queue.wants_interrupt());  // used index 3 passed used_event 2
+  CHECK(r.queue.pop().kind == Popped::Kind::kChain);
+  REQUIRE(r.queue.push_used(3, 0).ok());
+  CHECK_FALSE(r.queue.wants_interrupt());  // already told about used_event 2
+  // Empty now: the device asks to be notified when entry 4 comes.
+  CHECK(r.queue.pop().kind == Popped::Kind::kNone);
+  CHECK(*r.mem.read_obj<std::uint16_t>(avail_event) == 4);
+  // Without event indexes again (a reset), the flag rules.
+  r.queue.set_event_idx(false);
+  CHECK_FALSE(r.queue.wants_interrupt());
+}
+
 TEST_CASE("virtqueue: a disabled queue yields nothing") {
   Ring r;
   r.desc(0, kData, 4, 0);
