@@ -35,6 +35,7 @@ class FdReceivingStream {
 
   // The descriptors received since the last call, in arrival order.
   std::vector<UniqueFd> take_fds() { return std::exchange(fds_, {}); }
+  bool has_fds() const { return !fds_.empty(); }
   // Whether more arrived than were kept (the rest were closed).
   bool fds_dropped() const { return dropped_; }
 

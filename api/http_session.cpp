@@ -46,10 +46,13 @@ void HttpSession::read_request() {
   // One deadline for the whole request, header and body: a client that trickles bytes or
   // half-closes is dropped when it expires, as is an idle keep-alive connection.
   read_timed_out_ = false;
+  reading_ = true;
+  const unsigned generation = ++read_generation_;
   read_deadline_.expires_after(limits_.timeout);
-  read_deadline_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+  read_deadline_.async_wait([weak = weak_from_this(), generation](beast::error_code ec) {
     auto self = weak.lock();
-    if (!ec && self) {
+    // A completion already queued when the request finished is not this one's to act on.
+    if (!ec && self && self->reading_ && self->read_generation_ == generation) {
       self->read_timed_out_ = true;
       beast::error_code ignored;
       self->stream_.socket().cancel(ignored);
@@ -103,6 +106,7 @@ void HttpSession::read_body() {
 }
 
 void HttpSession::on_read(beast::error_code ec) {
+  reading_ = false;
   read_deadline_.cancel();
   if (read_timed_out_ && ec) {
     ec = beast::error::timeout;
@@ -127,6 +131,13 @@ void HttpSession::on_read(beast::error_code ec) {
   Request& request = parser_->get();
   const auto method = request.method_string();
   const auto target = request.target();
+  if (reader_.has_fds() && buffer_.size() != 0) {
+    // The descriptors came with the last bytes read, and those reach into the next request
+    // (pipelined): whose they are cannot be told. Refused whole rather than guessed.
+    answer_refused(Error::invalid("file descriptors came with pipelined requests; send a "
+                                  "request with descriptors alone, after the previous answer"));
+    return;
+  }
   if (reader_.fds_dropped()) {
     answer_refused(Error::invalid("more than " + std::to_string(FdReceivingStream::kMaxFds) +
                                   " file descriptors came with the request; send at most that"));
@@ -155,6 +166,7 @@ void HttpSession::answer_refused(const Error& error) {
 }
 
 void HttpSession::send(const Response& response, unsigned version, bool keep_alive) {
+  reading_ = false;
   read_deadline_.cancel();
   keep_alive = keep_alive && !stopping_;
   response_ = HttpResponse(static_cast<http::status>(response.status), version);

@@ -65,6 +65,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   FdReceivingStream reader_;  // reads, with the fds passed beside the bytes
   boost::asio::steady_timer read_deadline_;  // one for a whole request, header and body
   bool read_timed_out_ = false;
+  unsigned read_generation_ = 0;  // which request's deadline a timer completion is about
+  bool reading_ = false;
   vmm::VmmControl& control_;
   SessionLimits limits_;
   boost::beast::flat_buffer buffer_;

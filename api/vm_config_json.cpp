@@ -386,9 +386,9 @@ Result<vmm::NetConfig> net_config_from_json(const json& value, const std::string
   KEEL_TRY_STATUS(no_object(r, "host_mac", "a host-side MAC address of your choice"));
   KEEL_TRY_STATUS(no_object(r, "mtu", "an MTU of your choice (the TAP's is used)"));
   KEEL_TRY_STATUS(r.accept_if("fds", is_empty_array,
-                              "TAP fds passed over the API socket (SCM_RIGHTS), which Keel does "
-                              "not take yet",
-                              "give tap, or remove fds"));
+                              "TAP fds, which only vm.add-net takes (passed with the request over "
+                              "the API socket, SCM_RIGHTS)",
+                              "give tap, or add the link with vm.add-net and its fd"));
   KEEL_TRY_STATUS(no_object(r, "rate_limiter_config", "network rate limiting"));
   KEEL_TRY_STATUS(
       r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));

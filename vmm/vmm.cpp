@@ -1,15 +1,18 @@
 #include "vmm/vmm.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
 
 #include "base/log.hpp"
 #include "base/version.hpp"
 #include "devices/pci/root.hpp"
+#include "devices/virtio/tap.hpp"
 #include "vmm/boot/payload.hpp"
 #include "vmm/serial_output.hpp"
 
@@ -387,8 +390,12 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
                                    "before vm.boot");
     }
     DiskConfig added = disk;
-    if (added.id.empty()) {
-      added.id = default_disk_id(config_->disks.size());
+    for (std::size_t n = 0; added.id.empty(); ++n) {  // the lowest free "_disk<N>"
+      const std::string id = default_disk_id(n);
+      if (std::none_of(config_->disks.begin(), config_->disks.end(),
+                       [&id](const DiskConfig& o) { return o.id == id; })) {
+        added.id = id;
+      }
     }
     for (const DiskConfig& d : config_->disks) {
       if (d.id == added.id || d.path == added.path) {
@@ -415,13 +422,33 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) 
                                    "links before vm.boot");
     }
     NetConfig added = net;
-    if (added.id.empty()) {
-      added.id = default_net_id(config_->nets.size());
+    for (std::size_t n = 0; added.id.empty(); ++n) {  // the lowest free "_net<N>"
+      const std::string id = default_net_id(n);
+      if (std::none_of(config_->nets.begin(), config_->nets.end(),
+                       [&id](const NetConfig& o) { return o.id == id; })) {
+        added.id = id;
+      }
     }
     if (tap.valid()) {
       if (!added.tap.empty()) {
-        return Error::invalid("tap=" + added.tap + " and a TAP fd came with the request: give "
-                              "one of them");
+        return Error::invalid("net " + added.id + ": tap=" + added.tap +
+                              " and a TAP fd came with the request: give one of them");
+      }
+      // Checked now, on a copy, so that the client hears of a wrong fd here rather than at
+      // vm.boot.
+      UniqueFd copy(::fcntl(tap.get(), F_DUPFD_CLOEXEC, 3));
+      if (!copy.valid()) {
+        return Error::from_errno("net " + added.id + ": the fd that came with the request");
+      }
+      KEEL_TRY_WRAP(auto checked, virtio::Tap::adopt(std::move(copy)),
+                    "net " + added.id + ": the fd that came with the request");
+      if (!added.ip.empty()) {
+        // cloud-hypervisor's clients always send ip and mask (their defaults); with a TAP of
+        // the client's, they mean nothing (its maker configured it), as in cloud-hypervisor.
+        log::info("vmm", "ignoring ip and mask for a TAP passed with the request",
+                  {{"id", added.id}, {"ip", added.ip}});
+        added.ip.clear();
+        added.mask.clear();
       }
       added.fd = tap.get();
     }

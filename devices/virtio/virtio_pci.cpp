@@ -454,7 +454,10 @@ void VirtioPciDevice::common_write(std::uint64_t offset, std::span<const std::ui
 std::uint64_t VirtioPciDevice::offered_features() const {
   // Event indexes only where queue workers serve: they take a ring until it is empty (which is
   // when the device asks for the next notification); the inline path stops at a bound.
+  // Indirect descriptor tables everywhere: one ring entry for a request of many buffers (a
+  // network link's 17-page receive buffers, a disk's scattered I/O).
   return device_->device_features() | (1ULL << VIRTIO_F_VERSION_1) |
+         (1ULL << Virtqueue::kFeatureIndirect) |
          (device_->uses_workers() ? 1ULL << Virtqueue::kFeatureEventIdx : 0);
 }
 

@@ -20,6 +20,7 @@ struct UsedElem {
   std::uint32_t len;
 };
 constexpr std::uint16_t kDescNext = 1, kDescWrite = 2, kDescIndirect = 4;
+constexpr std::uint32_t kMaxIndirect = 1024;  // descriptors in one indirect table
 constexpr std::uint16_t kAvailNoInterrupt = 1;
 constexpr std::uint64_t kDescSize = sizeof(Desc);
 constexpr std::uint64_t kUsedElemSize = sizeof(UsedElem);
@@ -126,20 +127,42 @@ Popped Virtqueue::pop() {
   out.chain.head = *head;
   std::uint16_t index = *head;
   bool writing = false;
+  // The table being walked: the ring's, or an indirect one (virtio 1.2 §2.7.5.3), which ends
+  // the chain of the ring and has its own indexes.
+  std::uint64_t table = desc;
+  std::uint32_t table_size = size_;
+  bool indirect = false;
   for (std::uint32_t count = 0;; ++count) {
-    if (count >= size_) {
-      return bad(*head, "descriptor chain longer than the ring (a loop)");
+    if (count >= table_size + (indirect ? size_ : 0U)) {
+      return bad(*head, "descriptor chain longer than its table (a loop)");
     }
-    if (index >= size_) {
-      return bad(*head, "descriptor index " + std::to_string(index) + " is outside the ring of " +
-                            std::to_string(size_));
+    if (index >= table_size) {
+      return bad(*head, "descriptor index " + std::to_string(index) + " is outside the " +
+                            (indirect ? "indirect table of " : "ring of ") +
+                            std::to_string(table_size));
     }
-    auto d = memory_->read_obj<Desc>(desc + kDescSize * index);
+    auto d = memory_->read_obj<Desc>(table + kDescSize * index);
     if (!d.ok()) {
       return bad(*head, "descriptor unreadable");
     }
     if ((d->flags & kDescIndirect) != 0) {
-      return bad(*head, "indirect descriptor (VIRTIO_F_INDIRECT_DESC was not offered)");
+      if (indirect) {
+        return bad(*head, "an indirect table names another indirect table");
+      }
+      if (d->len == 0 || d->len % kDescSize != 0 || d->len / kDescSize > kMaxIndirect) {
+        return bad(*head, "indirect table of " + std::to_string(d->len) + " bytes (a multiple of " +
+                              std::to_string(kDescSize) + ", at most " +
+                              std::to_string(kMaxIndirect) + " descriptors)");
+      }
+      if (!memory_->contains(d->addr, d->len)) {
+        return bad(*head, "indirect table " + hex(d->addr) + "+" + hex(d->len) +
+                              " is not inside guest RAM");
+      }
+      table = d->addr;
+      table_size = d->len / kDescSize;
+      indirect = true;
+      index = 0;
+      continue;
     }
     const bool writable = (d->flags & kDescWrite) != 0;
     if (!writable && writing) {

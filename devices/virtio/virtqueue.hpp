@@ -53,6 +53,7 @@ struct Popped {
 class Virtqueue {
  public:
   static constexpr std::uint32_t kMaxChainBytes = 64 * 1024;  // the default limit
+  static constexpr unsigned kFeatureIndirect = 28;  // VIRTIO_RING_F_INDIRECT_DESC
   static constexpr unsigned kFeatureEventIdx = 29;  // VIRTIO_RING_F_EVENT_IDX
   // A queue size a device may offer: a power of two from 2 to 32768 (virtio 1.2 §2.7).
   static constexpr bool valid_max_size(std::uint32_t size) {

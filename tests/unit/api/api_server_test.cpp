@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -454,6 +455,30 @@ TEST_CASE("server: vm.add-net takes a TAP fd passed with the request (SCM_RIGHTS
   REQUIRE(boot.ok());
   CHECK(boot->status == 400);
   CHECK(boot->body.find("which takes none") != std::string::npos);
+  // Descriptors with pipelined requests: whose they are cannot be told; refused.
+  {
+    UniqueFd raw = connect_raw(dir.socket());
+    std::string two_requests =
+        "GET /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\n\r\n"
+        "PUT /api/v1/vm.add-net HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    iovec iov{two_requests.data(), two_requests.size()};
+    char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&message);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    const int fd = mine.get();
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    REQUIRE(::sendmsg(raw.get(), &message, MSG_NOSIGNAL) == static_cast<ssize_t>(two_requests.size()));
+    const std::string answer = read_until_close(raw.get(), 2s).first;
+    CHECK(answer.find("HTTP/1.1 400") == 0);
+    CHECK(answer.find("pipelined") != std::string::npos);
+  }
   // More than the server keeps: refused whole.
   std::vector<int> many(FdReceivingStream::kMaxFds + 1, mine.get());
   auto flood = api_request(dir.socket(), "PUT", "/api/v1/vm.add-net", R"({})", 2s, many);

@@ -351,7 +351,7 @@ TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refus
        "disks[0]: queue_size=100 is not a power of two from 2 to 32768"},
       {R"({"disks": [{"path": "/d.img", "id": ""}]})", "disks[0].id: empty; give a name"},
       {R"({"net": [{"tap": "t0", "num_queues": 4}]})", "net[0].num_queues: 4 asks for multiqueue"},
-      {R"({"net": [{"tap": "t0", "fds": [3]}]})", "net[0].fds: an array asks for TAP fds passed"},
+      {R"({"net": [{"tap": "t0", "fds": [3]}]})", "net[0].fds: an array asks for TAP fds, which only vm.add-net"},
       {R"({"net": [{"tap": "t0", "mac": "01:00:5e:00:00:01"}]})",
        "net[0]: mac=01:00:5e:00:00:01 is not a unicast MAC address"},
       {R"({"net": [{"tap": "t0", "mask": "255.255.255.0"}]})", "net[0]: ip and mask go together"},

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -105,7 +106,8 @@ TEST_CASE("virtqueue: every malformed chain is reported with its head, and the q
          r.desc(1, kData, 4, kNext, 0);
        },
        "loop"},
-      {"indirect", [](Ring& r) { r.desc(0, kData, 16, kIndirect); }, "indirect"},
+      {"indirect table of a bad length", [](Ring& r) { r.desc(0, kData, 20, kIndirect); },
+       "indirect table of 20 bytes"},
       {"readable after writable",
        [](Ring& r) {
          r.desc(0, kData, 4, kWrite | kNext, 1);
@@ -192,6 +194,60 @@ TEST_CASE("virtqueue: with event indexes the driver's used_event decides interru
   // Without event indexes again (a reset), the flag rules.
   r.queue.set_event_idx(false);
   CHECK_FALSE(r.queue.wants_interrupt());
+}
+
+TEST_CASE("virtqueue: an indirect table carries a request's buffers in one ring entry") {
+  Ring r;
+  constexpr std::uint64_t kTable = 0x8000;
+  // The table: a readable header, two writable buffers; its own indexes.
+  auto entry = [&r](std::uint16_t i, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
+                    std::uint16_t next) {
+    std::uint8_t d[16];
+    std::memcpy(d, &addr, 8);
+    std::memcpy(d + 8, &len, 4);
+    std::memcpy(d + 12, &flags, 2);
+    std::memcpy(d + 14, &next, 2);
+    REQUIRE(r.mem.write(kTable + 16ULL * i, d).ok());
+  };
+  entry(0, kData, 16, kNext, 2);
+  entry(2, kData + 0x1000, 4096, kNext | kWrite, 1);
+  entry(1, kData + 0x3000, 100, kWrite, 0);
+  r.desc(5, kTable, 3 * 16, kIndirect);
+  r.offer(5);
+  Popped p = r.queue.pop();
+  REQUIRE(p.kind == Popped::Kind::kChain);
+  CHECK(p.chain.head == 5);
+  CHECK(p.chain.readable_size == 16);
+  CHECK(p.chain.writable_size == 4196);
+  REQUIRE(p.chain.writable.size() == 2);
+  CHECK(p.chain.writable[1].gpa == kData + 0x3000);
+
+  // Refused: a table naming another table, a length not a multiple of 16, a loop in a table.
+  entry(0, kTable, 16, kIndirect, 0);
+  r.desc(6, kTable, 16, kIndirect);
+  r.offer(6);
+  p = r.queue.pop();
+  CHECK(p.kind == Popped::Kind::kBad);
+  CHECK(p.error.find("another indirect table") != std::string::npos);
+  r.desc(7, kTable, 20, kIndirect);
+  r.offer(7);
+  p = r.queue.pop();
+  CHECK(p.kind == Popped::Kind::kBad);
+  CHECK(p.error.find("indirect table of 20 bytes") != std::string::npos);
+  entry(0, kData, 16, kNext, 1);
+  entry(1, kData, 16, kNext, 0);
+  r.desc(1, kTable, 32, kIndirect);
+  r.offer(1);
+  p = r.queue.pop();
+  CHECK(p.kind == Popped::Kind::kBad);
+  CHECK(p.error.find("a loop") != std::string::npos);
+  // An index past the table's end.
+  entry(0, kData, 16, kNext, 9);
+  r.desc(2, kTable, 32, kIndirect);
+  r.offer(2);
+  p = r.queue.pop();
+  CHECK(p.kind == Popped::Kind::kBad);
+  CHECK(p.error.find("outside the indirect table of 2") != std::string::npos);
 }
 
 TEST_CASE("virtqueue: a disabled queue yields nothing") {
