@@ -20,25 +20,15 @@
 
 #include "devices/virtio/virtio_blk.hpp"
 #include "tests/fuzz/api/fuzz_checks.hpp"
+#include "tests/fuzz/fuzz_input.hpp"
 
 namespace {
 
+using keel::fuzz::Input;
 using keel::virtio::Buffer;
 using keel::virtio::Chain;
 constexpr std::uint64_t kImage = 16 * 512;
 constexpr std::uint64_t kRam = 16 << 20;  // the smallest guest RAM keel makes
-
-struct Input {
-  const std::uint8_t* p;
-  std::size_t n;
-  std::uint64_t take(int bytes) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < bytes && n > 0; ++i, ++p, --n) {
-      v |= static_cast<std::uint64_t>(*p) << (8 * i);
-    }
-    return v;
-  }
-};
 
 std::string image_path() {
   static const std::string path = [] {

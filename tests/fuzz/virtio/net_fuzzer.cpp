@@ -29,9 +29,11 @@
 
 #include "devices/virtio/virtio_net.hpp"
 #include "tests/fuzz/api/fuzz_checks.hpp"
+#include "tests/fuzz/fuzz_input.hpp"
 
 namespace {
 
+using keel::fuzz::Input;
 using keel::virtio::Buffer;
 using keel::virtio::Chain;
 using keel::virtio::Tap;
@@ -39,18 +41,6 @@ using keel::virtio::VirtioNet;
 constexpr std::uint64_t kRam = 16 << 20;
 constexpr std::uint64_t kArena = 0x100000, kArenaSize = 0x40000;  // where buffers go
 constexpr std::uint8_t kCanary = 0xa5;
-
-struct Input {
-  const std::uint8_t* p;
-  std::size_t n;
-  std::uint64_t take(int bytes) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < bytes && n > 0; ++i, ++p, --n) {
-      v |= static_cast<std::uint64_t>(*p) << (8 * i);
-    }
-    return v;
-  }
-};
 
 struct World {
   std::unique_ptr<VirtioNet> net;

@@ -24,25 +24,15 @@
 
 #include "devices/virtio/virtio_vsock.hpp"
 #include "tests/fuzz/api/fuzz_checks.hpp"
+#include "tests/fuzz/fuzz_input.hpp"
 
 namespace {
 
+using keel::fuzz::Input;
 using keel::virtio::Chain;
 using keel::virtio::VirtioVsock;
 constexpr std::uint64_t kRam = 16 << 20;
 constexpr std::uint64_t kCid = 3;
-
-struct Input {
-  const std::uint8_t* p;
-  std::size_t n;
-  std::uint64_t take(int bytes) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < bytes && n > 0; ++i, ++p, --n) {
-      v |= static_cast<std::uint64_t>(*p) << (8 * i);
-    }
-    return v;
-  }
-};
 
 const std::string& dir() {
   static const std::string d = [] {
