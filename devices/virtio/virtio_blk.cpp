@@ -53,11 +53,7 @@ std::uint64_t VirtioBlk::device_features() const {
 }
 
 void VirtioBlk::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
-  std::fill(data.begin(), data.end(), 0);
-  if (offset < sizeof config_) {
-    const std::size_t n = std::min<std::size_t>(data.size(), sizeof config_ - offset);
-    std::memcpy(data.data(), reinterpret_cast<const std::uint8_t*>(&config_) + offset, n);
-  }
+  read_config_of(config_, offset, data);
 }
 
 VirtioBlk::Outcome VirtioBlk::io_error() {

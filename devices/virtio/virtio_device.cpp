@@ -1,9 +1,19 @@
 #include "devices/virtio/virtio_device.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace keel::virtio {
+
+void read_config_bytes(std::span<const std::uint8_t> config, std::uint64_t offset,
+                       std::span<std::uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0);
+  if (offset < config.size()) {
+    const std::size_t n = std::min<std::size_t>(data.size(), config.size() - offset);
+    std::memcpy(data.data(), config.data() + offset, n);
+  }
+}
 
 std::uint32_t serve_from_copy(
     const Chain& chain, const memory::GuestMemory& memory,

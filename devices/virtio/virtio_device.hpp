@@ -54,6 +54,16 @@ class VirtioDevice {
   virtual std::map<std::string, std::uint64_t> counters() const { return {}; }
 };
 
+// read_config for a device whose configuration space is the bytes of `config`: the part at
+// `offset`, zeros past its end.
+void read_config_bytes(std::span<const std::uint8_t> config, std::uint64_t offset,
+                       std::span<std::uint8_t> data);
+template <class Config>
+void read_config_of(const Config& config, std::uint64_t offset, std::span<std::uint8_t> data) {
+  read_config_bytes(std::span(reinterpret_cast<const std::uint8_t*>(&config), sizeof config),
+                    offset, data);
+}
+
 // For devices that answer from a copy: `handle` gets the request's readable bytes and zeroed room
 // for its writable ones, and returns how many it wrote; they are copied back to the guest.
 std::uint32_t serve_from_copy(

@@ -61,11 +61,7 @@ void VirtioNet::driver_features(std::uint64_t features) {
 void VirtioNet::reset() { (void)tap_.set_offload(0); }
 
 void VirtioNet::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
-  std::fill(data.begin(), data.end(), 0);
-  if (offset < sizeof config_) {
-    const std::size_t n = std::min<std::size_t>(data.size(), sizeof config_ - offset);
-    std::memcpy(data.data(), reinterpret_cast<const std::uint8_t*>(&config_) + offset, n);
-  }
+  read_config_of(config_, offset, data);
 }
 
 int VirtioNet::queue_source(std::uint16_t queue) const {

@@ -140,12 +140,7 @@ std::uint64_t VirtioVsock::device_features() const {
 }
 
 void VirtioVsock::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
-  std::fill(data.begin(), data.end(), 0);
-  const std::uint64_t cid = cid_;  // struct virtio_vsock_config { le64 guest_cid; }
-  if (offset < sizeof cid) {
-    const std::size_t n = std::min<std::size_t>(data.size(), sizeof cid - offset);
-    std::memcpy(data.data(), reinterpret_cast<const std::uint8_t*>(&cid) + offset, n);
-  }
+  read_config_of(cid_, offset, data);  // struct virtio_vsock_config { le64 guest_cid; }
 }
 
 int VirtioVsock::queue_source(std::uint16_t queue) const {
