@@ -1,6 +1,8 @@
 #include "api/remote_command.hpp"
 
 #include <array>
+#include <cstdint>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -84,6 +86,15 @@ Result<bool> on_off(std::string_view command, const std::string& key, const std:
   return value == "on";
 }
 
+// A value of at most `max_digits` decimal digits (split_spec gives no empty values); nullopt for
+// anything else, which each caller names in its own words.
+std::optional<std::uint64_t> digits(const std::string& value, std::size_t max_digits) {
+  if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > max_digits) {
+    return std::nullopt;
+  }
+  return std::stoull(value);
+}
+
 }  // namespace
 
 Result<RemoteRequest> add_device_request(std::string_view spec) {
@@ -95,10 +106,11 @@ Result<RemoteRequest> add_device_request(std::string_view spec) {
     } else if (key == "iommu") {
       KEEL_TRY(body[key], on_off("add-device", key, value));
     } else if (key == "dma_low_water") {
-      if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 10) {
+      const auto entries = digits(value, 10);
+      if (!entries) {
         return Error::invalid("add-device: dma_low_water=" + value + " is not a number of entries");
       }
-      body[key] = std::stoull(value);
+      body[key] = *entries;
     } else {
       return Error::invalid("add-device: unknown key \"" + key +
                             "\" (known: path, id, dma_mapping, iommu, dma_low_water)");
@@ -120,10 +132,11 @@ Result<RemoteRequest> add_disk_request(std::string_view spec) {
     } else if (key == "readonly" || key == "direct") {
       KEEL_TRY(body[key], on_off("add-disk", key, value));
     } else if (key == "num_queues" || key == "queue_size") {
-      if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 5) {
+      const auto number = digits(value, 5);
+      if (!number) {
         return Error::invalid("add-disk: " + key + "=" + value + " is not a number");
       }
-      body[key] = std::stoul(value);
+      body[key] = *number;
     } else {
       return Error::invalid("add-disk: unknown key \"" + key +
                             "\" (known: path, readonly, direct, num_queues, queue_size, id)");
@@ -143,19 +156,19 @@ Result<RemoteRequest> add_net_request(std::string_view spec) {
     if (key == "tap" || key == "ip" || key == "mask" || key == "mac" || key == "id") {
       body[key] = value;
     } else if (key == "fd") {
-      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
-          value.size() > 9 || std::stoi(value) < 3) {
+      const auto fd = digits(value, 9);
+      if (!fd || *fd < 3) {
         return Error::invalid("add-net: fd=" + value +
                               " is not the number of an open TAP fd of keel-remote's (3 or more)");
       }
-      fds.push_back(std::stoi(value));
+      fds.push_back(static_cast<int>(*fd));
       body["fds"] = nlohmann::json::array({fds.back()});
     } else if (key == "num_queues" || key == "queue_size") {
-      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
-          value.size() > 5) {
+      const auto number = digits(value, 5);
+      if (!number) {
         return Error::invalid("add-net: " + key + "=" + value + " is not a number");
       }
-      body[key] = std::stoul(value);
+      body[key] = *number;
     } else {
       return Error::invalid("add-net: unknown key \"" + key +
                             "\" (known: tap, fd, ip, mask, mac, num_queues, queue_size, id)");
@@ -177,11 +190,11 @@ Result<RemoteRequest> add_vsock_request(std::string_view spec) {
     if (key == "socket" || key == "id") {
       body[key] = value;
     } else if (key == "cid") {
-      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos ||
-          value.size() > 10) {
+      const auto cid = digits(value, 10);
+      if (!cid) {
         return Error::invalid("add-vsock: cid=" + value + " is not a number, e.g. cid=3");
       }
-      body[key] = std::stoull(value);
+      body[key] = *cid;
     } else {
       return Error::invalid("add-vsock: unknown key \"" + key + "\" (known: cid, socket, id)");
     }
