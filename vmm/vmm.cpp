@@ -21,6 +21,17 @@ namespace {
 
 Error no_vm() { return Error::not_found("no VM: create one first (vm.create)"); }
 
+// The lowest "<prefix><N>" no entry of `items` has as its id (default_disk_id, default_net_id).
+template <class Config>
+std::string lowest_free_id(const std::vector<Config>& items, std::string (*name)(std::size_t)) {
+  for (std::size_t n = 0;; ++n) {
+    std::string id = name(n);
+    if (std::none_of(items.begin(), items.end(), [&id](const Config& c) { return c.id == id; })) {
+      return id;
+    }
+  }
+}
+
 Error wrong_state(const std::string& what, VmmControl::VmState state) {
   static const char* const kNames[] = {"created", "running", "paused", "shut down"};
   return Error::wrong_state(what + ": the VM is " + kNames[static_cast<int>(state)]);
@@ -355,15 +366,20 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
   });
 }
 
+Status Vmm::before_boot(const std::string& what) const {
+  if (!config_) {
+    return no_vm();
+  }
+  if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
+    return Error::not_supported("hot-plug is not supported while the VM runs; add " + what +
+                                " before vm.boot");
+  }
+  return ok_status();
+}
+
 Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &device]() -> Result<DeviceInfo> {
-    if (!config_) {
-      return no_vm();
-    }
-    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::not_supported("hot-plug is not supported while the VM runs; add devices "
-                                   "before vm.boot");
-    }
+    KEEL_TRY_STATUS(before_boot("devices"));
     Status checked = check_device(device);
     if (!checked.ok()) {
       return checked.error().wrap("device " + (device.id.empty() ? device.path : device.id));
@@ -382,20 +398,10 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
 
 Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &disk]() -> Result<DeviceInfo> {
-    if (!config_) {
-      return no_vm();
-    }
-    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::not_supported("hot-plug is not supported while the VM runs; add disks "
-                                   "before vm.boot");
-    }
+    KEEL_TRY_STATUS(before_boot("disks"));
     DiskConfig added = disk;
-    for (std::size_t n = 0; added.id.empty(); ++n) {  // the lowest free "_disk<N>"
-      const std::string id = default_disk_id(n);
-      if (std::none_of(config_->disks.begin(), config_->disks.end(),
-                       [&id](const DiskConfig& o) { return o.id == id; })) {
-        added.id = id;
-      }
+    if (added.id.empty()) {
+      added.id = lowest_free_id(config_->disks, &default_disk_id);
     }
     for (const DiskConfig& d : config_->disks) {
       if (d.id == added.id || d.path == added.path) {
@@ -414,20 +420,10 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
 
 Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &net, &tap]() -> Result<DeviceInfo> {
-    if (!config_) {
-      return no_vm();
-    }
-    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::not_supported("hot-plug is not supported while the VM runs; add network "
-                                   "links before vm.boot");
-    }
+    KEEL_TRY_STATUS(before_boot("network links"));
     NetConfig added = net;
-    for (std::size_t n = 0; added.id.empty(); ++n) {  // the lowest free "_net<N>"
-      const std::string id = default_net_id(n);
-      if (std::none_of(config_->nets.begin(), config_->nets.end(),
-                       [&id](const NetConfig& o) { return o.id == id; })) {
-        added.id = id;
-      }
+    if (added.id.empty()) {
+      added.id = lowest_free_id(config_->nets, &default_net_id);
     }
     if (tap.valid()) {
       if (!added.tap.empty()) {
@@ -472,13 +468,7 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) 
 
 Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &vsock]() -> Result<DeviceInfo> {
-    if (!config_) {
-      return no_vm();
-    }
-    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::not_supported("hot-plug is not supported while the VM runs; add the vsock "
-                                   "device before vm.boot");
-    }
+    KEEL_TRY_STATUS(before_boot("the vsock device"));
     if (config_->vsock) {
       return Error::exists("vsock " + config_->vsock->id + " (cid " +
                            std::to_string(config_->vsock->cid) +

@@ -62,6 +62,8 @@ class Vmm : public VmmControl {
   void run_requests();
 
   Status boot_locked();
+  // A VM exists and is not running: what to add ("disks") can be added now (no hot-plug yet).
+  Status before_boot(const std::string& what) const;
   void destroy_vm();
   // Handles the end of a boot (power-off, reset, failure); false when run() should return.
   bool handle_vm_exit();
