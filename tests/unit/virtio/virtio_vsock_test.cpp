@@ -110,6 +110,18 @@ class Guest {
     c.readable_size = static_cast<std::uint32_t>(sizeof h + payload.size());
     CHECK(dev_.serve(VirtioVsock::kTxQueue, c, mem_) == 0);
   }
+  // A connection out to the host's listener on PATH_<host_port>: the request, the device's
+  // response, the host side accepted.
+  UniqueFd connect_out(int listener, std::uint32_t guest_port, std::uint32_t host_port,
+                       std::uint32_t buf_alloc = 256 * 1024) {
+    send(VIRTIO_VSOCK_OP_REQUEST, guest_port, host_port, "", 0, buf_alloc, 0);
+    auto response = receive();
+    REQUIRE(response);
+    REQUIRE(response->h.op == VIRTIO_VSOCK_OP_RESPONSE);
+    UniqueFd host(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+    REQUIRE(host.valid());
+    return host;
+  }
   // The next packet for the guest, waiting up to ~2 s for one.
   std::optional<Packet> receive(int tries = 200) {
     for (int i = 0; i < tries && !dev_.has_input(VirtioVsock::kRxQueue); ++i) {
@@ -249,9 +261,7 @@ TEST_CASE("vsock: the host's bytes wait for the guest's credit") {
   auto dev = make(path);
   Guest guest(*dev);
   UniqueFd listener = unix_listen(path + "_80");
-  guest.send(VIRTIO_VSOCK_OP_REQUEST, 999, 80, "", 0, /*buf_alloc=*/100, 0);
-  REQUIRE(guest.receive()->h.op == VIRTIO_VSOCK_OP_RESPONSE);
-  UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd host = guest.connect_out(listener.get(), 999, 80, /*buf_alloc=*/100);
   const std::string big(1000, 'x');
   REQUIRE(::write(host.get(), big.data(), big.size()) == 1000);
   auto first = guest.receive();
@@ -276,9 +286,7 @@ TEST_CASE("vsock: what the host does not take yet is held within the credit, the
   auto dev = make(path);
   Guest guest(*dev);
   UniqueFd listener = unix_listen(path + "_81");
-  guest.send(VIRTIO_VSOCK_OP_REQUEST, 1000, 81);
-  REQUIRE(guest.receive()->h.op == VIRTIO_VSOCK_OP_RESPONSE);
-  UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd host = guest.connect_out(listener.get(), 1000, 81);
 
   // The guest sends as its credit allows while the host reads nothing, until the credit is spent.
   std::string sent;
@@ -346,9 +354,7 @@ TEST_CASE("vsock: a guest past its credit, or naming no connection, gets a reset
 
   // A connection whose host side never reads: a guest ignoring its credit is reset.
   UniqueFd listener = unix_listen(path + "_82");
-  guest.send(VIRTIO_VSOCK_OP_REQUEST, 10, 82);
-  REQUIRE(guest.receive()->h.op == VIRTIO_VSOCK_OP_RESPONSE);
-  UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd host = guest.connect_out(listener.get(), 10, 82);
   const std::string piece(VirtioVsock::kMaxPayload, 'z');
   bool reset = false;
   for (int i = 0; i < 200 && !reset; ++i) {
@@ -376,12 +382,8 @@ TEST_CASE("vsock: busy connections take turns; a buffer with room for a header o
   auto dev = make(path);
   Guest guest(*dev);
   UniqueFd listener = unix_listen(path + "_90");
-  guest.send(VIRTIO_VSOCK_OP_REQUEST, 1, 90);
-  REQUIRE(guest.receive()->h.op == VIRTIO_VSOCK_OP_RESPONSE);
-  UniqueFd a(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  guest.send(VIRTIO_VSOCK_OP_REQUEST, 2, 90);
-  REQUIRE(guest.receive()->h.op == VIRTIO_VSOCK_OP_RESPONSE);
-  UniqueFd b(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd a = guest.connect_out(listener.get(), 1, 90);
+  UniqueFd b = guest.connect_out(listener.get(), 2, 90);
   const std::string lots(64 * 1024, 'a');
   REQUIRE(::write(a.get(), lots.data(), lots.size()) == static_cast<ssize_t>(lots.size()));
   REQUIRE(::write(b.get(), "b", 1) == 1);
@@ -416,9 +418,7 @@ TEST_CASE("vsock: a credit request that opens the window lets the host's bytes f
   auto dev = make(path);
   Guest guest(*dev);
   UniqueFd listener = unix_listen(path + "_91");
-  guest.send(VIRTIO_VSOCK_OP_REQUEST, 5, 91, "", 0, /*buf_alloc=*/100, 0);
-  REQUIRE(guest.receive()->h.op == VIRTIO_VSOCK_OP_RESPONSE);
-  UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd host = guest.connect_out(listener.get(), 5, 91, /*buf_alloc=*/100);
   const std::string big(300, 'y');
   REQUIRE(::write(host.get(), big.data(), big.size()) == 300);
   REQUIRE(guest.receive()->payload.size() == 100);
