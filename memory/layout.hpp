@@ -57,6 +57,15 @@ inline constexpr std::uint8_t kAcpiResetOffset = 2;            //   FADT RESET_R
 inline constexpr std::uint8_t kAcpiResetValue = 1;             //   FADT RESET_VALUE
 inline constexpr std::uint8_t kAcpiS5SleepType = 5;            //   SLP_TYP of \_S5 in the DSDT
 inline constexpr std::uint32_t kAcpiSciIrq = 9;
+// PCI hot-plug (devices/pci/acpi_hotplug.hpp, the DSDT's \_SB_.GED_): three 32-bit registers,
+// slots announced (PCIU, cleared by reading), slots to eject (PCID), slots ejected (B0EJ, write),
+// and the Generic Event Device's interrupt, an ISA line nothing else uses.
+inline constexpr std::uint16_t kPciHotplugPort = 0x610;
+inline constexpr std::uint16_t kPciHotplugSize = 12;
+inline constexpr std::uint8_t kPciHotplugUpOffset = 0;
+inline constexpr std::uint8_t kPciHotplugDownOffset = 4;
+inline constexpr std::uint8_t kPciHotplugEjectOffset = 8;
+inline constexpr std::uint32_t kGedIrq = 5;
 
 // ---- Shared by the ACPI tables (vmm/boot) and the devices they describe ----
 // PCI INTx: slot `slot` pin `pin` (0 = INTA .. 3 = INTD) raises IOAPIC GSI 16..23, swizzled so

@@ -252,14 +252,15 @@ Result<UniqueFd> KvmVm::create_vfio_device() {
   return UniqueFd(static_cast<int>(request.fd));
 }
 
-Status KvmVm::add_vfio_group(int kvm_vfio_fd, int group_fd) {
+Status KvmVm::set_vfio_group(int kvm_vfio_fd, int group_fd, bool attached) {
   std::int32_t fd = group_fd;
   kvm_device_attr attr{};
   attr.group = KVM_DEV_VFIO_GROUP;
-  attr.attr = KVM_DEV_VFIO_GROUP_ADD;
+  attr.attr = attached ? KVM_DEV_VFIO_GROUP_ADD : KVM_DEV_VFIO_GROUP_DEL;
   attr.addr = reinterpret_cast<std::uint64_t>(&fd);
   if (kvm_ioctl(*sys_, kvm_vfio_fd, KVM_SET_DEVICE_ATTR, &attr) != 0) {
-    return Error::from_errno("KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_ADD");
+    return Error::from_errno(attached ? "KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_ADD"
+                                 : "KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_DEL");
   }
   return ok_status();
 }

@@ -68,8 +68,9 @@ class KvmVm {
   Status set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries);
   // KVM_CREATE_DEVICE(KVM_DEV_TYPE_VFIO): the KVM-VFIO pseudo device.
   Result<UniqueFd> create_vfio_device();
-  // KVM_SET_DEVICE_ATTR(KVM_DEV_VFIO_GROUP, KVM_DEV_VFIO_GROUP_ADD) on the KVM-VFIO device.
-  Status add_vfio_group(int kvm_vfio_fd, int group_fd);
+  // KVM_SET_DEVICE_ATTR on the KVM-VFIO device: KVM_DEV_VFIO_GROUP_ADD when `attached`, else
+  // KVM_DEV_VFIO_GROUP_DEL (a hot-removed device's group).
+  Status set_vfio_group(int kvm_vfio_fd, int group_fd, bool attached);
   // KVM_CREATE_VCPU, then maps its kvm_run area.
   Result<KvmVcpu> create_vcpu(std::uint32_t id, std::size_t mmap_size);
 

@@ -68,13 +68,13 @@ Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& dev
 Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<DeviceConfig>& devices,
                                                          const memory::GuestMemory& memory,
                                                          KvmVm& kvm, pci::Platform& platform) {
-  std::unique_ptr<Passthrough> p(new Passthrough(platform));
-  std::shared_ptr<vfio::VfioSys> sys = vfio::make_kernel_vfio_sys();
+  std::unique_ptr<Passthrough> p(new Passthrough(memory, kvm, platform));
+  p->sys_ = vfio::make_kernel_vfio_sys();
 
   // The containers, each negotiated, planned and mapped (or handed to its lazy engine).
   KEEL_TRY(ContainerPlan plan, group_into_containers(devices));
   for (std::size_t c = 0; c < plan.configs.size(); ++c) {
-    auto container = vfio::BudgetedContainer::create(sys, memory, plan.configs[c]);
+    auto container = vfio::BudgetedContainer::create(p->sys_, memory, plan.configs[c]);
     if (!container.ok()) {
       const bool own = plan.configs[c].behind_viommu;
       const auto at = std::find_if(plan.where.begin(), plan.where.end(),
@@ -88,34 +88,130 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
   // The KVM-VFIO device tells KVM which groups the VM uses (for coherent DMA and interrupts).
   KEEL_TRY(p->kvm_vfio_, kvm.create_vfio_device());
   for (const auto& container : p->containers_) {
-    for (const vfio::Group& group : container->groups()) {
-      KEEL_TRY_STATUS(kvm.add_vfio_group(p->kvm_vfio_.get(), group.fd()));
-    }
+    KEEL_TRY_STATUS(p->set_groups(*container, true));
   }
 
   // Each function on the platform, and behind the virtual IOMMU where asked.
   for (std::size_t i = 0; i < devices.size(); ++i) {
-    const DeviceConfig& d = devices[i];
-    const auto [c, k] = plan.where[i];
-    vfio::BudgetedContainer& container = *p->containers_[c];
-    const vfio::PciDeviceLocation& location = container.locations()[k];
-    KEEL_TRY(vfio::DeviceFd device, container.take_device(k));
-    KEEL_TRY(const std::uint8_t slot, platform.free_slot());
-    KEEL_TRY_WRAP(auto pci, vfio::VfioPciDevice::create(std::move(device), platform, slot),
-                  "device " + d.id);
-    KEEL_TRY_STATUS(platform.plug(slot, pci));
-    if (d.iommu) {  // a container behind the virtual IOMMU always has a lazy engine
-      p->backend_.add_endpoint(pci::requester_id(slot), *container.lazy());
-    }
-    p->devices_.push_back(Passed{d.id, slot, d.iommu, c, pci});
-    log::info("vfio", "device passed through",
-              {{"id", d.id},
-               {"bdf", location.bdf},
-               {"group", location.group},
-               {"slot", slot},
-               {"iommu", d.iommu}});
+    KEEL_TRY_STATUS(p->pass(devices[i], plan.where[i].first, plan.where[i].second));
   }
   return p;
+}
+
+Status Passthrough::set_groups(const vfio::BudgetedContainer& container, bool attached) {
+  for (const vfio::Group& group : container.groups()) {
+    KEEL_TRY_STATUS(kvm_.set_vfio_group(kvm_vfio_.get(), group.fd(), attached));
+  }
+  return ok_status();
+}
+
+Result<std::uint8_t> Passthrough::pass(const DeviceConfig& d, std::size_t c, std::size_t k) {
+  vfio::BudgetedContainer& container = *containers_[c];
+  const vfio::PciDeviceLocation& location = container.locations()[k];
+  KEEL_TRY(vfio::DeviceFd device, container.take_device(k));
+  KEEL_TRY(const std::uint8_t slot, platform_.free_slot());
+  KEEL_TRY_WRAP(auto pci, vfio::VfioPciDevice::create(std::move(device), platform_, slot),
+                "device " + d.id);
+  KEEL_TRY_STATUS(platform_.plug(slot, pci));
+  if (d.iommu) {  // a container behind the virtual IOMMU always has a lazy engine
+    backend_.add_endpoint(pci::requester_id(slot), *container.lazy());
+  }
+  devices_.push_back(Passed{d.id, slot, d.iommu, c, pci});
+  log::info("vfio", "device passed through",
+            {{"id", d.id},
+             {"bdf", location.bdf},
+             {"group", location.group},
+             {"slot", slot},
+             {"iommu", d.iommu}});
+  return slot;
+}
+
+Result<std::uint8_t> Passthrough::hot_add(const DeviceConfig& d) {
+  const std::string where = "device " + d.id;
+  if (d.iommu) {
+    return Error::not_supported(where +
+                                ": iommu=on cannot be hot-added; the guest learns the virtual "
+                                "IOMMU's endpoints from the VIOT at boot: add it before vm.boot, "
+                                "or without iommu=on");
+  }
+  vfio::BudgetedContainerConfig config;
+  config.mode = d.dma_mapping;
+  config.device_paths = {d.path};
+  KEEL_TRY_WRAP(auto container, vfio::BudgetedContainer::create(sys_, memory_, config), where);
+  Status attached = set_groups(*container, true);
+  if (!attached.ok()) {
+    (void)set_groups(*container, false);
+    return attached.error().wrap(where);
+  }
+  {
+    std::lock_guard lock(dma_mutex_);
+    containers_.push_back(std::move(container));
+  }
+  auto slot = pass(d, containers_.size() - 1, 0);
+  if (!slot.ok()) {
+    (void)set_groups(*containers_.back(), false);
+    std::lock_guard lock(dma_mutex_);
+    containers_.pop_back();  // unmaps what it mapped
+  }
+  return slot;
+}
+
+Result<std::uint8_t> Passthrough::removable_slot(const std::string& id) const {
+  const auto it = std::find_if(devices_.begin(), devices_.end(),
+                               [&id](const Passed& p) { return p.id == id; });
+  if (it == devices_.end()) {
+    return Error::not_found("no passed-through device with id " + id);
+  }
+  if (it->behind_viommu) {
+    return Error::not_supported("device " + id +
+                                " sits behind the virtual IOMMU (iommu=on), which the guest "
+                                "learnt of at boot: it cannot be removed while the VM runs; shut "
+                                "the VM down first");
+  }
+  for (const Passed& other : devices_) {
+    if (other.container == it->container && other.id != id) {
+      return Error::not_supported("device " + id + " shares its VFIO container with device " +
+                                  other.id +
+                                  ", which keeps it; remove it after shutting the VM down, or "
+                                  "hot-add devices you mean to hot-remove (each gets its own)");
+    }
+  }
+  return it->slot;
+}
+
+Status Passthrough::remove(std::uint8_t slot) {
+  const auto it = std::find_if(devices_.begin(), devices_.end(),
+                               [slot](const Passed& p) { return p.slot == slot; });
+  if (it == devices_.end()) {
+    return Error::not_found("no passed-through device in slot " + std::to_string(slot));
+  }
+  const std::size_t c = it->container;
+  const std::string id = it->id;
+  // A guest may eject any slot itself; a container that serves other devices (or the virtual
+  // IOMMU's endpoint) stays, only the function goes.
+  const bool alone = removable_slot(id).ok();
+  (void)platform_.unplug(slot);
+  if (alone) {
+    Status detached = set_groups(*containers_[c], false);
+    if (!detached.ok()) {
+      log::warn("vfio", "KVM-VFIO group removal failed",
+                {{"id", id}, {"error", detached.error().message()}});
+    }
+  }
+  devices_.erase(it);  // closes the device (its BARs and interrupts go with it)
+  if (alone) {
+    {
+      std::lock_guard lock(dma_mutex_);
+      containers_.erase(containers_.begin() + static_cast<std::ptrdiff_t>(c));  // unmaps all
+    }
+    for (Passed& p : devices_) {
+      if (p.container > c) {
+        --p.container;
+      }
+    }
+  }
+  log::info("vfio", "device removed", {{"id", id}, {"slot", slot}, {"container_released", alone}});
+  return ok_status();
 }
 
 std::vector<vfio::DmaReport> Passthrough::dma_reports() const {

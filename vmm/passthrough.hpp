@@ -24,7 +24,9 @@ namespace keel::vmm {
 // (iommu=on) gets a container of its own, whose plan may hand it to the lazy engine, since the
 // guest may put each in a different IOMMU domain. Then the KVM-VFIO device, and one
 // VfioPciDevice per host function on the VM's PCI platform. Teardown removes the devices first,
-// then each container unmaps every DMA entry.
+// then each container unmaps every DMA entry. A device hot-added to the running VM gets a
+// container of its own, negotiated, planned and mapped like the others before the guest hears of
+// it; removing it gives its container back whole.
 class Passthrough {
  public:
   // The memory, the KVM VM and the platform outlive it.
@@ -44,6 +46,16 @@ class Passthrough {
   };
   const std::vector<Passed>& devices() const { return devices_; }
 
+  // Hot-plug (the VMM thread, the guest running). hot_add: the device in a container of its own,
+  // its budget read and planned; on failure nothing is left mapped or attached. Returns its slot.
+  Result<std::uint8_t> hot_add(const DeviceConfig& device);
+  // The slot of device `id` if it can be removed while the guest runs: it must hold its
+  // container alone and not be behind the virtual IOMMU (the guest's VIOT names it).
+  Result<std::uint8_t> removable_slot(const std::string& id) const;
+  // Takes the device in `slot` off the platform and gives its container back (every entry
+  // unmapped, the group detached from KVM and the container).
+  Status remove(std::uint8_t slot);
+
   // One report per container, as last known (no syscall) or re-read from the kernel first.
   std::vector<vfio::DmaReport> dma_reports() const;
   Result<std::vector<vfio::DmaReport>> refresh_dma_reports();
@@ -60,7 +72,12 @@ class Passthrough {
   devices::DmaMappingBackend& iommu_backend() { return backend_; }
 
  private:
-  explicit Passthrough(pci::Platform& platform) : platform_(platform) {}
+  Passthrough(const memory::GuestMemory& memory, KvmVm& kvm, pci::Platform& platform)
+      : memory_(memory), kvm_(kvm), platform_(platform) {}
+  // Puts device `d`, the `index`th of container `container`, on the platform.
+  Result<std::uint8_t> pass(const DeviceConfig& d, std::size_t container, std::size_t index);
+  // Tells KVM about (or forgets) every group of `container`.
+  Status set_groups(const vfio::BudgetedContainer& container, bool attached);
 
   // Serialises the lazy engines (called from the vCPU thread that notifies the virtual IOMMU)
   // with reports (the VMM thread).
@@ -79,7 +96,10 @@ class Passthrough {
     vfio::LazyIommuBackend inner_;
   };
 
+  const memory::GuestMemory& memory_;
+  KvmVm& kvm_;
   pci::Platform& platform_;
+  std::shared_ptr<vfio::VfioSys> sys_;
   mutable std::mutex dma_mutex_;
   std::vector<std::unique_ptr<vfio::BudgetedContainer>> containers_;
   LockedBackend backend_{dma_mutex_};

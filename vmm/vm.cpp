@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/hex.hpp"
@@ -84,11 +85,14 @@ void set_lvt(kvm_lapic_state& state, std::size_t reg, std::uint32_t delivery) {
 }  // namespace
 
 // Guest RAM takes the first KVM memory slots, one per region; devices' slots follow.
-Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event)
+Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event, EventFd hotplug_event,
+       SeccompMode seccomp)
     : memory_(std::move(memory)),
       kvm_vm_(std::move(kvm_vm)),
       exit_event_(std::move(exit_event)),
-      memory_slots_(kvm_vm_, static_cast<std::uint32_t>(memory_.regions().size())) {}
+      memory_slots_(kvm_vm_, static_cast<std::uint32_t>(memory_.regions().size())),
+      seccomp_(seccomp),
+      hotplug_event_(std::move(hotplug_event)) {}
 
 Vm::~Vm() {
   stop();
@@ -129,7 +133,9 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages}));
   KEEL_TRY(auto kvm_vm, kvm.create_vm());
   KEEL_TRY(auto exit_event, EventFd::create(EFD_NONBLOCK));
-  std::unique_ptr<Vm> vm(new Vm(std::move(memory), std::move(kvm_vm), std::move(exit_event)));
+  KEEL_TRY(auto hotplug_event, EventFd::create(EFD_NONBLOCK));
+  std::unique_ptr<Vm> vm(new Vm(std::move(memory), std::move(kvm_vm), std::move(exit_event),
+                                std::move(hotplug_event), seccomp));
 
   KEEL_TRY_STATUS(vm->kvm_vm_.set_x86_private_pages(kTssAddr, kIdentityMapAddr));
   KEEL_TRY_STATUS(vm->kvm_vm_.create_irqchip());
@@ -151,50 +157,16 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
 
   if (config.rng_source) {
     KEEL_TRY_WRAP(auto rng, virtio::VirtioRng::open(*config.rng_source), "--rng");
-    KEEL_TRY_STATUS(vm->add_virtio("_rng", std::move(rng), seccomp));
+    KEEL_TRY_STATUS(vm->add_virtio("_rng", std::move(rng)));
   }
   for (const DiskConfig& disk : config.disks) {
-    const std::string where = "disk " + disk.id;
-    KEEL_TRY_WRAP(auto image,
-                  virtio::DiskImage::open({disk.path, disk.readonly, disk.direct}), where);
-    KEEL_TRY_WRAP(auto blk,
-                  virtio::VirtioBlk::create(std::move(image), {disk.num_queues, disk.queue_size}),
-                  where);
-    KEEL_TRY_STATUS(vm->add_virtio(disk.id, std::move(blk), seccomp));
+    KEEL_TRY_STATUS(vm->add_disk(disk));
   }
   for (const NetConfig& net : config.nets) {
-    const std::string where = "net " + net.id;
-    Result<virtio::Tap> tap = Error::invalid("no TAP");
-    if (net.fd >= 0) {
-      // Each boot takes its own copy: a reboot builds the VM again from the same fd.
-      UniqueFd copy(::fcntl(net.fd, F_DUPFD_CLOEXEC, 3));
-      if (!copy) {
-        return Error::opening_user_path("fd=" + std::to_string(net.fd)).wrap(where);
-      }
-      tap = virtio::Tap::adopt(std::move(copy));
-    } else {
-      tap = virtio::Tap::open(net.tap.empty() ? "keeltap%d" : net.tap);
-    }
-    if (!tap.ok()) {
-      return tap.error().wrap(where);
-    }
-    if (!net.ip.empty()) {
-      KEEL_TRY_STATUS_WRAP(tap->set_host_address(net.ip, net.mask), where);
-    }
-    const auto mac = net.mac.empty() ? virtio::random_mac() : *virtio::parse_mac(net.mac);
-    KEEL_TRY_WRAP(auto dev, virtio::VirtioNet::create(std::move(tap).value(), {mac, net.queue_size}),
-                  where);
-    log::info("vm", "network link", {{"id", net.id}, {"tap", dev->tap().name()},
-                                     {"mac", virtio::format_mac(mac)}});
-    KEEL_TRY_STATUS(vm->add_virtio(net.id, std::move(dev), seccomp));
+    KEEL_TRY_STATUS(vm->add_net(net));
   }
   if (config.vsock) {
-    const std::string where = "vsock " + config.vsock->id;
-    KEEL_TRY_WRAP(auto vsock, virtio::VirtioVsock::create(config.vsock->cid, config.vsock->socket),
-                  where);
-    log::info("vm", "vsock", {{"id", config.vsock->id}, {"cid", config.vsock->cid},
-                              {"socket", config.vsock->socket}});
-    KEEL_TRY_STATUS(vm->add_virtio(config.vsock->id, std::move(vsock), seccomp));
+    KEEL_TRY_STATUS(vm->add_vsock(*config.vsock));
   }
 
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
@@ -234,6 +206,10 @@ Status Vm::setup_devices(SerialOutput serial_output) {
                               devices::I8042::kSize));
   KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::AcpiPm>(power), layout::kAcpiPmPort,
                               layout::kAcpiPmSize));
+  KEEL_TRY(auto ged_irq, IrqfdLine::create(kvm_vm_, layout::kGedIrq));
+  hotplug_ = std::make_shared<pci::AcpiHotplug>(std::move(ged_irq),
+                                                [this](std::uint8_t slot) { on_eject(slot); });
+  KEEL_TRY_STATUS(pio_.insert(hotplug_, layout::kPciHotplugPort, layout::kPciHotplugSize));
 
   KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
                                             pci::Platform::BarWindows::above_ram(memory_.end()),
@@ -241,10 +217,10 @@ Status Vm::setup_devices(SerialOutput serial_output) {
   return ok_status();
 }
 
-Status Vm::add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device,
-                      SeccompMode seccomp) {
+Result<std::uint8_t> Vm::add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device) {
   const std::uint32_t type = device->device_type();
   KEEL_TRY(const std::uint8_t slot, platform_->free_slot());
+  const SeccompMode seccomp = seccomp_;
   KEEL_TRY(auto transport,
            virtio::VirtioPciDevice::create(std::move(device), memory_, *platform_, [seccomp] {
              return install_seccomp_filter(ThreadKind::kDeviceIo, seccomp);
@@ -253,7 +229,138 @@ Status Vm::add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> devi
   log::info("vm", "virtio device",
             {{"id", id}, {"type", type}, {"guest_bdf", pci::guest_bdf(slot)}});
   virtio_.push_back(VirtioFunction{std::move(id), slot, std::move(transport)});
+  return slot;
+}
+
+Result<std::uint8_t> Vm::add_disk(const DiskConfig& disk) {
+  const std::string where = "disk " + disk.id;
+  KEEL_TRY_WRAP(auto image, virtio::DiskImage::open({disk.path, disk.readonly, disk.direct}),
+                where);
+  KEEL_TRY_WRAP(auto blk,
+                virtio::VirtioBlk::create(std::move(image), {disk.num_queues, disk.queue_size}),
+                where);
+  return add_virtio(disk.id, std::move(blk));
+}
+
+Result<std::uint8_t> Vm::add_net(const NetConfig& net) {
+  const std::string where = "net " + net.id;
+  Result<virtio::Tap> tap = Error::invalid("no TAP");
+  if (net.fd >= 0) {
+    // Each boot takes its own copy: a reboot builds the VM again from the same fd.
+    UniqueFd copy(::fcntl(net.fd, F_DUPFD_CLOEXEC, 3));
+    if (!copy) {
+      return Error::opening_user_path("fd=" + std::to_string(net.fd)).wrap(where);
+    }
+    tap = virtio::Tap::adopt(std::move(copy));
+  } else {
+    tap = virtio::Tap::open(net.tap.empty() ? "keeltap%d" : net.tap);
+  }
+  if (!tap.ok()) {
+    return tap.error().wrap(where);
+  }
+  if (!net.ip.empty()) {
+    KEEL_TRY_STATUS_WRAP(tap->set_host_address(net.ip, net.mask), where);
+  }
+  const auto mac = net.mac.empty() ? virtio::random_mac() : *virtio::parse_mac(net.mac);
+  KEEL_TRY_WRAP(auto dev, virtio::VirtioNet::create(std::move(tap).value(), {mac, net.queue_size}),
+                where);
+  log::info("vm", "network link", {{"id", net.id}, {"tap", dev->tap().name()},
+                                   {"mac", virtio::format_mac(mac)}});
+  return add_virtio(net.id, std::move(dev));
+}
+
+Result<std::uint8_t> Vm::add_vsock(const VsockConfig& vsock) {
+  const std::string where = "vsock " + vsock.id;
+  KEEL_TRY_WRAP(auto dev, virtio::VirtioVsock::create(vsock.cid, vsock.socket), where);
+  log::info("vm", "vsock", {{"id", vsock.id}, {"cid", vsock.cid}, {"socket", vsock.socket}});
+  return add_virtio(vsock.id, std::move(dev));
+}
+
+// ---- hot-plug ----
+
+Result<std::uint8_t> Vm::announce(Result<std::uint8_t> slot) {
+  if (slot.ok()) {
+    hotplug_->announce(*slot);
+  }
+  return slot;
+}
+
+Result<std::uint8_t> Vm::hot_add_device(const DeviceConfig& device) {
+  if (!passthrough_) {
+    KEEL_TRY(passthrough_, Passthrough::create({}, memory_, kvm_vm_, *platform_));
+  }
+  return announce(passthrough_->hot_add(device));
+}
+
+Result<std::uint8_t> Vm::hot_add_disk(const DiskConfig& disk) { return announce(add_disk(disk)); }
+
+Result<std::uint8_t> Vm::hot_add_net(const NetConfig& net) { return announce(add_net(net)); }
+
+Result<std::uint8_t> Vm::hot_add_vsock(const VsockConfig& vsock) {
+  return announce(add_vsock(vsock));
+}
+
+Status Vm::request_eject(const std::string& id) {
+  std::optional<std::uint8_t> slot;
+  for (const VirtioFunction& v : virtio_) {
+    if (v.id == id) {
+      slot = v.slot;
+    }
+  }
+  if (!slot && passthrough_) {
+    for (const Passthrough::Passed& p : passthrough_->devices()) {
+      if (p.id == id) {
+        KEEL_TRY(slot, passthrough_->removable_slot(id));
+      }
+    }
+  }
+  if (!slot) {
+    return Error::not_found("no device with id " + id);
+  }
+  log::info("vm", "asking the guest to eject", {{"id", id}, {"guest_bdf", pci::guest_bdf(*slot)}});
+  hotplug_->request_eject(*slot);
   return ok_status();
+}
+
+void Vm::on_eject(std::uint8_t slot) {
+  {
+    std::lock_guard lock(ejected_mutex_);
+    ejected_.push_back(slot);
+  }
+  (void)hotplug_event_.signal();
+}
+
+std::vector<std::string> Vm::finish_ejects() {
+  (void)hotplug_event_.consume();
+  std::vector<std::uint8_t> slots;
+  {
+    std::lock_guard lock(ejected_mutex_);
+    slots.swap(ejected_);
+  }
+  std::vector<std::string> removed;
+  for (std::uint8_t slot : slots) {
+    const auto v = std::find_if(virtio_.begin(), virtio_.end(),
+                                [slot](const VirtioFunction& f) { return f.slot == slot; });
+    if (v != virtio_.end()) {
+      (void)platform_->unplug(slot);
+      removed.push_back(v->id);
+      virtio_.erase(v);  // stops its workers, takes its BAR off the bus
+      log::info("vm", "virtio device removed", {{"id", removed.back()}, {"slot", slot}});
+      continue;
+    }
+    const auto& passed = passthrough_devices();
+    const auto p = std::find_if(passed.begin(), passed.end(),
+                                [slot](const Passthrough::Passed& d) { return d.slot == slot; });
+    if (p != passed.end()) {
+      std::string id = p->id;
+      if (passthrough_->remove(slot).ok()) {
+        removed.push_back(std::move(id));
+      }
+      continue;
+    }
+    log::warn("vm", "the guest ejected an empty slot", {{"slot", slot}});
+  }
+  return removed;
 }
 
 Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,

@@ -8,6 +8,7 @@
 #include "base/event_fd.hpp"
 #include "base/result.hpp"
 #include "devices/bus.hpp"
+#include "devices/pci/acpi_hotplug.hpp"
 #include "devices/pci/platform.hpp"
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
@@ -72,13 +73,34 @@ class Vm {
   };
   const std::vector<VirtioFunction>& virtio_functions() const { return virtio_; }
 
+  // Hot-plug (the VMM thread, the guest running or paused): each builds the device, puts it in a
+  // free slot and tells the guest (ACPI PCI hot-plug); returns the slot. A failure leaves the
+  // VM as it was.
+  Result<std::uint8_t> hot_add_device(const DeviceConfig& device);
+  Result<std::uint8_t> hot_add_disk(const DiskConfig& disk);
+  Result<std::uint8_t> hot_add_net(const NetConfig& net);
+  Result<std::uint8_t> hot_add_vsock(const VsockConfig& vsock);
+  // Asks the guest to eject device `id`. The device goes when the guest has let it go:
+  // hotplug_event_fd() becomes readable and finish_ejects() removes it.
+  Status request_eject(const std::string& id);
+  int hotplug_event_fd() const { return hotplug_event_.fd(); }
+  // Removes every device the guest ejected since the last call; returns their ids.
+  std::vector<std::string> finish_ejects();
+
  private:
-  Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event);
+  Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event, EventFd hotplug_event,
+     SeccompMode seccomp);
   Status setup_devices(SerialOutput serial_output);
-  // Puts a virtio device on the PCI platform, in the next free slot. A device that uses worker
-  // threads gets them with `seccomp`'s device-I/O filter.
-  Status add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device,
-                    SeccompMode seccomp);
+  // Puts a virtio device on the PCI platform, in the next free slot, and returns the slot. A
+  // device that uses worker threads gets them with the device-I/O seccomp filter.
+  Result<std::uint8_t> add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device);
+  Result<std::uint8_t> add_disk(const DiskConfig& disk);
+  Result<std::uint8_t> add_net(const NetConfig& net);
+  Result<std::uint8_t> add_vsock(const VsockConfig& vsock);
+  // Tells the guest of a device just added; passes the result on.
+  Result<std::uint8_t> announce(Result<std::uint8_t> slot);
+  // The guest's _EJ0 wrote `slot` (a vCPU thread): recorded for finish_ejects().
+  void on_eject(std::uint8_t slot);
   Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                      SeccompMode seccomp);
   void on_power(devices::PowerEvent event);
@@ -97,6 +119,11 @@ class Vm {
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on
   std::vector<VirtioFunction> virtio_;
+  SeccompMode seccomp_;
+  std::shared_ptr<pci::AcpiHotplug> hotplug_;
+  EventFd hotplug_event_;
+  std::mutex ejected_mutex_;
+  std::vector<std::uint8_t> ejected_;
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;

@@ -102,11 +102,12 @@ int Vmm::run() {
   while (!exit_requested_) {
     const bool forward_stdin = stdin_open_ && vm_ && state_ == VmState::kRunning && config_ &&
                                config_->serial == SerialMode::kTty;
-    pollfd fds[4] = {{requests_.fd(), POLLIN, 0},
+    pollfd fds[5] = {{requests_.fd(), POLLIN, 0},
                      {signal_fd_.get(), POLLIN, 0},
                      {vm_ ? vm_->exit_event_fd() : -1, POLLIN, 0},
-                     {forward_stdin ? STDIN_FILENO : -1, POLLIN, 0}};
-    if (::poll(fds, 4, -1) < 0) {
+                     {forward_stdin ? STDIN_FILENO : -1, POLLIN, 0},
+                     {vm_ ? vm_->hotplug_event_fd() : -1, POLLIN, 0}};
+    if (::poll(fds, 5, -1) < 0) {
       if (errno == EINTR) {
         continue;
       }
@@ -125,6 +126,9 @@ int Vmm::run() {
       log::warn("vmm", "stopping on signal", {{"signal", info.ssi_signo}, {"guest_running", guest_running}});
       exit_code_ = guest_running ? 1 : 0;
       break;
+    }
+    if ((fds[4].revents & POLLIN) != 0 && vm_) {
+      finish_ejects();
     }
     if ((fds[2].revents & POLLIN) != 0 && !handle_vm_exit()) {
       break;
@@ -366,20 +370,15 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
   });
 }
 
-Status Vmm::before_boot(const std::string& what) const {
-  if (!config_) {
-    return no_vm();
-  }
-  if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-    return Error::not_supported("hot-plug is not supported while the VM runs; add " + what +
-                                " before vm.boot");
-  }
-  return ok_status();
+bool Vmm::guest_running() const {
+  return vm_ && (state_ == VmState::kRunning || state_ == VmState::kPaused);
 }
 
 Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &device]() -> Result<DeviceInfo> {
-    KEEL_TRY_STATUS(before_boot("devices"));
+    if (!config_) {
+      return no_vm();
+    }
     Status checked = check_device(device);
     if (!checked.ok()) {
       return checked.error().wrap("device " + (device.id.empty() ? device.path : device.id));
@@ -391,14 +390,21 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
                              "(vm.remove-device) or give another id and path");
       }
     }
+    std::string bdf;
+    if (guest_running()) {
+      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_device(device));
+      bdf = pci::guest_bdf(slot);
+    }
     config_->devices.push_back(device);
-    return DeviceInfo{device.id, ""};
+    return DeviceInfo{device.id, bdf};
   });
 }
 
 Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &disk]() -> Result<DeviceInfo> {
-    KEEL_TRY_STATUS(before_boot("disks"));
+    if (!config_) {
+      return no_vm();
+    }
     DiskConfig added = disk;
     if (added.id.empty()) {
       added.id = lowest_free_id(config_->disks, &default_disk_id);
@@ -413,14 +419,21 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
     VmConfig next = *config_;
     next.disks.push_back(added);
     KEEL_TRY_STATUS(check_vm(next));
+    std::string bdf;
+    if (guest_running()) {
+      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_disk(added));
+      bdf = pci::guest_bdf(slot);
+    }
     config_ = std::move(next);
-    return DeviceInfo{added.id, ""};
+    return DeviceInfo{added.id, bdf};
   });
 }
 
 Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &net, &tap]() -> Result<DeviceInfo> {
-    KEEL_TRY_STATUS(before_boot("network links"));
+    if (!config_) {
+      return no_vm();
+    }
     NetConfig added = net;
     if (added.id.empty()) {
       added.id = lowest_free_id(config_->nets, &default_net_id);
@@ -458,17 +471,24 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) 
     VmConfig next = *config_;
     next.nets.push_back(added);
     KEEL_TRY_STATUS(check_vm(next));
+    std::string bdf;
+    if (guest_running()) {
+      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_net(added));  // copies the fd
+      bdf = pci::guest_bdf(slot);
+    }
     config_ = std::move(next);
     if (tap.valid()) {
       net_fds_[added.id] = std::move(tap);
     }
-    return DeviceInfo{added.id, ""};
+    return DeviceInfo{added.id, bdf};
   });
 }
 
 Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
   return on_vmm_thread<Result<DeviceInfo>>([this, &vsock]() -> Result<DeviceInfo> {
-    KEEL_TRY_STATUS(before_boot("the vsock device"));
+    if (!config_) {
+      return no_vm();
+    }
     if (config_->vsock) {
       return Error::exists("vsock " + config_->vsock->id + " (cid " +
                            std::to_string(config_->vsock->cid) +
@@ -478,9 +498,45 @@ Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
     VmConfig next = *config_;
     next.vsock = vsock;
     KEEL_TRY_STATUS(check_vm(next));
+    std::string bdf;
+    if (guest_running()) {
+      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_vsock(vsock));
+      bdf = pci::guest_bdf(slot);
+    }
     config_ = std::move(next);
-    return DeviceInfo{vsock.id, ""};
+    return DeviceInfo{vsock.id, bdf};
   });
+}
+
+bool Vmm::forget_device(const std::string& id) {
+  auto erase = [&id](auto& items) {
+    const auto it = std::find_if(items.begin(), items.end(),
+                                 [&id](const auto& item) { return item.id == id; });
+    if (it == items.end()) {
+      return false;
+    }
+    items.erase(it);
+    return true;
+  };
+  if (erase(config_->devices) || erase(config_->disks)) {
+    return true;
+  }
+  if (erase(config_->nets)) {
+    net_fds_.erase(id);
+    return true;
+  }
+  if (config_->vsock && config_->vsock->id == id) {
+    config_->vsock.reset();
+    return true;
+  }
+  return false;
+}
+
+void Vmm::finish_ejects() {
+  for (const std::string& id : vm_->finish_ejects()) {
+    forget_device(id);
+    log::info("vmm", "device removed", {{"id", id}});
+  }
 }
 
 Status Vmm::remove_device(const std::string& id) {
@@ -488,36 +544,14 @@ Status Vmm::remove_device(const std::string& id) {
     if (!config_) {
       return no_vm();
     }
-    if (state_ == VmState::kRunning || state_ == VmState::kPaused) {
-      return Error::not_supported("hot-unplug is not supported while the VM runs");
+    if (guest_running()) {
+      // The guest is asked; the device goes when it ejects it (finish_ejects).
+      return vm_->request_eject(id);
     }
-    auto& devices = config_->devices;
-    for (auto it = devices.begin(); it != devices.end(); ++it) {
-      if (it->id == id) {
-        devices.erase(it);
-        return ok_status();
-      }
+    if (!forget_device(id)) {
+      return Error::not_found("no device with id " + id);
     }
-    auto& disks = config_->disks;
-    for (auto it = disks.begin(); it != disks.end(); ++it) {
-      if (it->id == id) {
-        disks.erase(it);
-        return ok_status();
-      }
-    }
-    auto& nets = config_->nets;
-    for (auto it = nets.begin(); it != nets.end(); ++it) {
-      if (it->id == id) {
-        nets.erase(it);
-        net_fds_.erase(id);
-        return ok_status();
-      }
-    }
-    if (config_->vsock && config_->vsock->id == id) {
-      config_->vsock.reset();
-      return ok_status();
-    }
-    return Error::not_found("no device with id " + id);
+    return ok_status();
   });
 }
 

@@ -62,8 +62,12 @@ class Vmm : public VmmControl {
   void run_requests();
 
   Status boot_locked();
-  // A VM exists and is not running: what to add ("disks") can be added now (no hot-plug yet).
-  Status before_boot(const std::string& what) const;
+  // The guest runs (or is paused): what is added is hot-plugged, what is removed ejected.
+  bool guest_running() const;
+  // Takes device `id` out of the configuration (any kind); false if there is none.
+  bool forget_device(const std::string& id);
+  // The devices the guest ejected leave the VM and the configuration.
+  void finish_ejects();
   void destroy_vm();
   // Handles the end of a boot (power-off, reset, failure); false when run() should return.
   bool handle_vm_exit();

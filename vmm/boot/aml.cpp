@@ -22,6 +22,17 @@ constexpr std::uint8_t kMultiNamePrefix = 0x2f;
 constexpr std::uint8_t kExtOpPrefix = 0x5b;
 constexpr std::uint8_t kDeviceOp = 0x82;
 constexpr std::uint8_t kNullName = 0x00;
+constexpr std::uint8_t kMethodOp = 0x14;
+constexpr std::uint8_t kLocal0Op = 0x60;
+constexpr std::uint8_t kStoreOp = 0x70;
+constexpr std::uint8_t kAndOp = 0x7b;
+constexpr std::uint8_t kNotifyOp = 0x86;
+constexpr std::uint8_t kIfOp = 0xa0;
+constexpr std::uint8_t kOpRegionOp = 0x80;  // after kExtOpPrefix
+constexpr std::uint8_t kFieldOp = 0x81;     // after kExtOpPrefix
+constexpr std::uint8_t kRegionSystemIo = 0x01;
+constexpr std::uint8_t kFieldDWordAcc = 0x03;  // AccessType DWordAcc, NoLock, Preserve
+constexpr std::uint8_t kMethodSerialized = 1U << 3;
 
 // Resource descriptor tags (ACPI 6, section 6.4).
 constexpr std::uint8_t kIrqTag = 0x22;           // small, IRQ with a 2-byte mask
@@ -201,6 +212,10 @@ Bytes buffer(std::span<const std::uint8_t> data) {
 }
 
 Bytes scope(std::string_view path, std::initializer_list<Bytes> terms) {
+  return scope(path, std::span<const Bytes>(terms.begin(), terms.size()));
+}
+
+Bytes scope(std::string_view path, std::span<const Bytes> terms) {
   Bytes body = name_string(path);
   for (const Bytes& t : terms) {
     append(body, t);
@@ -209,11 +224,85 @@ Bytes scope(std::string_view path, std::initializer_list<Bytes> terms) {
 }
 
 Bytes device(std::string_view path, std::initializer_list<Bytes> terms) {
+  return device(path, std::span<const Bytes>(terms.begin(), terms.size()));
+}
+
+Bytes device(std::string_view path, std::span<const Bytes> terms) {
   Bytes body = name_string(path);
   for (const Bytes& t : terms) {
     append(body, t);
   }
   return with_pkg_length({kExtOpPrefix, kDeviceOp}, body);
+}
+
+Bytes method(std::string_view path, std::uint8_t args, bool serialized,
+             std::span<const Bytes> terms) {
+  assert(args <= 7);
+  Bytes body = name_string(path);
+  body.push_back(static_cast<std::uint8_t>(args | (serialized ? kMethodSerialized : 0)));
+  for (const Bytes& t : terms) {
+    append(body, t);
+  }
+  return with_pkg_length({kMethodOp}, body);
+}
+
+Bytes method(std::string_view path, std::uint8_t args, bool serialized,
+             std::initializer_list<Bytes> terms) {
+  return method(path, args, serialized, std::span<const Bytes>(terms.begin(), terms.size()));
+}
+
+Bytes io_region(std::string_view path, std::uint16_t port, std::uint16_t length) {
+  Bytes out{kExtOpPrefix, kOpRegionOp};
+  append(out, name_string(path));
+  out.push_back(kRegionSystemIo);
+  append(out, integer(port));
+  append(out, integer(length));
+  return out;
+}
+
+Bytes dword_fields(std::string_view region, std::initializer_list<std::string_view> names) {
+  Bytes body = name_string(region);
+  body.push_back(kFieldDWordAcc);
+  for (std::string_view field : names) {
+    append_name_seg(body, field);
+    body.push_back(32);  // the width in bits, as a one-byte PkgLength-style value
+  }
+  return with_pkg_length({kExtOpPrefix, kFieldOp}, body);
+}
+
+Bytes if_then(const Bytes& predicate, std::initializer_list<Bytes> terms) {
+  Bytes body = predicate;
+  for (const Bytes& t : terms) {
+    append(body, t);
+  }
+  return with_pkg_length({kIfOp}, body);
+}
+
+Bytes and_of(const Bytes& a, const Bytes& b) {
+  Bytes out{kAndOp};
+  append(out, a);
+  append(out, b);
+  out.push_back(kNullName);  // no target
+  return out;
+}
+
+Bytes store(const Bytes& value, const Bytes& target) {
+  Bytes out{kStoreOp};
+  append(out, value);
+  append(out, target);
+  return out;
+}
+
+Bytes notify(std::string_view path, std::uint64_t value) {
+  Bytes out{kNotifyOp};
+  append(out, name_string(path));
+  append(out, integer(value));
+  return out;
+}
+
+Bytes local(std::uint8_t n) {
+  assert(n <= 7);
+  return {static_cast<std::uint8_t>(kLocal0Op + n)};
 }
 
 ResourceTemplate& ResourceTemplate::word_bus_number(std::uint16_t min, std::uint16_t max) {

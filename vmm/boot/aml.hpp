@@ -7,7 +7,8 @@
 #include <vector>
 
 // A small AML encoder (ACPI 6, section 20) for exactly what the DSDT needs: names, scopes,
-// devices, packages, integers, strings, EISA ids, buffers and resource templates. Inputs are
+// devices, packages, integers, strings, EISA ids, buffers, resource templates, and the few
+// statements of the PCI hot-plug methods (port I/O fields, If, And, Store, Notify). Inputs are
 // compile-time names and numbers from the VMM, not guest or user data.
 namespace keel::vmm::boot::aml {
 
@@ -31,7 +32,30 @@ Bytes package(std::initializer_list<Bytes> elements);
 Bytes package(std::span<const Bytes> elements);
 Bytes buffer(std::span<const std::uint8_t> data);
 Bytes scope(std::string_view path, std::initializer_list<Bytes> terms);
+Bytes scope(std::string_view path, std::span<const Bytes> terms);
 Bytes device(std::string_view path, std::initializer_list<Bytes> terms);
+Bytes device(std::string_view path, std::span<const Bytes> terms);
+
+// Method(path, args, NotSerialized|Serialized) { terms }
+Bytes method(std::string_view path, std::uint8_t args, bool serialized, std::span<const Bytes> terms);
+Bytes method(std::string_view path, std::uint8_t args, bool serialized,
+             std::initializer_list<Bytes> terms);
+// OperationRegion(path, SystemIO, port, length)
+Bytes io_region(std::string_view path, std::uint16_t port, std::uint16_t length);
+// Field(region, DWordAcc, NoLock, Preserve) { names[0], 32, names[1], 32, ... }
+Bytes dword_fields(std::string_view region, std::initializer_list<std::string_view> names);
+// If (predicate) { terms }
+Bytes if_then(const Bytes& predicate, std::initializer_list<Bytes> terms);
+// And(a, b) with no target: a value, for a predicate.
+Bytes and_of(const Bytes& a, const Bytes& b);
+// Store(value, target)
+Bytes store(const Bytes& value, const Bytes& target);
+// Notify(path, value)
+Bytes notify(std::string_view path, std::uint64_t value);
+// Local0..Local7 as operands and targets.
+Bytes local(std::uint8_t n);
+// A named object as an operand or target (a field, a device).
+inline Bytes ref(std::string_view path) { return name_string(path); }
 
 // A ResourceTemplate(): descriptors appended in order; to_buffer() adds the EndTag with a
 // checksum that makes the descriptor bytes sum to zero and wraps them in a Buffer.

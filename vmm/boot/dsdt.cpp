@@ -1,5 +1,7 @@
 #include "vmm/boot/dsdt.hpp"
 
+#include <string>
+
 #include "memory/layout.hpp"
 #include "vmm/boot/acpi_table.hpp"
 #include "vmm/boot/aml.hpp"
@@ -29,7 +31,53 @@ aml::Bytes pci_routing_table() {
   return aml::name("_PRT", aml::package(entries));
 }
 
-aml::Bytes pci_host_bridge(std::uint64_t ram_end) {
+// The name of slot `slot`'s device under PCI0: S01_ .. S1F_.
+std::string slot_name(std::uint32_t slot) {
+  static const char kHex[] = "0123456789ABCDEF";
+  return std::string{'S', kHex[slot >> 4], kHex[slot & 0xf]};
+}
+
+// ACPI PCI hot-plug as Linux's acpiphp drives it: every slot is a device with _ADR, _SUN and
+// _EJ0, so acpiphp registers it; _EJ0 tells the VMM (B0EJ) that the guest let the function go.
+aml::Bytes hotplug_slot(std::uint32_t slot) {
+  return aml::device(slot_name(slot),
+                     {
+                         aml::name("_ADR", aml::integer(static_cast<std::uint64_t>(slot) << 16)),
+                         aml::name("_SUN", aml::integer(slot)),
+                         aml::method("_EJ0", 1, false,
+                                     {aml::store(aml::integer(1ULL << slot),
+                                                 aml::ref("\\_SB_.GED_.B0EJ"))}),
+                     });
+}
+
+// The Generic Event Device (hardware-reduced ACPI's event source): its interrupt runs _EVT, which
+// reads which slots gained a function (PCIU) and which the VMM wants ejected (PCID) and notifies
+// each slot: Device Check (1) makes acpiphp scan it, Eject Request (3) makes it remove the
+// driver and call the slot's _EJ0.
+aml::Bytes generic_event_device() {
+  aml::ResourceTemplate crs;
+  crs.irq_no_flags(static_cast<std::uint8_t>(layout::kGedIrq));
+  std::vector<aml::Bytes> evt{aml::store(aml::ref("PCIU"), aml::local(0)),
+                              aml::store(aml::ref("PCID"), aml::local(1))};
+  for (std::uint32_t slot = kFirstSlot; slot <= kLastSlot; ++slot) {
+    const std::string path = "\\_SB_.PCI0." + slot_name(slot);
+    evt.push_back(aml::if_then(aml::and_of(aml::local(0), aml::integer(1ULL << slot)),
+                               {aml::notify(path, 1)}));
+    evt.push_back(aml::if_then(aml::and_of(aml::local(1), aml::integer(1ULL << slot)),
+                               {aml::notify(path, 3)}));
+  }
+  std::vector<aml::Bytes> terms{
+      aml::name("_HID", aml::string("ACPI0013")),
+      aml::name("_UID", aml::integer(0)),
+      aml::name("_CRS", crs.to_buffer()),
+      aml::io_region("PHPR", layout::kPciHotplugPort, layout::kPciHotplugSize),
+      aml::dword_fields("PHPR", {"PCIU", "PCID", "B0EJ"}),
+      aml::method("_EVT", 1, true, evt),
+  };
+  return aml::device("GED_", terms);
+}
+
+aml::Bytes pci_host_bridge(std::uint64_t ram_end, bool hotplug) {
   const std::uint64_t mmio64 = layout::mmio64_start(ram_end);
   aml::ResourceTemplate crs;
   crs.word_bus_number(0, static_cast<std::uint16_t>((layout::kEcamSize >> 20) - 1))
@@ -40,15 +88,19 @@ aml::Bytes pci_host_bridge(std::uint64_t ram_end) {
       .dword_memory(static_cast<std::uint32_t>(layout::kMmio32Start),
                     static_cast<std::uint32_t>(layout::kMmio32Start + layout::kMmio32Size - 1))
       .qword_memory(mmio64, mmio64 + layout::kMmio64Size - 1);
-  return aml::device("PCI0", {
-                                 aml::name("_HID", aml::eisa_id("PNP0A08")),  // PCI Express
-                                 aml::name("_CID", aml::eisa_id("PNP0A03")),  // PCI
-                                 aml::name("_SEG", aml::integer(0)),
-                                 aml::name("_BBN", aml::integer(0)),
-                                 aml::name("_UID", aml::integer(0)),
-                                 aml::name("_CRS", crs.to_buffer()),
-                                 pci_routing_table(),
-                             });
+  std::vector<aml::Bytes> terms{
+      aml::name("_HID", aml::eisa_id("PNP0A08")),  // PCI Express
+      aml::name("_CID", aml::eisa_id("PNP0A03")),  // PCI
+      aml::name("_SEG", aml::integer(0)),
+      aml::name("_BBN", aml::integer(0)),
+      aml::name("_UID", aml::integer(0)),
+      aml::name("_CRS", crs.to_buffer()),
+      pci_routing_table(),
+  };
+  for (std::uint32_t slot = kFirstSlot; hotplug && slot <= kLastSlot; ++slot) {
+    terms.push_back(hotplug_slot(slot));
+  }
+  return aml::device("PCI0", terms);
 }
 
 // Linux accepts MMCONFIG once e820 or a PNP0C02 resource reserves it; say it in both places.
@@ -83,10 +135,14 @@ std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram
   table.append(
       aml::name("\\_S5_", aml::package({aml::integer(layout::kAcpiS5SleepType), aml::integer(0),
                                         aml::integer(0), aml::integer(0)})));
-  aml::Bytes sb = config.com1
-                      ? aml::scope("\\_SB_", {pci_host_bridge(ram_end), ecam_reservation(), com1()})
-                      : aml::scope("\\_SB_", {pci_host_bridge(ram_end), ecam_reservation()});
-  table.append(sb);
+  std::vector<aml::Bytes> sb{pci_host_bridge(ram_end, config.pci_hotplug), ecam_reservation()};
+  if (config.com1) {
+    sb.push_back(com1());
+  }
+  if (config.pci_hotplug) {
+    sb.push_back(generic_event_device());
+  }
+  table.append(aml::scope("\\_SB_", sb));
   return std::move(table).finish();
 }
 
