@@ -115,7 +115,7 @@ expect "counters: edu0's config space was read by the guest (got $(json counters
   test "$(json counters '.edu0.config_reads // 0')" -gt 0
 expect "counters: dma entries_used 1" test "$(json counters .dma.entries_used)" = 1
 refused boot-twice '409|running'
-refused add-running '409|not supported while'
+refused add-running '409|iommu=on cannot be hot-added'
 
 # The budget is per container: keel's mapping does not touch a fresh container's on edu1,
 # and keel's own device cannot be opened a second time while keel holds it.

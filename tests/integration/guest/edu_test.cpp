@@ -149,7 +149,24 @@ std::string interrupt_round_trip(const Bar& bar, const std::string& dev) {
   if (fd < 0) {
     return "no-dev-" + uio;
   }
-  // uio_pci_generic leaves INTx enabled; its handler masks it (command bit 10) on each interrupt.
+  // uio_pci_generic's handler masks INTx (command bit 10, Interrupt Disable) on each interrupt
+  // and leaves unmasking to its user: clear the bit first, so that every run gets one.
+  const int config = ::open((dev + "/config").c_str(), O_RDWR);
+  std::uint16_t command = 0;
+  if (config < 0 || ::pread(config, &command, 2, 4) != 2) {
+    ::close(fd);
+    if (config >= 0) {
+      ::close(config);
+    }
+    return "no-config";
+  }
+  command = static_cast<std::uint16_t>(command & ~0x400U);
+  const bool unmasked = ::pwrite(config, &command, 2, 4) == 2;
+  ::close(config);
+  if (!unmasked) {
+    ::close(fd);
+    return "unmask-failed";
+  }
   std::uint32_t count_before = 0;
   bar.write32(kRegRaiseIrq, 0x1);
   pollfd pfd{fd, POLLIN, 0};

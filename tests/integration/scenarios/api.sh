@@ -70,7 +70,7 @@ pinned running
 api info-running info
 api counters counters
 api boot-twice boot
-api add-running add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+api add-running add-device "path=/sys/bus/pci/devices/$dev1,id=edu1,iommu=on"
 probe running "$dev1"
 probe running-held "$dev0"
 api pause pause

@@ -1,0 +1,104 @@
+#!/bin/sh
+# Runs inside the emulated host (two edu devices): keel boots Debian's cloud kernel with edu0
+# passed through (eager) and an API socket; everything after the boot happens to the running
+# guest: edu1 hot-added (the guest finds it through ACPI hot-plug and runs DMA on both), removed
+# (the guest ejects it; a fresh container on edu1 reads the whole budget again), hot-added with a
+# budget too short for its plan (refused; edu0 still does DMA), a virtio disk hot-added (mounted,
+# read, written) and removed. Reports facts only; tests/integration/testbed_hotplug.sh checks them.
+. /keel/testbed.sh
+
+sock=/tmp/keel-api.sock
+out=/tmp/guest.out
+fifo=/tmp/guest.in
+limit_file=/sys/module/vfio_iommu_type1/parameters/dma_entry_limit
+limit=$(cat "$limit_file")
+set -- $(edu_devices)
+dev0=$1 dev1=$2
+result "limit=$limit dev0=$dev0 dev1=$dev1"
+cp /keel/guest/hot.img /tmp/hot.img
+
+api() {
+  step=$1
+  shift
+  out_text=$(timeout 60 keel-remote --api-socket "$sock" --json "$@" 2>&1)
+  status=$?
+  result "api=$step exit=$status out=$(echo "$out_text" | tr '\n' ' ')"
+}
+probe() {
+  result "probe=$1 bdf=$2 $(timeout 120 vfio_probe "$2" 2>&1 | tr '\n' ' ')"
+}
+# say N COMMAND: types COMMAND to the guest, waits for its Nth prompt.
+say() {
+  echo "$2" >&3
+  wait_for "$out" "KEEL-GUEST waiting" "$1" 240 || result "timeout=$2"
+}
+# gone ID: waits (up to 60 s) until vm.info no longer lists device ID; reports how long.
+gone() {
+  start=$(cut -d' ' -f1 /proc/uptime)
+  n=0
+  while [ "$n" -lt 300 ]; do
+    timeout 30 keel-remote --api-socket "$sock" --json info 2>/dev/null | grep -q "\"$1\"" || break
+    sleep 0.2
+    n=$((n + 1))
+  done
+  left=$(timeout 30 keel-remote --api-socket "$sock" --json info 2>/dev/null | grep -c "\"$1\"")
+  result "gone=$1 listed=$left seconds=$(awk "BEGIN{print $(cut -d' ' -f1 /proc/uptime)-$start}")"
+}
+
+rm -f "$fifo" "$out" "$sock"
+mkfifo "$fifo"
+keel --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz --memory size=512M \
+  --serial tty --cmdline "console=ttyS0" --api-socket "path=$sock" \
+  --device "path=/sys/bus/pci/devices/$dev0,id=edu0,dma_mapping=eager" <"$fifo" >"$out" 2>&1 &
+pid=$!
+exec 3>"$fifo"
+booted=no
+wait_for "$out" "KEEL-GUEST waiting" 1 300 && booted=yes
+result "booted=$booted"
+say 2 "edu 1"
+probe before "$dev1"
+
+# 1. hot-add edu1: the guest sees it and runs DMA on both
+api add add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+say 3 "edu 2"
+api info-added info
+probe added "$dev1"
+
+# 2. hot-remove: the guest ejects it, keel gives its container back
+api remove remove-device edu1
+gone edu1
+say 4 "edu 1"
+api info-removed info
+probe removed "$dev1"
+
+# 3. a budget too short for the new container's plan: refused, nothing left, edu0 unharmed
+echo 0 >"$limit_file"
+api add-short add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+probe short "$dev1"
+echo "$limit" >"$limit_file"
+say 5 "edu 1"
+api info-short info
+probe after-short "$dev1"
+
+# 4. a virtio disk: hot-added, mounted and used, then removed
+api add-disk add-disk "path=/tmp/hot.img,id=hotdisk"
+say 6 disk
+api remove-disk remove-device hotdisk
+gone hotdisk
+say 7 nodisk
+# The guest's file reached the image (ext4 keeps a small file's data in a block of its own).
+result "image_written=$(grep -a -c hot-plugged /tmp/hot.img)"
+
+echo poweroff >&3
+wait_for "$out" "KEEL-GUEST powering-off" 1 60
+sleep 1
+api shutdown-vmm shutdown-vmm
+reap "$pid" 60
+result "keel_exit=$?"
+exec 3>&-
+probe after-exit "$dev0"
+# The guest's own lines, as markers (the test reads its DMA results and waits from them).
+grep -a 'KEEL-GUEST' "$out" | tr -d '\r' | while read -r line; do result "guest $line"; done
+echo "---- keel and guest output (last 80 lines)"
+tail -n 80 "$out"
+exit 0

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# ctest testbed.hotplug: inside the emulated host (two edu devices, dma_entry_limit=30) keel
+# boots Debian's cloud kernel with edu0 passed through and changes the running guest through
+# the API (tests/integration/scenarios/hotplug.sh):
+#  - the guest registers keel's 31 ACPI hot-plug slots (acpiphp);
+#  - edu1 hot-added: vm.add-device answers with its guest BDF; the guest finds it without a
+#    rescan and runs the edu DMA round trip on it and on edu0; vm.info shows a second container,
+#    eager, one entry, consistent; edu1 is busy for anyone else;
+#  - edu1 removed: the guest ejects it, vm.info drops it and its container, and a fresh
+#    container on edu1 reads the whole limit again;
+#  - dma_entry_limit lowered to 0: the hot-add is refused with the numbers and the fix, nothing
+#    is left mapped or held (a fresh container opens), edu0 still does DMA, vm.info unchanged;
+#  - a virtio disk hot-added: the guest mounts its ext4, reads the token, writes a file that
+#    reaches the image; removed, the guest's /dev/vda goes;
+#  - no DMAR fault, keel exits 0 and gives every entry back.
+#
+# usage: testbed_hotplug.sh RUN SCENARIO GUEST_INIT KEEL KEEL_REMOTE VFIO_PROBE EDU_TEST
+set -euo pipefail
+(($# == 7)) || {
+  echo "usage: $0 RUN SCENARIO GUEST_INIT KEEL KEEL_REMOTE VFIO_PROBE EDU_TEST" >&2
+  exit 2
+}
+run=$1 scenario=$2 guest_init=$3 keel=$4 remote=$5 probe=$6 edu_test=$7
+testbed=$(dirname -- "$run")
+limit=30
+
+# shellcheck source=testbed_lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/testbed_lib.sh"
+need_tools mkfs.ext4
+
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+kdir=$("$testbed/host-kernel.sh")
+files=(--file "$kdir/guest-modules.load:/lib/modules/guest-modules.load"
+  --file "$kdir/modules/uio.ko:/lib/modules/uio.ko"
+  --file "$kdir/modules/uio_pci_generic.ko:/lib/modules/uio_pci_generic.ko"
+  --file "$edu_test:/bin/edu_test")
+while read -r ko _; do
+  files+=(--file "$kdir/modules/$ko:/lib/modules/$ko")
+done <"$kdir/guest-modules.load"
+"$testbed/build-guest-initramfs.sh" --init "$guest_init" "${files[@]}" -o "$work/initramfs.cpio.gz"
+token=hot-token-$RANDOM$RANDOM
+mkdir -p "$work/disk"
+echo "$token" >"$work/disk/token"
+mkfs.ext4 -q -F -L keelhot -d "$work/disk" "$work/hot.img" 16M
+
+status=0
+markers=$("$run" --timeout 900 --edu 2 --append "vfio_iommu_type1.dma_entry_limit=$limit" \
+  --bin "$keel" --bin "$remote" --bin "$probe" --file "$work/hot.img:/keel/guest/hot.img" \
+  --guest-kernel "$kdir/vmlinuz" --guest-initramfs "$work/initramfs.cpio.gz" "$scenario") ||
+  status=$?
+printf '%s\n' "$markers"
+expect "the testbed run exits 0 with no DMAR fault (got $status)" test "$status" -eq 0
+
+head=$(grep '^KEEL-TESTBED result limit=' <<<"$markers" || true)
+expect "the emulated host runs with dma_entry_limit=$limit" test "$(field "$head" limit)" = "$limit"
+dev1=$(field "$head" dev1)
+expect "the guest booted" grep -q "result booted=yes" <<<"$markers"
+expect "no guest step timed out" test -z "$(grep 'result timeout=' <<<"$markers" || true)"
+up=$(grep -m1 'KEEL-GUEST up ' <<<"$markers" || true)
+expect "the guest registered 31 hot-plug slots (got '$(field "$up" slots)')" test "$(field "$up" slots)" = 31
+
+step_line() { grep "^KEEL-TESTBED result api=$1 " <<<"$markers" || true; }
+exit_of() { field "$(step_line "$1")" exit; }
+out_of() { sed -n 's/^.* out=//p' <<<"$(step_line "$1")"; }
+json() { jq -r "$2" <<<"$(out_of "$1")" 2>/dev/null || true; }
+ok() { expect "$1: keel-remote exits 0 (got '$(exit_of "$1")': $(out_of "$1"))" test "$(exit_of "$1")" = 0; }
+probe_of() { grep "^KEEL-TESTBED result probe=$1 " <<<"$markers" || true; }
+# edu_round N: the lines the guest printed for its Nth "edu" command (the guest's DMA results).
+edu_round() { awk -v n="$1" '/KEEL-GUEST edus=/ {r++} r == n && /KEEL-GUEST (edus=|edu bdf=)/' <<<"$markers"; }
+
+# 0. the baseline: edu0 does DMA; a fresh container on edu1 reads the whole limit
+r=$(edu_round 1)
+expect "round 1: one edu, its DMA round trip ok ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1
+expect "before: a fresh container on $dev1 reads avail=$limit" \
+  test "$(field "$(probe_of before)" dma_avail)" = "$limit"
+
+# 1. hot-add
+ok add
+expect "add: the answer names edu1 and its guest BDF ($(out_of add))" \
+  test "$(json add .id)" = edu1 -a -n "$(json add '.bdf // empty')"
+r=$(edu_round 2)
+expect "round 2: the guest found the hot-added edu without a rescan ($r)" grep -q 'edus=2 want=2' <<<"$r"
+expect "round 2: DMA round trips ok on both ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 2
+expect "round 2: both interrupts reached the guest ($r)" test "$(grep -c 'irq=ok' <<<"$r")" = 2
+ok info-added
+expect "info-added: two containers" test "$(json info-added '.dma | length')" = 2
+d='.dma[] | select(.devices[0].id == "edu1")'
+expect "info-added: edu1's container read avail_at_open=$limit" test "$(json info-added "$d | .avail_at_open")" = "$limit"
+expect "info-added: edu1's container is eager with one entry, consistent" \
+  test "$(json info-added "$d | \"\(.mode),\(.entries_used),\(.consistent)\"")" = "eager,1,true"
+expect "info-added: edu1 listed at $(json add .bdf)" \
+  test "$(json info-added '.device_tree.edu1.pci_bdf')" = "$(json add .bdf)"
+expect "added: $dev1 is busy for anyone else ($(probe_of added))" grep -qi busy <<<"$(probe_of added)"
+
+# 2. hot-remove
+ok remove
+g=$(grep '^KEEL-TESTBED result gone=edu1 ' <<<"$markers" || true)
+expect "remove: the guest ejected edu1 and vm.info dropped it ($g)" test "$(field "$g" listed)" = 0
+r=$(edu_round 3)
+expect "round 3: one edu left, its DMA ok ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1 -a -n "$(grep 'edus=1 want=1' <<<"$r")"
+ok info-removed
+expect "info-removed: one container again" test "$(json info-removed '.dma | length')" = 1
+expect "removed: a fresh container on $dev1 reads avail=$limit again ($(probe_of removed))" \
+  test "$(field "$(probe_of removed)" dma_avail)" = "$limit"
+
+# 3. a budget too short
+expect "add-short: refused (exit '$(exit_of add-short)')" test "$(exit_of add-short)" != 0 -a -n "$(exit_of add-short)"
+expect "add-short: the message names the numbers and dma_entry_limit ($(out_of add-short))" \
+  grep -q "dma_entry_limit" <<<"$(out_of add-short)"
+expect "add-short: nothing held: a fresh container on $dev1 opens ($(probe_of short))" \
+  test "$(field "$(probe_of short)" dma_avail)" = 0
+r=$(edu_round 4)
+expect "round 4: edu0 still does DMA after the refusal ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1
+expect "round 4: and still gets its interrupt ($r)" test "$(grep -c 'irq=ok' <<<"$r")" = 1
+ok info-short
+expect "info-short: still one container, consistent" \
+  test "$(json info-short '"\(.dma | length),\(.dma[0].consistent)"')" = "1,true"
+expect "info-short: edu1 is not listed" test -z "$(json info-short '.device_tree.edu1 // empty')"
+
+# 4. a virtio disk
+ok add-disk
+disk=$(grep -m1 'KEEL-GUEST disk=' <<<"$markers" || true)
+expect "disk: the guest mounted the hot-added disk and used it ($disk)" test "$(field "$disk" disk)" = yes
+expect "disk: it read the token written on the host" test "$(field "$disk" token)" = "$token"
+ok remove-disk
+g=$(grep '^KEEL-TESTBED result gone=hotdisk ' <<<"$markers" || true)
+expect "remove-disk: vm.info dropped it ($g)" test "$(field "$g" listed)" = 0
+gone=$(grep -m1 'KEEL-GUEST disk-gone=' <<<"$markers" || true)
+expect "remove-disk: /dev/vda went away in the guest ($gone)" test "$(field "$gone" disk-gone)" = yes
+written=$(grep '^KEEL-TESTBED result image_written=' <<<"$markers" || true)
+expect "disk: the guest's file reached the image ($written)" test "$(field "$written" image_written)" -ge 1
+
+end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
+expect "keel exits 0 after vmm.shutdown (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0
+expect "after exit: a fresh container on edu0 reads avail=$limit" \
+  test "$(field "$(probe_of after-exit)" dma_avail)" = "$limit"
+
+finish testbed.hotplug
