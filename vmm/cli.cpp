@@ -297,6 +297,8 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   std::string api_socket;
   app.add_option("--api-socket", api_socket,
                  "path=PATH: serve the REST API on this Unix socket (mode 0600)");
+  app.add_option("--event-monitor", request.event_monitor,
+                 "path=FILE|fd=N: one JSON object per line for each VMM, VM and DMA-budget event");
   std::string seccomp = "true";
   app.add_option("--seccomp", seccomp,
                  "true|log|false: per-thread system call filters (default true; log only "
@@ -363,7 +365,7 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   if (app.count("--vsock") != 0) {
     KEEL_TRY(config.vsock, parse_vsock(vsock));
   }
-  for (const char* name : {"--kernel", "--initramfs", "--api-socket"}) {
+  for (const char* name : {"--kernel", "--initramfs", "--api-socket", "--event-monitor"}) {
     if (app.count(name) != 0 && app[name]->as<std::string>().empty()) {
       return Error::invalid(std::string(name) + ": the value is empty");
     }

@@ -14,6 +14,7 @@ struct CliRequest {
   VmConfig config;
   int verbosity = 0;       // -v count
   std::string api_socket;  // --api-socket path=PATH; empty: no API
+  std::string event_monitor;  // --event-monitor path=FILE|fd=N; empty: none
   bool has_payload = true; // false: start idle and wait for vm.create
   SeccompMode seccomp = SeccompMode::kEnforce;  // --seccomp
   bool exit_now = false;   // --help or --version was printed

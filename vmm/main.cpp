@@ -9,6 +9,7 @@
 #include "api/api_server.hpp"
 #include "base/log.hpp"
 #include "vmm/cli.hpp"
+#include "vmm/event_monitor.hpp"
 #include "vmm/vmm.hpp"
 
 namespace {
@@ -18,8 +19,17 @@ constexpr int kExitFailure = 1;
 
 int run(const keel::vmm::CliRequest& request) {
   const bool serve_api = !request.api_socket.empty();
-  auto vmm = keel::vmm::Vmm::create(
-      keel::vmm::Vmm::Options{.serve_api = serve_api, .seccomp = request.seccomp});
+  std::shared_ptr<keel::vmm::EventMonitor> events;
+  if (!request.event_monitor.empty()) {
+    auto opened = keel::vmm::EventMonitor::open(request.event_monitor);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "keel: %s\n", opened.error().message().c_str());
+      return kExitFailure;
+    }
+    events = std::move(opened).value();
+  }
+  auto vmm = keel::vmm::Vmm::create(keel::vmm::Vmm::Options{
+      .serve_api = serve_api, .seccomp = request.seccomp, .events = std::move(events)});
   if (!vmm.ok()) {
     std::fprintf(stderr, "keel: %s\n", vmm.error().message().c_str());
     return kExitFailure;

@@ -53,7 +53,11 @@ Result<std::unique_ptr<Vmm>> Vmm::create(Options options) {
     return Error::from_errno("signalfd");
   }
   KEEL_TRY(EventFd requests, EventFd::create(EFD_NONBLOCK));
-  return std::unique_ptr<Vmm>(new Vmm(options, std::move(signal_fd), std::move(requests)));
+  // A reader that went away (event monitor, serial on a pipe) is an EPIPE to handle, not death.
+  ::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<Vmm> vmm(new Vmm(options, std::move(signal_fd), std::move(requests)));
+  vmm->emit("vmm", "starting", {{"version", kVersion}, {"pid", ::getpid()}});
+  return vmm;
 }
 
 Vmm::~Vmm() { destroy_vm(); }
@@ -158,6 +162,8 @@ bool Vmm::handle_vm_exit() {
   const bool reboot = outcome == Vm::Outcome::kReset && !config_->exit_on_reboot;
   destroy_vm();
   state_ = VmState::kShutdown;
+  emit("vm", outcome == Vm::Outcome::kReset ? "reset" : "shutdown",
+       failure ? nlohmann::json{{"error", failure->message()}} : nlohmann::json(nullptr));
   if (reboot) {
     Status booted = boot_locked();
     if (booted.ok()) {
@@ -189,8 +195,13 @@ Status Vmm::boot_locked() {
   KEEL_TRY_STATUS(serial_->begin());
   vm_ = std::move(vm);
   log::info("vmm", "booting", {{"kernel", config_->kernel}});
+  emit("vm", "booting");
   KEEL_TRY_STATUS(vm_->start());
   state_ = VmState::kRunning;
+  emit("vm", "booted");
+  for (const vfio::DmaReport& report : dma_reports()) {
+    emit("dma", "container-opened", dma_event_properties(report));
+  }
   return ok_status();
 }
 
@@ -211,6 +222,7 @@ Status Vmm::shutdown_vmm() {
   return on_vmm_thread<Status>([this]() -> Status {
     exit_requested_ = true;
     exit_code_ = 0;
+    emit("vmm", "shutdown");
     return ok_status();
   });
 }
@@ -224,6 +236,7 @@ Status Vmm::create_vm(const VmConfig& config) {
     config_ = config;
     serial_.reset();
     state_ = VmState::kCreated;
+    emit("vm", "created");
     return ok_status();
   });
 }
@@ -255,6 +268,7 @@ Status Vmm::shutdown_vm() {
     }
     destroy_vm();
     state_ = VmState::kShutdown;
+    emit("vm", "shutdown");
     return ok_status();
   });
 }
@@ -269,6 +283,7 @@ Status Vmm::reboot_vm() {
     }
     destroy_vm();
     state_ = VmState::kShutdown;
+    emit("vm", "rebooting");
     return boot_locked();
   });
 }
@@ -283,6 +298,7 @@ Status Vmm::pause_vm() {
     }
     vm_->stop();
     state_ = VmState::kPaused;
+    emit("vm", "paused");
     return ok_status();
   });
 }
@@ -297,17 +313,22 @@ Status Vmm::resume_vm() {
     }
     KEEL_TRY_STATUS(vm_->start());
     state_ = VmState::kRunning;
+    emit("vm", "resumed");
     return ok_status();
   });
 }
 
 Status Vmm::delete_vm() {
   return on_vmm_thread<Status>([this]() -> Status {
+    const bool existed = config_.has_value();
     destroy_vm();
     config_.reset();
     net_fds_.clear();
     serial_.reset();
     state_ = VmState::kShutdown;
+    if (existed) {
+      emit("vm", "deleted");
+    }
     return ok_status();
   });
 }
@@ -325,7 +346,7 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
       for (const Vm::VirtioFunction& v : vm_->virtio_functions()) {
         info.devices.push_back(DeviceInfo{v.id, pci::guest_bdf(v.slot)});
       }
-      info.dma = vm_->dma_reports();
+      info.dma = dma_reports();
     } else {
       for (const DeviceConfig& d : config_->devices) {
         info.devices.push_back(DeviceInfo{d.id, ""});
@@ -362,7 +383,7 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
       counters.devices[v.id] = v.transport->with_device(
           [](const virtio::VirtioDevice& device) { return device.counters(); });
     }
-    counters.dma = vm_->dma_reports();
+    counters.dma = dma_reports();
     if (const VirtualIommu* viommu = vm_->viommu()) {
       counters.viommu = viommu->counters();
     }
@@ -392,7 +413,7 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
     }
     std::string bdf;
     if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_device(device));
+      KEEL_TRY(const std::uint8_t slot, hot_added(device.id, vm_->hot_add_device(device)));
       bdf = pci::guest_bdf(slot);
     }
     config_->devices.push_back(device);
@@ -421,7 +442,7 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
     KEEL_TRY_STATUS(check_vm(next));
     std::string bdf;
     if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_disk(added));
+      KEEL_TRY(const std::uint8_t slot, hot_added(added.id, vm_->hot_add_disk(added)));
       bdf = pci::guest_bdf(slot);
     }
     config_ = std::move(next);
@@ -473,7 +494,7 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) 
     KEEL_TRY_STATUS(check_vm(next));
     std::string bdf;
     if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_net(added));  // copies the fd
+      KEEL_TRY(const std::uint8_t slot, hot_added(added.id, vm_->hot_add_net(added)));  // copies the fd
       bdf = pci::guest_bdf(slot);
     }
     config_ = std::move(next);
@@ -500,7 +521,7 @@ Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
     KEEL_TRY_STATUS(check_vm(next));
     std::string bdf;
     if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, vm_->hot_add_vsock(vsock));
+      KEEL_TRY(const std::uint8_t slot, hot_added(vsock.id, vm_->hot_add_vsock(vsock)));
       bdf = pci::guest_bdf(slot);
     }
     config_ = std::move(next);
@@ -536,7 +557,47 @@ void Vmm::finish_ejects() {
   for (const std::string& id : vm_->finish_ejects()) {
     forget_device(id);
     log::info("vmm", "device removed", {{"id", id}});
+    emit("vm", "device-removed", {{"id", id}});
   }
+}
+
+Result<std::uint8_t> Vmm::hot_added(const std::string& id, Result<std::uint8_t> slot) {
+  if (!slot.ok()) {
+    emit("vm", "device-add-refused", {{"id", id}, {"error", slot.error().message()}});
+    return slot;
+  }
+  emit("vm", "device-added", {{"id", id}, {"bdf", pci::guest_bdf(*slot)}});
+  for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
+    if (p.id == id) {
+      const std::vector<vfio::DmaReport> reports = dma_reports();
+      if (p.container < reports.size()) {
+        emit("dma", "container-opened", dma_event_properties(reports[p.container]));
+      }
+    }
+  }
+  return slot;
+}
+
+void Vmm::emit(std::string_view source, std::string_view event,
+               const nlohmann::json& properties) {
+  if (options_.events) {
+    options_.events->emit(source, event, properties);
+  }
+}
+
+std::vector<vfio::DmaReport> Vmm::dma_reports() {
+  std::vector<vfio::DmaReport> reports = vm_->dma_reports();
+  for (const vfio::DmaReport& r : reports) {
+    const std::string key = r.devices.empty() ? "" : r.devices.front();
+    const bool mismatch = r.consistent.has_value() && !*r.consistent;
+    if (mismatch && mismatched_.insert(key).second) {
+      log::warn("vmm", "DMA accounting disagrees with the kernel", {{"devices", key}});
+      emit("dma", "mismatch", dma_event_properties(r));
+    } else if (!mismatch) {
+      mismatched_.erase(key);
+    }
+  }
+  return reports;
 }
 
 Status Vmm::remove_device(const std::string& id) {
@@ -546,7 +607,9 @@ Status Vmm::remove_device(const std::string& id) {
     }
     if (guest_running()) {
       // The guest is asked; the device goes when it ejects it (finish_ejects).
-      return vm_->request_eject(id);
+      KEEL_TRY_STATUS(vm_->request_eject(id));
+      emit("vm", "device-eject-requested", {{"id", id}});
+      return ok_status();
     }
     if (!forget_device(id)) {
       return Error::not_found("no device with id " + id);

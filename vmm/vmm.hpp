@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <map>
+#include <set>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -9,6 +10,7 @@
 
 #include "base/event_fd.hpp"
 #include "base/unique_fd.hpp"
+#include "vmm/event_monitor.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/serial_output.hpp"
 #include "vmm/vm.hpp"
@@ -25,6 +27,7 @@ class Vmm : public VmmControl {
   struct Options {
     bool serve_api = false;  // with --api-socket: keep running after the guest powers off
     SeccompMode seccomp = SeccompMode::kOff;  // for the vCPU threads (the caller filters itself)
+    std::shared_ptr<EventMonitor> events;    // --event-monitor; null: none
   };
   static Result<std::unique_ptr<Vmm>> create(Options options);
   ~Vmm() override;
@@ -68,6 +71,15 @@ class Vmm : public VmmControl {
   bool forget_device(const std::string& id);
   // The devices the guest ejected leave the VM and the configuration.
   void finish_ejects();
+  // Writes an event to the monitor, if there is one.
+  void emit(std::string_view source, std::string_view event,
+            const nlohmann::json& properties = nullptr);
+  // The VM's DMA reports re-read; a container whose count stopped agreeing with the kernel's
+  // is an event (once, until it agrees again).
+  std::vector<vfio::DmaReport> dma_reports();
+  // A device was hot-added (or refused): the events (with the budget of a passed-through
+  // device's container); passes `slot` on.
+  Result<std::uint8_t> hot_added(const std::string& id, Result<std::uint8_t> slot);
   void destroy_vm();
   // Handles the end of a boot (power-off, reset, failure); false when run() should return.
   bool handle_vm_exit();
@@ -91,6 +103,7 @@ class Vmm : public VmmControl {
   std::unique_ptr<Vm> vm_;
   bool stdin_open_ = true;  // until end of input on the terminal
   bool exit_requested_ = false;
+  std::set<std::string> mismatched_;  // containers (first device) last seen inconsistent
   int exit_code_ = 0;
 };
 

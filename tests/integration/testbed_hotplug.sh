@@ -12,6 +12,8 @@
 #    is left mapped or held (a fresh container opens), edu0 still does DMA, vm.info unchanged;
 #  - a virtio disk hot-added: the guest mounts its ext4, reads the token, writes a file that
 #    reaches the image; removed, the guest's /dev/vda goes;
+#  - the event monitor (--event-monitor) wrote each step as a JSON line, the refusal with its
+#    numbers and each new container with its budget;
 #  - no DMAR fault, keel exits 0 and gives every entry back.
 #
 # usage: testbed_hotplug.sh RUN SCENARIO GUEST_INIT KEEL KEEL_REMOTE VFIO_PROBE EDU_TEST
@@ -130,6 +132,18 @@ gone=$(grep -m1 'KEEL-GUEST disk-gone=' <<<"$markers" || true)
 expect "remove-disk: /dev/vda went away in the guest ($gone)" test "$(field "$gone" disk-gone)" = yes
 written=$(grep '^KEEL-TESTBED result image_written=' <<<"$markers" || true)
 expect "disk: the guest's file reached the image ($written)" test "$(field "$written" image_written)" -ge 1
+
+# 5. the event monitor saw it all, in order
+events=$(sed -n 's/^KEEL-TESTBED result event //p' <<<"$markers")
+names=$(jq -r '.event' <<<"$events" 2>/dev/null | tr '\n' ' ')
+expect "events: the monitor's lines are JSON objects ($names)" test -n "$names"
+expect "events: the life of the VM in order ($names)" grep -q \
+  "starting booting booted container-opened device-added container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed shutdown" <<<"$names"
+refusal=$(jq -r 'select(.event == "device-add-refused") | .properties.error' <<<"$events" 2>/dev/null)
+expect "events: the refusal carries the numbers ($refusal)" grep -q "dma_entry_limit" <<<"$refusal"
+opened=$(jq -c 'select(.event == "container-opened") | .properties' <<<"$events" 2>/dev/null | tail -n 1)
+expect "events: edu1's container: avail_at_open=$limit, one entry, eager ($opened)" \
+  test "$(jq -r '"\(.avail_at_open),\(.entries_used),\(.mode)"' <<<"$opened")" = "$limit,1,eager"
 
 end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
 expect "keel exits 0 after vmm.shutdown (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0

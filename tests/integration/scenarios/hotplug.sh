@@ -49,6 +49,7 @@ rm -f "$fifo" "$out" "$sock"
 mkfifo "$fifo"
 keel --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz --memory size=512M \
   --serial tty --cmdline "console=ttyS0" --api-socket "path=$sock" \
+  --event-monitor path=/tmp/events.json \
   --device "path=/sys/bus/pci/devices/$dev0,id=edu0,dma_mapping=eager" <"$fifo" >"$out" 2>&1 &
 pid=$!
 exec 3>"$fifo"
@@ -97,6 +98,8 @@ reap "$pid" 60
 result "keel_exit=$?"
 exec 3>&-
 probe after-exit "$dev0"
+# The event monitor's lines, as markers.
+while read -r line; do result "event $line"; done </tmp/events.json
 # The guest's own lines, as markers (the test reads its DMA results and waits from them).
 grep -a 'KEEL-GUEST' "$out" | tr -d '\r' | while read -r line; do result "guest $line"; done
 echo "---- keel and guest output (last 80 lines)"

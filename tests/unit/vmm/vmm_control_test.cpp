@@ -12,7 +12,7 @@ namespace keel::vmm {
 namespace {
 
 TEST_CASE("VmmControl state machine, called from another thread") {
-  auto vmm = Vmm::create(Vmm::Options{.serve_api = true});
+  auto vmm = Vmm::create(Vmm::Options{.serve_api = true, .seccomp = SeccompMode::kOff, .events = nullptr});
   REQUIRE(vmm.ok());
   int exit_code = -1;
   std::thread loop([&] { exit_code = (*vmm)->run(); });
