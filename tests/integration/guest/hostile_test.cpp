@@ -97,13 +97,15 @@ bool spared_port(std::uint16_t port) {
          (port >= 0x4d0 && port <= 0x4d1) || port == 0x80 || port == 0xcf9;
 }
 
-// Writes that would reset or power off the guest.
+// Writes that would reset or power off the guest, or eject its devices.
 bool spared_write(std::uint16_t port, std::uint32_t v, unsigned size) {
   for (unsigned i = 0; i < size; ++i) {
     const std::uint16_t p = static_cast<std::uint16_t>(port + i);
     const std::uint8_t b = static_cast<std::uint8_t>(v >> (8 * i));
+    // B0EJ (0x618..0x61b) ejects the guest's own devices: a guest's right, testbed.hotplug's
+    // subject, and here it would take away the devices later phases drive.
     if (spared_port(p) || (p == 0x64 && b == 0xfe) || (p == 0x600 && (b & 0x20) != 0) ||
-        p == 0x602) {
+        p == 0x602 || (p >= 0x618 && p <= 0x61b)) {
       return true;
     }
   }
@@ -113,7 +115,8 @@ bool spared_write(std::uint16_t port, std::uint32_t v, unsigned size) {
 // Ports Keel decodes (the rest of the 64 KiB I/O space is nobody's unless a BAR sits there).
 bool keel_port(std::uint16_t port) {
   return (port >= 0x3f8 && port <= 0x3ff) || port == 0x60 || port == 0x64 ||
-         (port >= 0x600 && port <= 0x603) || (port >= 0xcf8 && port <= 0xcff) || port >= 0xc000;
+         (port >= 0x600 && port <= 0x603) || (port >= 0x610 && port <= 0x61b) ||
+         (port >= 0xcf8 && port <= 0xcff) || port >= 0xc000;
 }
 
 struct Tally {
@@ -136,7 +139,8 @@ struct Tally {
 void fuzz_ports(Tally& t, unsigned rounds) {
   static const std::uint16_t kKeelPorts[] = {0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe,
                                              0x3ff, 0x60,  0x64,  0x600, 0x601, 0x602, 0x603,
-                                             0xcf8, 0xcfa, 0xcfc, 0xcfd, 0xcfe, 0xcff};
+                                             0x610, 0x612, 0x614, 0x616, 0x618, 0xcf8, 0xcfa,
+                                             0xcfc, 0xcfd, 0xcfe, 0xcff};
   for (unsigned i = 0; i < rounds; ++i) {
     const unsigned size = width();
     const std::uint16_t port = pick(2) == 0
