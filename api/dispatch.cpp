@@ -58,6 +58,7 @@ struct Dispatcher {
   Response operator()(const RemoveDevice& op) const {
     return from_status(control.remove_device(op.id));
   }
+  Response operator()(const ResizeVm& op) const { return from_status(control.resize(op.resize)); }
 };
 
 void log_failure(std::string_view what, const Response& response) {

@@ -20,6 +20,7 @@ struct NameOf {
   std::string_view operator()(const AddNet&) const { return "vm.add-net"; }
   std::string_view operator()(const AddVsock&) const { return "vm.add-vsock"; }
   std::string_view operator()(const RemoveDevice&) const { return "vm.remove-device"; }
+  std::string_view operator()(const ResizeVm&) const { return "vm.resize"; }
 };
 
 }  // namespace

@@ -46,10 +46,14 @@ struct AddVsock {
 struct RemoveDevice {
   std::string id;
 };
+struct ResizeVm {
+  vmm::ResizeConfig resize;
+};
 
 using Operation =
     std::variant<PingVmm, ShutdownVmm, CreateVm, BootVm, ShutdownVm, RebootVm, PauseVm, ResumeVm,
-                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddNet, AddVsock, RemoveDevice>;
+                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddNet, AddVsock, RemoveDevice,
+                 ResizeVm>;
 
 // The operation's API name: "vmm.ping", "vm.create", ...
 std::string_view operation_name(const Operation& operation);

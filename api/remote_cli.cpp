@@ -155,6 +155,11 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
   app.add_subcommand("remove-device", "Remove a device, disk, link or vsock by id (vm.remove-device)")
       ->add_option("id", device_id, "The device's id")
       ->required();
+  std::string resize_memory, resize_cpus;
+  auto* resize = app.add_subcommand(
+      "resize", "Resize a running VM (vm.resize): --memory SIZE is boot RAM plus hot-plugged memory");
+  resize->add_option("--memory", resize_memory, "The guest's memory, e.g. 1G");
+  resize->add_option("--cpus", resize_cpus, "The number of vCPUs");
 
   try {
     app.parse(argc, argv);
@@ -181,6 +186,8 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
     request = add_vsock_request(vsock_spec);
   } else if (command == "remove-device") {
     request = remove_device_request(device_id);
+  } else if (command == "resize") {
+    request = resize_request(resize_memory, resize_cpus);
   } else {
     request = plain_request(command);
   }

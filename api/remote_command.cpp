@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/json_text.hpp"
+#include "base/size.hpp"
 #include "api/routes.hpp"
 
 namespace keel::api {
@@ -208,6 +209,25 @@ Result<RemoteRequest> add_vsock_request(std::string_view spec) {
 
 RemoteRequest remove_device_request(const std::string& id) {
   return request_for("vm.remove-device", dump_json(nlohmann::json{{"id", id}}));
+}
+
+Result<RemoteRequest> resize_request(const std::string& memory, const std::string& cpus) {
+  nlohmann::json body = nlohmann::json::object();
+  if (!memory.empty()) {
+    KEEL_TRY_WRAP(const std::uint64_t bytes, parse_size(memory), "resize --memory");
+    body["desired_ram"] = bytes;
+  }
+  if (!cpus.empty()) {
+    const auto n = digits(cpus, 5);
+    if (!n) {
+      return Error::invalid("resize --cpus: " + cpus + " is not a number of vCPUs");
+    }
+    body["desired_vcpus"] = *n;
+  }
+  if (body.empty()) {
+    return Error::invalid("resize: give --memory SIZE (e.g. 1G) or --cpus N");
+  }
+  return request_for("vm.resize", dump_json(body));
 }
 
 }  // namespace keel::api

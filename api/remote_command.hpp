@@ -33,5 +33,7 @@ Result<RemoteRequest> add_net_request(std::string_view spec);
 Result<RemoteRequest> add_vsock_request(std::string_view spec);
 // vm.remove-device {"id": ID}.
 RemoteRequest remove_device_request(const std::string& id);
+// vm.resize: --memory SIZE (desired_ram, as "1G" or bytes) and/or --cpus N (desired_vcpus).
+Result<RemoteRequest> resize_request(const std::string& memory, const std::string& cpus);
 
 }  // namespace keel::api

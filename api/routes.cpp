@@ -75,7 +75,29 @@ Result<Operation> make_remove_device(std::string_view body) {
   return Operation(RemoveDevice{*id});
 }
 
-constexpr std::array<Route, 16> kRoutes{{
+Result<Operation> make_resize(std::string_view body) {
+  KEEL_TRY(auto json, body_json(body, "vm.resize", "VmResize"));
+  KEEL_TRY(auto reader, JsonObjectReader::open(json, "", "VmResize"));
+  ResizeVm op;
+  KEEL_TRY(auto vcpus, reader.unsigned_integer("desired_vcpus", "a number of vCPUs"));
+  KEEL_TRY(op.resize.desired_ram,
+           reader.unsigned_integer("desired_ram", "bytes of guest memory, e.g. 1073741824"));
+  KEEL_TRY(op.resize.desired_balloon, reader.unsigned_integer("desired_balloon", "bytes"));
+  KEEL_TRY_STATUS(reader.finish());
+  if (vcpus) {
+    if (*vcpus > 0xffff) {
+      return Error::invalid("desired_vcpus: " + std::to_string(*vcpus) + " is not a vCPU count");
+    }
+    op.resize.desired_vcpus = static_cast<std::uint32_t>(*vcpus);
+  }
+  if (!vcpus && !op.resize.desired_ram && !op.resize.desired_balloon) {
+    return Error::invalid("nothing to resize: give desired_ram (bytes), desired_vcpus or "
+                          "desired_balloon");
+  }
+  return Operation(op);
+}
+
+constexpr std::array<Route, 17> kRoutes{{
     {"vmm.ping", "GET", false, &make_plain<PingVmm>},
     {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
     {"vm.create", "PUT", true, &make_create},
@@ -92,6 +114,7 @@ constexpr std::array<Route, 16> kRoutes{{
     {"vm.add-net", "PUT", true, &make_add_net},
     {"vm.add-vsock", "PUT", true, &make_add_vsock},
     {"vm.remove-device", "PUT", true, &make_remove_device},
+    {"vm.resize", "PUT", true, &make_resize},
 }};
 
 }  // namespace

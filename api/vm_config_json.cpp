@@ -72,9 +72,20 @@ Status read_memory(const json& value, vmm::VmConfig& config) {
   }
   config.memory_hugepages = hugepages->value_or(false);
 
-  KEEL_TRY_STATUS(r.accept_if("hotplug_size", is_zero, "memory hotplug", "remove it or send 0"));
-  KEEL_TRY_STATUS(r.accept_if("hotplugged_size", is_zero, "memory hotplug", "remove it or send 0"));
-  r.ignore("hotplug_method");  // means nothing without hotplug_size
+  KEEL_TRY(auto hotplug_size, r.unsigned_integer("hotplug_size", "bytes, a multiple of 128 MiB"));
+  KEEL_TRY(auto method, r.string("hotplug_method", "\"VirtioMem\" (Keel's memory hot-plug)"));
+  KEEL_TRY_STATUS(r.accept_if("hotplugged_size", is_zero,
+                              "memory plugged at boot (vm.resize plugs it once the VM runs)",
+                              "remove it or send 0"));
+  if (hotplug_size.value_or(0) != 0) {
+    // cloud-hypervisor's default method is "Acpi" (DIMMs); Keel plugs memory with virtio-mem.
+    if (method.value_or("Acpi") != "VirtioMem") {
+      return Error::invalid("memory.hotplug_method: \"" + method.value_or("Acpi") +
+                            "\" with hotplug_size asks for ACPI memory hot-plug, which Keel "
+                            "does not have; send \"hotplug_method\": \"VirtioMem\"");
+    }
+    config.memory_hotplug_size = *hotplug_size;
+  }
   KEEL_TRY_STATUS(off(r, "mergeable", "KSM page merging"));
   KEEL_TRY_STATUS(no_object(r, "hugepage_size",
                             "a huge page size of your choice (Keel uses the default size)"));
@@ -548,6 +559,18 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   return config;
 }
 
+
+json memory_config_to_json(const vmm::VmConfig& config) {
+  json memory = {{"size", config.memory_size},
+                 {"shared", config.memory_shared},
+                 {"hugepages", config.memory_hugepages}};
+  if (config.memory_hotplug_size != 0) {
+    memory["hotplug_method"] = "VirtioMem";
+    memory["hotplug_size"] = config.memory_hotplug_size;
+  }
+  return memory;
+}
+
 json vm_config_to_json(const vmm::VmConfig& config) {
   json devices = json::array();
   for (const vmm::DeviceConfig& device : config.devices) {
@@ -563,10 +586,7 @@ json vm_config_to_json(const vmm::VmConfig& config) {
   }
   return json{
       {"cpus", {{"boot_vcpus", config.boot_vcpus}, {"max_vcpus", config.boot_vcpus}}},
-      {"memory",
-       {{"size", config.memory_size},
-        {"shared", config.memory_shared},
-        {"hugepages", config.memory_hugepages}}},
+      {"memory", memory_config_to_json(config)},
       {"payload",
        {{"kernel", config.kernel},
         {"cmdline", config.cmdline},

@@ -1,5 +1,6 @@
 #include "memory/guest_memory.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -121,7 +122,8 @@ Status check_ram_size(std::uint64_t ram_size, bool hugepages) {
   return ok_status();
 }
 
-Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing) {
+Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing,
+                                        std::uint64_t hotplug_size) {
   KEEL_TRY_STATUS(check_ram_size(ram_size, backing.hugepages));
   if (backing.hugepages) {
     KEEL_TRY_STATUS(check_hugepages(ram_size / kHugePageSize));
@@ -131,7 +133,46 @@ Result<GuestMemory> GuestMemory::create(std::uint64_t ram_size, Backing backing)
     KEEL_TRY(auto region, map_region(p, backing));
     regions.push_back(std::move(region));
   }
-  return GuestMemory(std::move(regions));
+  GuestMemory memory(std::move(regions));
+  if (hotplug_size != 0) {
+    if (hotplug_size % kHotplugAlign != 0) {
+      return Error::invalid("hotplug_size " + format_size(hotplug_size) +
+                            " is not a multiple of 128 MiB (Linux adds memory in 128 MiB blocks); "
+                            "round it, e.g. hotplug_size=1G");
+    }
+    if (backing.hugepages) {
+      return Error::invalid("hotplug_size with hugepages=on would reserve every hugepage of the "
+                            "region up front; leave hugepages off for a VM that grows");
+    }
+    const std::uint64_t start = layout::hotplug_start(memory.end());
+    if (hotplug_size > kMaxRamSize || start + hotplug_size > layout::kRam64Start + kMaxRamSize) {
+      return Error::invalid("hotplug_size " + format_size(hotplug_size) + " takes the guest past " +
+                            format_size(kMaxRamSize) + " of memory; give less");
+    }
+    KEEL_TRY(auto region, map_region({start, hotplug_size}, backing));
+    memory.hotplug_.push_back(std::move(region));
+  }
+  return memory;
+}
+
+Status GuestMemory::discard(std::uint64_t gpa, std::uint64_t len) const {
+  const RamRegion* region = hotplug_region();
+  if (region == nullptr || gpa < region->gpa() || len > region->end() - gpa) {
+    return Error::invalid("discard of " + hex(gpa) + "+" + hex(len) +
+                          " is outside the hot-pluggable region");
+  }
+  std::uint8_t* host = region->host() + (gpa - region->gpa());
+  if (region->fd() >= 0) {
+    // Shared (memfd): the hole in the file is what frees the pages.
+    if (::fallocate(region->fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(gpa - region->gpa()), static_cast<off_t>(len)) != 0) {
+      return Error::from_errno("fallocate(PUNCH_HOLE) of unplugged guest memory");
+    }
+  }
+  if (::madvise(host, len, MADV_DONTNEED) != 0) {
+    return Error::from_errno("madvise(DONTNEED) of unplugged guest memory");
+  }
+  return ok_status();
 }
 
 std::uint64_t GuestMemory::ram_size() const {
@@ -143,13 +184,15 @@ std::uint64_t GuestMemory::ram_size() const {
 }
 
 std::uint8_t* GuestMemory::translate(std::uint64_t gpa, std::uint64_t len) const {
-  for (const RamRegion& r : regions_) {
-    if (gpa >= r.gpa() && gpa < r.end()) {
-      const std::uint64_t offset = gpa - r.gpa();
-      if (len > r.size() - offset) {
-        return nullptr;
+  for (const auto* list : {&regions_, &hotplug_}) {
+    for (const RamRegion& r : *list) {
+      if (gpa >= r.gpa() && gpa < r.end()) {
+        const std::uint64_t offset = gpa - r.gpa();
+        if (len > r.size() - offset) {
+          return nullptr;
+        }
+        return r.host() + offset;
       }
-      return r.host() + offset;
     }
   }
   return nullptr;

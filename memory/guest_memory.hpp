@@ -60,13 +60,25 @@ Status check_hugepages(std::uint64_t needed, const std::string& pool = kHugepage
 // All guest RAM. Owns the host mappings; translates guest-physical addresses with bounds checks.
 class GuestMemory {
  public:
-  // Sizes must be a non-zero multiple of 4 KiB (2 MiB with hugepages).
-  static Result<GuestMemory> create(std::uint64_t ram_size, Backing backing = {});
+  // Sizes must be a non-zero multiple of 4 KiB (2 MiB with hugepages). `hotplug_size` (a multiple
+  // of kHotplugAlign, not with hugepages) reserves a region above boot RAM that a virtio-mem
+  // device plugs into the guest block by block; its host memory is only used once touched.
+  static Result<GuestMemory> create(std::uint64_t ram_size, Backing backing = {},
+                                    std::uint64_t hotplug_size = 0);
+  static constexpr std::uint64_t kHotplugAlign = std::uint64_t{128} << 20;  // Linux's memory block
 
+  // Boot RAM (what e820 describes and eager DMA plans map).
   const std::vector<RamRegion>& regions() const { return regions_; }
   std::uint64_t ram_size() const;
-  // The first guest-physical address past the highest RAM byte.
+  // The first guest-physical address past the highest boot RAM byte.
   std::uint64_t end() const { return regions_.empty() ? 0 : regions_.back().end(); }
+  // The hot-pluggable region, null without one.
+  const RamRegion* hotplug_region() const { return hotplug_.empty() ? nullptr : &hotplug_.front(); }
+  // Past the last byte the guest may ever have as memory: where the 64-bit PCI window may start.
+  std::uint64_t top() const { return hotplug_.empty() ? end() : hotplug_.front().end(); }
+  // Gives the host memory behind [gpa, gpa+len) of the hot-pluggable region back (unplugged
+  // blocks read as zeros when plugged again).
+  Status discard(std::uint64_t gpa, std::uint64_t len) const;
 
   // Host pointer for [gpa, gpa+len) if the whole range is RAM in one region, else nullptr.
   std::uint8_t* translate(std::uint64_t gpa, std::uint64_t len) const;
@@ -90,6 +102,7 @@ class GuestMemory {
  private:
   explicit GuestMemory(std::vector<RamRegion> regions) : regions_(std::move(regions)) {}
   std::vector<RamRegion> regions_;
+  std::vector<RamRegion> hotplug_;  // zero or one
 };
 
 }  // namespace keel::memory

@@ -78,12 +78,17 @@ constexpr std::uint32_t pci_intx_gsi(std::uint32_t slot, std::uint32_t pin) {
   return kPciIntxGsiBase + (slot + pin) % kPciIntxGsiCount;
 }
 
-// The 64-bit PCI window: the first kMmio64Align boundary at or above the end of guest RAM, never
-// below 4 GiB (a small guest's RAM ends below the 32-bit hole, which must stay out of the window).
-constexpr std::uint64_t mmio64_start(std::uint64_t ram_end) {
-  const std::uint64_t floor = ram_end > kRam64Start ? ram_end : kRam64Start;
+// The first kMmio64Align boundary at or above `end`, never below 4 GiB (a small guest's RAM ends
+// below the 32-bit hole, which must stay out of what comes above RAM).
+constexpr std::uint64_t above_ram(std::uint64_t end) {
+  const std::uint64_t floor = end > kRam64Start ? end : kRam64Start;
   return (floor + kMmio64Align - 1) / kMmio64Align * kMmio64Align;
 }
+// The hot-pluggable memory region (virtio-mem), when the VM has one: above boot RAM.
+constexpr std::uint64_t hotplug_start(std::uint64_t ram_end) { return above_ram(ram_end); }
+// The 64-bit PCI window: above everything the guest may have as memory (`top`: the end of boot
+// RAM, or of the hot-pluggable region).
+constexpr std::uint64_t mmio64_start(std::uint64_t top) { return above_ram(top); }
 
 // What the guest writes to the sleep control register to power off (hardware-reduced ACPI):
 // SLP_TYP of \_S5 in bits 4:2 and SLP_EN in bit 5.

@@ -74,7 +74,16 @@ Status apply_cpus(const std::string& text, VmConfig& config) {
 }
 
 Status apply_memory(const std::string& text, VmConfig& config) {
-  KEEL_TRY(auto opts, split_options("--memory", text, {"size", "shared", "hugepages"}));
+  KEEL_TRY(auto opts, split_options("--memory", text,
+                                    {"size", "shared", "hugepages", "hotplug_method", "hotplug_size"}));
+  if (opts.count("hotplug_method") != 0 && opts["hotplug_method"] != "virtio-mem") {
+    return Error::invalid("--memory: hotplug_method=" + opts["hotplug_method"] +
+                          " is not one Keel has; give hotplug_method=virtio-mem");
+  }
+  if (opts.count("hotplug_size") != 0) {
+    KEEL_TRY_WRAP(auto size, parse_size(opts["hotplug_size"]), "--memory hotplug_size");
+    config.memory_hotplug_size = size;
+  }
   if (opts.count("size") != 0) {
     KEEL_TRY_WRAP(auto size, parse_size((opts)["size"]), "--memory");
     if (size == 0) {

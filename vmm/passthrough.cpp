@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <string>
 
+#include "base/hex.hpp"
 #include "base/log.hpp"
+#include "base/size.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
 
 namespace keel::vmm {
@@ -144,7 +146,19 @@ Result<std::uint8_t> Passthrough::hot_add(const DeviceConfig& d) {
     return attached.error().wrap(where);
   }
   {
+    // Memory plugged since boot: the new container maps it as the others did.
     std::lock_guard lock(dma_mutex_);
+    if (container->lazy() == nullptr) {
+      for (const auto& [gpa, size] : plugged_) {
+        Status mapped = container->mapper().map(
+            gpa, size, reinterpret_cast<std::uint64_t>(memory_.translate(gpa, size)),
+            "hot-plugged RAM");
+        if (!mapped.ok()) {
+          (void)set_groups(*container, false);
+          return mapped.error().wrap(where + ": hot-plugged RAM at " + hex(gpa));
+        }
+      }
+    }
     containers_.push_back(std::move(container));
   }
   auto slot = pass(d, containers_.size() - 1, 0);
@@ -212,6 +226,87 @@ Status Passthrough::remove(std::uint8_t slot) {
   }
   log::info("vfio", "device removed", {{"id", id}, {"slot", slot}, {"container_released", alone}});
   return ok_status();
+}
+
+Status Passthrough::ram_plugged(std::uint64_t gpa, std::uint64_t size) {
+  std::lock_guard lock(dma_mutex_);
+  const auto host = reinterpret_cast<std::uint64_t>(memory_.translate(gpa, size));
+  if (host == 0) {
+    return Error::invalid("plugged range " + hex(gpa) + "+" + hex(size) + " is not guest memory");
+  }
+  std::vector<vfio::BudgetedContainer*> mapped;
+  for (const auto& container : containers_) {
+    if (container->lazy() != nullptr) {
+      continue;
+    }
+    Status s = container->mapper().map(gpa, size, host, "hot-plugged RAM");
+    if (!s.ok()) {
+      for (vfio::BudgetedContainer* done : mapped) {
+        (void)done->mapper().unmap(gpa);
+      }
+      const std::vector<std::string>& devs = container->report().devices;
+      return s.error().wrap("hot-plugged RAM at " + hex(gpa) + " (" + format_size(size) +
+                            ") for the VFIO container of " + (devs.empty() ? "?" : devs.front()));
+    }
+    mapped.push_back(container.get());
+  }
+  plugged_[gpa] = size;
+  return ok_status();
+}
+
+Status Passthrough::ram_unplugged(std::uint64_t gpa, std::uint64_t size) {
+  std::lock_guard lock(dma_mutex_);
+  const std::uint64_t end = gpa + size;
+  const bool eager = std::any_of(containers_.begin(), containers_.end(),
+                                 [](const auto& c) { return c->lazy() == nullptr; });
+  std::vector<std::uint64_t> whole;
+  for (const auto& [start, length] : plugged_) {
+    const bool overlaps = start < end && gpa < start + length;
+    if (!overlaps) {
+      continue;
+    }
+    if ((start < gpa || start + length > end) && eager) {
+      return Error::not_supported("unplug of " + hex(gpa) + "+" + hex(size) + " cuts the range " +
+                                  hex(start) + "+" + hex(length) +
+                                  " that an eager container maps as one entry (type1 cannot "
+                                  "split it); the guest keeps it");
+    }
+    whole.push_back(start);
+  }
+  for (std::uint64_t start : whole) {
+    for (const auto& container : containers_) {
+      if (container->lazy() == nullptr) {
+        (void)container->mapper().unmap(start);
+      }
+    }
+    const std::uint64_t length = plugged_[start];
+    plugged_.erase(start);
+    // Without an eager container, a range cut by the unplug keeps its other parts.
+    if (start < gpa) {
+      plugged_[start] = gpa - start;
+    }
+    if (start + length > end) {
+      plugged_[end] = start + length - end;
+    }
+  }
+  return ok_status();
+}
+
+Result<std::optional<std::uint64_t>> Passthrough::eager_headroom() {
+  std::lock_guard lock(dma_mutex_);
+  std::optional<std::uint64_t> headroom;
+  for (const auto& container : containers_) {
+    if (container->lazy() != nullptr) {
+      continue;
+    }
+    KEEL_TRY(const vfio::DmaReport report, container->refresh());
+    const vfio::DmaBudget budget = report.avail_now.value_or(report.avail_at_open);
+    if (budget.source != vfio::AvailSource::kCapability) {
+      continue;  // no count to run out of
+    }
+    headroom = std::min<std::uint64_t>(headroom.value_or(budget.avail), budget.avail);
+  }
+  return headroom;
 }
 
 std::vector<vfio::DmaReport> Passthrough::dma_reports() const {

@@ -2,7 +2,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "base/result.hpp"
@@ -56,6 +58,16 @@ class Passthrough {
   // unmapped, the group detached from KVM and the container).
   Status remove(std::uint8_t slot);
 
+  // Hot-plugged memory (virtio-mem; any thread). Every eagerly mapped container maps a plugged
+  // range as one entry; on a refusal (the budget, the kernel) none keeps it. An unplug must cover
+  // whole plugged ranges while an eager container holds them: type1 cannot split an entry, and
+  // the device must keep what the guest still has. Lazy containers need nothing.
+  Status ram_plugged(std::uint64_t gpa, std::uint64_t size);
+  Status ram_unplugged(std::uint64_t gpa, std::uint64_t size);
+  // How many more entries every eager container can take now (the smallest DMA_AVAIL, re-read),
+  // or nullopt when no container maps eagerly.
+  Result<std::optional<std::uint64_t>> eager_headroom();
+
   // One report per container, as last known (no syscall) or re-read from the kernel first.
   std::vector<vfio::DmaReport> dma_reports() const;
   Result<std::vector<vfio::DmaReport>> refresh_dma_reports();
@@ -105,6 +117,7 @@ class Passthrough {
   LockedBackend backend_{dma_mutex_};
   UniqueFd kvm_vfio_;
   std::vector<Passed> devices_;
+  std::map<std::uint64_t, std::uint64_t> plugged_;  // hot-plugged ranges, gpa -> size (dma_mutex_)
 };
 
 }  // namespace keel::vmm

@@ -90,7 +90,8 @@ Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event, EventFd hot
     : memory_(std::move(memory)),
       kvm_vm_(std::move(kvm_vm)),
       exit_event_(std::move(exit_event)),
-      memory_slots_(kvm_vm_, static_cast<std::uint32_t>(memory_.regions().size())),
+      memory_slots_(kvm_vm_, static_cast<std::uint32_t>(memory_.regions().size() +
+                                                        (memory_.hotplug_region() ? 1 : 0))),
       seccomp_(seccomp),
       hotplug_event_(std::move(hotplug_event)) {}
 
@@ -130,7 +131,8 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output, SeccompMode seccomp) {
   KEEL_TRY(auto memory,
            memory::GuestMemory::create(
-               config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages}));
+               config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages},
+               config.memory_hotplug_size));
   KEEL_TRY(auto kvm_vm, kvm.create_vm());
   KEEL_TRY(auto exit_event, EventFd::create(EFD_NONBLOCK));
   KEEL_TRY(auto hotplug_event, EventFd::create(EFD_NONBLOCK));
@@ -144,8 +146,14 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   for (const memory::RamRegion& region : vm->memory_.regions()) {
     KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region.gpa(), region.size(), region.host()));
   }
+  // The hot-pluggable region is one slot from the start; virtio-mem decides which blocks of it
+  // the guest may use.
+  if (const memory::RamRegion* region = vm->memory_.hotplug_region()) {
+    KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region->gpa(), region->size(), region->host()));
+  }
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
-  if (!config.devices.empty()) {
+  // A VM that can grow has its passthrough from the start (memory plugged later is mapped there).
+  if (!config.devices.empty() || vm->memory_.hotplug_region() != nullptr) {
     KEEL_TRY(auto passthrough,
              Passthrough::create(config.devices, vm->memory_, vm->kvm_vm_, *vm->platform_));
     vm->passthrough_ = std::move(passthrough);
@@ -155,6 +163,17 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     }
   }
 
+  Vm* self = vm.get();
+  KEEL_TRY(auto mem, virtio::VirtioMem::create(
+                         vm->memory_, [self](std::uint64_t gpa, std::uint64_t size, bool plug) {
+                           return plug ? self->passthrough_->ram_plugged(gpa, size)
+                                       : self->passthrough_->ram_unplugged(gpa, size);
+                         }));
+  if (mem) {
+    vm->mem_ = mem.get();
+    KEEL_TRY_STATUS(vm->add_virtio("_mem", std::move(mem)));
+    vm->mem_transport_ = vm->virtio_.back().transport;
+  }
   if (config.rng_source) {
     KEEL_TRY_WRAP(auto rng, virtio::VirtioRng::open(*config.rng_source), "--rng");
     KEEL_TRY_STATUS(vm->add_virtio("_rng", std::move(rng)));
@@ -185,7 +204,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   for (const memory::RamRegion& r : vm->memory_.regions()) {
     ram += (ram.empty() ? "" : ",") + hex(r.gpa()) + "-" + hex(r.end() - 1);
   }
-  const std::uint64_t mmio64 = layout::mmio64_start(vm->memory_.end());
+  const std::uint64_t mmio64 = layout::mmio64_start(vm->memory_.top());
   log::info("vm", "created",
             {{"vcpus", config.boot_vcpus},
              {"memory", format_size(config.memory_size)},
@@ -212,7 +231,7 @@ Status Vm::setup_devices(SerialOutput serial_output) {
   KEEL_TRY_STATUS(pio_.insert(hotplug_, layout::kPciHotplugPort, layout::kPciHotplugSize));
 
   KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
-                                            pci::Platform::BarWindows::above_ram(memory_.end()),
+                                            pci::Platform::BarWindows::above_ram(memory_.top()),
                                             &io_events_));
   return ok_status();
 }
@@ -317,9 +336,41 @@ Status Vm::request_eject(const std::string& id) {
   if (!slot) {
     return Error::not_found("no device with id " + id);
   }
+  const bool holds_memory = std::any_of(virtio_.begin(), virtio_.end(), [&](const VirtioFunction& v) {
+    return v.slot == *slot && v.transport == mem_transport_ && mem_transport_;
+  });
+  if (holds_memory) {
+    return Error::not_supported("device " + id +
+                                " holds the VM's hot-plugged memory; shrink it with vm.resize");
+  }
   log::info("vm", "asking the guest to eject", {{"id", id}, {"guest_bdf", pci::guest_bdf(*slot)}});
   hotplug_->request_eject(*slot);
   return ok_status();
+}
+
+Status Vm::request_hotplugged_memory(std::uint64_t size) {
+  if (mem_ == nullptr) {
+    return Error::invalid("the VM has no hot-pluggable memory: give it --memory "
+                          "hotplug_method=virtio-mem,hotplug_size=SIZE (memory.hotplug_size)");
+  }
+  KEEL_TRY_STATUS(mem_->request(size));
+  mem_transport_->change_config([](virtio::VirtioDevice&) { return 0; });
+  return ok_status();
+}
+
+std::uint64_t Vm::hotplugged_memory() const { return mem_ ? mem_->plugged_size() : 0; }
+
+std::uint64_t Vm::requested_hotplugged_memory() const {
+  return mem_ ? mem_->requested_size() : 0;
+}
+
+std::uint64_t Vm::hotplug_region_size() const { return mem_ ? mem_->region_size() : 0; }
+
+Result<std::optional<std::uint64_t>> Vm::dma_headroom() {
+  if (!passthrough_) {
+    return std::optional<std::uint64_t>();
+  }
+  return passthrough_->eager_headroom();
 }
 
 void Vm::on_eject(std::uint8_t slot) {
@@ -341,6 +392,11 @@ std::vector<std::string> Vm::finish_ejects() {
   for (std::uint8_t slot : slots) {
     const auto v = std::find_if(virtio_.begin(), virtio_.end(),
                                 [slot](const VirtioFunction& f) { return f.slot == slot; });
+    if (v != virtio_.end() && v->transport == mem_transport_) {
+      log::warn("vm", "the guest ejected the virtio-mem device; it stays (its memory is the guest's)",
+                {{"slot", slot}});
+      continue;
+    }
     if (v != virtio_.end()) {
       (void)platform_->unplug(slot);
       removed.push_back(v->id);

@@ -13,6 +13,7 @@
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
 #include "devices/virtio/virtio_device.hpp"
+#include "devices/virtio/virtio_mem.hpp"
 #include "devices/virtio/virtio_pci.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/boot/boot_info.hpp"
@@ -84,6 +85,16 @@ class Vm {
   // hotplug_event_fd() becomes readable and finish_ejects() removes it.
   Status request_eject(const std::string& id);
   int hotplug_event_fd() const { return hotplug_event_.fd(); }
+  // Memory hot-plug (virtio-mem), for a VM with a hot-pluggable region: asks the guest to have
+  // `size` bytes of it plugged (a multiple of 2 MiB) and tells it so.
+  Status request_hotplugged_memory(std::uint64_t size);
+  // What is plugged now and what was asked (0 and 0 without a region).
+  std::uint64_t hotplugged_memory() const;
+  std::uint64_t requested_hotplugged_memory() const;
+  std::uint64_t hotplug_region_size() const;
+  // How many more DMA entries every eagerly mapped container can take (nullopt: none maps
+  // eagerly, or none counts).
+  Result<std::optional<std::uint64_t>> dma_headroom();
   // Removes every device the guest ejected since the last call; returns their ids.
   std::vector<std::string> finish_ejects();
 
@@ -119,6 +130,8 @@ class Vm {
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on
   std::vector<VirtioFunction> virtio_;
+  virtio::VirtioMem* mem_ = nullptr;  // owned by its transport, one of virtio_; null: none
+  std::shared_ptr<virtio::VirtioPciDevice> mem_transport_;
   SeccompMode seccomp_;
   std::shared_ptr<pci::AcpiHotplug> hotplug_;
   EventFd hotplug_event_;

@@ -1,5 +1,7 @@
 #include "vmm/vm_config.hpp"
 
+#include "base/size.hpp"
+
 #include <sys/un.h>
 
 #include <algorithm>
@@ -117,6 +119,22 @@ Status check_vm(const VmConfig& config) {
     return Error::invalid("memory.size=0 gives the guest no RAM; use e.g. 536870912 (512 MiB)");
   }
   KEEL_TRY_STATUS(memory::check_ram_size(config.memory_size, config.memory_hugepages));
+  if (config.memory_hotplug_size != 0) {
+    if (config.memory_hotplug_size % memory::GuestMemory::kHotplugAlign != 0) {
+      return Error::invalid("memory.hotplug_size " + format_size(config.memory_hotplug_size) +
+                            " is not a multiple of 128 MiB (Linux adds memory in 128 MiB "
+                            "blocks); round it, e.g. 1G");
+    }
+    if (config.memory_hugepages) {
+      return Error::invalid("memory.hotplug_size with hugepages would reserve every hugepage of "
+                            "the region up front; leave hugepages off for a VM that grows");
+    }
+    if (config.memory_hotplug_size > memory::kMaxRamSize) {
+      return Error::invalid("memory.hotplug_size " + format_size(config.memory_hotplug_size) +
+                            " is more than Keel's " + format_size(memory::kMaxRamSize) +
+                            "; give less");
+    }
+  }
   for (const DeviceConfig& device : config.devices) {
     Status checked = check_device(device);
     if (!checked.ok()) {

@@ -59,12 +59,23 @@ struct VsockConfig {
   bool operator==(const VsockConfig&) const = default;
 };
 
+// vm.resize (cloud-hypervisor's VmResize): what to change on a running VM; unset fields stay.
+struct ResizeConfig {
+  std::optional<std::uint32_t> desired_vcpus;
+  std::optional<std::uint64_t> desired_ram;      // bytes: boot RAM plus hot-plugged memory
+  std::optional<std::uint64_t> desired_balloon;  // bytes
+  bool operator==(const ResizeConfig&) const = default;
+};
+
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.
 struct VmConfig {
   std::uint32_t boot_vcpus = 1;
   std::uint64_t memory_size = 512 * kMiB;
   bool memory_shared = false;
   bool memory_hugepages = false;
+  // --memory hotplug_method=virtio-mem,hotplug_size=SIZE: a region above boot RAM that a
+  // virtio-mem device plugs as vm.resize asks (0: none). A multiple of 128 MiB.
+  std::uint64_t memory_hotplug_size = 0;
 
   std::string kernel;
   std::optional<std::string> initramfs;

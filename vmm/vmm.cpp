@@ -10,6 +10,7 @@
 #include <future>
 
 #include "base/log.hpp"
+#include "base/size.hpp"
 #include "base/version.hpp"
 #include "devices/pci/root.hpp"
 #include "devices/virtio/tap.hpp"
@@ -338,7 +339,8 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
     if (!config_) {
       return no_vm();
     }
-    VmInfo info{*config_, state_, config_->memory_size, {}, {}};
+    VmInfo info{*config_, state_, config_->memory_size + (vm_ ? vm_->hotplugged_memory() : 0),
+                {}, {}};
     if (vm_) {
       for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
         info.devices.push_back(DeviceInfo{p.id, pci::guest_bdf(p.slot)});
@@ -614,6 +616,80 @@ Status Vmm::remove_device(const std::string& id) {
     if (!forget_device(id)) {
       return Error::not_found("no device with id " + id);
     }
+    return ok_status();
+  });
+}
+
+Status Vmm::resize(const ResizeConfig& resize) {
+  return on_vmm_thread<Status>([this, &resize]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (resize.desired_vcpus && *resize.desired_vcpus != config_->boot_vcpus) {
+      return Error::not_supported("desired_vcpus: Keel cannot hot-plug vCPUs yet; the VM keeps " +
+                                  std::to_string(config_->boot_vcpus));
+    }
+    if (resize.desired_balloon) {
+      return Error::not_supported("desired_balloon: Keel has no balloon; grow or shrink the VM "
+                                  "with desired_ram (virtio-mem)");
+    }
+    if (!resize.desired_ram) {
+      return ok_status();
+    }
+    if (!guest_running()) {
+      return wrong_state("vm.resize", state_);
+    }
+    const std::uint64_t boot = config_->memory_size;
+    const std::uint64_t region = vm_->hotplug_region_size();
+    const std::uint64_t desired = *resize.desired_ram;
+    if (region == 0) {
+      return vm_->request_hotplugged_memory(desired - boot);  // says what to configure
+    }
+    if (desired < boot || desired > boot + region) {
+      return Error::invalid("desired_ram " + format_size(desired) + " is outside what the VM can " +
+                            "have: from its boot RAM " + format_size(boot) + " to that plus " +
+                            "hotplug_size, " + format_size(boot + region));
+    }
+    if ((desired - boot) % virtio::VirtioMem::kBlockSize != 0) {
+      return Error::invalid("desired_ram " + std::to_string(desired) +
+                            " is not boot RAM plus a multiple of 2 MiB; round it");
+    }
+    std::uint64_t want = desired - boot;
+    const std::uint64_t plugged = vm_->hotplugged_memory();
+    std::string limited;
+    if (want > plugged) {
+      // The guest plugs a 128 MiB memory block per request, and every eager container maps each
+      // request as one entry: growth is limited to what the smallest budget can map.
+      KEEL_TRY(const std::optional<std::uint64_t> headroom, vm_->dma_headroom());
+      const std::uint64_t per_entry = memory::GuestMemory::kHotplugAlign;
+      const std::uint64_t needed = (want - plugged + per_entry - 1) / per_entry;
+      if (headroom && *headroom < needed) {
+        if (*headroom == 0) {
+          const std::string msg =
+              "desired_ram " + format_size(desired) + ": growing by " +
+              format_size(want - plugged) + " needs " + std::to_string(needed) +
+              " more DMA entries in each eagerly mapped VFIO container (one per 128 MiB the "
+              "guest plugs) and one has 0 left; fixes: raise vfio_iommu_type1.dma_entry_limit, "
+              "pass the device with iommu=on (lazy mapping needs no entries for new memory), or "
+              "ask for less";
+          emit("vm", "resize-refused", {{"desired_ram", desired}, {"reason", msg}});
+          return Error::invalid(msg);
+        }
+        want = plugged + *headroom * per_entry;
+        limited = "limited to " + format_size(boot + want) + ": growing by " +
+                  format_size(desired - boot - plugged) + " needs " + std::to_string(needed) +
+                  " DMA entries in each eagerly mapped VFIO container and the smallest budget "
+                  "has " + std::to_string(*headroom);
+        log::warn("vmm", "memory resize limited by the DMA budget",
+                  {{"desired_ram", desired}, {"granted", boot + want}, {"entries", *headroom}});
+      }
+    }
+    KEEL_TRY_STATUS(vm_->request_hotplugged_memory(want));
+    nlohmann::json properties = {{"desired_ram", desired}, {"requested_ram", boot + want}};
+    if (!limited.empty()) {
+      properties["limited"] = limited;
+    }
+    emit("vm", "resize", properties);
     return ok_status();
   });
 }

@@ -54,6 +54,7 @@ class Vmm : public VmmControl {
   Result<DeviceInfo> add_net(const NetConfig& net, UniqueFd tap) override;
   Result<DeviceInfo> add_vsock(const VsockConfig& vsock) override;
   Status remove_device(const std::string& id) override;
+  Status resize(const ResizeConfig& resize) override;
 
  private:
   Vmm(Options options, UniqueFd signal_fd, EventFd requests)

@@ -75,6 +75,9 @@ class VmmControl {
   // vm.add-vsock: the VM's one vsock device, before it boots.
   virtual Result<DeviceInfo> add_vsock(const VsockConfig& vsock) = 0;
   virtual Status remove_device(const std::string& id) = 0;
+  // vm.resize: desired_ram grows or shrinks the hot-plugged memory (virtio-mem) of a running VM,
+  // limited to what every eagerly mapped VFIO container can map.
+  virtual Status resize(const ResizeConfig& resize) = 0;
 };
 
 }  // namespace keel::vmm

@@ -26,8 +26,9 @@ class Platform {
   struct BarWindows {
     AddressWindow mmio32, mmio64, io;
     // The guest's address map (memory/layout.hpp): the 32-bit hole below the ECAM, the 64-bit
-    // window above guest RAM ending at `ram_end`, the ports above the legacy ones.
-    static BarWindows above_ram(std::uint64_t ram_end);
+    // window above guest memory ending at `top` (hot-pluggable memory included), the ports above
+    // the legacy ones.
+    static BarWindows above_ram(std::uint64_t top);
   };
   static Result<std::unique_ptr<Platform>> create(devices::Bus& pio, devices::Bus& mmio,
                                                   devices::InterruptRouter& router,

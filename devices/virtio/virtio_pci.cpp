@@ -533,6 +533,15 @@ void VirtioPciDevice::needs_reset(const std::string& why) {
   signal(msix_config_);
 }
 
+void VirtioPciDevice::config_changed() {
+  ++config_generation_;
+  if ((status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0) {
+    return;  // the driver reads the configuration when it starts
+  }
+  isr_ |= VIRTIO_PCI_ISR_CONFIG;
+  signal(msix_config_);
+}
+
 // ---- requests ----
 
 bool VirtioPciDevice::takes_requests(std::uint16_t queue) const {

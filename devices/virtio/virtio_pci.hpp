@@ -74,6 +74,15 @@ class VirtioPciDevice : public pci::PciDevice,
     std::lock_guard lock(mutex_);
     return f(*device_);
   }
+  // Runs `f` on the device, then tells the driver its configuration changed (a new generation,
+  // the ISR's config bit, the config vector), as one step under the transport's lock.
+  template <typename F>
+  auto change_config(F&& f) {
+    std::lock_guard lock(mutex_);
+    auto result = f(*device_);
+    config_changed();
+    return result;
+  }
 
   // notifications, chains_handled, chains_refused, interrupts, interrupts_pending, resets,
   // needs_reset, ignored_accesses, guest_warnings (the first 10 are logged).
@@ -105,6 +114,7 @@ class VirtioPciDevice : public pci::PciDevice,
   std::uint64_t offered_features() const;
   void reset_device();
   void needs_reset(const std::string& why);
+  void config_changed();
   void msix_changed(const pci::MsixTable::Change& change);
   void signal(std::uint16_t vector);
   void update_bar();

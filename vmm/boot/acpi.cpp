@@ -204,7 +204,7 @@ Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const Ac
     return gpa;
   };
 
-  const std::uint64_t dsdt = place(build_dsdt(config, mem.end()));
+  const std::uint64_t dsdt = place(build_dsdt(config, mem.top()));
   const std::uint64_t fadt = place(build_fadt(config, dsdt));
   const std::uint64_t madt = place(build_madt(config));
   const std::uint64_t mcfg = place(build_mcfg());

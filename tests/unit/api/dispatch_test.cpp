@@ -122,6 +122,19 @@ TEST_CASE("vm.remove-device passes the id") {
   CHECK(vmm.removed == "nic0");
 }
 
+TEST_CASE("vm.resize passes desired_ram and desired_vcpus; an empty or wrong body is 400") {
+  FakeVmmControl vmm;
+  CHECK(put(vmm, "vm.resize", R"({"desired_ram": 1073741824, "desired_vcpus": 2})").status == 204);
+  CHECK(vmm.resized.desired_ram == 1073741824U);
+  CHECK(vmm.resized.desired_vcpus == 2U);
+  CHECK_FALSE(vmm.resized.desired_balloon);
+  for (const char* bad : {"{}", R"({"desired_ram": -1})", R"({"desired_ram": "1G"})",
+                          R"({"desired_vcpus": 70000})", R"({"memory": 1})"}) {
+    INFO(bad);
+    CHECK(put(vmm, "vm.resize", bad).status == 400);
+  }
+}
+
 TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the error body") {
   struct Case {
     Error error;
@@ -163,6 +176,8 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
         body = R"({"tap": "tap0"})";
       } else if (route.name == "vm.add-vsock") {
         body = R"({"cid": 3, "socket": "/run/keel.vsock"})";
+      } else if (route.name == "vm.resize") {
+        body = R"({"desired_ram": 1073741824})";
       }
       const Response r =
           handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);

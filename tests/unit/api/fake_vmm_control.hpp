@@ -70,6 +70,11 @@ class FakeVmmControl : public vmm::VmmControl {
     removed = id;
     return status_locked("remove_device");
   }
+  Status resize(const vmm::ResizeConfig& r) override {
+    std::lock_guard lock(mutex_);
+    resized = r;
+    return status_locked("resize");
+  }
 
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);
@@ -92,6 +97,7 @@ class FakeVmmControl : public vmm::VmmControl {
   std::optional<vmm::NetConfig> added_net;
   UniqueFd added_tap;
   std::string removed;
+  vmm::ResizeConfig resized;
 
  private:
   template <typename T>

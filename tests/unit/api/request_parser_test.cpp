@@ -50,6 +50,7 @@ TEST_CASE("every endpoint parses to its operation") {
       {"vm.add-net", "PUT", R"({"tap": "tap0"})", Operation(AddNet{}).index()},
       {"vm.add-vsock", "PUT", R"({"cid": 3, "socket": "/run/keel.vsock"})", Operation(AddVsock{}).index()},
       {"vm.remove-device", "PUT", R"({"id": "nic0"})", Operation(RemoveDevice{}).index()},
+      {"vm.resize", "PUT", R"({"desired_ram": 1073741824})", Operation(ResizeVm{}).index()},
   };
   REQUIRE(std::size(cases) == routes().size());
   for (const Case& c : cases) {
@@ -77,14 +78,14 @@ TEST_CASE("every endpoint refuses the other method with 405 naming the right one
 
 TEST_CASE("unknown endpoints are 404") {
   for (const char* path :
-       {"/", "", "/api/v1/", "/api/v1/vm.resize", "/api/v1/vm.snapshot", "/api/v2/vm.info",
+       {"/", "", "/api/v1/", "/api/v1/vm.restore", "/api/v1/vm.snapshot", "/api/v2/vm.info",
         "/api/v1/vm.info/", "/api/v1//vm.info", "api/v1/vm.info", "/API/V1/VM.INFO"}) {
     INFO(path);
     auto op = parse_request("GET", path, "");
     CHECK(status_of(op) == 404);
   }
   CHECK(status_of(parse_request("GET", std::string("/api/v1/vm.info\0x", 17), "")) == 404);
-  CHECK(message_of(parse_request("GET", "/api/v1/vm.resize", "")).find("/api/v1/vm.resize") !=
+  CHECK(message_of(parse_request("GET", "/api/v1/vm.restore", "")).find("/api/v1/vm.restore") !=
         std::string::npos);
 }
 

@@ -84,6 +84,7 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
   }
   return a.boot_vcpus == b.boot_vcpus && a.memory_size == b.memory_size &&
          a.memory_shared == b.memory_shared && a.memory_hugepages == b.memory_hugepages &&
+         a.memory_hotplug_size == b.memory_hotplug_size &&
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
          a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&

@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
 // api/openapi.yaml and test::same_config need the field too.
-static_assert(sizeof(vmm::VmConfig) == 368, "VmConfig changed: update the API's JSON model");
+static_assert(sizeof(vmm::VmConfig) == 376, "VmConfig changed: update the API's JSON model");
 
 json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
 
@@ -53,6 +53,9 @@ TEST_CASE("VmConfig -> JSON -> VmConfig is the identity") {
   vmm::VmConfig auto_mapping = test::full_config();
   auto_mapping.devices[0].dma_mapping = vfio::MappingMode::kAuto;
   configs.push_back(auto_mapping);
+  vmm::VmConfig growing = minimal_config;
+  growing.memory_hotplug_size = 768 * kMiB;
+  configs.push_back(growing);
 
   for (const vmm::VmConfig& original : configs) {
     const json j = vm_config_to_json(original);
@@ -368,8 +371,10 @@ TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refus
       {R"({"cpus": {"kvm_hyperv": true}})", "cpus.kvm_hyperv: true asks for Hyper-V"},
       {R"({"cpus": {"features": {"amx": true}}})", "cpus.features: an object asks for optional"},
       {R"({"memory": {"size": 1, "hotplug_size": 1073741824}})",
-       "memory.hotplug_size: 1073741824 asks for memory hotplug, which Keel does not support; "
-       "remove it or send 0"},
+       "memory.hotplug_method: \"Acpi\" with hotplug_size asks for ACPI memory hot-plug, which "
+       "Keel does not have; send \"hotplug_method\": \"VirtioMem\""},
+      {R"({"memory": {"size": 1, "hotplug_size": 1, "hotplug_method": "VirtioMem", "hotplugged_size": 4}})",
+       "memory.hotplugged_size: 4 asks for memory plugged at boot"},
       {R"({"memory": {"size": 1, "thp": false}})",
        "memory.thp: false asks for turning transparent huge pages off"},
       {R"({"memory": {"size": 1, "zones": [{"id": "z", "size": 1}]}})",

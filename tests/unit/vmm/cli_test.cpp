@@ -32,6 +32,17 @@ TEST_CASE("cli parses cloud-hypervisor style options") {
   CHECK(r->verbosity == 2);
 }
 
+TEST_CASE("cli: --memory hotplug_method=virtio-mem,hotplug_size=SIZE; other methods refused") {
+  auto r = parse({"--kernel", "/k", "--memory", "size=256M,hotplug_method=virtio-mem,hotplug_size=768M"});
+  REQUIRE(r.ok());
+  CHECK(r->config.memory_size == 256 * kMiB);
+  CHECK(r->config.memory_hotplug_size == 768 * kMiB);
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,hotplug_method=acpi,hotplug_size=1G"}) ==
+        "--memory: hotplug_method=acpi is not one Keel has; give hotplug_method=virtio-mem");
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,hotplug_size=100M"}).find(
+            "not a multiple of 128 MiB") != std::string::npos);
+}
+
 TEST_CASE("cli defaults") {
   auto r = parse({"--kernel", "/k"});
   REQUIRE(r.ok());
@@ -50,7 +61,7 @@ TEST_CASE("cli rejects wrong and conflicting options with a one-line reason") {
         "--memory: size=0 gives the guest no RAM; use e.g. size=512M");
   CHECK(error_of({"--kernel", "/k", "--memory", "size=12X"}).find("unknown unit") != std::string::npos);
   CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,numa=on"}) ==
-        "--memory: unknown option \"numa\" (known: size, shared, hugepages)");
+        "--memory: unknown option \"numa\" (known: size, shared, hugepages, hotplug_method, hotplug_size)");
   CHECK(error_of({"--kernel", "/k", "--memory", "shared=yes"}) == "--memory: shared=yes must be on or off");
   CHECK(error_of({"--kernel", "/k", "--cpus", "boot=0"}) == "--cpus: boot=0 is out of range; use 1 to 254");
   CHECK(error_of({"--kernel", "/k", "--cpus", "boot=300"}).find("out of range") != std::string::npos);
