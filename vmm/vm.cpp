@@ -105,6 +105,8 @@ Vm::~Vm() {
   for (const VirtioFunction& v : virtio_) {
     (void)platform_->unplug(v.slot);
   }
+  mem_ = nullptr;
+  mem_transport_.reset();  // the last reference goes with virtio_, while the platform exists
   virtio_.clear();
   platform_.reset();
 }

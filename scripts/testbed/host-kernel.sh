@@ -23,7 +23,7 @@ wanted_modules=(
 )
 # What a guest booted by Keel with this kernel loads (tests/integration/guest/devices-init).
 guest_modules=(
-  virtio_pci virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng
+  virtio_pci virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng virtio_mem
 )
 
 resolve_package() {

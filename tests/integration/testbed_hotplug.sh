@@ -14,6 +14,11 @@
 #    reaches the image; removed, the guest's /dev/vda goes;
 #  - the event monitor (--event-monitor) wrote each step as a JSON line, the refusal with its
 #    numbers and each new container with its budget;
+#  - memory hot-plug: a guest with 256 MiB of boot RAM and 768 MiB of virtio-mem grows to 1 GiB
+#    (vm.resize), its MemTotal follows, edu0's eager container maps each plugged 128 MiB block
+#    as one entry (7 in all, the kernel agreeing), and the edu's DMA runs between pages of the new
+#    memory; shrunk to 512 MiB, the guest gives blocks back and their entries go; with a budget
+#    of 4 entries the growth is limited to 640 MiB and says why;
 #  - no DMAR fault, keel exits 0 and gives every entry back.
 #
 # usage: testbed_hotplug.sh RUN SCENARIO GUEST_INIT KEEL KEEL_REMOTE VFIO_PROBE EDU_TEST
@@ -69,7 +74,10 @@ json() { jq -r "$2" <<<"$(out_of "$1")" 2>/dev/null || true; }
 ok() { expect "$1: keel-remote exits 0 (got '$(exit_of "$1")': $(out_of "$1"))" test "$(exit_of "$1")" = 0; }
 probe_of() { grep "^KEEL-TESTBED result probe=$1 " <<<"$markers" || true; }
 # edu_round N: the lines the guest printed for its Nth "edu" command (the guest's DMA results).
-edu_round() { awk -v n="$1" '/KEEL-GUEST edus=/ {r++} r == n && /KEEL-GUEST (edus=|edu bdf=)/' <<<"$markers"; }
+edu_round() {
+  awk -v n="$1" '/^KEEL-TESTBED result guest KEEL-GUEST edus=/ {r++}
+    r == n && /^KEEL-TESTBED result guest KEEL-GUEST (edus=|edu bdf=)/' <<<"$markers"
+}
 
 # 0. the baseline: edu0 does DMA; a fresh container on edu1 reads the whole limit
 r=$(edu_round 1)
@@ -144,6 +152,53 @@ expect "events: the refusal carries the numbers ($refusal)" grep -q "dma_entry_l
 opened=$(jq -c 'select(.event == "container-opened") | .properties' <<<"$events" 2>/dev/null | tail -n 1)
 expect "events: edu1's container: avail_at_open=$limit, one entry, eager ($opened)" \
   test "$(jq -r '"\(.avail_at_open),\(.entries_used),\(.mode)"' <<<"$opened")" = "$limit,1,eager"
+
+# 6. memory hot-plug: 256 MiB + 768 MiB of virtio-mem, edu0 eager
+gib=1073741824 mib=1048576
+for name in ample short; do
+  m=$(grep "^KEEL-TESTBED result mem=$name up=" <<<"$markers" || true)
+  expect "mem $name: the guest came up ($m)" test "$(field "$m" up)" = yes
+  ok "mem-$name-grow"
+  expect "mem $name: at boot, memory_actual_size is the boot RAM" \
+    test "$(json "mem-$name-info-boot" '.memory_actual_size')" = $((256 * mib))
+  e=$(grep "^KEEL-TESTBED result mem=$name keel_exit=" <<<"$markers" || true)
+  expect "mem $name: keel exits 0 ($e)" test "$(field "$e" keel_exit)" = 0
+done
+boot_kb=$(field "$(grep '^KEEL-TESTBED result mem=ample up=' <<<"$markers")" boot_kb)
+grown=$(grep "^KEEL-TESTBED result mem-ample guest KEEL-GUEST mem_kb=.* want_at_least" <<<"$markers" || true)
+expect "mem ample: the guest's MemTotal grew by at least 700 MiB ($boot_kb -> $(field "$grown" mem_kb))" \
+  test "$(field "$grown" mem_kb)" -ge $((boot_kb + 700 * 1024))
+expect "mem ample: vm.info's memory_actual_size is 1 GiB" \
+  test "$(json mem-ample-info-grown .memory_actual_size)" = "$gib"
+expect "mem ample: edu0's container holds one entry for boot RAM and one per 128 MiB plugged (7)" \
+  test "$(json mem-ample-info-grown '.dma[0].entries_used')" = 7
+expect "mem ample: the kernel agrees (avail_now $((limit - 7)), consistent)" \
+  test "$(json mem-ample-info-grown '"\(.dma[0].avail_now),\(.dma[0].consistent)"')" = "$((limit - 7)),true"
+high=$(grep "^KEEL-TESTBED result mem-ample guest KEEL-GUEST edu bdf=" <<<"$markers" || true)
+src=$(sed -n 's/.*dma=ok_src=\(0x[0-9a-f]*\)_dst=\(0x[0-9a-f]*\).*/\1 \2/p' <<<"$high")
+expect "mem ample: the edu's DMA round trip ran between pages of the new memory ($high)" \
+  test -n "$src" -a "$(( ${src% *} >= 0x100000000 && ${src#* } >= 0x100000000 ))" = 1
+ok mem-ample-shrink
+shrunk=$(grep "^KEEL-TESTBED result mem-ample guest KEEL-GUEST mem_kb=.* want_at_most" <<<"$markers" || true)
+expect "mem ample: shrunk, the guest gave memory back ($shrunk)" \
+  test "$(field "$shrunk" mem_kb)" -le $((boot_kb + 300 * 1024))
+expect "mem ample: vm.info's memory_actual_size is 512 MiB after the shrink" \
+  test "$(json mem-ample-info-shrunk .memory_actual_size)" = $((512 * mib))
+expect "mem ample: the unplugged ranges' entries are gone (3 left), consistent" \
+  test "$(json mem-ample-info-shrunk '"\(.dma[0].entries_used),\(.dma[0].consistent)"')" = "3,true"
+expect "mem ample: virtio-mem counted the plugs and unplugs" \
+  test "$(json mem-ample-counters '._mem.plugged_bytes')" = $((256 * mib))
+# The short budget: 4 entries, one taken by boot RAM: the growth is limited to 3 x 128 MiB.
+expect "mem short: the resize was limited to 640 MiB" \
+  test "$(json mem-short-info-grown .memory_actual_size)" = $((640 * mib))
+expect "mem short: every entry used, none over, consistent" \
+  test "$(json mem-short-info-grown '"\(.dma[0].entries_used),\(.dma[0].avail_now),\(.dma[0].consistent)"')" = "4,0,true"
+limited=$(sed -n 's/^KEEL-TESTBED result mem-short event //p' <<<"$markers" | jq -r 'select(.event == "resize") | .properties.limited // empty' 2>/dev/null)
+expect "mem short: the resize event says it was limited and why ($limited)" grep -q "DMA entries" <<<"$limited"
+high=$(grep "^KEEL-TESTBED result mem-short guest KEEL-GUEST edu bdf=" <<<"$markers" || true)
+expect "mem short: the edu still does DMA in the memory it got ($high)" grep -q "dma=ok" <<<"$high"
+expect "after the memory runs: a fresh container on edu0 reads avail=$limit" \
+  test "$(field "$(probe_of after-mem)" dma_avail)" = "$limit"
 
 end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
 expect "keel exits 0 after vmm.shutdown (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0

@@ -1,6 +1,7 @@
 // Runs inside a guest that Keel booted with an edu device (1234:11e8) passed through. It finds
 // the device in sysfs, maps BAR0 through `resource0`, checks the identification register, runs
-// an edu DMA round trip between two guest pages (RAM -> device -> RAM, fresh random data each
+// an edu DMA round trip between two guest pages (below 256 MiB, or with --above ADDR at or above
+// ADDR) (RAM -> device -> RAM, fresh random data each
 // run, compared byte for byte), and, with uio_pci_generic bound, raises an edu interrupt and
 // waits for it. One line per device on stdout, key=value, for the test to check:
 //   KEEL-GUEST edu bdf=0000:00:01.0 id=1234:11e8 reg0=0x010000ed dma=ok irq=ok
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -42,6 +44,15 @@ struct Bar {
   void write32(std::uint64_t off, std::uint32_t v) const {
     *reinterpret_cast<volatile std::uint32_t*>(base + off) = v;
   }
+  // A DMA address register: edu takes its 64 bits in one 8-byte write (a 4-byte one zeroes the
+  // upper half), which an address below 4 GiB does not need.
+  void write_address(std::uint64_t off, std::uint64_t v) const {
+    if ((v >> 32) != 0) {
+      *reinterpret_cast<volatile std::uint64_t*>(base + off) = v;
+    } else {
+      write32(off, static_cast<std::uint32_t>(v));
+    }
+  }
 };
 
 // Guest-physical address of a locked, touched page (from /proc/self/pagemap).
@@ -58,6 +69,38 @@ std::uint64_t physical_address(const void* page) {
     return 0;
   }
   return (entry & ((1ULL << 55) - 1)) * kPage;
+}
+
+// Two pages at or above `above` (guest memory hot-plugged high): locked 16 MiB chunks scanned
+// page by page, at most 1 GiB; the chunks stay (the process is short-lived).
+bool high_pages(std::uint64_t above, std::uint8_t** a, std::uint8_t** b, std::uint64_t* pa,
+                std::uint64_t* pb) {
+  constexpr std::size_t kChunk = std::size_t{16} << 20;
+  std::vector<std::uint8_t*> found;
+  std::vector<std::uint64_t> phys;
+  for (int chunk = 0; chunk < 64 && found.size() < 2; ++chunk) {
+    void* p = ::mmap(nullptr, kChunk, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) {
+      break;
+    }
+    auto* bytes = static_cast<std::uint8_t*>(p);
+    for (std::size_t off = 0; off < kChunk && found.size() < 2; off += kPage) {
+      const std::uint64_t addr = physical_address(bytes + off);
+      if (addr >= above) {
+        found.push_back(bytes + off);
+        phys.push_back(addr);
+      }
+    }
+  }
+  if (found.size() < 2) {
+    return false;
+  }
+  *a = found[0];
+  *b = found[1];
+  *pa = phys[0];
+  *pb = phys[1];
+  return true;
 }
 
 // Two pages below the edu's 28-bit DMA limit.
@@ -96,11 +139,12 @@ bool wait_dma(const Bar& bar) {
   return false;
 }
 
-std::string dma_round_trip(const Bar& bar) {
+std::string dma_round_trip(const Bar& bar, std::uint64_t above) {
   std::uint8_t* src = nullptr;
   std::uint8_t* dst = nullptr;
   std::uint64_t src_pa = 0, dst_pa = 0;
-  if (!dma_pages(&src, &dst, &src_pa, &dst_pa)) {
+  if (above != 0 ? !high_pages(above, &src, &dst, &src_pa, &dst_pa)
+                 : !dma_pages(&src, &dst, &src_pa, &dst_pa)) {
     return "no-page";
   }
   const int urandom = ::open("/dev/urandom", O_RDONLY);
@@ -109,7 +153,7 @@ std::string dma_round_trip(const Bar& bar) {
   }
   ::close(urandom);
   std::memset(dst, 0, kPage);
-  bar.write32(kRegDmaSrc, static_cast<std::uint32_t>(src_pa));
+  bar.write_address(kRegDmaSrc, src_pa);
   bar.write32(kRegDmaDst, static_cast<std::uint32_t>(kBuffer));
   bar.write32(kRegDmaCount, kTransfer);
   bar.write32(kRegDmaCmd, kDmaStart);
@@ -117,7 +161,7 @@ std::string dma_round_trip(const Bar& bar) {
     return "timeout-to-device";
   }
   bar.write32(kRegDmaSrc, static_cast<std::uint32_t>(kBuffer));
-  bar.write32(kRegDmaDst, static_cast<std::uint32_t>(dst_pa));
+  bar.write_address(kRegDmaDst, dst_pa);
   bar.write32(kRegDmaCount, kTransfer);
   bar.write32(kRegDmaCmd, kDmaStart | kDmaToRam);
   if (!wait_dma(bar)) {
@@ -181,7 +225,13 @@ std::string interrupt_round_trip(const Bar& bar, const std::string& dev) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --above ADDR: DMA between pages at or above ADDR (hot-plugged memory); the edu needs a
+  // DMA mask that reaches it (the testbed gives it 40 bits).
+  std::uint64_t above = 0;
+  if (argc == 3 && std::string(argv[1]) == "--above") {
+    above = std::strtoull(argv[2], nullptr, 0);
+  }
   int devices = 0;
   DIR* dir = ::opendir("/sys/bus/pci/devices");
   if (dir == nullptr) {
@@ -219,7 +269,7 @@ int main() {
     }
     Bar bar{static_cast<volatile std::uint8_t*>(map)};
     const std::uint32_t id = bar.read32(kRegId);
-    const std::string dma = id == kId ? dma_round_trip(bar) : "skipped";
+    const std::string dma = id == kId ? dma_round_trip(bar, above) : "skipped";
     const std::string irq = id == kId ? interrupt_round_trip(bar, dev) : "skipped";
     // Spaces inside a value would split the key=value line: join with '_'.
     auto flat = [](std::string s) {

@@ -4,7 +4,8 @@
 # guest: edu1 hot-added (the guest finds it through ACPI hot-plug and runs DMA on both), removed
 # (the guest ejects it; a fresh container on edu1 reads the whole budget again), hot-added with a
 # budget too short for its plan (refused; edu0 still does DMA), a virtio disk hot-added (mounted,
-# read, written) and removed. Reports facts only; tests/integration/testbed_hotplug.sh checks them.
+# read, written) and removed; then memory hot-plug (virtio-mem) with an ample and a short DMA
+# budget. Reports facts only; tests/integration/testbed_hotplug.sh checks them.
 . /keel/testbed.sh
 
 sock=/tmp/keel-api.sock
@@ -104,4 +105,58 @@ while read -r line; do result "event $line"; done </tmp/events.json
 grep -a 'KEEL-GUEST' "$out" | tr -d '\r' | while read -r line; do result "guest $line"; done
 echo "---- keel and guest output (last 80 lines)"
 tail -n 80 "$out"
+
+# 5. memory hot-plug (virtio-mem): 256 MiB of boot RAM and 768 MiB hot-pluggable, edu0 eager.
+# mem_run NAME LIMIT: with dma_entry_limit LIMIT, grows the guest to 1 GiB, runs the edu DMA in
+# the new memory; with "ample" shrinks it to 512 MiB again.
+mem_run() {
+  name=$1
+  echo "$2" >"$limit_file"
+  out=/tmp/mem-$name.out
+  fifo=/tmp/mem-$name.in
+  rm -f "$fifo" "$out" "$sock"
+  mkfifo "$fifo"
+  keel --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
+    --memory size=256M,hotplug_method=virtio-mem,hotplug_size=768M --serial tty \
+    --cmdline "console=ttyS0 memhp_default_state=online_movable" --api-socket "path=$sock" \
+    --event-monitor "path=/tmp/mem-$name.events" \
+    --device "path=/sys/bus/pci/devices/$dev0,id=edu0,dma_mapping=eager" <"$fifo" >"$out" 2>&1 &
+  pid=$!
+  exec 3>"$fifo"
+  up=no
+  wait_for "$out" "KEEL-GUEST waiting" 1 300 && up=yes
+  boot_kb=$(sed -n 's/.*KEEL-GUEST up .*mem_kb=\([0-9]*\).*/\1/p' "$out" | head -n 1)
+  result "mem=$name up=$up boot_kb=${boot_kb:-0}"
+  api "mem-$name-info-boot" info
+  start=$(cut -d' ' -f1 /proc/uptime)
+  api "mem-$name-grow" resize --memory 1G
+  # All of it when the budget allows (at least 700 MiB more), else what was granted.
+  if [ "$name" = ample ]; then want=$((boot_kb + 700 * 1024)); else want=$((boot_kb + 350 * 1024)); fi
+  say 2 "mem $want"
+  result "mem=$name grown_seconds=$(awk "BEGIN{print $(cut -d' ' -f1 /proc/uptime)-$start}")"
+  api "mem-$name-info-grown" info
+  say 3 "edu-high 0x100000000"
+  if [ "$name" = ample ]; then
+    api "mem-$name-shrink" resize --memory 512M
+    say 4 "memlow $((boot_kb + 300 * 1024))"
+    sleep 1
+    api "mem-$name-info-shrunk" info
+    api "mem-$name-counters" counters
+  fi
+  echo poweroff >&3
+  wait_for "$out" "KEEL-GUEST powering-off" 1 60
+  sleep 1
+  api "mem-$name-shutdown-vmm" shutdown-vmm
+  reap "$pid" 60
+  result "mem=$name keel_exit=$?"
+  exec 3>&-
+  while read -r line; do result "mem-$name event $line"; done <"/tmp/mem-$name.events"
+  grep -a 'KEEL-GUEST' "$out" | tr -d '\r' | while read -r line; do result "mem-$name guest $line"; done
+  echo "---- mem-$name output (last 60 lines)"
+  tail -n 60 "$out"
+}
+mem_run ample "$limit"
+mem_run short 4
+echo "$limit" >"$limit_file"
+probe after-mem "$dev0"
 exit 0
