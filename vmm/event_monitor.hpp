@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +37,10 @@ class EventMonitor {
   std::mutex mutex_;
   bool failed_ = false;
 };
+
+// Where parts of the VM (on any thread) send events: the Vmm's monitor, if any.
+using EventSink =
+    std::function<void(std::string_view source, std::string_view event, const nlohmann::json&)>;
 
 // What an event says of one container's budget: its devices, the kernel's numbers and Keel's.
 nlohmann::json dma_event_properties(const vfio::DmaReport& report);

@@ -292,6 +292,21 @@ Status Passthrough::ram_unplugged(std::uint64_t gpa, std::uint64_t size) {
   return ok_status();
 }
 
+void Passthrough::watch_low_water(const EventSink& events) {
+  for (const auto& container : containers_) {
+    vfio::LazyDma* lazy = container->lazy();
+    if (lazy == nullptr) {
+      continue;
+    }
+    const std::vector<std::string> devices = container->report().devices;
+    const std::uint32_t low_water = lazy->low_water();
+    lazy->set_low_water_listener([events, devices, low_water](bool reached, std::uint64_t used) {
+      events("dma", reached ? "low-water" : "low-water-cleared",
+             {{"devices", devices}, {"entries_used", used}, {"low_water", low_water}});
+    });
+  }
+}
+
 Result<std::optional<std::uint64_t>> Passthrough::eager_headroom() {
   std::lock_guard lock(dma_mutex_);
   std::optional<std::uint64_t> headroom;

@@ -16,6 +16,7 @@
 #include "devices/vfio/vfio_pci_device.hpp"
 #include "devices/dma_mapping.hpp"
 #include "memory/guest_memory.hpp"
+#include "vmm/event_monitor.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/vm_config.hpp"
 
@@ -64,6 +65,9 @@ class Passthrough {
   // the device must keep what the guest still has. Lazy containers need nothing.
   Status ram_plugged(std::uint64_t gpa, std::uint64_t size);
   Status ram_unplugged(std::uint64_t gpa, std::uint64_t size);
+  // Reports to `events` ("dma" "low-water" / "low-water-cleared", with the container's
+  // devices and entries) when a lazy container's headroom reaches its reserve or leaves it.
+  void watch_low_water(const EventSink& events);
   // How many more entries every eager container can take now (the smallest DMA_AVAIL, re-read),
   // or nullopt when no container maps eagerly.
   Result<std::optional<std::uint64_t>> eager_headroom();

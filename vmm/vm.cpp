@@ -130,7 +130,8 @@ std::vector<vfio::DmaReport> Vm::dma_reports() const {
 }
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
-                                       SerialOutput serial_output, SeccompMode seccomp) {
+                                       SerialOutput serial_output, SeccompMode seccomp,
+                                       EventSink events) {
   KEEL_TRY(auto memory,
            memory::GuestMemory::create(
                config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages},
@@ -159,6 +160,9 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     KEEL_TRY(auto passthrough,
              Passthrough::create(config.devices, vm->memory_, vm->kvm_vm_, *vm->platform_));
     vm->passthrough_ = std::move(passthrough);
+    if (events) {
+      vm->passthrough_->watch_low_water(events);
+    }
     if (!vm->passthrough_->viommu_endpoints().empty()) {
       KEEL_TRY(auto viommu, VirtualIommu::create(*vm->passthrough_, vm->memory_, *vm->platform_));
       vm->viommu_ = std::move(viommu);

@@ -17,6 +17,7 @@
 #include "devices/virtio/virtio_pci.hpp"
 #include "memory/guest_memory.hpp"
 #include "vmm/boot/boot_info.hpp"
+#include "vmm/event_monitor.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/kvm_interrupt_router.hpp"
 #include "vmm/kvm_io_events.hpp"
@@ -35,9 +36,12 @@ class Vm {
   using SerialOutput = devices::Serial::Output;
 
   // `seccomp`: the filter each vCPU thread installs before it first enters the guest.
+  // `events`: where the VM reports what happens inside it (a lazy container reaching its
+  // low-water mark); may be empty.
   static Result<std::unique_ptr<Vm>> create(const Kvm& kvm, const VmConfig& config,
                                             SerialOutput serial_output,
-                                            SeccompMode seccomp = SeccompMode::kOff);
+                                            SeccompMode seccomp = SeccompMode::kOff,
+                                            EventSink events = {});
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;

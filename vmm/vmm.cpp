@@ -192,7 +192,11 @@ Status Vmm::boot_locked() {
   if (!kvm_) {
     KEEL_TRY(kvm_, Kvm::open());
   }
-  KEEL_TRY(auto vm, Vm::create(*kvm_, *config_, serial_->output, options_.seccomp));
+  KEEL_TRY(auto vm, Vm::create(*kvm_, *config_, serial_->output, options_.seccomp,
+                               [this](std::string_view source, std::string_view event,
+                                      const nlohmann::json& properties) {
+                                 emit(source, event, properties);  // any thread
+                               }));
   KEEL_TRY_STATUS(serial_->begin());
   vm_ = std::move(vm);
   log::info("vmm", "booting", {{"kernel", config_->kernel}});

@@ -139,7 +139,19 @@ DmaStatus LazyDma::map(const DmaMapping& m) {
   }
   held_.emplace(m.iova, Held{m, 1});
   ++counters_.maps;
+  note_headroom();
   return DmaStatus::kOk;
+}
+
+void LazyDma::note_headroom() {
+  const auto room = headroom();
+  const bool reached = room && *room == 0;
+  if (reached != at_low_water_) {
+    at_low_water_ = reached;
+    if (on_low_water_) {
+      on_low_water_(reached, mapper_.entries().size());
+    }
+  }
 }
 
 DmaStatus LazyDma::unmap(const DmaMapping& m) {
@@ -163,6 +175,7 @@ DmaStatus LazyDma::unmap(const DmaMapping& m) {
   }
   held_.erase(it);
   ++counters_.unmaps;
+  note_headroom();
   return DmaStatus::kOk;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -64,6 +65,10 @@ class LazyDma {
   // (DMA_AVAIL absent or unlimited): then only a kernel ENOSPC stops a MAP.
   std::optional<std::uint64_t> headroom() const;
   std::uint32_t low_water() const { return low_water_; }
+  // Called (on the mapping thread) when a MAP leaves no headroom above the reserve (true: the
+  // low-water mark is reached, further MAPs are refused) and when an UNMAP makes room again.
+  using LowWaterListener = std::function<void(bool reached, std::uint64_t entries_used)>;
+  void set_low_water_listener(LowWaterListener listener) { on_low_water_ = std::move(listener); }
   const LazyCounters& counters() const { return counters_; }
   std::size_t mappings() const { return held_.size(); }
   // Whether the eager plan still serves the guest (no switch to lazy yet).
@@ -88,6 +93,10 @@ class LazyDma {
   bool eager_;
   std::map<std::uint64_t, Held> held_;  // by IOVA
   LazyCounters counters_;
+  // Tells the listener when the headroom reaches 0 or leaves it.
+  void note_headroom();
+  LowWaterListener on_low_water_;
+  bool at_low_water_ = false;
 };
 
 // The virtio-iommu device's view of the host: each endpoint (PCI requester id) behind the

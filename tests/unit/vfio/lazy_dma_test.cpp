@@ -98,6 +98,26 @@ TEST_CASE("lazy: the budget is enforced before the kernel says ENOSPC") {
   CHECK(rec->consistent);
 }
 
+TEST_CASE("lazy: the listener hears when the low-water mark is reached and left, once each") {
+  MapperRig rig(with_limit(6));
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 2);
+  std::vector<std::pair<bool, std::uint64_t>> heard;
+  lazy.set_low_water_listener([&](bool reached, std::uint64_t used) { heard.emplace_back(reached, used); });
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    REQUIRE(lazy.map(page(i)) == DmaStatus::kOk);
+  }
+  CHECK(heard.empty());
+  REQUIRE(lazy.map(page(3)) == DmaStatus::kOk);  // 4 used, 2 free: the reserve
+  CHECK(heard == std::vector<std::pair<bool, std::uint64_t>>{{true, 4}});
+  CHECK(lazy.map(page(4)) == DmaStatus::kNoMemory);  // refused: no second notice
+  CHECK(heard.size() == 1);
+  REQUIRE(lazy.unmap(page(0)) == DmaStatus::kOk);
+  CHECK(heard.back() == std::pair<bool, std::uint64_t>{false, 3});
+  REQUIRE(lazy.unmap(page(1)) == DmaStatus::kOk);
+  CHECK(heard.size() == 2);
+}
+
 TEST_CASE("lazy: an ENOSPC from another user of the container is caught and never a success") {
   MapperRig rig(with_limit(8));
   auto memory = ram();
