@@ -104,6 +104,12 @@ expect "lazy: vm.info shows the low-water reserve (got '$(info lazy end .low_wat
   test "$(info lazy end .low_water)" = 2
 expect "lazy: vm.counters has budget refusals (got '$(counter lazy .refused_budget)')" \
   test "$(counter lazy .refused_budget)" -ge 1
+events=$(sed -n 's/^KEEL-TESTBED result run=lazy event //p' <<<"$markers")
+low=$(jq -c 'select(.event == "low-water")' <<<"$events" 2>/dev/null | head -n 1)
+expect "lazy: the event monitor heard the low-water mark reached, with the entries ($low)" \
+  test "$(jq -r '"\(.source),\(.properties.low_water),\(.properties.entries_used >= 1)"' <<<"$low" 2>/dev/null)" = "dma,2,true"
+expect "lazy: and heard it cleared when the guest freed some" \
+  test -n "$(jq -c 'select(.event == "low-water-cleared")' <<<"$events" 2>/dev/null)"
 expect "lazy: and no kernel failure (got '$(counter lazy .kernel_failures)')" \
   test "$(counter lazy .kernel_failures)" = 0
 expect "lazy: keel exits 0" grep -q "^KEEL-TESTBED result run=lazy keel_exit=0" <<<"$markers"

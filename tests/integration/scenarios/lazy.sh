@@ -30,7 +30,7 @@ run() {
   [ "$memlock" = none ] || prefix="memlock_exec $memlock"
   # shellcheck disable=SC2086 # the prefix is separate words
   $prefix keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
-    --memory size=256M --serial tty --api-socket "path=$sock" \
+    --memory size=256M --serial tty --api-socket "path=$sock" --event-monitor "path=/tmp/$name.events" \
     --cmdline "console=ttyS0 vfio_iommu_type1.allow_unsafe_interrupts=1 keel_lazy=$guest_args" \
     --device "path=/sys/bus/pci/devices/$dev,id=edu0,iommu=on$device_opts" <"$fifo" >"$out" 2>"/tmp/$name.log" &
   pid=$!
@@ -66,6 +66,7 @@ run() {
   status=$?
   exec 3>&-
   result "run=$name keel_exit=$status"
+  while read -r line; do result "run=$name event $line"; done <"/tmp/$name.events"
   result "run=$name probe=after $(timeout 120 vfio_probe "$dev" 2>&1 | tr '\n' ' ')"
   echo "---- $name: keel log (last 30 lines)"
   tail -n 30 "/tmp/$name.log"
