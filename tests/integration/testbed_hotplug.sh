@@ -12,6 +12,8 @@
 #    is left mapped or held (a fresh container opens), edu0 still does DMA, vm.info unchanged;
 #  - a virtio disk hot-added: the guest mounts its ext4, reads the token, writes a file that
 #    reaches the image; removed, the guest's /dev/vda goes;
+#  - a virtio-net link hot-added over a TAP keel creates: guest and host ping each other; removed,
+#    the guest's eth0 and keel's TAP go;
 #  - the event monitor (--event-monitor) wrote each step as a JSON line, the refusal with its
 #    numbers and each new container with its budget;
 #  - memory hot-plug: a guest with 256 MiB of boot RAM and 768 MiB of virtio-mem grows to 1 GiB
@@ -146,7 +148,7 @@ events=$(sed -n 's/^KEEL-TESTBED result event //p' <<<"$markers")
 names=$(jq -r '.event' <<<"$events" 2>/dev/null | tr '\n' ' ')
 expect "events: the monitor's lines are JSON objects ($names)" test -n "$names"
 expect "events: the life of the VM in order ($names)" grep -q \
-  "starting booting booted container-opened device-added container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed shutdown" <<<"$names"
+  "starting booting booted container-opened device-added container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed shutdown" <<<"$names"
 refusal=$(jq -r 'select(.event == "device-add-refused") | .properties.error' <<<"$events" 2>/dev/null)
 expect "events: the refusal carries the numbers ($refusal)" grep -q "dma_entry_limit" <<<"$refusal"
 opened=$(jq -c 'select(.event == "container-opened") | .properties' <<<"$events" 2>/dev/null | tail -n 1)
@@ -199,6 +201,19 @@ high=$(grep "^KEEL-TESTBED result mem-short guest KEEL-GUEST edu bdf=" <<<"$mark
 expect "mem short: the edu still does DMA in the memory it got ($high)" grep -q "dma=ok" <<<"$high"
 expect "after the memory runs: a fresh container on edu0 reads avail=$limit" \
   test "$(field "$(probe_of after-mem)" dma_avail)" = "$limit"
+
+# 4b. a virtio-net link
+ok add-net
+net=$(grep -m1 'KEEL-GUEST net=' <<<"$markers" || true)
+expect "net: the guest found the hot-added link and got 3 pings back ($net)" \
+  test "$(field "$net" net),$(field "$net" received)" = "up,3"
+hp=$(grep '^KEEL-TESTBED result host_ping=' <<<"$markers" || true)
+expect "net: the host got 3 pings back from the guest ($hp)" test "$(field "$hp" host_ping)" = 3
+ok remove-net
+gone=$(grep -m1 'KEEL-GUEST net-gone=' <<<"$markers" || true)
+expect "net: removed, eth0 went away in the guest ($gone)" test "$(field "$gone" net-gone)" = yes
+tl=$(grep '^KEEL-TESTBED result tap_left=' <<<"$markers" || true)
+expect "net: keel's TAP went with the link ($tl)" test "$(field "$tl" tap_left)" = no
 
 end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
 expect "keel exits 0 after vmm.shutdown (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0

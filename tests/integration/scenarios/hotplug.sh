@@ -91,6 +91,15 @@ say 7 nodisk
 # The guest's file reached the image (ext4 keeps a small file's data in a block of its own).
 result "image_written=$(grep -a -c hot-plugged /tmp/hot.img)"
 
+# 4b. a virtio-net link over a TAP keel creates: hot-added, pinged both ways, removed
+api add-net add-net "tap=keelhot0,ip=169.254.40.1,mask=255.255.0.0,id=hotnet"
+say 8 "net 169.254.40.2 169.254.40.1"
+result "host_ping=$(ping -c 3 -W 5 169.254.40.2 2>&1 | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+api remove-net remove-device hotnet
+gone hotnet
+say 9 nonet
+result "tap_left=$([ -e /sys/class/net/keelhot0 ] && echo yes || echo no)"
+
 echo poweroff >&3
 wait_for "$out" "KEEL-GUEST powering-off" 1 60
 sleep 1
