@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -409,6 +410,13 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
     Status checked = check_device(device);
     if (!checked.ok()) {
       return checked.error().wrap("device " + (device.id.empty() ? device.path : device.id));
+    }
+    // Said now rather than at vm.boot (the rest of the device is checked when it is opened).
+    struct stat st {};
+    if (::stat(device.path.c_str(), &st) != 0) {
+      return Error::not_found("device " + device.id + ": " + device.path +
+                              " does not exist; give the sysfs path of a host PCI function "
+                              "(ls /sys/bus/pci/devices)");
     }
     for (const DeviceConfig& d : config_->devices) {
       if (d.id == device.id || d.path == device.path) {

@@ -75,6 +75,7 @@ ok create
 refused create-again '409|already exists'
 ok add
 refused add-again '409|already'
+refused add-missing '404|does not exist'
 ok info-created /vm.info get
 expect "info-created: state Created" test "$(json info-created .state)" = Created
 expect "info-created: edu0 and edu1 configured" \

@@ -59,6 +59,7 @@ api create create /tmp/vm.json
 api create-again create /tmp/vm.json
 api add add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
 api add-again add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
+api add-missing add-device "path=/sys/bus/pci/devices/0000:00:1f.7,id=ghost"
 api info-created info
 api remove remove-device edu1
 api remove-again remove-device edu1
