@@ -17,6 +17,12 @@ Result<std::uint64_t> BarAllocator::allocate(std::uint64_t size, BarSpace space)
     return Error::invalid(std::string(kNames[index]) + " BAR of " + hex(size) +
                           " bytes: a BAR's size is a power of two");
   }
+  std::lock_guard lock(mutex_);
+  if (auto it = free_[index].find(size); it != free_[index].end()) {
+    const std::uint64_t address = it->second;
+    free_[index].erase(it);
+    return address;
+  }
   std::uint64_t& next = next_[index];
   // Aligned up without overflow: the result is a multiple of size at or after next, if any.
   const std::uint64_t address = next % size == 0 ? next : next - next % size + size;
@@ -27,6 +33,11 @@ Result<std::uint64_t> BarAllocator::allocate(std::uint64_t size, BarSpace space)
   }
   next = address + size;
   return address;
+}
+
+void BarAllocator::release(std::uint64_t address, std::uint64_t size, BarSpace space) {
+  std::lock_guard lock(mutex_);
+  free_[static_cast<std::size_t>(space)].emplace(size, address);
 }
 
 }  // namespace keel::pci

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 
 #include "base/result.hpp"
 
@@ -16,7 +18,9 @@ struct AddressWindow {
 };
 
 // Where BARs go: Keel assigns them as firmware would, each naturally aligned inside its
-// space's window, never overlapping another. Not thread-safe: the VMM thread assigns.
+// space's window, never overlapping another. A removed device gives its BARs back and the next
+// BAR of the same size in that space takes the place (hot-plug cycles do not use the windows
+// up). Thread-safe (a device may leave on the thread that held it last).
 class BarAllocator {
  public:
   BarAllocator(AddressWindow mmio32, AddressWindow mmio64, AddressWindow io)
@@ -24,10 +28,14 @@ class BarAllocator {
 
   // A naturally aligned address for a BAR of `size` bytes (a power of two) in `space`.
   Result<std::uint64_t> allocate(std::uint64_t size, BarSpace space);
+  // Gives back what allocate() returned.
+  void release(std::uint64_t address, std::uint64_t size, BarSpace space);
 
  private:
   AddressWindow mmio32_, mmio64_, io_;
+  std::mutex mutex_;
   std::uint64_t next_[3];  // by BarSpace
+  std::multimap<std::uint64_t, std::uint64_t> free_[3];  // by BarSpace: size -> address
 };
 
 }  // namespace keel::pci

@@ -132,6 +132,9 @@ VfioPciDevice::~VfioPciDevice() {
   }
   for (int i = 0; i < 6; ++i) {
     unmap_bar(i);
+    if (bars_[i].present && bars_[i].assigned != 0) {
+      platform_.bars().release(bars_[i].assigned, bars_[i].size, bars_[i].space);
+    }
   }
 }
 
@@ -189,6 +192,10 @@ Status VfioPciDevice::init_bars() {
                                                                      : pci::BarSpace::kMmio32),
                   "BAR" + std::to_string(i));
     bar.address = address;
+    bar.assigned = address;
+    bar.space = bar.is_io ? pci::BarSpace::kIo
+                : bar.is_64bit ? pci::BarSpace::kMmio64
+                               : pci::BarSpace::kMmio32;
     const std::uint64_t mask = ~(bar.size - 1);
     shadow_.set32(reg, static_cast<std::uint32_t>(bar.address) | flags);
     shadow_.set_writable32(reg, static_cast<std::uint32_t>(mask) & (bar.is_io ? ~0x3U : ~0xfU));

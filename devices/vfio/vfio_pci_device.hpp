@@ -57,6 +57,8 @@ class VfioPciDevice : public pci::PciDevice,
     std::uint64_t size = 0;
     bool present = false, is_io = false, is_64bit = false, prefetch = false;
     std::uint64_t address = 0;  // as the guest programmed it
+    std::uint64_t assigned = 0;  // where Keel put it (given back to the allocator at the end)
+    pci::BarSpace space = pci::BarSpace::kMmio32;
     std::vector<std::pair<std::uint64_t, Mapping>> host;  // mmapped areas, by offset in the BAR
     std::vector<std::uint32_t> kvm_slots;
     std::vector<std::uint64_t> trapped;  // bus bases registered for this BAR

@@ -126,6 +126,7 @@ VirtioPciDevice::~VirtioPciDevice() {
   for (Queue& q : queues_) {
     q.worker.reset();  // joins: a batch being served is returned first
   }
+  platform_.bars().release(bar_address_, L::kBarSize, pci::BarSpace::kMmio64);
 }
 
 void VirtioPciDevice::build_config_space() {
