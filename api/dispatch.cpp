@@ -22,6 +22,25 @@ Response from_result(const Result<T>& result, ToJson to_json) {
   return result.ok() ? json_response(200, to_json(result.value())) : error_response(result.error());
 }
 
+// pause, resume, shutdown, reboot: cloud-hypervisor answers 405 when the VM is not in the state
+// the action applies to (not booted, not paused).
+Response from_state_change(const Status& status) {
+  Response response = from_status(status);
+  if (!status.ok() && status.error().kind() == ErrorKind::kWrongState) {
+    response.status = 405;
+  }
+  return response;
+}
+
+// The vm.add-* answers: 200 with the guest BDF when the device was hot-plugged, 204 when it was
+// added to a VM that is not running (cloud-hypervisor's "cold" add).
+Response from_added(const Result<vmm::VmmControl::DeviceInfo>& added) {
+  if (added.ok() && added->bdf.empty()) {
+    return no_content();
+  }
+  return from_result(added, device_info_to_json);
+}
+
 struct Dispatcher {
   vmm::VmmControl& control;
 
@@ -31,10 +50,10 @@ struct Dispatcher {
     return from_status(control.create_vm(op.config));
   }
   Response operator()(const BootVm&) const { return from_status(control.boot_vm()); }
-  Response operator()(const ShutdownVm&) const { return from_status(control.shutdown_vm()); }
-  Response operator()(const RebootVm&) const { return from_status(control.reboot_vm()); }
-  Response operator()(const PauseVm&) const { return from_status(control.pause_vm()); }
-  Response operator()(const ResumeVm&) const { return from_status(control.resume_vm()); }
+  Response operator()(const ShutdownVm&) const { return from_state_change(control.shutdown_vm()); }
+  Response operator()(const RebootVm&) const { return from_state_change(control.reboot_vm()); }
+  Response operator()(const PauseVm&) const { return from_state_change(control.pause_vm()); }
+  Response operator()(const ResumeVm&) const { return from_state_change(control.resume_vm()); }
   Response operator()(const DeleteVm&) const { return from_status(control.delete_vm()); }
   Response operator()(const GetVmInfo&) const {
     return from_result(control.vm_info(), vm_info_to_json);
@@ -43,17 +62,16 @@ struct Dispatcher {
     return from_result(control.vm_counters(), counters_to_json);
   }
   Response operator()(const AddDevice& op) const {
-    return from_result(control.add_device(op.device), device_info_to_json);
+    return from_added(control.add_device(op.device));
   }
   Response operator()(const AddDisk& op) const {
-    return from_result(control.add_disk(op.disk), device_info_to_json);
+    return from_added(control.add_disk(op.disk));
   }
   Response operator()(const AddNet& op) const {
-    return from_result(control.add_net(op.net, op.tap ? std::move(*op.tap) : UniqueFd()),
-                       device_info_to_json);
+    return from_added(control.add_net(op.net, op.tap ? std::move(*op.tap) : UniqueFd()));
   }
   Response operator()(const AddVsock& op) const {
-    return from_result(control.add_vsock(op.vsock), device_info_to_json);
+    return from_added(control.add_vsock(op.vsock));
   }
   Response operator()(const RemoveDevice& op) const {
     return from_status(control.remove_device(op.id));

@@ -239,7 +239,12 @@ std::string format_done(std::string_view command) {
       {"pause", "VM paused"},
       {"resume", "VM resumed"},
       {"delete", "VM deleted"},
-      {"remove-device", "device removed"},
+      {"remove-device", "device removed (a running guest is asked to eject it first)"},
+      {"add-device", "device added; it gets its guest address at vm.boot"},
+      {"add-disk", "disk added; it gets its guest address at vm.boot"},
+      {"add-net", "network link added; it gets its guest address at vm.boot"},
+      {"add-vsock", "vsock device added; it gets its guest address at vm.boot"},
+      {"resize", "resize asked of the guest (vm.info's memory_actual_size follows)"},
       {"shutdown-vmm", "keel is shutting down"},
   };
   for (const auto& [name, done] : kDone) {

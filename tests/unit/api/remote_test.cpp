@@ -214,7 +214,7 @@ TEST_CASE("remote: keel-remote against a server") {
   Run added =
       run({"--api-socket", socket, "add-device", "path=/sys/bus/pci/devices/0000:01:00.0,id=nic0"});
   CHECK(added.status == 0);
-  CHECK(added.out == "added device nic0 (guest address assigned at boot)\n");
+  CHECK(added.out == "device added; it gets its guest address at vm.boot\n");
   Run removed = run({"--api-socket", socket, "remove-device", "nic0"});
   CHECK(removed.status == 0);
   CHECK(vmm.removed == "nic0");
