@@ -21,8 +21,9 @@ Passthrough::~Passthrough() {
 
 namespace {
 
-// Which container each device goes to: the devices not behind the virtual IOMMU share one (the
-// first), each device behind it (iommu=on) gets its own, since the guest may put each in a
+// Which container each device goes to: the devices not behind the virtual IOMMU share one per
+// mapping mode (usually one; a device hot-added with another mode comes back at the next boot in
+// a second), each device behind it (iommu=on) gets its own, since the guest may put each in a
 // different IOMMU domain. `where[i]` is devices[i]'s container and its index inside it.
 struct ContainerPlan {
   std::vector<vfio::BudgetedContainerConfig> configs;
@@ -32,23 +33,19 @@ struct ContainerPlan {
 Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& devices) {
   ContainerPlan plan;
   plan.where.resize(devices.size());
-  const DeviceConfig* first_shared = nullptr;
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const DeviceConfig& d = devices[i];
     if (d.iommu) {
       continue;
     }
-    if (first_shared == nullptr) {
-      first_shared = &d;
+    auto shared = std::find_if(plan.configs.begin(), plan.configs.end(),
+                               [&d](const vfio::BudgetedContainerConfig& c) { return c.mode == d.dma_mapping; });
+    if (shared == plan.configs.end()) {
       plan.configs.emplace_back().mode = d.dma_mapping;
-    } else if (d.dma_mapping != first_shared->dma_mapping) {
-      return Error::invalid("device " + d.id + ": dma_mapping differs from device " +
-                            first_shared->id +
-                            "'s; devices not behind the virtual IOMMU share one VFIO container, "
-                            "give them the same mode (or iommu=on)");
+      shared = plan.configs.end() - 1;
     }
-    plan.where[i] = {0, plan.configs[0].device_paths.size()};
-    plan.configs[0].device_paths.push_back(d.path);
+    plan.where[i] = {static_cast<std::size_t>(shared - plan.configs.begin()), shared->device_paths.size()};
+    shared->device_paths.push_back(d.path);
   }
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const DeviceConfig& d = devices[i];

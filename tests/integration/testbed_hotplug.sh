@@ -6,6 +6,8 @@
 #  - edu1 hot-added: vm.add-device answers with its guest BDF; the guest finds it without a
 #    rescan and runs the edu DMA round trip on it and on edu0; vm.info shows a second container,
 #    eager, one entry, consistent; edu1 is busy for anyone else;
+#  - the VM rebooted: the new one has both edus from the start (edu1 in a container of its own,
+#    its mode not edu0's), DMA on both;
 #  - edu1 removed: the guest ejects it, vm.info drops it and its container, and a fresh
 #    container on edu1 reads the whole limit again;
 #  - dma_entry_limit lowered to 0: the hot-add is refused with the numbers and the fix, nothing
@@ -105,12 +107,21 @@ expect "info-added: edu1 listed at $(json add .bdf)" \
   test "$(json info-added '.device_tree.edu1.pci_bdf')" = "$(json add .bdf)"
 expect "added: $dev1 is busy for anyone else ($(probe_of added))" grep -qi busy <<<"$(probe_of added)"
 
+# 1b. reboot: the hot-added device is the new VM's from the start, in a container of its own
+# (its mode, auto, is not edu0's eager)
+ok reboot
+r=$(edu_round 3)
+expect "round 3: after the reboot the guest has both edus at boot, DMA ok on both ($r)" \
+  test "$(grep -c 'dma=ok' <<<"$r")" = 2
+expect "info-rebooted: two containers, edu1's own, consistent" \
+  test "$(json info-rebooted '[.dma[] | select(.consistent)] | length')" = 2
+
 # 2. hot-remove
 ok remove
 g=$(grep '^KEEL-TESTBED result gone=edu1 ' <<<"$markers" || true)
 expect "remove: the guest ejected edu1 and vm.info dropped it ($g)" test "$(field "$g" listed)" = 0
-r=$(edu_round 3)
-expect "round 3: one edu left, its DMA ok ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1 -a -n "$(grep 'edus=1 want=1' <<<"$r")"
+r=$(edu_round 4)
+expect "round 4: one edu left, its DMA ok ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1 -a -n "$(grep 'edus=1 want=1' <<<"$r")"
 ok info-removed
 expect "info-removed: one container again" test "$(json info-removed '.dma | length')" = 1
 expect "removed: a fresh container on $dev1 reads avail=$limit again ($(probe_of removed))" \
@@ -122,9 +133,9 @@ expect "add-short: the message names the numbers and dma_entry_limit ($(out_of a
   grep -q "dma_entry_limit" <<<"$(out_of add-short)"
 expect "add-short: nothing held: a fresh container on $dev1 opens ($(probe_of short))" \
   test "$(field "$(probe_of short)" dma_avail)" = 0
-r=$(edu_round 4)
-expect "round 4: edu0 still does DMA after the refusal ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1
-expect "round 4: and still gets its interrupt ($r)" test "$(grep -c 'irq=ok' <<<"$r")" = 1
+r=$(edu_round 5)
+expect "round 5: edu0 still does DMA after the refusal ($r)" test "$(grep -c 'dma=ok' <<<"$r")" = 1
+expect "round 5: and still gets its interrupt ($r)" test "$(grep -c 'irq=ok' <<<"$r")" = 1
 ok info-short
 expect "info-short: still one container, consistent" \
   test "$(json info-short '"\(.dma | length),\(.dma[0].consistent)"')" = "1,true"
@@ -148,7 +159,7 @@ events=$(sed -n 's/^KEEL-TESTBED result event //p' <<<"$markers")
 names=$(jq -r '.event' <<<"$events" 2>/dev/null | tr '\n' ' ')
 expect "events: the monitor's lines are JSON objects ($names)" test -n "$names"
 expect "events: the life of the VM in order ($names)" grep -q \
-  "starting booting booted container-opened device-added container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed shutdown" <<<"$names"
+  "starting booting booted container-opened device-added container-opened rebooting booting booted container-opened container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed shutdown" <<<"$names"
 refusal=$(jq -r 'select(.event == "device-add-refused") | .properties.error' <<<"$events" 2>/dev/null)
 expect "events: the refusal carries the numbers ($refusal)" grep -q "dma_entry_limit" <<<"$refusal"
 opened=$(jq -c 'select(.event == "container-opened") | .properties' <<<"$events" 2>/dev/null | tail -n 1)

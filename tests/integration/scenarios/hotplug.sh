@@ -66,10 +66,16 @@ say 3 "edu 2"
 api info-added info
 probe added "$dev1"
 
+# 1b. a reboot keeps what was hot-added: the new VM has both edus from the start
+api reboot reboot
+wait_for "$out" "KEEL-GUEST waiting" 4 300 || result "timeout=reboot"
+say 5 "edu 2"
+api info-rebooted info
+
 # 2. hot-remove: the guest ejects it, keel gives its container back
 api remove remove-device edu1
 gone edu1
-say 4 "edu 1"
+say 6 "edu 1"
 api info-removed info
 probe removed "$dev1"
 
@@ -78,26 +84,26 @@ echo 0 >"$limit_file"
 api add-short add-device "path=/sys/bus/pci/devices/$dev1,id=edu1"
 probe short "$dev1"
 echo "$limit" >"$limit_file"
-say 5 "edu 1"
+say 7 "edu 1"
 api info-short info
 probe after-short "$dev1"
 
 # 4. a virtio disk: hot-added, mounted and used, then removed
 api add-disk add-disk "path=/tmp/hot.img,id=hotdisk"
-say 6 disk
+say 8 disk
 api remove-disk remove-device hotdisk
 gone hotdisk
-say 7 nodisk
+say 9 nodisk
 # The guest's file reached the image (ext4 keeps a small file's data in a block of its own).
 result "image_written=$(grep -a -c hot-plugged /tmp/hot.img)"
 
 # 4b. a virtio-net link over a TAP keel creates: hot-added, pinged both ways, removed
 api add-net add-net "tap=keelhot0,ip=169.254.40.1,mask=255.255.0.0,id=hotnet"
-say 8 "net 169.254.40.2 169.254.40.1"
+say 10 "net 169.254.40.2 169.254.40.1"
 result "host_ping=$(ping -c 3 -W 5 169.254.40.2 2>&1 | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
 api remove-net remove-device hotnet
 gone hotnet
-say 9 nonet
+say 11 nonet
 result "tap_left=$([ -e /sys/class/net/keelhot0 ] && echo yes || echo no)"
 
 echo poweroff >&3
