@@ -42,6 +42,9 @@ Result<std::unique_ptr<EventMonitor>> EventMonitor::open(const std::string& spec
       return Error::invalid(where + ": fd " + digits + " is open read-only; open it for writing");
     }
     ::fcntl(number, F_SETFD, FD_CLOEXEC);
+    // A reader that stops reading must not stop the thread that reports (a vCPU's, a lazy
+    // mapping's): a full pipe or socket drops events instead.
+    ::fcntl(number, F_SETFL, flags | O_NONBLOCK);
     return std::unique_ptr<EventMonitor>(new EventMonitor(UniqueFd(number)));
   }
   return Error::invalid(where + ": give path=FILE or fd=N");
@@ -67,7 +70,14 @@ void EventMonitor::emit(std::string_view source, std::string_view event,
     if (n < 0 && errno == EINTR) {
       continue;
     }
-    if (n <= 0) {
+    if (n < 0 && errno == EAGAIN && done == 0) {
+      if (dropped_++ == 0) {
+        log::warn("events", "the event reader is not keeping up; events are dropped",
+                  {{"event", event}});
+      }
+      return;
+    }
+    if (n <= 0) {  // an error, or a line cut short (pipes take lines under 4 KiB whole)
       failed_ = true;
       log::warn("events", "the event monitor stopped: a write failed",
                 {{"error", Error::from_errno("write").message()}});

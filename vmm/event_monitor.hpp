@@ -18,8 +18,9 @@ namespace keel::vmm {
 // --event-monitor path=FILE|fd=N: one JSON object per line for each thing that happens to the
 // VMM, the VM and its DMA budget, in cloud-hypervisor's shape:
 //   {"timestamp":{"secs":S,"nanos":N},"source":"vm","event":"device-added","properties":{...}}
-// The timestamp counts from keel's start. Thread-safe; a failed write is logged and the monitor
-// goes quiet (the VM is never held up by its reader).
+// The timestamp counts from keel's start. Thread-safe; writes never block (fd=N is made
+// non-blocking): a reader that is not keeping up loses events, one that went away stops the
+// monitor, and the VM is never held up by either.
 class EventMonitor {
  public:
   // "path=FILE" (created or truncated, mode 0600) or "fd=N" (an open file, socket or pipe of the
@@ -36,6 +37,7 @@ class EventMonitor {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::mutex mutex_;
   bool failed_ = false;
+  std::uint64_t dropped_ = 0;
 };
 
 // Where parts of the VM (on any thread) send events: the Vmm's monitor, if any.

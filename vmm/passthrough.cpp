@@ -5,6 +5,7 @@
 
 #include "base/hex.hpp"
 #include "base/log.hpp"
+#include "base/sole_owner.hpp"
 #include "base/size.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
 
@@ -202,6 +203,9 @@ Status Passthrough::remove(std::uint8_t slot) {
   // IOMMU's endpoint) stays, only the function goes.
   const bool alone = removable_slot(id).ok();
   (void)platform_.unplug(slot);
+  if (!wait_sole_owner(it->device)) {
+    log::warn("vfio", "a vCPU still holds the removed device", {{"id", id}});
+  }
   if (alone) {
     Status detached = set_groups(*containers_[c], false);
     if (!detached.ok()) {
@@ -272,9 +276,13 @@ Status Passthrough::ram_unplugged(std::uint64_t gpa, std::uint64_t size) {
   }
   for (std::uint64_t start : whole) {
     for (const auto& container : containers_) {
-      if (container->lazy() == nullptr) {
-        (void)container->mapper().unmap(start);
+      if (container->lazy() != nullptr) {
+        continue;
       }
+      // A failed unmap keeps the range: its memory must not be given back while a device may
+      // still reach it.
+      KEEL_TRY_STATUS_WRAP(container->mapper().unmap(start),
+                           "unplugged RAM at " + hex(start) + " stays mapped");
     }
     const std::uint64_t length = plugged_[start];
     plugged_.erase(start);

@@ -85,6 +85,7 @@ SeccompRules vcpu_rules() {
   return {with_runtime({
               SYS_ioctl, SYS_pread64, SYS_pwrite64,  // KVM_RUN; passthrough config space, BARs
               SYS_eventfd2,                          // irqfds for newly enabled vectors
+              SYS_fallocate,  // virtio-mem: unplugged shared (memfd) memory given back
           }),
           with_devices({KVM_RUN}), kSanitizerOpen, {}};
 }

@@ -8,6 +8,7 @@
 
 #include "base/hex.hpp"
 #include "base/log.hpp"
+#include "base/sole_owner.hpp"
 #include "base/size.hpp"
 #include "devices/acpi_pm.hpp"
 #include "devices/i8042.hpp"
@@ -382,20 +383,23 @@ Result<std::optional<std::uint64_t>> Vm::dma_headroom() {
 void Vm::on_eject(std::uint8_t slot) {
   {
     std::lock_guard lock(ejected_mutex_);
-    ejected_.push_back(slot);
+    ejected_ |= 1U << slot;  // a mask: a guest writing B0EJ in a loop cannot grow anything
   }
   (void)hotplug_event_.signal();
 }
 
 std::vector<std::string> Vm::finish_ejects() {
   (void)hotplug_event_.consume();
-  std::vector<std::uint8_t> slots;
+  std::uint32_t slots = 0;
   {
     std::lock_guard lock(ejected_mutex_);
-    slots.swap(ejected_);
+    std::swap(slots, ejected_);
   }
   std::vector<std::string> removed;
-  for (std::uint8_t slot : slots) {
+  for (std::uint8_t slot = 1; slot < 32; ++slot) {
+    if ((slots & (1U << slot)) == 0) {
+      continue;
+    }
     const auto v = std::find_if(virtio_.begin(), virtio_.end(),
                                 [slot](const VirtioFunction& f) { return f.slot == slot; });
     if (v != virtio_.end() && v->transport == mem_transport_) {
@@ -405,6 +409,9 @@ std::vector<std::string> Vm::finish_ejects() {
     }
     if (v != virtio_.end()) {
       (void)platform_->unplug(slot);
+      if (!wait_sole_owner(v->transport)) {
+        log::warn("vm", "a vCPU still holds the removed device", {{"id", v->id}});
+      }
       removed.push_back(v->id);
       virtio_.erase(v);  // stops its workers, takes its BAR off the bus
       log::info("vm", "virtio device removed", {{"id", removed.back()}, {"slot", slot}});
@@ -415,6 +422,13 @@ std::vector<std::string> Vm::finish_ejects() {
                                 [slot](const Passthrough::Passed& d) { return d.slot == slot; });
     if (p != passed.end()) {
       std::string id = p->id;
+      // A device that shares its container, or sits behind the virtual IOMMU (whose VIOT the
+      // guest read at boot), stays: its slot is not reused while the VM runs.
+      if (Result<std::uint8_t> removable = passthrough_->removable_slot(id); !removable.ok()) {
+        log::warn("vm", "the guest ejected a device that cannot leave while the VM runs; it stays",
+                  {{"id", id}, {"why", removable.error().message()}});
+        continue;
+      }
       if (passthrough_->remove(slot).ok()) {
         removed.push_back(std::move(id));
       }

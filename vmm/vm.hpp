@@ -140,7 +140,7 @@ class Vm {
   std::shared_ptr<pci::AcpiHotplug> hotplug_;
   EventFd hotplug_event_;
   std::mutex ejected_mutex_;
-  std::vector<std::uint8_t> ejected_;
+  std::uint32_t ejected_ = 0;  // slots the guest ejected, by bit
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;

@@ -213,6 +213,7 @@ Status Vmm::boot_locked() {
 
 void Vmm::destroy_vm() {
   if (vm_) {
+    finish_ejects();  // what the guest ejected stays out of the configuration
     vm_->stop();
     vm_.reset();
   }

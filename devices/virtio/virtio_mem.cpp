@@ -149,6 +149,7 @@ std::size_t VirtioMem::handle(std::span<const std::uint8_t> in, std::span<std::u
         break;
     }
     nacks_ += response.type == VIRTIO_MEM_RESP_NACK ? 1 : 0;
+    busy_ += response.type == VIRTIO_MEM_RESP_BUSY ? 1 : 0;
     errors_ += response.type == VIRTIO_MEM_RESP_ERROR ? 1 : 0;
   } else {
     std::lock_guard lock(mutex_);
@@ -183,9 +184,12 @@ std::uint16_t VirtioMem::plug(std::uint64_t addr, std::uint64_t blocks) {
   }
   Status changed = on_change_ ? on_change_(addr, size, true) : ok_status();
   if (!changed.ok()) {
-    log::warn("virtio-mem", "plug refused",
-              {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", changed.error().message()}});
-    return VIRTIO_MEM_RESP_NACK;
+    // BUSY, not NACK: Linux retries a NACKed plug at once, forever; a BUSY one after a backoff.
+    if (++refusals_ <= kLoggedRefusals) {
+      log::warn("virtio-mem", "plug refused",
+                {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", changed.error().message()}});
+    }
+    return VIRTIO_MEM_RESP_BUSY;
   }
   std::fill_n(plugged_.begin() + static_cast<std::ptrdiff_t>(first), blocks, true);
   plugged_size_ += size;
@@ -200,9 +204,12 @@ std::uint16_t VirtioMem::unplug(std::uint64_t addr, std::uint64_t blocks) {
   const std::uint64_t size = blocks * kBlockSize;
   Status changed = on_change_ ? on_change_(addr, size, false) : ok_status();
   if (!changed.ok()) {
-    log::warn("virtio-mem", "unplug refused",
-              {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", changed.error().message()}});
-    return VIRTIO_MEM_RESP_NACK;
+    // BUSY (NACK is for plugs only): the guest keeps the memory and tries another range later.
+    if (++refusals_ <= kLoggedRefusals) {
+      log::warn("virtio-mem", "unplug refused",
+                {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", changed.error().message()}});
+    }
+    return VIRTIO_MEM_RESP_BUSY;
   }
   std::fill_n(plugged_.begin() + static_cast<std::ptrdiff_t>(first), blocks, false);
   plugged_size_ -= size;
@@ -211,12 +218,15 @@ std::uint16_t VirtioMem::unplug(std::uint64_t addr, std::uint64_t blocks) {
 }
 
 std::uint16_t VirtioMem::unplug_all() {
-  if (plugged_size_ != 0) {
-    Status changed = on_change_ ? on_change_(addr_, region_size_, false) : ok_status();
-    if (!changed.ok()) {
+  if (plugged_size_ == 0) {
+    return VIRTIO_MEM_RESP_ACK;  // nothing to give back
+  }
+  Status changed = on_change_ ? on_change_(addr_, region_size_, false) : ok_status();
+  if (!changed.ok()) {
+    if (++refusals_ <= kLoggedRefusals) {
       log::warn("virtio-mem", "unplug of everything refused", {{"why", changed.error().message()}});
-      return VIRTIO_MEM_RESP_BUSY;
     }
+    return VIRTIO_MEM_RESP_BUSY;
   }
   std::fill(plugged_.begin(), plugged_.end(), false);
   plugged_size_ = 0;
@@ -228,7 +238,8 @@ std::map<std::string, std::uint64_t> VirtioMem::counters() const {
   std::lock_guard lock(mutex_);
   return {{"plug_requests", plug_requests_},   {"unplug_requests", unplug_requests_},
           {"unplug_all_requests", unplug_all_requests_}, {"state_requests", state_requests_},
-          {"nacks", nacks_},                   {"errors", errors_},
+          {"nacks", nacks_},                   {"busy", busy_},
+          {"errors", errors_},
           {"plugged_bytes", plugged_size_},    {"requested_bytes", requested_size_}};
 }
 

@@ -16,8 +16,9 @@ namespace keel::virtio {
 // (GuestMemory::hotplug_region): the VMM sets the size it wants plugged (request) and says so
 // with a configuration change; the guest's driver plugs or unplugs 2 MiB blocks until it has
 // it. Each plug or unplug goes through `on_change` first (the VM maps or unmaps it for DMA): a
-// refusal there is a NACK, and the guest keeps what it had. Unplugged blocks' host memory is
-// given back. Requests are answered at once, on the notifying vCPU thread.
+// refusal there is BUSY (the guest keeps what it had and retries after a backoff; a plug beyond
+// the requested size is NACK). Unplugged blocks' host memory is given back. Requests are
+// answered at once, on the notifying vCPU thread.
 class VirtioMem final : public VirtioDevice {
  public:
   static constexpr std::uint64_t kBlockSize = std::uint64_t{2} << 20;
@@ -47,7 +48,7 @@ class VirtioMem final : public VirtioDevice {
                       const memory::GuestMemory& memory) override;
   // The plugged state outlives a driver reset (a new driver asks with STATE or UNPLUG_ALL).
   void reset() override {}
-  // plug_requests, unplug_requests, unplug_all_requests, state_requests, nacks, errors,
+  // plug_requests, unplug_requests, unplug_all_requests, state_requests, nacks, busy, errors,
   // plugged_bytes, requested_bytes.
   std::map<std::string, std::uint64_t> counters() const override;
 
@@ -80,7 +81,9 @@ class VirtioMem final : public VirtioDevice {
   std::uint64_t requested_size_ = 0;
   ChangeHandler on_change_;
   std::uint64_t plug_requests_ = 0, unplug_requests_ = 0, unplug_all_requests_ = 0,
-                state_requests_ = 0, nacks_ = 0, errors_ = 0;
+                state_requests_ = 0, nacks_ = 0, busy_ = 0, errors_ = 0;
+  static constexpr std::uint64_t kLoggedRefusals = 10;  // a retrying guest does not flood the log
+  std::uint64_t refusals_ = 0;
 };
 
 }  // namespace keel::virtio

@@ -110,19 +110,20 @@ TEST_CASE("virtio-mem: plugs within the requested size, each through the handler
         VIRTIO_MEM_STATE_UNPLUGGED);
 }
 
-TEST_CASE("virtio-mem: a refusal by the handler is a NACK and nothing changes") {
+TEST_CASE("virtio-mem: a refusal by the handler is BUSY (the guest backs off) and nothing changes") {
   Rig r;
   REQUIRE(r.dev->request(256 * kMiB).ok());
   r.refuse = true;
-  CHECK(r.ask(VIRTIO_MEM_REQ_PLUG, r.base, 64).first == VIRTIO_MEM_RESP_NACK);
+  CHECK(r.ask(VIRTIO_MEM_REQ_PLUG, r.base, 64).first == VIRTIO_MEM_RESP_BUSY);
   CHECK(r.dev->plugged_size() == 0);
   r.refuse = false;
   CHECK(r.ask(VIRTIO_MEM_REQ_PLUG, r.base, 64).first == VIRTIO_MEM_RESP_ACK);
   r.refuse = true;
-  CHECK(r.ask(VIRTIO_MEM_REQ_UNPLUG, r.base, 32).first == VIRTIO_MEM_RESP_NACK);
+  CHECK(r.ask(VIRTIO_MEM_REQ_UNPLUG, r.base, 32).first == VIRTIO_MEM_RESP_BUSY);
   CHECK(r.dev->plugged_size() == 128 * kMiB);
   CHECK(r.ask(VIRTIO_MEM_REQ_UNPLUG_ALL, 0, 0).first == VIRTIO_MEM_RESP_BUSY);
-  CHECK(r.dev->counters().at("nacks") == 2);
+  CHECK(r.dev->counters().at("busy") == 3);
+  CHECK(r.dev->counters().at("nacks") == 0);
 }
 
 TEST_CASE("virtio-mem: unplug gives the memory back; unplug-all empties the region") {
@@ -160,6 +161,9 @@ TEST_CASE("virtio-mem: what a guest may send is answered, never trusted") {
   CHECK(r.dev->handle(shorty, out) == 10);  // a short request is an ERROR answer
   CHECK(r.changes.empty());
   CHECK(r.dev->plugged_size() == 0);
+  // UNPLUG_ALL with nothing plugged touches nothing.
+  CHECK(r.ask(VIRTIO_MEM_REQ_UNPLUG_ALL, 0, 0).first == VIRTIO_MEM_RESP_ACK);
+  CHECK(r.changes.empty());
   // The VMM's own requests are checked too.
   CHECK_FALSE(r.dev->request(3 * kMiB).ok());
   CHECK_FALSE(r.dev->request(512 * kMiB).ok());

@@ -82,6 +82,29 @@ TEST_CASE("event monitor: fd=N takes over the caller's descriptor") {
   ::signal(SIGPIPE, SIG_DFL);
 }
 
+TEST_CASE("event monitor: a reader that is not keeping up loses events, never blocks the VM") {
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  auto monitor = EventMonitor::open("fd=" + std::to_string(p[1]));
+  REQUIRE(monitor.ok());
+  CHECK((::fcntl(p[1], F_GETFL) & O_NONBLOCK) != 0);
+  // Fill the pipe: a blocking write would hang this test.
+  const std::string chunk(4096, 'x');
+  while (::write(p[1], chunk.data(), chunk.size()) > 0) {
+  }
+  (*monitor)->emit("dma", "low-water", {{"entries_used", 7}});
+  // Drained, the next event arrives whole.
+  char buf[4096];
+  ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+  while (::read(p[0], buf, sizeof buf) > 0) {
+  }
+  (*monitor)->emit("vm", "booted");
+  const ssize_t n = ::read(p[0], buf, sizeof buf);
+  REQUIRE(n > 0);
+  CHECK(nlohmann::json::parse(std::string(buf, static_cast<std::size_t>(n)))["event"] == "booted");
+  ::close(p[0]);
+}
+
 TEST_CASE("event monitor: bad specs are refused with the fix") {
   auto refused = [](const std::string& spec, const std::string& says) {
     CAPTURE(spec);
