@@ -328,27 +328,20 @@ Result<std::uint8_t> Vm::hot_add_vsock(const VsockConfig& vsock) {
 
 Status Vm::request_eject(const std::string& id) {
   std::optional<std::uint8_t> slot;
-  for (const VirtioFunction& v : virtio_) {
-    if (v.id == id) {
-      slot = v.slot;
+  const auto v = std::find_if(virtio_.begin(), virtio_.end(),
+                              [&id](const VirtioFunction& f) { return f.id == id; });
+  const auto& passed = passthrough_devices();
+  if (v != virtio_.end()) {
+    if (v->transport == mem_transport_) {
+      return Error::not_supported("device " + id +
+                                  " holds the VM's hot-plugged memory; shrink it with vm.resize");
     }
-  }
-  if (!slot && passthrough_) {
-    for (const Passthrough::Passed& p : passthrough_->devices()) {
-      if (p.id == id) {
-        KEEL_TRY(slot, passthrough_->removable_slot(id));
-      }
-    }
-  }
-  if (!slot) {
+    slot = v->slot;
+  } else if (std::any_of(passed.begin(), passed.end(),
+                         [&id](const Passthrough::Passed& p) { return p.id == id; })) {
+    KEEL_TRY(slot, passthrough_->removable_slot(id));
+  } else {
     return Error::not_found("no device with id " + id);
-  }
-  const bool holds_memory = std::any_of(virtio_.begin(), virtio_.end(), [&](const VirtioFunction& v) {
-    return v.slot == *slot && v.transport == mem_transport_ && mem_transport_;
-  });
-  if (holds_memory) {
-    return Error::not_supported("device " + id +
-                                " holds the VM's hot-plugged memory; shrink it with vm.resize");
   }
   log::info("vm", "asking the guest to eject", {{"id", id}, {"guest_bdf", pci::guest_bdf(*slot)}});
   hotplug_->request_eject(*slot);

@@ -426,11 +426,8 @@ Result<VmmControl::DeviceInfo> Vmm::add_device(const DeviceConfig& device) {
                              "(vm.remove-device) or give another id and path");
       }
     }
-    std::string bdf;
-    if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, hot_added(device.id, vm_->hot_add_device(device)));
-      bdf = pci::guest_bdf(slot);
-    }
+    KEEL_TRY(const std::string bdf,
+             plug_if_running(device.id, [&](Vm& vm) { return vm.hot_add_device(device); }));
     config_->devices.push_back(device);
     return DeviceInfo{device.id, bdf};
   });
@@ -455,11 +452,8 @@ Result<VmmControl::DeviceInfo> Vmm::add_disk(const DiskConfig& disk) {
     VmConfig next = *config_;
     next.disks.push_back(added);
     KEEL_TRY_STATUS(check_vm(next));
-    std::string bdf;
-    if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, hot_added(added.id, vm_->hot_add_disk(added)));
-      bdf = pci::guest_bdf(slot);
-    }
+    KEEL_TRY(const std::string bdf,
+             plug_if_running(added.id, [&](Vm& vm) { return vm.hot_add_disk(added); }));
     config_ = std::move(next);
     return DeviceInfo{added.id, bdf};
   });
@@ -507,11 +501,8 @@ Result<VmmControl::DeviceInfo> Vmm::add_net(const NetConfig& net, UniqueFd tap) 
     VmConfig next = *config_;
     next.nets.push_back(added);
     KEEL_TRY_STATUS(check_vm(next));
-    std::string bdf;
-    if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, hot_added(added.id, vm_->hot_add_net(added)));  // copies the fd
-      bdf = pci::guest_bdf(slot);
-    }
+    KEEL_TRY(const std::string bdf,  // hot_add_net copies the fd
+             plug_if_running(added.id, [&](Vm& vm) { return vm.hot_add_net(added); }));
     config_ = std::move(next);
     if (tap.valid()) {
       net_fds_[added.id] = std::move(tap);
@@ -534,11 +525,8 @@ Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
     VmConfig next = *config_;
     next.vsock = vsock;
     KEEL_TRY_STATUS(check_vm(next));
-    std::string bdf;
-    if (guest_running()) {
-      KEEL_TRY(const std::uint8_t slot, hot_added(vsock.id, vm_->hot_add_vsock(vsock)));
-      bdf = pci::guest_bdf(slot);
-    }
+    KEEL_TRY(const std::string bdf,
+             plug_if_running(vsock.id, [&](Vm& vm) { return vm.hot_add_vsock(vsock); }));
     config_ = std::move(next);
     return DeviceInfo{vsock.id, bdf};
   });
@@ -576,10 +564,15 @@ void Vmm::finish_ejects() {
   }
 }
 
-Result<std::uint8_t> Vmm::hot_added(const std::string& id, Result<std::uint8_t> slot) {
+Result<std::string> Vmm::plug_if_running(const std::string& id,
+                                          const std::function<Result<std::uint8_t>(Vm&)>& plug) {
+  if (!guest_running()) {
+    return std::string();  // a cold add: the device gets its address at vm.boot
+  }
+  Result<std::uint8_t> slot = plug(*vm_);
   if (!slot.ok()) {
     emit("vm", "device-add-refused", {{"id", id}, {"error", slot.error().message()}});
-    return slot;
+    return slot.error();
   }
   emit("vm", "device-added", {{"id", id}, {"bdf", pci::guest_bdf(*slot)}});
   for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
@@ -590,7 +583,7 @@ Result<std::uint8_t> Vmm::hot_added(const std::string& id, Result<std::uint8_t> 
       }
     }
   }
-  return slot;
+  return pci::guest_bdf(*slot);
 }
 
 void Vmm::emit(std::string_view source, std::string_view event,

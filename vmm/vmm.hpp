@@ -78,9 +78,11 @@ class Vmm : public VmmControl {
   // The VM's DMA reports re-read; a container whose count stopped agreeing with the kernel's
   // is an event (once, until it agrees again).
   std::vector<vfio::DmaReport> dma_reports();
-  // A device was hot-added (or refused): the events (with the budget of a passed-through
-  // device's container); passes `slot` on.
-  Result<std::uint8_t> hot_added(const std::string& id, Result<std::uint8_t> slot);
+  // On a running guest, plugs device `id` with `plug` and reports it (events, with the budget of
+  // a passed-through device's container); returns its guest BDF, or "" when the VM is not
+  // running (a cold add, nothing plugged).
+  Result<std::string> plug_if_running(const std::string& id,
+                                      const std::function<Result<std::uint8_t>(Vm&)>& plug);
   void destroy_vm();
   // Handles the end of a boot (power-off, reset, failure); false when run() should return.
   bool handle_vm_exit();

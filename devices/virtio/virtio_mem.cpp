@@ -173,6 +173,17 @@ std::uint64_t VirtioMem::count_plugged(std::uint64_t first, std::uint64_t blocks
                                                true));
 }
 
+std::uint16_t VirtioMem::refused(const char* what, std::uint64_t addr, std::uint64_t size,
+                                 const Error& why) {
+  if (++refusals_ <= kLoggedRefusals) {  // a retrying guest does not flood the log
+    log::warn("virtio-mem", what,
+              {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", why.message()}});
+  }
+  // BUSY: the guest keeps what it had and retries after a backoff (NACK is for plugs beyond the
+  // requested size; Linux retries a NACKed plug at once, forever).
+  return VIRTIO_MEM_RESP_BUSY;
+}
+
 std::uint16_t VirtioMem::plug(std::uint64_t addr, std::uint64_t blocks) {
   std::uint64_t first = 0;
   if (!valid_range(addr, blocks, &first) || count_plugged(first, blocks) != 0) {
@@ -184,12 +195,7 @@ std::uint16_t VirtioMem::plug(std::uint64_t addr, std::uint64_t blocks) {
   }
   Status changed = on_change_ ? on_change_(addr, size, true) : ok_status();
   if (!changed.ok()) {
-    // BUSY, not NACK: Linux retries a NACKed plug at once, forever; a BUSY one after a backoff.
-    if (++refusals_ <= kLoggedRefusals) {
-      log::warn("virtio-mem", "plug refused",
-                {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", changed.error().message()}});
-    }
-    return VIRTIO_MEM_RESP_BUSY;
+    return refused("plug refused", addr, size, changed.error());
   }
   std::fill_n(plugged_.begin() + static_cast<std::ptrdiff_t>(first), blocks, true);
   plugged_size_ += size;
@@ -204,12 +210,7 @@ std::uint16_t VirtioMem::unplug(std::uint64_t addr, std::uint64_t blocks) {
   const std::uint64_t size = blocks * kBlockSize;
   Status changed = on_change_ ? on_change_(addr, size, false) : ok_status();
   if (!changed.ok()) {
-    // BUSY (NACK is for plugs only): the guest keeps the memory and tries another range later.
-    if (++refusals_ <= kLoggedRefusals) {
-      log::warn("virtio-mem", "unplug refused",
-                {{"addr", hex(addr)}, {"size", format_size(size)}, {"why", changed.error().message()}});
-    }
-    return VIRTIO_MEM_RESP_BUSY;
+    return refused("unplug refused", addr, size, changed.error());
   }
   std::fill_n(plugged_.begin() + static_cast<std::ptrdiff_t>(first), blocks, false);
   plugged_size_ -= size;
@@ -223,10 +224,7 @@ std::uint16_t VirtioMem::unplug_all() {
   }
   Status changed = on_change_ ? on_change_(addr_, region_size_, false) : ok_status();
   if (!changed.ok()) {
-    if (++refusals_ <= kLoggedRefusals) {
-      log::warn("virtio-mem", "unplug of everything refused", {{"why", changed.error().message()}});
-    }
-    return VIRTIO_MEM_RESP_BUSY;
+    return refused("unplug of everything refused", addr_, region_size_, changed.error());
   }
   std::fill(plugged_.begin(), plugged_.end(), false);
   plugged_size_ = 0;

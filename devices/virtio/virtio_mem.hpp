@@ -67,6 +67,8 @@ class VirtioMem final : public VirtioDevice {
   std::uint16_t plug(std::uint64_t addr, std::uint64_t blocks);
   std::uint16_t unplug(std::uint64_t addr, std::uint64_t blocks);
   std::uint16_t unplug_all();
+  // The handler said no to `what` of [addr, addr + size): logged (the first few), answered BUSY.
+  std::uint16_t refused(const char* what, std::uint64_t addr, std::uint64_t size, const Error& why);
   // Whether [addr, addr + blocks) is aligned and inside the region; sets `first` to its first
   // block.
   bool valid_range(std::uint64_t addr, std::uint64_t blocks, std::uint64_t* first) const;
@@ -82,7 +84,7 @@ class VirtioMem final : public VirtioDevice {
   ChangeHandler on_change_;
   std::uint64_t plug_requests_ = 0, unplug_requests_ = 0, unplug_all_requests_ = 0,
                 state_requests_ = 0, nacks_ = 0, busy_ = 0, errors_ = 0;
-  static constexpr std::uint64_t kLoggedRefusals = 10;  // a retrying guest does not flood the log
+  static constexpr std::uint64_t kLoggedRefusals = 10;
   std::uint64_t refusals_ = 0;
 };
 
