@@ -25,6 +25,35 @@ ask() {
   echo "$2" >&3
 }
 
+# measure VMM: the runs against the guest on fd 3 / $gout; the VMM's own requests are the
+# functions VMM_before N (first in each round), VMM_add N, VMM_remove N, VMM_grow, VMM_shrink.
+measure() {
+  vmm=$1
+  prompt=1
+  boot_kb=
+  for i in $(seq "$runs"); do
+    ask "$prompt" "bound 1"
+    [ -z "$boot_kb" ] && boot_kb=$(sed -n 's/.*KEEL-GUEST up .*mem_kb=\([0-9]*\).*/\1/p' "$gout" | head -n1)
+    "${vmm}_before" "$i"
+    t0=$(now)
+    "${vmm}_add" "$i"
+    seen "$gout" "KEEL-GUEST bound=1" "$i"
+    result "sample vmm=$vmm what=add run=$i seconds=$(since "$t0")"
+    "${vmm}_remove" "$i"
+    ask $((prompt + 1)) "bound 0"
+    ask $((prompt + 2)) "mem $((boot_kb + 700 * 1024))"
+    t0=$(now)
+    "${vmm}_grow"
+    seen "$gout" "KEEL-GUEST mem_kb=.* want_at_least" "$i"
+    result "sample vmm=$vmm what=resize run=$i seconds=$(since "$t0")"
+    "${vmm}_shrink"
+    ask $((prompt + 3)) "memlow $((boot_kb + 100 * 1024))"
+    prompt=$((prompt + 4))
+  done
+  ask "$prompt" poweroff
+  sleep 2
+}
+
 # ---- Keel
 gout=/tmp/keel-guest.out
 rm -f /tmp/keel-guest.in "$gout" "$sock"
@@ -35,32 +64,18 @@ keel --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz \
   </tmp/keel-guest.in >"$gout" 2>&1 &
 pid=$!
 exec 3>/tmp/keel-guest.in
-prompt=1
-boot_kb=
-for i in $(seq "$runs"); do
-  ask "$prompt" "bound 1"
-  [ -z "$boot_kb" ] && boot_kb=$(sed -n 's/.*KEEL-GUEST up .*mem_kb=\([0-9]*\).*/\1/p' "$gout" | head -n1)
-  # What starting keel-remote and one request cost here (part of each Keel figure).
+remote() { keel-remote --api-socket "$sock" "$@" >/dev/null 2>&1; }
+# What starting keel-remote and one request cost here (part of each Keel figure).
+keel_before() {
   t0=$(now)
-  keel-remote --api-socket "$sock" ping >/dev/null 2>&1
-  result "sample vmm=keel what=client run=$i seconds=$(since "$t0")"
-  t0=$(now)
-  keel-remote --api-socket "$sock" add-device "path=/sys/bus/pci/devices/$dev1,id=hot$i" >/dev/null 2>&1
-  seen "$gout" "KEEL-GUEST bound=1" "$i"
-  result "sample vmm=keel what=add run=$i seconds=$(since "$t0")"
-  keel-remote --api-socket "$sock" remove-device "hot$i" >/dev/null 2>&1
-  ask $((prompt + 1)) "bound 0"
-  ask $((prompt + 2)) "mem $((boot_kb + 700 * 1024))"
-  t0=$(now)
-  keel-remote --api-socket "$sock" resize --memory 1G >/dev/null 2>&1
-  seen "$gout" "KEEL-GUEST mem_kb=.* want_at_least" "$i"
-  result "sample vmm=keel what=resize run=$i seconds=$(since "$t0")"
-  keel-remote --api-socket "$sock" resize --memory 256M >/dev/null 2>&1
-  ask $((prompt + 3)) "memlow $((boot_kb + 100 * 1024))"
-  prompt=$((prompt + 4))
-done
-ask "$prompt" poweroff
-sleep 2
+  remote ping
+  result "sample vmm=keel what=client run=$1 seconds=$(since "$t0")"
+}
+keel_add() { remote add-device "path=/sys/bus/pci/devices/$dev1,id=hot$1"; }
+keel_remove() { remote remove-device "hot$1"; }
+keel_grow() { remote resize --memory 1G; }
+keel_shrink() { remote resize --memory 256M; }
+measure keel
 keel-remote --api-socket "$sock" shutdown-vmm >/dev/null 2>&1
 reap "$pid" 60
 exec 3>&-
@@ -81,28 +96,12 @@ qpid=$!
 exec 4>/tmp/qmon
 cat /tmp/qg.out >"$gout" &
 exec 3>/tmp/qg.in
-prompt=1
-boot_kb=
-for i in $(seq "$runs"); do
-  ask "$prompt" "bound 1"
-  [ -z "$boot_kb" ] && boot_kb=$(sed -n 's/.*KEEL-GUEST up .*mem_kb=\([0-9]*\).*/\1/p' "$gout" | head -n1)
-  t0=$(now)
-  echo "device_add vfio-pci,host=$dev1,bus=rp1,id=hot$i" >&4
-  seen "$gout" "KEEL-GUEST bound=1" "$i"
-  result "sample vmm=qemu what=add run=$i seconds=$(since "$t0")"
-  echo "device_del hot$i" >&4
-  ask $((prompt + 1)) "bound 0"
-  ask $((prompt + 2)) "mem $((boot_kb + 700 * 1024))"
-  t0=$(now)
-  echo "qom-set vmem0 requested-size 805306368" >&4
-  seen "$gout" "KEEL-GUEST mem_kb=.* want_at_least" "$i"
-  result "sample vmm=qemu what=resize run=$i seconds=$(since "$t0")"
-  echo "qom-set vmem0 requested-size 0" >&4
-  ask $((prompt + 3)) "memlow $((boot_kb + 100 * 1024))"
-  prompt=$((prompt + 4))
-done
-ask "$prompt" poweroff
-sleep 2
+qemu_before() { :; }
+qemu_add() { echo "device_add vfio-pci,host=$dev1,bus=rp1,id=hot$1" >&4; }
+qemu_remove() { echo "device_del hot$1" >&4; }
+qemu_grow() { echo "qom-set vmem0 requested-size 805306368" >&4; }
+qemu_shrink() { echo "qom-set vmem0 requested-size 0" >&4; }
+measure qemu
 (echo quit >&4) 2>/dev/null  # QEMU may be gone already (-no-reboot): not this shell's SIGPIPE
 reap "$qpid" 60
 exec 3>&- 4>&-
