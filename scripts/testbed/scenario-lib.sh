@@ -81,3 +81,19 @@ driver_of() {
     echo none
   fi
 }
+
+# api STEP COMMAND [ARGS...]: one keel-remote call on the API socket $sock in --json mode;
+# reports its exit status and the JSON (or error text) it printed, on one line, last so that it
+# may hold spaces (tests/integration/testbed_lib.sh reads them back).
+api() {
+  api_step=$1
+  shift
+  api_out=$(timeout 60 keel-remote --api-socket "$sock" --json "$@" 2>&1)
+  api_status=$?
+  result "api=$api_step exit=$api_status out=$(echo "$api_out" | tr '\n' ' ')"
+}
+
+# probe WHEN BDF: the kernel's DMA_AVAIL for a fresh container on BDF (or why it cannot open).
+probe() {
+  result "probe=$1 bdf=$2 $(timeout 120 vfio_probe "$2" 2>&1 | tr '\n' ' ')"
+}

@@ -42,13 +42,6 @@ sock=$(grep '^KEEL-TESTBED result socket=' <<<"$markers" || true)
 expect "the API socket exists" test "$(field "$sock" socket)" = yes
 expect "the API socket has mode 0600 (got '$(field "$sock" mode)')" test "$(field "$sock" mode)" = 600
 
-# The line of STEP; its exit status; its output (everything after "out=").
-step_line() { grep "^KEEL-TESTBED result api=$1 " <<<"$markers" || true; }
-exit_of() { field "$(step_line "$1")" exit; }
-out_of() { sed -n 's/^.* out=//p' <<<"$(step_line "$1")"; }
-# json STEP FILTER: a jq filter on the step's JSON answer ("" if it is not JSON).
-json() { jq -r "$2" <<<"$(out_of "$1")" 2>/dev/null || true; }
-
 # ok STEP [PATH]: the step succeeded; with PATH (e.g. /vm.info get) its answer validates.
 ok() {
   expect "$1: keel-remote exits 0 (got '$(exit_of "$1")': $(out_of "$1"))" test "$(exit_of "$1")" = 0

@@ -71,10 +71,6 @@ expect "no guest step timed out" test -z "$(grep 'result timeout=' <<<"$markers"
 up=$(grep -m1 'KEEL-GUEST up ' <<<"$markers" || true)
 expect "the guest registered 31 hot-plug slots (got '$(field "$up" slots)')" test "$(field "$up" slots)" = 31
 
-step_line() { grep "^KEEL-TESTBED result api=$1 " <<<"$markers" || true; }
-exit_of() { field "$(step_line "$1")" exit; }
-out_of() { sed -n 's/^.* out=//p' <<<"$(step_line "$1")"; }
-json() { jq -r "$2" <<<"$(out_of "$1")" 2>/dev/null || true; }
 ok() { expect "$1: keel-remote exits 0 (got '$(exit_of "$1")': $(out_of "$1"))" test "$(exit_of "$1")" = 0; }
 probe_of() { grep "^KEEL-TESTBED result probe=$1 " <<<"$markers" || true; }
 # edu_round N: the lines the guest printed for its Nth "edu" command (the guest's DMA results).

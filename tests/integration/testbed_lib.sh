@@ -20,6 +20,14 @@ expect() {
   fi
 }
 
+# The markers of scenario steps reported with the scenario library's `api` (in $markers): the
+# line of STEP; its exit status; its output (everything after "out="); a jq filter on its JSON
+# answer ("" if it is not JSON).
+step_line() { grep "^KEEL-TESTBED result api=$1 " <<<"$markers" || true; }
+exit_of() { field "$(step_line "$1")" exit; }
+out_of() { sed -n 's/^.* out=//p' <<<"$(step_line "$1")"; }
+json() { jq -r "$2" <<<"$(out_of "$1")" 2>/dev/null || true; }
+
 # The closing line (ctest shows it) and the exit status.
 finish() {
   echo "$1: $passed passed, $failed failed"

@@ -13,26 +13,12 @@ set -- $(edu_devices)
 dev0=$1 dev1=$2
 result "limit=$(cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit) dev0=$dev0 dev1=$dev1"
 
-# api STEP COMMAND [ARGS...]: one keel-remote call in --json mode; reports its exit status and
-# the JSON (or error text) it printed, on one line, last so that it may hold spaces.
-api() {
-  step=$1
-  shift
-  out=$(timeout 60 keel-remote --api-socket "$sock" --json "$@" 2>&1)
-  status=$?
-  result "api=$step exit=$status out=$(echo "$out" | tr '\n' ' ')"
-}
-
 # pinned WHEN: what the kernel counts as keel's locked and pinned memory (VFIO pins guest RAM it
 # maps and charges it to locked_vm): the live process's own record that entries were given back.
 pinned() {
   result "pinned=$1 vmlck_kb=$(awk '/^VmLck:/ {print $2}' "/proc/$pid/status") vmpin_kb=$(awk '/^VmPin:/ {print $2}' "/proc/$pid/status")"
 }
 
-# probe WHEN BDF: the kernel's DMA_AVAIL for a fresh container on BDF (or why it cannot open).
-probe() {
-  result "probe=$1 bdf=$2 $(timeout 120 vfio_probe "$2" 2>&1 | tr '\n' ' ')"
-}
 
 cat >/tmp/vm.json <<EOF
 {

@@ -18,16 +18,6 @@ dev0=$1 dev1=$2
 result "limit=$limit dev0=$dev0 dev1=$dev1"
 cp /keel/guest/hot.img /tmp/hot.img
 
-api() {
-  step=$1
-  shift
-  out_text=$(timeout 60 keel-remote --api-socket "$sock" --json "$@" 2>&1)
-  status=$?
-  result "api=$step exit=$status out=$(echo "$out_text" | tr '\n' ' ')"
-}
-probe() {
-  result "probe=$1 bdf=$2 $(timeout 120 vfio_probe "$2" 2>&1 | tr '\n' ' ')"
-}
 # say N COMMAND: types COMMAND to the guest, waits for its Nth prompt.
 say() {
   echo "$2" >&3
