@@ -1,5 +1,7 @@
 #include "devices/serial.hpp"
 
+#include <vector>
+
 namespace keel::devices {
 namespace {
 
@@ -31,6 +33,55 @@ constexpr std::uint8_t kLsrIdle = 0x40;
 }  // namespace
 
 bool Serial::loopback() const { return (mcr_ & kMcrLoop) != 0; }
+
+bool Serial::transmit_polled() const { return (ier_ & kIerThre) == 0 && !loopback(); }
+
+void Serial::on_transmit_polled(PolledHandler handler) {
+  std::lock_guard lock(mutex_);
+  polled_handler_ = std::move(handler);
+  if (polled_handler_) {
+    polled_handler_(transmit_polled());
+  }
+}
+
+void Serial::report_polled(bool was) {
+  if (polled_handler_ && transmit_polled() != was) {
+    polled_handler_(!was);
+  }
+}
+
+bool Serial::transmit(std::uint8_t value) {
+  if ((lcr_ & kLcrDlab) != 0) {
+    dll_ = value;
+    return false;
+  }
+  thr_empty_pending_ = true;
+  if (loopback()) {
+    if (input_.size() < kInputLimit) {
+      input_.push_back(value);
+    }
+    return false;
+  }
+  return true;
+}
+
+void Serial::write_data(std::span<const std::uint8_t> bytes) {
+  if (bytes.empty()) {
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  std::vector<std::uint8_t> out;
+  out.reserve(bytes.size());
+  for (std::uint8_t b : bytes) {
+    if (transmit(b)) {
+      out.push_back(b);
+    }
+  }
+  if (!out.empty() && output_) {
+    output_(out);
+  }
+  update_interrupt(/*raise_edge=*/true);
+}
 
 void Serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
   if (data.empty()) {
@@ -116,21 +167,12 @@ std::uint8_t Serial::read_register(std::uint8_t reg) {
 void Serial::write_register(std::uint8_t reg, std::uint8_t value) {
   switch (reg) {
     case kData:
-      if ((lcr_ & kLcrDlab) != 0) {
-        dll_ = value;
-        return;
-      }
-      if (loopback()) {
-        if (input_.size() < kInputLimit) {
-          input_.push_back(value);
-        }
-      } else if (output_) {
+      if (transmit(value) && output_) {
         output_(std::span(&value, 1));
       }
-      thr_empty_pending_ = true;
       update_interrupt(/*raise_edge=*/true);
       return;
-    case kIer:
+    case kIer: {
       if ((lcr_ & kLcrDlab) != 0) {
         dlh_ = value;
         return;
@@ -139,17 +181,23 @@ void Serial::write_register(std::uint8_t reg, std::uint8_t value) {
       if ((value & kIerThre) != 0 && (ier_ & kIerThre) == 0) {
         thr_empty_pending_ = true;
       }
+      const bool was = transmit_polled();
       ier_ = value & kIerMask;
+      report_polled(was);
       update_interrupt(/*raise_edge=*/true);
       return;
+    }
     case kIirFcr:
       return;  // FIFO control: the emulated FIFOs are always ready
     case kLcr:
       lcr_ = value;
       return;
-    case kMcr:
+    case kMcr: {
+      const bool was = transmit_polled();
       mcr_ = value & 0x1f;
+      report_polled(was);
       return;
+    }
     case kScr:
       scr_ = value;
       return;

@@ -27,6 +27,17 @@ class Serial : public BusDevice {
   // Bytes typed on the host side for the guest to read.
   void enqueue_input(std::span<const std::uint8_t> bytes);
 
+  // Bytes the guest wrote to the data register, in order, replayed from KVM's coalesced ring:
+  // the same as that many byte writes at offset 0, with the output passed on in one piece.
+  void write_data(std::span<const std::uint8_t> bytes);
+
+  // Called with true while the guest polls the transmitter (its interrupt off, no loopback):
+  // then a data-register write has no effect the guest can see before its next access, and may
+  // be coalesced; false when that stops. Called at once with the current state, then on each
+  // change, on the thread of the access that changed it (holding the device's lock).
+  using PolledHandler = std::function<void(bool polled)>;
+  void on_transmit_polled(PolledHandler handler);
+
   static constexpr std::size_t kInputLimit = 4096;  // older input is dropped beyond this
 
  private:
@@ -35,9 +46,15 @@ class Serial : public BusDevice {
   // Recomputes IIR from state and raises the line when an enabled condition is pending.
   void update_interrupt(bool raise_edge);
   bool loopback() const;
+  bool transmit_polled() const;
+  // One byte written to the data register; true when it is output (not a divisor or loopback).
+  bool transmit(std::uint8_t value);
+  // Tells the handler when transmit_polled() changed from `was`.
+  void report_polled(bool was);
 
   std::shared_ptr<InterruptLine> irq_;
   Output output_;
+  PolledHandler polled_handler_;
   std::mutex mutex_;
   std::deque<std::uint8_t> input_;
   std::uint8_t ier_ = 0;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -265,6 +266,19 @@ Status KvmVm::set_vfio_group(int kvm_vfio_fd, int group_fd, bool attached) {
   return ok_status();
 }
 
+Status KvmVm::coalesce_pio(std::uint16_t port, std::uint32_t size, bool on) {
+  kvm_coalesced_mmio_zone zone{};
+  zone.addr = port;
+  zone.size = size;
+  zone.pio = 1;
+  if (kvm_ioctl(*sys_, fd_.get(), on ? KVM_REGISTER_COALESCED_MMIO : KVM_UNREGISTER_COALESCED_MMIO,
+                &zone) != 0) {
+    return Error::from_errno(std::string(on ? "KVM_REGISTER_COALESCED_MMIO" : "KVM_UNREGISTER_COALESCED_MMIO") +
+                             " port " + hex(port));
+  }
+  return ok_status();
+}
+
 Result<KvmVcpu> KvmVm::create_vcpu(std::uint32_t id, std::size_t mmap_size) {
   UniqueFd fd(kvm_ioctl(*sys_, fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id)));
   if (!fd) {
@@ -280,6 +294,13 @@ Status KvmVcpu::run() {
     return Error::from_errno("KVM_RUN");
   }
   return ok_status();
+}
+
+Result<Mapping> KvmVcpu::map_page(std::size_t page) const {
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  return Mapping::create(static_cast<std::size_t>(page_size), PROT_READ | PROT_WRITE, MAP_SHARED,
+                         fd_.get(), static_cast<off_t>(page * static_cast<std::size_t>(page_size)),
+                         "vCPU mmap page");
 }
 
 Result<kvm_regs> KvmVcpu::regs() const {

@@ -71,6 +71,9 @@ class KvmVm {
   // KVM_SET_DEVICE_ATTR on the KVM-VFIO device: KVM_DEV_VFIO_GROUP_ADD when `attached`, else
   // KVM_DEV_VFIO_GROUP_DEL (a hot-removed device's group).
   Status set_vfio_group(int kvm_vfio_fd, int group_fd, bool attached);
+  // KVM_REGISTER_COALESCED_MMIO (KVM_UNREGISTER_... when `on` is false) for the ports
+  // [port, port + size): the guest's writes there go to the coalesced ring without an exit.
+  Status coalesce_pio(std::uint16_t port, std::uint32_t size, bool on);
   // KVM_CREATE_VCPU, then maps its kvm_run area.
   Result<KvmVcpu> create_vcpu(std::uint32_t id, std::size_t mmap_size);
 
@@ -90,6 +93,8 @@ class KvmVcpu {
   // KVM_RUN: returns when the vCPU exits to userspace (exit reason in run_area()).
   // EINTR when a signal kicked it; EAGAIN when asked to exit before entering.
   Status run();
+  // Maps page `page` of the vCPU's mmap area on its own (the coalesced ring is one of them).
+  Result<Mapping> map_page(std::size_t page) const;
   Result<kvm_regs> regs() const;                      // KVM_GET_REGS
   Status set_regs(const kvm_regs& regs);              // KVM_SET_REGS
   Result<kvm_sregs> sregs() const;                    // KVM_GET_SREGS

@@ -47,6 +47,8 @@ const std::vector<unsigned long> kDeviceIoctls = {
     KVM_IRQFD,         kSetGsiRouting,      KVM_SET_USER_MEMORY_REGION, VFIO_DEVICE_SET_IRQS,
     VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO,
     KVM_IOEVENTFD,  // a virtio queue's notify address follows its BAR
+    // COM1's data register is coalesced while the guest polls the transmitter
+    KVM_REGISTER_COALESCED_MMIO, KVM_UNREGISTER_COALESCED_MMIO,
     TUNSETOFFLOAD,  // a network link's offloads follow what its guest accepted
 };
 

@@ -54,6 +54,10 @@ void Vcpu::thread_main() {
   }
   while (!stopping_.load()) {
     Status ran = kvm_.run();
+    // Writes KVM coalesced came before this exit: the devices see them first.
+    if (coalesced_ != nullptr) {
+      coalesced_->drain();
+    }
     if (!ran.ok()) {
       const int err = ran.error().errno_value();
       if (err == EINTR || err == EAGAIN) {

@@ -9,6 +9,7 @@
 #include "base/result.hpp"
 #include "devices/bus.hpp"
 #include "devices/power_event.hpp"
+#include "vmm/coalesced_ring.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/seccomp.hpp"
 
@@ -22,9 +23,9 @@ class Vcpu {
 
   Vcpu(std::uint32_t id, KvmVcpu kvm, const devices::Bus& pio, const devices::Bus& mmio,
        devices::PowerHandler on_power, ErrorHandler on_error,
-       SeccompMode seccomp = SeccompMode::kOff)
+       SeccompMode seccomp = SeccompMode::kOff, CoalescedRing* coalesced = nullptr)
       : id_(id), kvm_(std::move(kvm)), pio_(pio), mmio_(mmio), on_power_(std::move(on_power)),
-        on_error_(std::move(on_error)), seccomp_(seccomp) {}
+        on_error_(std::move(on_error)), seccomp_(seccomp), coalesced_(coalesced) {}
   ~Vcpu() { stop(); }
   Vcpu(const Vcpu&) = delete;
   Vcpu& operator=(const Vcpu&) = delete;
@@ -54,6 +55,7 @@ class Vcpu {
   devices::PowerHandler on_power_;
   ErrorHandler on_error_;
   SeccompMode seccomp_;  // the vCPU filter, installed by the thread before its first KVM_RUN
+  CoalescedRing* coalesced_;  // the VM's, drained after each KVM_RUN; null without one
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

@@ -440,6 +440,9 @@ Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootI
   for (std::uint32_t id = 0; id < config.boot_vcpus; ++id) {
     KEEL_TRY(auto kvm_vcpu, kvm_vm_.create_vcpu(id, mmap_size));
     KvmVcpu& v = kvm_vcpu;
+    if (id == 0) {
+      KEEL_TRY_STATUS(setup_coalesced_serial(kvm, v, mmap_size));
+    }
     KEEL_TRY_STATUS(
         v.set_cpuid(cpuid_for_vcpu(supported, CpuTopology{id, config.boot_vcpus, tsc_deadline})));
     KEEL_TRY_STATUS(v.set_msrs(boot_msrs()));
@@ -460,8 +463,36 @@ Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootI
     }
     vcpus_.push_back(std::make_unique<Vcpu>(
         id, std::move(kvm_vcpu), pio_, mmio_, [this](devices::PowerEvent e) { on_power(e); },
-        [this](const Error& e) { on_error(e); }, seccomp));
+        [this](const Error& e) { on_error(e); }, seccomp, coalesced_.get()));
   }
+  return ok_status();
+}
+
+// Every byte of the guest's serial console costs two exits, a status read and the data write;
+// under nested virtualisation that is most of a verbose boot. While the guest polls the
+// transmitter (as Linux's console does) the data write has no effect it can see before its
+// next access to the port, so KVM may keep it in the coalesced ring instead of exiting: the
+// status read that comes next exits, and the vCPU replays the ring before it answers it.
+Status Vm::setup_coalesced_serial(const Kvm& kvm, const KvmVcpu& vcpu0, std::size_t mmap_size) {
+  const int ring_page = kvm.check_extension(KVM_CAP_COALESCED_MMIO);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (kvm.check_extension(KVM_CAP_COALESCED_PIO) <= 0 || ring_page <= 0 ||
+      static_cast<std::size_t>(ring_page + 1) * static_cast<std::size_t>(page_size) > mmap_size) {
+    log::debug("vm", "no coalesced port I/O; every serial byte exits");
+    return ok_status();
+  }
+  KEEL_TRY(auto page, vcpu0.map_page(static_cast<std::size_t>(ring_page)));
+  coalesced_ = std::make_unique<CoalescedRing>(
+      std::move(page), [this](std::uint16_t port, std::span<const std::uint8_t> bytes) {
+        if (port == layout::kCom1Port) {
+          serial_->write_data(bytes);
+        }
+      });
+  serial_->on_transmit_polled([this](bool polled) {
+    if (Status s = kvm_vm_.coalesce_pio(layout::kCom1Port, 1, polled); !s.ok()) {
+      log::warn("vm", "COM1 coalescing not changed", {{"polled", polled}, {"error", s.error().message()}});
+    }
+  });
   return ok_status();
 }
 
@@ -475,6 +506,9 @@ Status Vm::start() {
 void Vm::stop() {
   for (auto& vcpu : vcpus_) {
     vcpu->stop();
+  }
+  if (coalesced_) {
+    coalesced_->drain();  // the last bytes a vCPU wrote before it stopped
   }
 }
 

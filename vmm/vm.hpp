@@ -116,6 +116,8 @@ class Vm {
   Result<std::uint8_t> announce(Result<std::uint8_t> slot);
   // The guest's _EJ0 wrote `slot` (a vCPU thread): recorded for finish_ejects().
   void on_eject(std::uint8_t slot);
+  // COM1's data register coalesced while the guest polls it (when KVM can), drained by the vCPUs.
+  Status setup_coalesced_serial(const Kvm& kvm, const KvmVcpu& vcpu0, std::size_t mmap_size);
   Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                      SeccompMode seccomp);
   void on_power(devices::PowerEvent event);
@@ -147,6 +149,7 @@ class Vm {
   std::optional<Error> error_;
 
   // Last: vCPU threads stop before the devices and memory they use are destroyed.
+  std::unique_ptr<CoalescedRing> coalesced_;  // before the vCPUs that drain it
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };
 

@@ -66,17 +66,55 @@ probe() {
   return "$status"
 }
 
+# keel_cmd HOW RUN, qemu_cmd HOW MACHINE RUN: one boot by HOW (probe or trace_boot).
 keel_cmd() {
-  probe keel "$1" keel --kernel "$kernel" --initramfs "$initramfs" --cmdline "$cmdline" \
+  "$1" keel "$2" keel --kernel "$kernel" --initramfs "$initramfs" --cmdline "$cmdline" \
     --cpus "boot=$cpus" --memory "size=$memory" --serial tty
 }
 
 # QEMU as close to Keel as it goes: KVM, the host's CPU model, no default devices, COM1 on stdio.
 qemu_cmd() {
-  machine=$1 run=$2
-  probe "qemu-$machine" "$run" qemu-system-x86_64 -L /keel/share/qemu -M "$machine" -accel kvm \
+  machine=$2 run=$3
+  "$1" "qemu-$machine" "$run" qemu-system-x86_64 -L /keel/share/qemu -M "$machine" -accel kvm \
     -cpu host -smp "$cpus" -m "$memory" -nodefaults -no-user-config -display none -monitor none \
     -serial stdio -no-reboot -kernel "$kernel" -initrd "$initramfs" -append "$cmdline"
+}
+
+# trace_boot NAME RUN COMMAND...: one more boot, not counted in the figures, with KVM's tracepoints
+# on: reports how many exits of each reason the boot took ("result exits name=N reason=R
+# count=C"), which of them went out to the VMM ("userspace", by KVM_EXIT_ reason) and the port
+# I/O by port and direction ("result pio ..."): where the exits come from.
+tracing=/sys/kernel/debug/tracing
+trace_boot() {
+  name=$1
+  shift 2
+  [ -d "$tracing/events/kvm" ] || { echo "bench: no KVM tracepoints; exits by reason not counted"; return 0; }
+  echo 0 >"$tracing/tracing_on"
+  echo 32768 >"$tracing/buffer_size_kb"
+  : >"$tracing/trace"
+  for e in kvm_exit kvm_pio kvm_userspace_exit; do echo 1 >"$tracing/events/kvm/$e/enable"; done
+  echo 1 >"$tracing/tracing_on"
+  echo "bench: $name traced boot: $*"
+  boot_probe --name "$name" --marker "KEEL-BENCH init" --idle "KEEL-BENCH idle" \
+    --timeout "$boot_timeout" --exit-timeout 20 --settle-ms 0 --guest-ram-min "$ram_min" \
+    --log "/tmp/$name-trace.log" -- "$@" >/dev/null
+  status=$?
+  echo 0 >"$tracing/tracing_on"
+  for e in kvm_exit kvm_pio kvm_userspace_exit; do echo 0 >"$tracing/events/kvm/$e/enable"; done
+  [ "$status" = 0 ] || echo "bench: $name traced boot failed (status $status)"
+  awk -v name="$name" '
+    / kvm_exit: / { for (i = 1; i < NF; i++) if ($i == "reason") { exits[$(i + 1)]++; break } }
+    / kvm_userspace_exit: / { for (i = 1; i < NF; i++) if ($i == "reason") { user[$(i + 1)]++; break } }
+    / kvm_pio: / { for (i = 1; i < NF; i++) if ($i == "at") { pio[$(i - 1) " " $(i + 1)]++; break } }
+    / lost / { lost = 1 }
+    END {
+      for (r in exits) printf "exits name=%s reason=%s count=%d\n", name, r, exits[r]
+      for (r in user) printf "exits name=%s reason=userspace:%s count=%d\n", name, r, user[r]
+      for (p in pio) { split(p, a, " "); printf "pio name=%s dir=%s port=%s count=%d\n", name, a[1], a[2], pio[p] }
+      if (lost) printf "exits name=%s reason=trace-events-lost count=1\n", name
+    }' "$tracing/trace" | while read -r kind rest; do result "$kind" $rest; done
+  : >"$tracing/trace"
+  return 0
 }
 
 check "/dev/kvm is a character device" test -c /dev/kvm
@@ -86,7 +124,7 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 if [ "$machines" = auto ]; then
   # The first microvm boot decides (tried twice: a boot in this nested setup fails now and then);
   # its figures count as run 1 when it works.
-  if qemu_cmd microvm 1 || qemu_cmd microvm 1; then
+  if qemu_cmd probe microvm 1 || qemu_cmd probe microvm 1; then
     machines=microvm
   else
     result qemu-fallback microvm=failed
@@ -104,14 +142,17 @@ result qemu-machines "$(echo "$machines" | tr ' ' ';')"
 [ "$first_done" = microvm ] && [ "$machines" = microvm ] && echo microvm >>/tmp/qemu-ok
 i=1
 while [ "$i" -le "$runs" ]; do
-  keel_cmd "$i" || fail "keel run $i did not reach init or was not sampled"
+  keel_cmd probe "$i" || fail "keel run $i did not reach init or was not sampled"
   for m in $machines; do
     [ "$i" = 1 ] && [ "$m" = "$first_done" ] && continue
-    qemu_cmd "$m" "$i" && echo "$m" >>/tmp/qemu-ok
+    qemu_cmd probe "$m" "$i" && echo "$m" >>/tmp/qemu-ok
   done
   i=$((i + 1))
 done
 for m in $machines; do
   grep -qxF "$m" /tmp/qemu-ok || fail "qemu-$m did not reach init in any run"
 done
+# One traced boot each, after the measured ones (tracing slows the boot it watches).
+keel_cmd trace_boot t
+for m in $machines; do qemu_cmd trace_boot "$m" t; done
 exit "$failures"

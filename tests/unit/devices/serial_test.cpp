@@ -1,6 +1,7 @@
 #include "devices/serial.hpp"
 
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -104,6 +105,51 @@ TEST_CASE("UART ignores out-of-range offsets and empty accesses") {
   u.serial.write(9, std::span<const std::uint8_t>(&v, 1));
   u.serial.read(0, std::span<std::uint8_t>());
   CHECK(u.out.empty());
+}
+
+TEST_CASE("UART data replayed from the coalesced ring: one output, the same state as byte writes") {
+  Uart u;
+  std::vector<std::size_t> pieces;
+  Serial serial{u.irq, [&](std::span<const std::uint8_t> b) {
+                  u.out.append(b.begin(), b.end());
+                  pieces.push_back(b.size());
+                }};
+  const std::string text = "hello, console\n";
+  serial.write_data(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+  CHECK(u.out == text);
+  CHECK(pieces == std::vector<std::size_t>{text.size()});
+  CHECK(u.irq->edges == 0);  // THRE interrupt off: nothing raised
+
+  // With DLAB set the bytes are the divisor (the last one stays), never output.
+  std::uint8_t lcr = 0x80;
+  serial.write(3, std::span<const std::uint8_t>(&lcr, 1));
+  const std::uint8_t divisor[] = {0x0c, 0x01};
+  serial.write_data(divisor);
+  std::uint8_t dll = 0;
+  serial.read(0, std::span(&dll, 1));
+  CHECK(dll == 0x01);
+  CHECK(u.out == text);
+}
+
+TEST_CASE("UART tells when the guest polls its transmitter: THRE interrupt off and no loopback") {
+  Uart u;
+  std::vector<bool> calls;
+  u.serial.on_transmit_polled([&](bool polled) { calls.push_back(polled); });
+  CHECK(calls == std::vector<bool>{true});  // the current state at once
+  u.outb(1, 0x01);                           // receive interrupt only: still polled
+  CHECK(calls == std::vector<bool>{true});
+  u.outb(1, 0x03);  // THRE interrupt on
+  CHECK(calls == std::vector<bool>{true, false});
+  u.outb(1, 0x00);
+  CHECK(calls == std::vector<bool>{true, false, true});
+  u.outb(4, 0x18);  // loopback: written bytes become input the guest reads
+  CHECK(calls == std::vector<bool>{true, false, true, false});
+  u.outb(4, 0x08);
+  CHECK(calls == std::vector<bool>{true, false, true, false, true});
+  u.outb(3, 0x80);  // DLAB: IER's offset is the divisor's high byte, nothing changes
+  u.outb(1, 0x02);
+  u.outb(3, 0x03);
+  CHECK(calls.size() == 5);
 }
 
 }  // namespace

@@ -1,0 +1,107 @@
+#include "vmm/coalesced_ring.hpp"
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+namespace keel::vmm {
+namespace {
+
+// A 4 KiB ring page as KVM lays it out, filled the way the kernel fills it.
+struct Page {
+  alignas(4096) std::uint8_t bytes[4096] = {};
+  kvm_coalesced_mmio_ring* ring() { return reinterpret_cast<kvm_coalesced_mmio_ring*>(bytes); }
+
+  void put(std::uint64_t addr, std::uint8_t value, std::uint32_t pio = 1, std::uint32_t len = 1) {
+    kvm_coalesced_mmio& r = ring()->coalesced_mmio[ring()->last];
+    r.phys_addr = addr;
+    r.len = len;
+    r.pio = pio;
+    std::memset(r.data, 0, sizeof(r.data));
+    r.data[0] = value;
+    ring()->last = (ring()->last + 1) % CoalescedRing::kCapacity;
+  }
+  void put(std::uint64_t addr, const std::string& text) {
+    for (char c : text) {
+      put(addr, static_cast<std::uint8_t>(c));
+    }
+  }
+};
+
+struct Replayed {
+  std::vector<std::pair<std::uint16_t, std::string>> runs;
+  CoalescedRing::Replay replay() {
+    return [this](std::uint16_t port, std::span<const std::uint8_t> bytes) {
+      runs.emplace_back(port, std::string(bytes.begin(), bytes.end()));
+    };
+  }
+};
+
+TEST_CASE("coalesced ring: 170 records in a 4 KiB page, as KVM_COALESCED_MMIO_MAX on x86-64") {
+  CHECK(CoalescedRing::kCapacity == 170);
+}
+
+TEST_CASE("coalesced ring replays the bytes in order, one run per port, and empties the ring") {
+  Page page;
+  Replayed seen;
+  CoalescedRing ring(page.ring(), seen.replay());
+  ring.drain();  // empty: nothing
+  CHECK(seen.runs.empty());
+
+  page.put(0x3f8, "Linux version");
+  page.put(0x2f8, "x");
+  page.put(0x3f8, "\n");
+  ring.drain();
+  REQUIRE(seen.runs.size() == 3);
+  CHECK(seen.runs[0] == std::pair<std::uint16_t, std::string>{0x3f8, "Linux version"});
+  CHECK(seen.runs[1] == std::pair<std::uint16_t, std::string>{0x2f8, "x"});
+  CHECK(seen.runs[2] == std::pair<std::uint16_t, std::string>{0x3f8, "\n"});
+  CHECK(page.ring()->first == page.ring()->last);
+
+  seen.runs.clear();
+  ring.drain();  // drained records are not replayed again
+  CHECK(seen.runs.empty());
+}
+
+TEST_CASE("coalesced ring wraps around its end") {
+  Page page;
+  page.ring()->first = page.ring()->last = CoalescedRing::kCapacity - 3;
+  Replayed seen;
+  CoalescedRing ring(page.ring(), seen.replay());
+  page.put(0x3f8, "abcdef");
+  CHECK(page.ring()->last == 3);
+  ring.drain();
+  REQUIRE(seen.runs.size() == 1);
+  CHECK(seen.runs[0].second == "abcdef");
+  CHECK(page.ring()->first == 3);
+}
+
+TEST_CASE("coalesced ring skips records that are not a byte written to a port") {
+  Page page;
+  Replayed seen;
+  CoalescedRing ring(page.ring(), seen.replay());
+  page.put(0x3f8, 'a');
+  page.put(0xfee00000, 'm', /*pio=*/0);       // MMIO
+  page.put(0x3f8, 'w', /*pio=*/1, /*len=*/2);  // wider than a byte
+  page.put(0x3f8, 'b');
+  ring.drain();
+  REQUIRE(seen.runs.size() == 1);
+  CHECK(seen.runs[0].second == "ab");
+}
+
+TEST_CASE("coalesced ring with indexes out of range reads nothing past its page") {
+  Page page;
+  Replayed seen;
+  CoalescedRing ring(page.ring(), seen.replay());
+  page.ring()->first = 0;
+  page.ring()->last = 100000;
+  ring.drain();
+  CHECK(seen.runs.empty());
+  CHECK(page.ring()->first == 0);
+}
+
+}  // namespace
+}  // namespace keel::vmm

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <span>
+
+#include "base/mapping.hpp"
+
+namespace keel::vmm {
+
+// KVM's coalesced ring: the guest's writes to a registered zone (KVM_REGISTER_COALESCED_MMIO)
+// are recorded in this page, shared by the whole VM, instead of exiting to the VMM. drain()
+// replays them in order; a vCPU calls it after every KVM_RUN, before it handles the exit, so the
+// devices see every access in the order the guest made it. Only byte-wide port zones are used:
+// each record is one byte written to one port.
+class CoalescedRing {
+ public:
+  // `port` and the bytes written to it, a run of consecutive records at a time.
+  using Replay = std::function<void(std::uint16_t port, std::span<const std::uint8_t> bytes)>;
+
+  // The ring in `page` (a vCPU's mmap page KVM_CAP_COALESCED_MMIO names).
+  CoalescedRing(Mapping page, Replay replay);
+  // Over a ring the caller owns (unit tests); `ring` spans one 4 KiB page.
+  CoalescedRing(kvm_coalesced_mmio_ring* ring, Replay replay);
+
+  // Replays what the ring holds; cheap when it is empty. Safe from any thread.
+  void drain();
+
+  // Records in one 4 KiB ring (KVM_COALESCED_MMIO_MAX on x86-64).
+  static constexpr std::uint32_t kCapacity =
+      (4096 - sizeof(kvm_coalesced_mmio_ring)) / sizeof(kvm_coalesced_mmio);
+
+ private:
+  Mapping page_;
+  kvm_coalesced_mmio_ring* ring_;
+  Replay replay_;
+  std::mutex mutex_;  // one reader at a time: `first` is the reader's
+};
+
+}  // namespace keel::vmm
