@@ -2,24 +2,27 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 
 #include "base/hex.hpp"
 #include "base/log.hpp"
 
 namespace keel::vmm {
 
+static_assert(sizeof(kvm_coalesced_mmio) == 24, "a coalesced record is 24 bytes");
+
 CoalescedRing::CoalescedRing(Mapping page, Replay replay)
-    : page_(std::move(page)), ring_(reinterpret_cast<kvm_coalesced_mmio_ring*>(page_.data())),
+    : mapping_(std::move(page)), page_(static_cast<std::uint8_t*>(mapping_.data())),
       replay_(std::move(replay)) {}
 
-CoalescedRing::CoalescedRing(kvm_coalesced_mmio_ring* ring, Replay replay)
-    : ring_(ring), replay_(std::move(replay)) {}
+CoalescedRing::CoalescedRing(std::uint8_t* page, Replay replay)
+    : page_(page), replay_(std::move(replay)) {}
 
 void CoalescedRing::drain() {
   // KVM writes a record, then publishes it by moving `last` (after a write barrier); the reader
   // moves `first` once it has copied the record out.
-  std::atomic_ref<std::uint32_t> first(ring_->first);
-  std::atomic_ref<std::uint32_t> last(ring_->last);
+  std::atomic_ref<std::uint32_t> first(*reinterpret_cast<std::uint32_t*>(page_ + kFirstOffset));
+  std::atomic_ref<std::uint32_t> last(*reinterpret_cast<std::uint32_t*>(page_ + kLastOffset));
   if (first.load(std::memory_order_relaxed) == last.load(std::memory_order_acquire)) {
     return;
   }
@@ -42,7 +45,8 @@ void CoalescedRing::drain() {
     return;
   }
   while (at != end) {
-    const kvm_coalesced_mmio& record = ring_->coalesced_mmio[at];
+    kvm_coalesced_mmio record{};
+    std::memcpy(&record, page_ + kRecordsOffset + at * sizeof(record), sizeof(record));
     const auto record_port = static_cast<std::uint16_t>(record.phys_addr);
     if (record.pio != 1 || record.len != 1 || record.phys_addr > 0xffff) {
       log::debug("vcpu", "coalesced record that is not a byte written to a port; skipped",

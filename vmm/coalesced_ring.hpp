@@ -2,6 +2,7 @@
 
 #include <linux/kvm.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -23,19 +24,26 @@ class CoalescedRing {
 
   // The ring in `page` (a vCPU's mmap page KVM_CAP_COALESCED_MMIO names).
   CoalescedRing(Mapping page, Replay replay);
-  // Over a ring the caller owns (unit tests); `ring` spans one 4 KiB page.
-  CoalescedRing(kvm_coalesced_mmio_ring* ring, Replay replay);
+  // Over a 4 KiB page the caller owns (unit tests).
+  CoalescedRing(std::uint8_t* page, Replay replay);
 
   // Replays what the ring holds; cheap when it is empty. Safe from any thread.
   void drain();
 
-  // Records in one 4 KiB ring (KVM_COALESCED_MMIO_MAX on x86-64).
+  // The page as the kernel lays it out: `first` and `last` (u32 each), then the records. Not
+  // through struct kvm_coalesced_mmio_ring: in C++ its __DECLARE_FLEX_ARRAY holds an empty
+  // struct of one byte, which moves the records to offset 16 where the kernel has them at 8.
+  static constexpr std::size_t kFirstOffset = 0;
+  static constexpr std::size_t kLastOffset = 4;
+  static constexpr std::size_t kRecordsOffset = 8;
+  static constexpr std::size_t kPageSize = 4096;
+  // Records in the page (KVM_COALESCED_MMIO_MAX on x86-64: 170).
   static constexpr std::uint32_t kCapacity =
-      (4096 - sizeof(kvm_coalesced_mmio_ring)) / sizeof(kvm_coalesced_mmio);
+      (kPageSize - kRecordsOffset) / sizeof(kvm_coalesced_mmio);
 
  private:
-  Mapping page_;
-  kvm_coalesced_mmio_ring* ring_;
+  Mapping mapping_;
+  std::uint8_t* page_;
   Replay replay_;
   std::mutex mutex_;  // one reader at a time: `first` is the reader's
 };

@@ -316,6 +316,12 @@ MemorySample sample_memory(pid_t pid, unsigned long long guest_ram_min) {
       if (!file_backed) s.private_kib += v.rss;
       s.other_thp_kib += v.thp;
       std::string key = name.empty() ? "[anon " + v.perms + "]" : name;
+      if (v.thp > 0 && !file_backed) {  // a huge page outside guest RAM: say where, on its own
+        char where[96];
+        std::snprintf(where, sizeof where, " %llu KiB at %llx, THP %ld KiB]", (v.end - v.start) >> 10,
+                      v.start, v.thp);
+        key = (name.empty() ? "[anon " + v.perms : "[" + name) + where;
+      }
       if (key[0] == '/' && key.rfind("/memfd:", 0) != 0) {
         key += " (" + v.perms + ")";
       }

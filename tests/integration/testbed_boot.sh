@@ -32,6 +32,10 @@ for guest in bzimage pvh pvh-hugepages; do
   expect "$guest: first boot reached init" test "$(field "$line" first_boot)" = ok
   expect "$guest: reboot booted it again" test "$(field "$line" second_boot)" = ok
   expect "$guest: two boots seen (got '$(field "$line" boots)')" test "$(field "$line" boots)" = 2
+  expect "$guest: the kernel's banner on the console once per boot (got '$(field "$line" kernel_banners)')" \
+    test "$(field "$line" kernel_banners)" = 2
+  expect "$guest: its command line line intact once per boot (got '$(field "$line" kernel_cmdline_lines)')" \
+    test "$(field "$line" kernel_cmdline_lines)" = 2
   expect "$guest: power-off ends keel with 0 (got '$(field "$line" keel_exit)')" test "$(field "$line" keel_exit)" = 0
   expect "$guest: the guest sees 2 CPUs (got '$(field "$line" cpus)')" test "$(field "$line" cpus)" = 2
   mem=$(field "$line" mem_kb)

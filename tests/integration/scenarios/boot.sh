@@ -38,7 +38,11 @@ boot() {
   end=$(cut -d' ' -f1 /proc/uptime)
   ups=$(grep -c "KEEL-GUEST up" "$out")
   line=$(grep -m1 "KEEL-GUEST up" "$out")
+  # The kernel's own console lines (written while it polls the UART, coalesced by KVM), whole.
+  banners=$(grep -c "Linux version [0-9]" "$out")
+  cmdlines=$(tr -d '\r' <"$out" | grep -c "Kernel command line: console=ttyS0\$")
   result "guest=$name first_boot=$first second_boot=$second boots=$ups keel_exit=$status" \
+    "kernel_banners=$banners kernel_cmdline_lines=$cmdlines" \
     "hugepages_used=$hugepages_used" \
     "$(echo "$line" | sed 's/^.*KEEL-GUEST up //')" "seconds=$(awk "BEGIN{print $end-$start}")"
   echo "---- $name console (last 40 lines)"
