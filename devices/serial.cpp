@@ -1,7 +1,5 @@
 #include "devices/serial.hpp"
 
-#include <vector>
-
 namespace keel::devices {
 namespace {
 
@@ -32,6 +30,8 @@ constexpr std::uint8_t kLsrIdle = 0x40;
 
 }  // namespace
 
+Serial::~Serial() { flush(); }
+
 bool Serial::loopback() const { return (mcr_ & kMcrLoop) != 0; }
 
 bool Serial::transmit_polled() const { return (ier_ & kIerThre) == 0 && !loopback(); }
@@ -50,19 +50,34 @@ void Serial::report_polled(bool was) {
   }
 }
 
-bool Serial::transmit(std::uint8_t value) {
+void Serial::transmit(std::uint8_t value) {
   if ((lcr_ & kLcrDlab) != 0) {
     dll_ = value;
-    return false;
+    return;
   }
   thr_empty_pending_ = true;
   if (loopback()) {
     if (input_.size() < kInputLimit) {
       input_.push_back(value);
     }
-    return false;
+    return;
   }
-  return true;
+  pending_output_.push_back(value);
+  if (value == '\n' || pending_output_.size() >= kOutputBatch) {
+    flush_locked();
+  }
+}
+
+void Serial::flush_locked() {
+  if (!pending_output_.empty() && output_) {
+    output_(pending_output_);
+  }
+  pending_output_.clear();
+}
+
+void Serial::flush() {
+  std::lock_guard lock(mutex_);
+  flush_locked();
 }
 
 void Serial::write_data(std::span<const std::uint8_t> bytes) {
@@ -70,15 +85,8 @@ void Serial::write_data(std::span<const std::uint8_t> bytes) {
     return;
   }
   std::lock_guard lock(mutex_);
-  std::vector<std::uint8_t> out;
-  out.reserve(bytes.size());
   for (std::uint8_t b : bytes) {
-    if (transmit(b)) {
-      out.push_back(b);
-    }
-  }
-  if (!out.empty() && output_) {
-    output_(out);
+    transmit(b);
   }
   update_interrupt(/*raise_edge=*/true);
 }
@@ -167,12 +175,11 @@ std::uint8_t Serial::read_register(std::uint8_t reg) {
 void Serial::write_register(std::uint8_t reg, std::uint8_t value) {
   switch (reg) {
     case kData:
-      if (transmit(value) && output_) {
-        output_(std::span(&value, 1));
-      }
+      transmit(value);
       update_interrupt(/*raise_edge=*/true);
       return;
     case kIer: {
+      flush_locked();
       if ((lcr_ & kLcrDlab) != 0) {
         dlh_ = value;
         return;

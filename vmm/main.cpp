@@ -20,13 +20,14 @@ namespace {
 constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 
-// Every thread keel starts (vCPUs, device I/O, the API) gets a 2 MiB stack instead of glibc's
-// RLIMIT_STACK (8 MiB). With transparent huge pages "always" (Debian's default) an 8 MiB stack
-// holds whole aligned 2 MiB ranges, and a stack that grows a few KiB into one is given a 2 MiB
-// huge page: that was a third of keel's memory outside guest RAM, in some runs and not others.
-// A 2 MiB stack less its guard page never holds one. Deep enough: Keel recurses nowhere deeply.
+// Every thread keel starts (vCPUs, device I/O, the API) gets a 1 MiB stack instead of glibc's
+// RLIMIT_STACK (8 MiB). With transparent huge pages "always" (Debian's default) a stack mapping
+// that holds a whole aligned 2 MiB range is given a 2 MiB huge page as soon as the thread's
+// stack reaches into it: that was a third of keel's memory outside guest RAM, in some runs and
+// not others. glibc adds the guard page on top of the size asked for, so the size must stay
+// well below 2 MiB. Deep enough: Keel recurses nowhere deeply (the JSON parser is iterative).
 void small_thread_stacks() {
-  constexpr std::size_t kStack = std::size_t{2} << 20;
+  constexpr std::size_t kStack = std::size_t{1} << 20;
   pthread_attr_t attr;
   if (pthread_getattr_default_np(&attr) != 0) {
     return;

@@ -510,6 +510,9 @@ void Vm::stop() {
   if (coalesced_) {
     coalesced_->drain();  // the last bytes a vCPU wrote before it stopped
   }
+  if (serial_) {
+    serial_->flush();
+  }
 }
 
 void Vm::on_power(devices::PowerEvent event) {

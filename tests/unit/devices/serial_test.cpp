@@ -30,9 +30,34 @@ TEST_CASE("UART transmits to the output and reports an empty transmitter") {
   Uart u;
   u.outb(0, 'h');
   u.outb(0, 'i');
-  CHECK(u.out == "hi");
   CHECK((u.in(5) & 0x60) == 0x60);  // THRE and TEMT
   CHECK(u.irq->edges == 0);          // no interrupt enabled
+  u.serial.flush();
+  CHECK(u.out == "hi");
+}
+
+TEST_CASE("UART output goes on a line at a time, at an IER write, when the batch is full") {
+  Uart u;
+  std::vector<std::string> pieces;
+  Serial serial{u.irq, [&](std::span<const std::uint8_t> b) { pieces.emplace_back(b.begin(), b.end()); }};
+  const auto outb = [&](std::uint64_t reg, std::uint8_t v) { serial.write(reg, std::span<const std::uint8_t>(&v, 1)); };
+  for (char c : std::string("one\r\ntw")) {
+    outb(0, static_cast<std::uint8_t>(c));
+  }
+  CHECK(pieces == std::vector<std::string>{"one\r\n"});
+  outb(1, 0x00);  // Linux restores IER at the end of each console write: the rest goes
+  CHECK(pieces == std::vector<std::string>{"one\r\n", "tw"});
+  outb(1, 0x00);  // nothing waiting: nothing passed on
+  CHECK(pieces.size() == 2);
+
+  pieces.clear();
+  const std::string line(Serial::kOutputBatch + 10, 'x');
+  serial.write_data(std::span(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
+  REQUIRE(pieces.size() == 1);
+  CHECK(pieces[0].size() == Serial::kOutputBatch);
+  serial.flush();
+  REQUIRE(pieces.size() == 2);
+  CHECK(pieces[1].size() == 10);
 }
 
 TEST_CASE("UART divisor latch shadows data and IER") {
@@ -107,7 +132,7 @@ TEST_CASE("UART ignores out-of-range offsets and empty accesses") {
   CHECK(u.out.empty());
 }
 
-TEST_CASE("UART data replayed from the coalesced ring: one output, the same state as byte writes") {
+TEST_CASE("UART data replayed from the coalesced ring: the same output and state as byte writes") {
   Uart u;
   std::vector<std::size_t> pieces;
   Serial serial{u.irq, [&](std::span<const std::uint8_t> b) {
@@ -117,7 +142,7 @@ TEST_CASE("UART data replayed from the coalesced ring: one output, the same stat
   const std::string text = "hello, console\n";
   serial.write_data(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
   CHECK(u.out == text);
-  CHECK(pieces == std::vector<std::size_t>{text.size()});
+  CHECK(pieces == std::vector<std::size_t>{text.size()});  // one line, passed on whole
   CHECK(u.irq->edges == 0);  // THRE interrupt off: nothing raised
 
   // With DLAB set the bytes are the divisor (the last one stays), never output.
