@@ -23,10 +23,13 @@ void CoalescedRing::drain() {
   // moves `first` once it has copied the record out.
   std::atomic_ref<std::uint32_t> first(*reinterpret_cast<std::uint32_t*>(page_ + kFirstOffset));
   std::atomic_ref<std::uint32_t> last(*reinterpret_cast<std::uint32_t*>(page_ + kLastOffset));
-  if (first.load(std::memory_order_relaxed) == last.load(std::memory_order_acquire)) {
+  if (first.load(std::memory_order_acquire) == last.load(std::memory_order_acquire)) {
     return;
   }
   std::lock_guard lock(mutex_);
+  if (broken_) {
+    return;
+  }
   std::array<std::uint8_t, kCapacity> bytes{};
   std::size_t count = 0;
   std::uint16_t port = 0;
@@ -38,10 +41,12 @@ void CoalescedRing::drain() {
   };
   std::uint32_t at = first.load(std::memory_order_relaxed);
   const std::uint32_t end = last.load(std::memory_order_acquire);
-  // Values out of range would come from a broken kernel; never read past the page.
+  // Values out of range would come from a broken kernel: never read past the page, and stop
+  // reading the ring (said once; the writes it held are lost).
   if (at >= kCapacity || end >= kCapacity) {
-    log::warn("vcpu", "coalesced ring indexes out of range; dropped", {{"first", at}, {"last", end}});
-    first.store(end < kCapacity ? end : 0, std::memory_order_release);
+    log::error("vcpu", "coalesced ring indexes out of range; the ring is no longer read",
+               {{"first", at}, {"last", end}});
+    broken_ = true;
     return;
   }
   while (at != end) {

@@ -46,6 +46,7 @@ class CoalescedRing {
   std::uint8_t* page_;
   Replay replay_;
   std::mutex mutex_;  // one reader at a time: `first` is the reader's
+  bool broken_ = false;  // indexes out of range seen: the ring is no longer read
 };
 
 }  // namespace keel::vmm

@@ -4,12 +4,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <functional>
 #include <memory>
 
 #include "base/unique_fd.hpp"
 
 namespace keel::vmm {
+namespace {
+
+// All of `bytes`, a short write or an interrupted one going on; a sink that fails (or would
+// block) loses the rest: the guest never waits on its console.
+void write_all(int fd, std::span<const std::uint8_t> bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n > 0) {
+      bytes = bytes.subspan(static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return;
+    }
+  }
+}
+
+}  // namespace
 
 Result<SerialSink> open_serial_output(const VmConfig& config) {
   const auto nothing_to_begin = [] { return ok_status(); };
@@ -18,7 +37,7 @@ Result<SerialSink> open_serial_output(const VmConfig& config) {
       return SerialSink{devices::Serial::Output{}, nothing_to_begin};
     case SerialMode::kTty:
       return SerialSink{devices::Serial::Output([](std::span<const std::uint8_t> bytes) {
-                          [[maybe_unused]] ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
+                          write_all(STDOUT_FILENO, bytes);
                         }),
                         nothing_to_begin};
     case SerialMode::kFile: {
@@ -60,7 +79,7 @@ Result<SerialSink> open_serial_output(const VmConfig& config) {
         return ok_status();
       };
       return SerialSink{devices::Serial::Output([fd](std::span<const std::uint8_t> bytes) {
-                          [[maybe_unused]] ssize_t n = ::write(fd->get(), bytes.data(), bytes.size());
+                          write_all(fd->get(), bytes);
                         }),
                         begin};
     }

@@ -481,13 +481,19 @@ Status Vm::setup_coalesced_serial(const Kvm& kvm, const KvmVcpu& vcpu0, std::siz
     log::debug("vm", "no coalesced port I/O; every serial byte exits");
     return ok_status();
   }
-  KEEL_TRY(auto page, vcpu0.map_page(static_cast<std::size_t>(ring_page)));
+  auto page = vcpu0.map_page(static_cast<std::size_t>(ring_page));
+  if (!page.ok()) {
+    log::warn("vm", "coalesced ring not mapped; every serial byte exits", {{"error", page.error().message()}});
+    return ok_status();
+  }
   coalesced_ = std::make_unique<CoalescedRing>(
-      std::move(page), [this](std::uint16_t port, std::span<const std::uint8_t> bytes) {
+      std::move(page).value(), [this](std::uint16_t port, std::span<const std::uint8_t> bytes) {
         if (port == layout::kCom1Port) {
           serial_->write_data(bytes);
         }
       });
+  // A zone KVM failed to remove only delays the guest's THRE interrupt until the next drain
+  // (the VMM drains at least every 100 ms): slower, never wedged.
   serial_->on_transmit_polled([this](bool polled) {
     if (Status s = kvm_vm_.coalesce_pio(layout::kCom1Port, 1, polled); !s.ok()) {
       log::warn("vm", "COM1 coalescing not changed", {{"polled", polled}, {"error", s.error().message()}});
@@ -507,8 +513,12 @@ void Vm::stop() {
   for (auto& vcpu : vcpus_) {
     vcpu->stop();
   }
+  flush_console();  // the last bytes a vCPU wrote before it stopped
+}
+
+void Vm::flush_console() {
   if (coalesced_) {
-    coalesced_->drain();  // the last bytes a vCPU wrote before it stopped
+    coalesced_->drain();
   }
   if (serial_) {
     serial_->flush();

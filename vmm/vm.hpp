@@ -60,6 +60,8 @@ class Vm {
 
   // Bytes from the host's terminal for the guest's COM1.
   void serial_input(std::span<const std::uint8_t> bytes) { serial_->enqueue_input(bytes); }
+  // Passes on the console output still waiting: bytes in KVM's coalesced ring, a partial line.
+  void flush_console();
 
   const memory::GuestMemory& memory() const { return memory_; }
   // The DMA negotiation of each passthrough container, re-read from the kernel (empty without

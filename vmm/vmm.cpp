@@ -113,13 +113,21 @@ int Vmm::run() {
                      {vm_ ? vm_->exit_event_fd() : -1, POLLIN, 0},
                      {forward_stdin ? STDIN_FILENO : -1, POLLIN, 0},
                      {vm_ ? vm_->hotplug_event_fd() : -1, POLLIN, 0}};
-    if (::poll(fds, 5, -1) < 0) {
+    // While a guest runs, wake at least every kConsoleFlushMs: console output waits for the
+    // guest's next exit (KVM's coalesced ring) or the end of its line; an idle guest has neither.
+    const bool running = vm_ && state_ == VmState::kRunning;
+    const int ready = ::poll(fds, 5, running ? kConsoleFlushMs : -1);
+    if (ready < 0) {
       if (errno == EINTR) {
         continue;
       }
       log::error("vmm", "poll failed", {{"error", Error::from_errno("poll").message()}});
       exit_code_ = 1;
       break;
+    }
+    if (ready == 0 && running) {
+      vm_->flush_console();
+      continue;
     }
     if ((fds[0].revents & POLLIN) != 0) {
       run_requests();

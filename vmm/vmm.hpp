@@ -57,6 +57,9 @@ class Vmm : public VmmControl {
   Status resize(const ResizeConfig& resize) override;
 
  private:
+  // The longest console output of a running guest waits to be passed on.
+  static constexpr int kConsoleFlushMs = 100;
+
   Vmm(Options options, UniqueFd signal_fd, EventFd requests)
       : options_(options), signal_fd_(std::move(signal_fd)), requests_(std::move(requests)) {}
 
