@@ -132,7 +132,7 @@ std::vector<vfio::DmaReport> Vm::dma_reports() const {
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output, SeccompMode seccomp,
-                                       EventSink events) {
+                                       EventSink events, bool pci_hotplug) {
   KEEL_TRY(auto memory,
            memory::GuestMemory::create(
                config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages},
@@ -197,7 +197,8 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
 
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
   // Linux does not spend a second probing one.
-  boot::AcpiConfig acpi{.num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false};
+  boot::AcpiConfig acpi{
+      .num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false, .pci_hotplug = pci_hotplug};
   if (vm->viommu_) {
     acpi.viot = vm->viommu_->viot();
   }

@@ -205,7 +205,8 @@ Status Vmm::boot_locked() {
                                [this](std::string_view source, std::string_view event,
                                       const nlohmann::json& properties) {
                                  emit(source, event, properties);  // any thread
-                               }));
+                               },
+                               /*pci_hotplug=*/options_.serve_api));
   KEEL_TRY_STATUS(serial_->begin());
   vm_ = std::move(vm);
   log::info("vmm", "booting", {{"kernel", config_->kernel}});

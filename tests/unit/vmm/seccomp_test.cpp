@@ -113,6 +113,17 @@ TEST_CASE("seccomp: ioctl is allowed by request number only") {
     return ::ioctl(-1, KVM_RUN, 0) == -1 && errno == EBADF ? 0 : 5;
   });
   CHECK(allowed.status == 0);
+  // COM1's coalescing follows the guest's IER writes, made on vCPU threads.
+  const Outcome coalescing = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVcpu, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    kvm_coalesced_mmio_zone zone{};
+    const bool on = ::ioctl(-1, KVM_REGISTER_COALESCED_MMIO, &zone) == -1 && errno == EBADF;
+    const bool off = ::ioctl(-1, KVM_UNREGISTER_COALESCED_MMIO, &zone) == -1 && errno == EBADF;
+    return on && off ? 0 : 5;
+  });
+  CHECK(coalescing.status == 0);
   const Outcome refused = in_child([] {
     if (!install_seccomp_filter(ThreadKind::kVcpu, SeccompMode::kEnforce).ok()) {
       return 3;
