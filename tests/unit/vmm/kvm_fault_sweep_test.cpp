@@ -82,16 +82,19 @@ TEST_CASE("KVM fault sweep: every ioctl of VM creation fails in turn, cleanly") 
         if (error) {
           CHECK_FALSE(error->message().empty());  // it says which call
         } else {
-          CHECK(request == KVM_CHECK_EXTENSION);  // only an optional capability may be absent
+          // Only what is optional may fail without failing the VM: a capability (TSC deadline,
+          // coalesced MMIO and port I/O) treated as absent, and COM1's coalesced zone (refused,
+          // every serial byte exits as before).
+          CHECK((request == KVM_CHECK_EXTENSION || request == KVM_REGISTER_COALESCED_MMIO));
           ++tolerated;
         }
         CHECK(open_fds() == fds);  // VM, vCPU and eventfds all closed
       }
     }
   }
-  CHECK(tolerated <= 2);
+  CHECK(tolerated <= 8);  // 3 optional capabilities and 1 zone, each failed 2 ways
   WARN("KVM fault sweep: " << cases << " cases over " << clean->calls.size() << " ioctl kinds ("
-                           << tolerated << " an optional capability treated as absent)");
+                           << tolerated << " something optional treated as absent)");
 }
 
 }  // namespace

@@ -102,10 +102,9 @@ TEST_CASE("a real-mode guest reaches the serial port, an MMIO device and power-o
   std::string serial_out;
   devices::Bus pio("port I/O");
   devices::Bus mmio("MMIO");
-  REQUIRE(pio.insert(std::make_shared<devices::Serial>(
-                         nullptr, [&](std::span<const std::uint8_t> b) { serial_out.append(b.begin(), b.end()); }),
-                     layout::kCom1Port, 8)
-              .ok());
+  auto serial = std::make_shared<devices::Serial>(
+      nullptr, [&](std::span<const std::uint8_t> b) { serial_out.append(b.begin(), b.end()); });
+  REQUIRE(pio.insert(serial, layout::kCom1Port, 8).ok());
   auto exited = EventFd::create(EFD_NONBLOCK);
   REQUIRE(exited.ok());
   std::vector<devices::PowerEvent> events;
@@ -130,6 +129,7 @@ TEST_CASE("a real-mode guest reaches the serial port, an MMIO device and power-o
   pollfd pfd{exited->fd(), POLLIN, 0};
   const int ready = ::poll(&pfd, 1, 60'000);  // a bound, not a timing assertion
   vcpu.stop();
+  serial->flush();  // "Hi" and the echo end without a newline: the rest waits, as Vm::stop flushes
 
   REQUIRE(ready == 1);
   CHECK(errors.empty());
