@@ -22,8 +22,8 @@ Response from_result(const Result<T>& result, ToJson to_json) {
   return result.ok() ? json_response(200, to_json(result.value())) : error_response(result.error());
 }
 
-// pause, resume, shutdown, reboot: cloud-hypervisor answers 405 when the VM is not in the state
-// the action applies to (not booted, not paused).
+// pause, resume, shutdown, reboot, power-button, nmi: cloud-hypervisor documents 405 when the VM
+// is not in the state the action applies to (not booted, not paused).
 Response from_state_change(const Status& status) {
   Response response = from_status(status);
   if (!status.ok() && status.error().kind() == ErrorKind::kWrongState) {
@@ -77,6 +77,10 @@ struct Dispatcher {
     return from_status(control.remove_device(op.id));
   }
   Response operator()(const ResizeVm& op) const { return from_status(control.resize(op.resize)); }
+  Response operator()(const PowerButton&) const {
+    return from_state_change(control.power_button());
+  }
+  Response operator()(const InjectNmi&) const { return from_state_change(control.nmi()); }
 };
 
 void log_failure(std::string_view what, const Response& response) {

@@ -21,6 +21,8 @@ struct NameOf {
   std::string_view operator()(const AddVsock&) const { return "vm.add-vsock"; }
   std::string_view operator()(const RemoveDevice&) const { return "vm.remove-device"; }
   std::string_view operator()(const ResizeVm&) const { return "vm.resize"; }
+  std::string_view operator()(const PowerButton&) const { return "vm.power-button"; }
+  std::string_view operator()(const InjectNmi&) const { return "vm.nmi"; }
 };
 
 }  // namespace

@@ -49,11 +49,13 @@ struct RemoveDevice {
 struct ResizeVm {
   vmm::ResizeConfig resize;
 };
+struct PowerButton {};
+struct InjectNmi {};
 
 using Operation =
     std::variant<PingVmm, ShutdownVmm, CreateVm, BootVm, ShutdownVm, RebootVm, PauseVm, ResumeVm,
                  DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddNet, AddVsock, RemoveDevice,
-                 ResizeVm>;
+                 ResizeVm, PowerButton, InjectNmi>;
 
 // The operation's API name: "vmm.ping", "vm.create", ...
 std::string_view operation_name(const Operation& operation);

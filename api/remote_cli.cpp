@@ -113,7 +113,7 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
 
   std::string config_file, device_spec, disk_spec, device_id;
   for (const char* name : {"ping", "boot", "info", "counters", "shutdown", "reboot", "pause",
-                           "resume", "delete", "shutdown-vmm"}) {
+                           "resume", "delete", "shutdown-vmm", "power-button", "nmi"}) {
     app.add_subcommand(name, std::string("vm/vmm operation ") + name);
   }
   app.get_subcommand("ping")->description("Check that keel answers (vmm.ping)");
@@ -127,6 +127,11 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
   app.get_subcommand("resume")->description("Resume a paused VM (vm.resume)");
   app.get_subcommand("delete")->description("Delete the VM (vm.delete)");
   app.get_subcommand("shutdown-vmm")->description("End keel itself (vmm.shutdown)");
+  app.get_subcommand("power-button")
+      ->description("Press the VM's ACPI power button; the guest decides what follows "
+                    "(vm.power-button)");
+  app.get_subcommand("nmi")->description(
+      "Send a non-maskable interrupt to every vCPU of the VM (vm.nmi)");
   app.add_subcommand("create", "Create a VM from a VmConfig JSON file, - for stdin (vm.create)")
       ->add_option("file", config_file, "The VmConfig JSON file")
       ->required();

@@ -25,7 +25,7 @@ struct PlainCommand {
   std::string_view command;
   std::string_view endpoint;
 };
-constexpr std::array<PlainCommand, 10> kPlainCommands{{
+constexpr std::array<PlainCommand, 12> kPlainCommands{{
     {"ping", "vmm.ping"},
     {"shutdown-vmm", "vmm.shutdown"},
     {"boot", "vm.boot"},
@@ -36,6 +36,8 @@ constexpr std::array<PlainCommand, 10> kPlainCommands{{
     {"delete", "vm.delete"},
     {"info", "vm.info"},
     {"counters", "vm.counters"},
+    {"power-button", "vm.power-button"},
+    {"nmi", "vm.nmi"},
 }};
 
 }  // namespace

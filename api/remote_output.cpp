@@ -246,6 +246,8 @@ std::string format_done(std::string_view command) {
       {"add-vsock", "vsock device added; it gets its guest address at vm.boot"},
       {"resize", "resize asked of the guest (vm.info's memory_actual_size follows)"},
       {"shutdown-vmm", "keel is shutting down"},
+      {"power-button", "power button pressed; the guest decides what follows"},
+      {"nmi", "NMI sent to every vCPU"},
   };
   for (const auto& [name, done] : kDone) {
     if (name == command) {

@@ -97,7 +97,7 @@ Result<Operation> make_resize(std::string_view body) {
   return Operation(op);
 }
 
-constexpr std::array<Route, 17> kRoutes{{
+constexpr std::array<Route, 19> kRoutes{{
     {"vmm.ping", "GET", false, &make_plain<PingVmm>},
     {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
     {"vm.create", "PUT", true, &make_create},
@@ -115,6 +115,8 @@ constexpr std::array<Route, 17> kRoutes{{
     {"vm.add-vsock", "PUT", true, &make_add_vsock},
     {"vm.remove-device", "PUT", true, &make_remove_device},
     {"vm.resize", "PUT", true, &make_resize},
+    {"vm.power-button", "PUT", false, &make_plain<PowerButton>},
+    {"vm.nmi", "PUT", false, &make_plain<InjectNmi>},
 }};
 
 }  // namespace

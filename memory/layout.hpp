@@ -66,6 +66,10 @@ inline constexpr std::uint8_t kPciHotplugUpOffset = 0;
 inline constexpr std::uint8_t kPciHotplugDownOffset = 4;
 inline constexpr std::uint8_t kPciHotplugEjectOffset = 8;
 inline constexpr std::uint32_t kGedIrq = 5;
+// The power button (devices/power_button.hpp, the DSDT's \_SB_.PWRB): one 32-bit register,
+// PBST, bit 0 set when the button was pressed (cleared by reading); it raises the GED's line too.
+inline constexpr std::uint16_t kPowerButtonPort = 0x61c;
+inline constexpr std::uint16_t kPowerButtonSize = 4;
 
 // ---- Shared by the ACPI tables (vmm/boot) and the devices they describe ----
 // PCI INTx: slot `slot` pin `pin` (0 = INTA .. 3 = INTD) raises IOAPIC GSI 16..23, swizzled so

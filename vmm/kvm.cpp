@@ -296,6 +296,13 @@ Status KvmVcpu::run() {
   return ok_status();
 }
 
+Status KvmVcpu::nmi() {
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_NMI, 0) != 0) {
+    return Error::from_errno("KVM_NMI");
+  }
+  return ok_status();
+}
+
 Result<Mapping> KvmVcpu::map_page(std::size_t page) const {
   const long page_size = ::sysconf(_SC_PAGESIZE);
   return Mapping::create(static_cast<std::size_t>(page_size), PROT_READ | PROT_WRITE, MAP_SHARED,

@@ -105,6 +105,9 @@ class KvmVcpu {
   Status set_msrs(const std::vector<kvm_msr_entry>& msrs);
   Result<kvm_lapic_state> lapic() const;              // KVM_GET_LAPIC
   Status set_lapic(const kvm_lapic_state& state);     // KVM_SET_LAPIC
+  // KVM_NMI: queues a non-maskable interrupt for the vCPU. Call it from the vCPU's own thread
+  // between two KVM_RUNs: another thread's call would wait until the vCPU next exits.
+  Status nmi();
 
  private:
   UniqueFd fd_;

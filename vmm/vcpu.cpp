@@ -1,5 +1,6 @@
 #include "vmm/vcpu.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <mutex>
@@ -39,10 +40,38 @@ void Vcpu::stop() {
   }
   stopping_.store(true);
   // immediate_exit covers a kick that lands before the thread enters KVM_RUN.
-  kvm_.run_area()->immediate_exit = 1;
+  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(1);
   ::pthread_kill(thread_.native_handle(), kick_signal());
   thread_.join();
-  kvm_.run_area()->immediate_exit = 0;
+  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(0);
+}
+
+void Vcpu::inject_nmi() {
+  nmi_pending_.store(true);
+  // As stop() does: immediate_exit covers a thread about to enter KVM_RUN, the signal one in it.
+  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(1);
+  if (thread_.joinable()) {
+    ::pthread_kill(thread_.native_handle(), kick_signal());
+  }
+}
+
+bool Vcpu::deliver_nmi() {
+  if (!nmi_pending_.load()) {
+    return true;
+  }
+  // Cleared before the flag is taken: an inject_nmi() after this sets it again, so its NMI
+  // cannot wait for an unrelated exit. A stop() that set it too has set stopping_ first, which
+  // the loop reads next.
+  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(0);
+  if (!nmi_pending_.exchange(false)) {
+    return true;
+  }
+  if (Status queued = kvm_.nmi(); !queued.ok()) {
+    on_error_(queued.error().wrap("vCPU " + std::to_string(id_)));
+    return false;
+  }
+  log::debug("vcpu", "NMI delivered", {{"vcpu", id_}});
+  return true;
 }
 
 void Vcpu::thread_main() {
@@ -52,7 +81,7 @@ void Vcpu::thread_main() {
     on_error_(filtered.error().wrap("vCPU " + std::to_string(id_)));
     return;
   }
-  while (!stopping_.load()) {
+  while (deliver_nmi() && !stopping_.load()) {
     Status ran = kvm_.run();
     // Writes KVM coalesced came before this exit: the devices see them first.
     if (coalesced_ != nullptr) {

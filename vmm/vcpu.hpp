@@ -38,6 +38,11 @@ class Vcpu {
   // Asks the thread to leave KVM_RUN and waits for it. Safe to call more than once.
   void stop();
 
+  // Delivers a non-maskable interrupt to the guest on this vCPU (any thread): the vCPU thread
+  // issues KVM_NMI before it next enters the guest, kicked out of KVM_RUN if it is there. A
+  // stopped (paused) vCPU gets it when it starts again.
+  void inject_nmi();
+
   // Installs the no-op handler for the signal that kicks vCPUs out of KVM_RUN; once per process.
   static void install_kick_signal();
 
@@ -56,7 +61,11 @@ class Vcpu {
   ErrorHandler on_error_;
   SeccompMode seccomp_;  // the vCPU filter, installed by the thread before its first KVM_RUN
   CoalescedRing* coalesced_;  // the VM's, drained after each KVM_RUN; null without one
+  // KVM_NMI for a pending inject_nmi(), on the vCPU thread; false when the vCPU must stop.
+  bool deliver_nmi();
+
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> nmi_pending_{false};
   std::thread thread_;
 };
 

@@ -87,13 +87,14 @@ void set_lvt(kvm_lapic_state& state, std::size_t reg, std::uint32_t delivery) {
 
 // Guest RAM takes the first KVM memory slots, one per region; devices' slots follow.
 Vm::Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event, EventFd hotplug_event,
-       SeccompMode seccomp)
+       SeccompMode seccomp, bool acpi_events)
     : memory_(std::move(memory)),
       kvm_vm_(std::move(kvm_vm)),
       exit_event_(std::move(exit_event)),
       memory_slots_(kvm_vm_, static_cast<std::uint32_t>(memory_.regions().size() +
                                                         (memory_.hotplug_region() ? 1 : 0))),
       seccomp_(seccomp),
+      acpi_events_(acpi_events),
       hotplug_event_(std::move(hotplug_event)) {}
 
 Vm::~Vm() {
@@ -132,7 +133,7 @@ std::vector<vfio::DmaReport> Vm::dma_reports() const {
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output, SeccompMode seccomp,
-                                       EventSink events, bool pci_hotplug) {
+                                       EventSink events, bool acpi_events) {
   KEEL_TRY(auto memory,
            memory::GuestMemory::create(
                config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages},
@@ -141,7 +142,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   KEEL_TRY(auto exit_event, EventFd::create(EFD_NONBLOCK));
   KEEL_TRY(auto hotplug_event, EventFd::create(EFD_NONBLOCK));
   std::unique_ptr<Vm> vm(new Vm(std::move(memory), std::move(kvm_vm), std::move(exit_event),
-                                std::move(hotplug_event), seccomp));
+                                std::move(hotplug_event), seccomp, acpi_events));
 
   KEEL_TRY_STATUS(vm->kvm_vm_.set_x86_private_pages(kTssAddr, kIdentityMapAddr));
   KEEL_TRY_STATUS(vm->kvm_vm_.create_irqchip());
@@ -198,7 +199,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
   // Linux does not spend a second probing one.
   boot::AcpiConfig acpi{
-      .num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false, .pci_hotplug = pci_hotplug};
+      .num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false, .acpi_events = acpi_events};
   if (vm->viommu_) {
     acpi.viot = vm->viommu_->viot();
   }
@@ -233,10 +234,13 @@ Status Vm::setup_devices(SerialOutput serial_output) {
                               devices::I8042::kSize));
   KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::AcpiPm>(power), layout::kAcpiPmPort,
                               layout::kAcpiPmSize));
-  KEEL_TRY(auto ged_irq, IrqfdLine::create(kvm_vm_, layout::kGedIrq));
-  hotplug_ = std::make_shared<pci::AcpiHotplug>(std::move(ged_irq),
+  KEEL_TRY(std::shared_ptr<IrqfdLine> ged_irq, IrqfdLine::create(kvm_vm_, layout::kGedIrq));
+  hotplug_ = std::make_shared<pci::AcpiHotplug>(ged_irq,
                                                 [this](std::uint8_t slot) { on_eject(slot); });
   KEEL_TRY_STATUS(pio_.insert(hotplug_, layout::kPciHotplugPort, layout::kPciHotplugSize));
+  power_button_ = std::make_shared<devices::PowerButton>(std::move(ged_irq));
+  KEEL_TRY_STATUS(
+      pio_.insert(power_button_, layout::kPowerButtonPort, layout::kPowerButtonSize));
 
   KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
                                             pci::Platform::BarWindows::above_ram(memory_.top()),
@@ -515,6 +519,21 @@ void Vm::stop() {
     vcpu->stop();
   }
   flush_console();  // the last bytes a vCPU wrote before it stopped
+}
+
+Status Vm::press_power_button() {
+  if (!acpi_events_) {
+    return Error::not_supported(
+        "this VM has no power button: keel gives the guest one only with --api-socket");
+  }
+  power_button_->press();
+  return ok_status();
+}
+
+void Vm::inject_nmi() {
+  for (auto& vcpu : vcpus_) {
+    vcpu->inject_nmi();
+  }
 }
 
 void Vm::flush_console() {

@@ -9,6 +9,7 @@
 #include "base/result.hpp"
 #include "devices/bus.hpp"
 #include "devices/pci/acpi_hotplug.hpp"
+#include "devices/power_button.hpp"
 #include "devices/pci/platform.hpp"
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
@@ -38,12 +39,13 @@ class Vm {
   // `seccomp`: the filter each vCPU thread installs before it first enters the guest.
   // `events`: where the VM reports what happens inside it (a lazy container reaching its
   // low-water mark); may be empty.
-  // `pci_hotplug`: the guest is given hot-plug slots (only an API can plug into them; a guest
-  // without them boots faster: Linux registers and evaluates 31 slots at boot).
+  // `acpi_events`: the guest is given the ACPI Generic Event Device with hot-plug slots and a
+  // power button (only an API can plug into them or press it; a guest without them boots
+  // faster: Linux registers and evaluates 31 slots at boot).
   static Result<std::unique_ptr<Vm>> create(const Kvm& kvm, const VmConfig& config,
                                             SerialOutput serial_output,
                                             SeccompMode seccomp = SeccompMode::kOff,
-                                            EventSink events = {}, bool pci_hotplug = true);
+                                            EventSink events = {}, bool acpi_events = true);
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
@@ -59,6 +61,13 @@ class Vm {
   std::optional<Error> error() const;
   // Stops and joins every vCPU thread. Idempotent.
   void stop();
+
+  // Presses the ACPI power button: the guest decides what follows (Linux's user space
+  // usually powers off). kNotSupported when the VM was made without acpi_events.
+  Status press_power_button();
+  // A non-maskable interrupt on every vCPU (the guest's NMI handlers run; Linux logs an NMI it
+  // cannot attribute and carries on, or panics with unknown_nmi_panic).
+  void inject_nmi();
 
   // Bytes from the host's terminal for the guest's COM1.
   void serial_input(std::span<const std::uint8_t> bytes) { serial_->enqueue_input(bytes); }
@@ -108,7 +117,7 @@ class Vm {
 
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event, EventFd hotplug_event,
-     SeccompMode seccomp);
+     SeccompMode seccomp, bool acpi_events);
   Status setup_devices(SerialOutput serial_output);
   // Puts a virtio device on the PCI platform, in the next free slot, and returns the slot. A
   // device that uses worker threads gets them with the device-I/O seccomp filter.
@@ -143,7 +152,9 @@ class Vm {
   virtio::VirtioMem* mem_ = nullptr;  // owned by its transport, one of virtio_; null: none
   std::shared_ptr<virtio::VirtioPciDevice> mem_transport_;
   SeccompMode seccomp_;
+  bool acpi_events_;  // the guest was told of the GED, its slots and the power button
   std::shared_ptr<pci::AcpiHotplug> hotplug_;
+  std::shared_ptr<devices::PowerButton> power_button_;
   EventFd hotplug_event_;
   std::mutex ejected_mutex_;
   std::uint32_t ejected_ = 0;  // slots the guest ejected, by bit

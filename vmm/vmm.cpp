@@ -206,7 +206,7 @@ Status Vmm::boot_locked() {
                                       const nlohmann::json& properties) {
                                  emit(source, event, properties);  // any thread
                                },
-                               /*pci_hotplug=*/options_.serve_api));
+                               /*acpi_events=*/options_.serve_api));
   KEEL_TRY_STATUS(serial_->begin());
   vm_ = std::move(vm);
   log::info("vmm", "booting", {{"kernel", config_->kernel}});
@@ -330,6 +330,34 @@ Status Vmm::resume_vm() {
     KEEL_TRY_STATUS(vm_->start());
     state_ = VmState::kRunning;
     emit("vm", "resumed");
+    return ok_status();
+  });
+}
+
+Status Vmm::power_button() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
+      return wrong_state("vm.power-button", state_);
+    }
+    KEEL_TRY_STATUS(vm_->press_power_button());
+    emit("vm", "power-button");
+    return ok_status();
+  });
+}
+
+Status Vmm::nmi() {
+  return on_vmm_thread<Status>([this]() -> Status {
+    if (!config_) {
+      return no_vm();
+    }
+    if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
+      return wrong_state("vm.nmi", state_);
+    }
+    vm_->inject_nmi();
+    emit("vm", "nmi");
     return ok_status();
   });
 }

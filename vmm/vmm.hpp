@@ -55,6 +55,8 @@ class Vmm : public VmmControl {
   Result<DeviceInfo> add_vsock(const VsockConfig& vsock) override;
   Status remove_device(const std::string& id) override;
   Status resize(const ResizeConfig& resize) override;
+  Status power_button() override;
+  Status nmi() override;
 
  private:
   // The longest console output of a running guest waits to be passed on.

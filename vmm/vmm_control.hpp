@@ -78,6 +78,11 @@ class VmmControl {
   // vm.resize: desired_ram grows or shrinks the hot-plugged memory (virtio-mem) of a running VM,
   // limited to what every eagerly mapped VFIO container can map.
   virtual Status resize(const ResizeConfig& resize) = 0;
+  // vm.power-button: the ACPI power button of a booted VM (running or paused: a paused guest
+  // sees it when resumed).
+  virtual Status power_button() = 0;
+  // vm.nmi: a non-maskable interrupt on every vCPU of a booted VM.
+  virtual Status nmi() = 0;
 };
 
 }  // namespace keel::vmm

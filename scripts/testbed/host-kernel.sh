@@ -24,6 +24,7 @@ wanted_modules=(
 # What a guest booted by Keel with this kernel loads (tests/integration/guest/devices-init).
 guest_modules=(
   virtio_pci virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng virtio_mem
+  button evdev  # the ACPI power button as an input device (vm.power-button)
 )
 
 resolve_package() {

@@ -25,7 +25,12 @@ limit=30
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 kdir=$("$testbed/host-kernel.sh")
-"$testbed/build-guest-initramfs.sh" --init "$guest_init" -o "$work/initramfs.cpio.gz"
+# The guest's ACPI power button driver and evdev, which its init loads (guest/boot-init).
+modules=()
+for ko in button.ko evdev.ko; do
+  modules+=(--file "$kdir/modules/$ko:/lib/modules/$ko")
+done
+"$testbed/build-guest-initramfs.sh" --init "$guest_init" "${modules[@]}" -o "$work/initramfs.cpio.gz"
 
 status=0
 markers=$("$run" --timeout 900 --edu 2 --append "vfio_iommu_type1.dma_entry_limit=$limit" \
@@ -149,6 +154,18 @@ ok boot-again
 expect "the guest booted again" grep -q "result guest=second booted=yes" <<<"$markers"
 expect "info-again: entries_used 1 again" test "$(json info-again '.dma[0].entries_used')" = 1
 expect "info-again: consistent" test "$(json info-again '.dma[0].consistent')" = true
+ok nmi
+n=$(grep '^KEEL-TESTBED result nmi_logged=' <<<"$markers" || true)
+expect "vm.nmi: the guest logged an NMI on each of its 2 vCPUs ($n)" \
+  test "$(field "$n" nmi_logged),$(field "$n" cpu0),$(field "$n" cpu1)" = yes,1,1
+ok power-button
+b=$(grep '^KEEL-TESTBED result guest_saw_button=' <<<"$markers" || true)
+expect "vm.power-button: the guest's input layer reported KEY_POWER ($b)" \
+  test "$(field "$b" guest_saw_button)" = yes
+expect "vm.power-button: the guest powered off and the VM is Shutdown ($b)" \
+  test "$(field "$b" state_after_button)" = Shutdown
+refused nmi-off '405|shut down'
+refused power-button-off '405|shut down'
 ok shutdown-vmm
 end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
 expect "vmm.shutdown ends keel with 0 (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0

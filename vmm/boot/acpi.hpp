@@ -25,7 +25,9 @@ struct AcpiConfig {
   bool com1 = true;            // describe the 16550 at layout::kCom1Port / kCom1Irq
   bool i8042 = true;           // FADT: an 8042 keyboard controller is present
   bool cmos_rtc = false;       // FADT: clear tells Linux not to probe a CMOS RTC
-  bool pci_hotplug = true;     // DSDT: ejectable slots and the Generic Event Device
+  // DSDT: the Generic Event Device and what it signals, the ejectable PCI slots and the power
+  // button (only an API can plug a device or press the button).
+  bool acpi_events = true;
   std::optional<ViotConfig> viot = std::nullopt;  // a VIOT table, when the VM has a virtual IOMMU
 };
 

@@ -53,7 +53,7 @@ aml::Bytes hotplug_slot(std::uint32_t slot) {
 // The Generic Event Device (hardware-reduced ACPI's event source): its interrupt runs _EVT, which
 // reads which slots gained a function (PCIU) and which the VMM wants ejected (PCID) and notifies
 // each slot: Device Check (1) makes acpiphp scan it, Eject Request (3) makes it remove the
-// driver and call the slot's _EJ0.
+// driver and call the slot's _EJ0; and whether the power button was pressed.
 aml::Bytes generic_event_device() {
   aml::ResourceTemplate crs;
   crs.irq_no_flags(static_cast<std::uint8_t>(layout::kGedIrq));
@@ -66,12 +66,19 @@ aml::Bytes generic_event_device() {
     evt.push_back(aml::if_then(aml::and_of(aml::local(1), aml::integer(1ULL << slot)),
                                {aml::notify(path, 3)}));
   }
+  // The power button: PBST bit 0 says it was pressed (reading clears it); Notify 0x80 is a
+  // button's "pressed" (the ACPI spec's Device Object Notification for buttons).
+  evt.push_back(aml::store(aml::ref("PBST"), aml::local(2)));
+  evt.push_back(aml::if_then(aml::and_of(aml::local(2), aml::integer(1)),
+                             {aml::notify("\\_SB_.PWRB", 0x80)}));
   std::vector<aml::Bytes> terms{
       aml::name("_HID", aml::string("ACPI0013")),
       aml::name("_UID", aml::integer(0)),
       aml::name("_CRS", crs.to_buffer()),
       aml::io_region("PHPR", layout::kPciHotplugPort, layout::kPciHotplugSize),
       aml::dword_fields("PHPR", {"PCIU", "PCID", "B0EJ"}),
+      aml::io_region("PBTR", layout::kPowerButtonPort, layout::kPowerButtonSize),
+      aml::dword_fields("PBTR", {"PBST"}),
       aml::method("_EVT", 1, true, evt),
   };
   return aml::device("GED_", terms);
@@ -127,6 +134,14 @@ aml::Bytes com1() {
                              });
 }
 
+// The power button as hardware-reduced ACPI has it: a control-method button the GED notifies.
+aml::Bytes power_button() {
+  return aml::device("PWRB", {
+                                 aml::name("_HID", aml::eisa_id("PNP0C0C")),
+                                 aml::name("_UID", aml::integer(0)),
+                             });
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram_end) {
@@ -135,12 +150,13 @@ std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram
   table.append(
       aml::name("\\_S5_", aml::package({aml::integer(layout::kAcpiS5SleepType), aml::integer(0),
                                         aml::integer(0), aml::integer(0)})));
-  std::vector<aml::Bytes> sb{pci_host_bridge(ram_end, config.pci_hotplug), ecam_reservation()};
+  std::vector<aml::Bytes> sb{pci_host_bridge(ram_end, config.acpi_events), ecam_reservation()};
   if (config.com1) {
     sb.push_back(com1());
   }
-  if (config.pci_hotplug) {
+  if (config.acpi_events) {
     sb.push_back(generic_event_device());
+    sb.push_back(power_button());
   }
   table.append(aml::scope("\\_SB_", sb));
   return std::move(table).finish();

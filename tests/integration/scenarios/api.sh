@@ -73,6 +73,27 @@ booted=no
 wait_for "$console" "KEEL-GUEST waiting" 2 180 && booted=yes
 result "guest=second booted=$booted"
 api info-again info
+# vm.nmi: every vCPU takes an NMI; Linux, which cannot attribute it, says so and carries on.
+api nmi nmi
+nmi=no
+wait_for "$console" "NMI received for unknown reason" 2 60 && nmi=yes
+result "nmi_logged=$nmi cpu0=$(grep -c 'NMI received for unknown reason .* on CPU 0' "$console") cpu1=$(grep -c 'NMI received for unknown reason .* on CPU 1' "$console")"
+# vm.power-button: the guest's init powers off on KEY_POWER, as logind or acpid would.
+api power-button power-button
+pressed=no
+wait_for "$console" "KEEL-GUEST power-button pressed" 1 60 && pressed=yes
+state=none
+n=0
+while [ "$n" -lt 150 ]; do
+  state=$(keel-remote --api-socket "$sock" --json info 2>/dev/null | tr -d ' \n' |
+    sed -n 's/.*"state":"\([A-Za-z]*\)".*/\1/p')
+  [ "$state" = Shutdown ] && break
+  sleep 0.2
+  n=$((n + 1))
+done
+result "guest_saw_button=$pressed state_after_button=$state"
+api nmi-off nmi
+api power-button-off power-button
 api shutdown-vmm shutdown-vmm
 n=0
 while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 150 ]; do sleep 0.2; n=$((n + 1)); done

@@ -28,7 +28,8 @@ TEST_CASE("actions answer 204 with no body and call their VmmControl method") {
   const std::pair<const char*, const char*> actions[] = {
       {"vmm.shutdown", "shutdown_vmm"}, {"vm.boot", "boot_vm"},   {"vm.shutdown", "shutdown_vm"},
       {"vm.reboot", "reboot_vm"},       {"vm.pause", "pause_vm"}, {"vm.resume", "resume_vm"},
-      {"vm.delete", "delete_vm"},
+      {"vm.delete", "delete_vm"},       {"vm.power-button", "power_button"},
+      {"vm.nmi", "nmi"},
   };
   for (const auto& [endpoint, method] : actions) {
     INFO(endpoint);
@@ -180,10 +181,11 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
       }
       const Response r =
           handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);
-      // As cloud-hypervisor: pause, resume, shutdown and reboot of a VM not in the state they
-      // apply to are 405.
+      // As cloud-hypervisor documents: pause, resume, shutdown, reboot, power-button and nmi
+      // of a VM not in the state they apply to are 405.
       const bool state_change = route.name == "vm.pause" || route.name == "vm.resume" ||
-                                route.name == "vm.shutdown" || route.name == "vm.reboot";
+                                route.name == "vm.shutdown" || route.name == "vm.reboot" ||
+                                route.name == "vm.power-button" || route.name == "vm.nmi";
       const unsigned want =
           state_change && c.error.kind() == ErrorKind::kWrongState ? 405 : c.status;
       CHECK(r.status == want);

@@ -70,6 +70,8 @@ class FakeVmmControl : public vmm::VmmControl {
     removed = id;
     return status_locked("remove_device");
   }
+  Status power_button() override { return status("power_button"); }
+  Status nmi() override { return status("nmi"); }
   Status resize(const vmm::ResizeConfig& r) override {
     std::lock_guard lock(mutex_);
     resized = r;

@@ -27,6 +27,7 @@ TEST_CASE("remote: commands map to endpoints and methods") {
       {"reboot", "PUT /api/v1/vm.reboot"}, {"pause", "PUT /api/v1/vm.pause"},
       {"resume", "PUT /api/v1/vm.resume"}, {"delete", "PUT /api/v1/vm.delete"},
       {"info", "GET /api/v1/vm.info"},     {"counters", "GET /api/v1/vm.counters"},
+      {"power-button", "PUT /api/v1/vm.power-button"}, {"nmi", "PUT /api/v1/vm.nmi"},
   };
   for (const auto& [command, expected] : cases) {
     auto request = plain_request(command);

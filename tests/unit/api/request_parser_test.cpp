@@ -51,6 +51,8 @@ TEST_CASE("every endpoint parses to its operation") {
       {"vm.add-vsock", "PUT", R"({"cid": 3, "socket": "/run/keel.vsock"})", Operation(AddVsock{}).index()},
       {"vm.remove-device", "PUT", R"({"id": "nic0"})", Operation(RemoveDevice{}).index()},
       {"vm.resize", "PUT", R"({"desired_ram": 1073741824})", Operation(ResizeVm{}).index()},
+      {"vm.power-button", "PUT", "", Operation(PowerButton{}).index()},
+      {"vm.nmi", "PUT", "", Operation(InjectNmi{}).index()},
   };
   REQUIRE(std::size(cases) == routes().size());
   for (const Case& c : cases) {

@@ -445,13 +445,19 @@ TEST_CASE("ACPI: DSDT has 31 ejectable slots and the Generic Event Device that n
   CHECK(text.find("Method (_EVT, 1, Serialized)") != std::string::npos);
   CHECK(text.find("Notify (\\_SB.PCI0.S1F, One)") != std::string::npos);
   CHECK(text.find("Notify (\\_SB.PCI0.S1F, 0x03)") != std::string::npos);
+  // The power button: a PNP0C0C device the GED notifies (0x80) when PBST says it was pressed.
+  CHECK(text.find("Device (PWRB)") != std::string::npos);
+  CHECK(text.find("EisaId (\"PNP0C0C\")") != std::string::npos);
+  CHECK(text.find("OperationRegion (PBTR, SystemIO, 0x061C, 0x04)") != std::string::npos);
+  CHECK(text.find("Notify (\\_SB.PWRB, 0x80)") != std::string::npos);
   CHECK(text.find("Error") == std::string::npos);
 
   AcpiConfig without;
-  without.pci_hotplug = false;
+  without.acpi_events = false;
   const Bytes plain = build_dsdt(without, 512 * kMiB);
   CHECK(find_bytes(plain, Bytes{'G', 'E', 'D', '_'}) == std::string::npos);
   CHECK(find_bytes(plain, Bytes{'_', 'E', 'J', '0'}) == std::string::npos);
+  CHECK(find_bytes(plain, Bytes{'P', 'W', 'R', 'B'}) == std::string::npos);
 }
 
 }  // namespace

@@ -124,6 +124,14 @@ TEST_CASE("seccomp: ioctl is allowed by request number only") {
     return on && off ? 0 : 5;
   });
   CHECK(coalescing.status == 0);
+  // vm.nmi: each vCPU thread queues its own NMI between two KVM_RUNs.
+  const Outcome nmi = in_child([] {
+    if (!install_seccomp_filter(ThreadKind::kVcpu, SeccompMode::kEnforce).ok()) {
+      return 3;
+    }
+    return ::ioctl(-1, KVM_NMI, 0) == -1 && errno == EBADF ? 0 : 5;
+  });
+  CHECK(nmi.status == 0);
   const Outcome refused = in_child([] {
     if (!install_seccomp_filter(ThreadKind::kVcpu, SeccompMode::kEnforce).ok()) {
       return 3;
