@@ -17,14 +17,28 @@ std::string join(const std::vector<std::string>& items) {
 
 }  // namespace
 
+Status Unsupported::status() const {
+  if (messages_.empty()) {
+    return ok_status();
+  }
+  if (messages_.size() == 1) {
+    return Error::invalid(messages_.front());
+  }
+  std::string all = std::to_string(messages_.size()) + " fields ask for what Keel does not support: ";
+  for (std::size_t i = 0; i < messages_.size(); ++i) {
+    all += (i == 0 ? "(" : "; (") + std::to_string(i + 1) + ") " + messages_[i];
+  }
+  return Error::invalid(std::move(all));
+}
+
 Result<JsonObjectReader> JsonObjectReader::open(const nlohmann::json& value, std::string path,
-                                                std::string name) {
+                                                std::string name, Unsupported* unsupported) {
   if (!value.is_object()) {
     const std::string where = path.empty() ? "the body" : path;
     return Error::invalid(where + ": expected a JSON object (" + name + "), got " +
                           describe_json(value));
   }
-  return JsonObjectReader(value, std::move(path), std::move(name));
+  return JsonObjectReader(value, std::move(path), std::move(name), unsupported);
 }
 
 std::string JsonObjectReader::path_of(std::string_view key) const {
@@ -99,14 +113,18 @@ Result<std::optional<std::uint64_t>> JsonObjectReader::unsigned_integer(std::str
 
 const nlohmann::json* JsonObjectReader::value(std::string_view key) { return take(key, true); }
 
-Status JsonObjectReader::accept_if(std::string_view key, Predicate neutral, std::string_view what,
-                                   std::string_view fix) {
+void JsonObjectReader::accept_if(std::string_view key, Predicate neutral, std::string_view what,
+                                 std::string_view fix) {
   const nlohmann::json* v = take(key, false);
   if (v == nullptr || neutral(*v)) {
-    return ok_status();
+    return;
   }
-  return Error::invalid(path_of(key) + ": " + describe_json(*v) + " asks for " + std::string(what) +
-                        ", which Keel does not support; " + std::string(fix));
+  unsupported(key, describe_json(*v) + " asks for " + std::string(what) +
+                       ", which Keel does not support; " + std::string(fix));
+}
+
+void JsonObjectReader::unsupported(std::string_view key, std::string message) {
+  sink().add(path_of(key) + ": " + message);
 }
 
 void JsonObjectReader::ignore(std::string_view key) { other_fields_.emplace_back(key); }
@@ -123,7 +141,7 @@ Status JsonObjectReader::finish() const {
                                  : " (and, from cloud-hypervisor, " + join(other_fields_) + ")"));
     }
   }
-  return ok_status();
+  return shared_ != nullptr ? ok_status() : own_.status();
 }
 
 bool is_false(const nlohmann::json& value) { return value.is_boolean() && !value.get<bool>(); }

@@ -16,18 +16,45 @@ constexpr std::string_view kVcpuHint = "the number of vCPUs, 1 to 254, e.g. 2";
 constexpr std::string_view kSizeHint = "the guest RAM in bytes, e.g. 536870912 for 512 MiB";
 
 // Shorthands for the cloud-hypervisor fields Keel accepts only when they ask for nothing.
-Status no_device(JsonObjectReader& r, std::string_view key, std::string_view what) {
-  return r.accept_if(key, is_empty_array, what, "remove it or send []");
+void no_device(JsonObjectReader& r, std::string_view key, std::string_view what) {
+  r.accept_if(key, is_empty_array, what, "remove it or send []");
 }
-Status no_object(JsonObjectReader& r, std::string_view key, std::string_view what) {
-  return r.accept_if(key, is_never, what, "remove it or send null");
+void no_object(JsonObjectReader& r, std::string_view key, std::string_view what) {
+  r.accept_if(key, is_never, what, "remove it or send null");
 }
-Status off(JsonObjectReader& r, std::string_view key, std::string_view what) {
-  return r.accept_if(key, is_false, what, "remove it or send false");
+void off(JsonObjectReader& r, std::string_view key, std::string_view what) {
+  r.accept_if(key, is_false, what, "remove it or send false");
 }
 
-Status read_cpus(const json& value, vmm::VmConfig& config) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, "cpus", "CpusConfig"));
+// cloud-hypervisor's CpuTopology, accepted when it describes what Keel gives the guest: one
+// package, one die, single-thread cores, one per vCPU (vmm/cpuid.cpp), max_vcpus of them.
+void read_topology(JsonObjectReader& cpus, const json* value, std::uint64_t max_vcpus) {
+  if (value == nullptr) {
+    return;
+  }
+  auto field = [value](const char* key, std::uint64_t keel) {
+    return !value->contains(key) || (*value)[key].is_null() ||
+           ((*value)[key].is_number_integer() && (*value)[key].get<std::int64_t>() >= 0 &&
+            (*value)[key].get<std::uint64_t>() == keel);
+  };
+  const bool known = value->is_object() && std::all_of(value->items().begin(), value->items().end(), [](const auto& item) {
+    return item.key() == "threads_per_core" || item.key() == "cores_per_die" ||
+           item.key() == "dies_per_package" || item.key() == "packages";
+  });
+  if (!known || !field("threads_per_core", 1) || !field("cores_per_die", max_vcpus) ||
+      !field("dies_per_package", 1) || !field("packages", 1)) {
+    cpus.unsupported("topology", describe_json(*value) +
+                                     " asks for a CPU topology other than Keel's, which Keel "
+                                     "does not support; send {\"threads_per_core\": 1, "
+                                     "\"cores_per_die\": " +
+                                     std::to_string(max_vcpus) +
+                                     ", \"dies_per_package\": 1, \"packages\": 1} (one "
+                                     "package of single-thread cores, one per vCPU) or leave it out");
+  }
+}
+
+Status read_cpus(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "cpus", "CpusConfig", &unsupported));
   KEEL_TRY(auto boot, r.unsigned_integer("boot_vcpus", kVcpuHint));
   if (boot) {
     if (*boot < 1 || *boot > vmm::kMaxVcpus) {
@@ -39,25 +66,25 @@ Status read_cpus(const json& value, vmm::VmConfig& config) {
   // cloud-hypervisor requires max_vcpus; Keel has no vCPU hotplug, so it must equal boot_vcpus.
   KEEL_TRY(auto max, r.unsigned_integer("max_vcpus", "the same number as boot_vcpus"));
   if (max && *max != config.boot_vcpus) {
-    return Error::invalid("cpus.max_vcpus: " + std::to_string(*max) + " differs from boot_vcpus " +
-                          std::to_string(config.boot_vcpus) +
-                          ", which asks for vCPU hotplug; Keel does not support it: remove "
-                          "max_vcpus or set it to " +
-                          std::to_string(config.boot_vcpus));
+    r.unsupported("max_vcpus", std::to_string(*max) + " differs from boot_vcpus " +
+                                   std::to_string(config.boot_vcpus) +
+                                   ", which asks for vCPU hotplug; Keel does not support it: "
+                                   "remove max_vcpus or set it to " +
+                                   std::to_string(config.boot_vcpus));
   }
-  KEEL_TRY_STATUS(no_object(r, "topology", "a CPU topology"));
-  KEEL_TRY_STATUS(off(r, "kvm_hyperv", "Hyper-V enlightenments"));
-  KEEL_TRY_STATUS(r.accept_if("affinity", is_empty_array, "vCPU pinning", "remove it or send []"));
-  KEEL_TRY_STATUS(r.accept_if("features", is_all_false_object, "optional CPU features",
-                              "remove it or set every feature to false"));
+  read_topology(r, r.value("topology"), max.value_or(config.boot_vcpus));
+  off(r, "kvm_hyperv", "Hyper-V enlightenments");
+  r.accept_if("affinity", is_empty_array, "vCPU pinning", "remove it or send []");
+  r.accept_if("features", is_all_false_object, "optional CPU features",
+                              "remove it or set every feature to false");
   r.ignore("max_phys_bits");
   r.ignore("nested");
   r.ignore("core_scheduling");
   return r.finish();
 }
 
-Status read_memory(const json& value, vmm::VmConfig& config) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, "memory", "MemoryConfig"));
+Status read_memory(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "memory", "MemoryConfig", &unsupported));
   KEEL_TRY(auto size, r.unsigned_integer("size", kSizeHint));
   if (size && *size == 0) {
     return Error::invalid("memory.size: 0 gives the guest no RAM; give " + std::string(kSizeHint));
@@ -74,26 +101,27 @@ Status read_memory(const json& value, vmm::VmConfig& config) {
 
   KEEL_TRY(auto hotplug_size, r.unsigned_integer("hotplug_size", "bytes, a multiple of 128 MiB"));
   KEEL_TRY(auto method, r.string("hotplug_method", "\"VirtioMem\" (Keel's memory hot-plug)"));
-  KEEL_TRY_STATUS(r.accept_if("hotplugged_size", is_zero,
+  r.accept_if("hotplugged_size", is_zero,
                               "memory plugged at boot (vm.resize plugs it once the VM runs)",
-                              "remove it or send 0"));
+                              "remove it or send 0");
   if (hotplug_size.value_or(0) != 0) {
     // cloud-hypervisor's default method is "Acpi" (DIMMs); Keel plugs memory with virtio-mem.
     if (method.value_or("Acpi") != "VirtioMem") {
-      return Error::invalid("memory.hotplug_method: \"" + method.value_or("Acpi") +
-                            "\" with hotplug_size asks for ACPI memory hot-plug, which Keel "
-                            "does not have; send \"hotplug_method\": \"VirtioMem\"");
+      r.unsupported("hotplug_method", "\"" + method.value_or("Acpi") +
+                                          "\" with hotplug_size asks for ACPI memory hot-plug, "
+                                          "which Keel does not have; send \"hotplug_method\": "
+                                          "\"VirtioMem\"");
     }
     config.memory_hotplug_size = *hotplug_size;
   }
-  KEEL_TRY_STATUS(off(r, "mergeable", "KSM page merging"));
-  KEEL_TRY_STATUS(no_object(r, "hugepage_size",
-                            "a huge page size of your choice (Keel uses the default size)"));
-  KEEL_TRY_STATUS(off(r, "prefault", "prefaulting guest RAM"));
-  KEEL_TRY_STATUS(off(r, "reserve", "reserving guest RAM"));
-  KEEL_TRY_STATUS(r.accept_if("thp", is_true, "turning transparent huge pages off",
-                              "remove it or send true (Keel always asks for them)"));
-  KEEL_TRY_STATUS(no_device(r, "zones", "memory zones"));
+  off(r, "mergeable", "KSM page merging");
+  no_object(r, "hugepage_size",
+                            "a huge page size of your choice (Keel uses the default size)");
+  off(r, "prefault", "prefaulting guest RAM");
+  off(r, "reserve", "reserving guest RAM");
+  r.accept_if("thp", is_true, "turning transparent huge pages off",
+                              "remove it or send true (Keel always asks for them)");
+  no_device(r, "zones", "memory zones");
   KEEL_TRY_STATUS(r.finish());
   if (!size) {  // after finish(), so a misspelt "sise" is named as such
     return Error::invalid("memory.size is missing; give " + std::string(kSizeHint));
@@ -108,11 +136,11 @@ Status read_memory(const json& value, vmm::VmConfig& config) {
 
 // cloud-hypervisor's RngConfig: {"src": PATH, "iommu": false}; its VmConfig carries one by
 // default, and so every such VM gets its virtio-rng.
-Status read_rng(const json& value, vmm::VmConfig& config) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, "rng", "RngConfig"));
+Status read_rng(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "rng", "RngConfig", &unsupported));
   KEEL_TRY(auto src,
            r.string("src", "the path of the host's entropy source, e.g. \"/dev/urandom\""));
-  KEEL_TRY_STATUS(off(r, "iommu", "virtio-rng behind the virtual IOMMU"));
+  off(r, "iommu", "virtio-rng behind the virtual IOMMU");
   KEEL_TRY_STATUS(r.finish());
   if (src && (src)->empty()) {
     return Error::invalid("rng.src: empty; give the path of an entropy source, e.g. /dev/urandom");
@@ -121,8 +149,8 @@ Status read_rng(const json& value, vmm::VmConfig& config) {
   return ok_status();
 }
 
-Status read_payload(const json& value, vmm::VmConfig& config) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, "payload", "PayloadConfig"));
+Status read_payload(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "payload", "PayloadConfig", &unsupported));
   constexpr std::string_view kKernelHint =
       "the path of a bzImage or an ELF vmlinux with a PVH note, e.g. /boot/vmlinuz";
   KEEL_TRY(auto kernel, r.string("kernel", kKernelHint));
@@ -132,10 +160,9 @@ Status read_payload(const json& value, vmm::VmConfig& config) {
   }
   KEEL_TRY(auto initramfs, r.string("initramfs", "the path of an initramfs image, or null"));
   config.initramfs = initramfs;
-  KEEL_TRY_STATUS(
-      no_object(r, "firmware", "booting firmware (Keel boots payload.kernel directly)"));
-  KEEL_TRY_STATUS(no_object(r, "igvm", "an IGVM payload"));
-  KEEL_TRY_STATUS(no_object(r, "host_data", "confidential-guest host data"));
+  no_object(r, "firmware", "booting firmware (Keel boots payload.kernel directly)");
+  no_object(r, "igvm", "an IGVM payload");
+  no_object(r, "host_data", "confidential-guest host data");
   KEEL_TRY_STATUS(r.finish());
   if (!kernel || (kernel)->empty()) {
     return Error::invalid("payload.kernel is missing; give " + std::string(kKernelHint) +
@@ -145,13 +172,15 @@ Status read_payload(const json& value, vmm::VmConfig& config) {
   return ok_status();
 }
 
-Status read_serial(const json& value, vmm::VmConfig& config) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, "serial", "SerialConfig"));
+Status read_serial(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "serial", "SerialConfig", &unsupported));
   constexpr std::string_view kModeHint = "\"Tty\", \"File\" (with file), \"Off\" or \"Null\"";
   KEEL_TRY(auto mode, r.string("mode", kModeHint));
   KEEL_TRY(auto file,
            r.string("file", "the path of the file that receives the guest's COM1 output"));
-  KEEL_TRY_STATUS(no_object(r, "socket", "a serial console on a socket"));
+  no_object(r, "socket", "a serial console on a socket");
+  // Kata's client sends it (cloud-hypervisor's serial was a ConsoleConfig before v52).
+  off(r, "iommu", "a serial port behind the virtual IOMMU");
   KEEL_TRY_STATUS(r.finish());
   if (!mode) {
     return Error::invalid("serial.mode is missing; give " + std::string(kModeHint));
@@ -181,7 +210,7 @@ Status read_serial(const json& value, vmm::VmConfig& config) {
   return ok_status();
 }
 
-Status read_devices(const json& value, vmm::VmConfig& config) {
+Status read_devices(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
   if (!value.is_array()) {
     return Error::invalid("devices: expected an array of DeviceConfig objects, got " +
                           describe_json(value));
@@ -189,7 +218,7 @@ Status read_devices(const json& value, vmm::VmConfig& config) {
   std::set<std::string> ids, paths;
   for (std::size_t i = 0; i < value.size(); ++i) {
     const std::string where = "devices[" + std::to_string(i) + "]";
-    KEEL_TRY(auto device, device_config_from_json(value[i], where));
+    KEEL_TRY(auto device, device_config_from_json(value[i], where, &unsupported));
     if (!paths.insert(device.path).second) {
       return Error::invalid(
           where + ".path: " + device.path +
@@ -204,29 +233,64 @@ Status read_devices(const json& value, vmm::VmConfig& config) {
   return ok_status();
 }
 
-Status read_disks(const json& value, vmm::VmConfig& config) {
+Status read_disks(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
   if (!value.is_array()) {
     return Error::invalid("disks: expected an array of DiskConfig objects, got " +
                           describe_json(value));
   }
   for (std::size_t i = 0; i < value.size(); ++i) {
     KEEL_TRY(auto disk, disk_config_from_json(value[i], "disks[" + std::to_string(i) + "]",
-                                              vmm::default_disk_id(i)));
+                                              vmm::default_disk_id(i), &unsupported));
     config.disks.push_back(std::move(disk));
   }
   return ok_status();
 }
 
-Status read_nets(const json& value, vmm::VmConfig& config) {
+Status read_nets(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
   if (!value.is_array()) {
     return Error::invalid("net: expected an array of NetConfig objects, got " + describe_json(value));
   }
   for (std::size_t i = 0; i < value.size(); ++i) {
     KEEL_TRY(auto net, net_config_from_json(value[i], "net[" + std::to_string(i) + "]",
-                                            vmm::default_net_id(i)));
+                                            vmm::default_net_id(i), &unsupported));
     config.nets.push_back(std::move(net));
   }
   return ok_status();
+}
+
+// cloud-hypervisor's PlatformConfig: Keel's machine has one PCI segment, no SMBIOS tables and no
+// confidential computing, so only values that say so are accepted.
+void read_platform(const json& value, Unsupported& unsupported) {
+  auto opened = JsonObjectReader::open(value, "platform", "PlatformConfig", &unsupported);
+  if (!opened.ok()) {
+    unsupported.add(opened.error().message());
+    return;
+  }
+  JsonObjectReader& r = *opened;
+  r.accept_if("num_pci_segments", [](const json& v) { return v == 1; },
+              "more than one PCI segment (Keel's devices all sit on segment 0)",
+              "remove it or send 1");
+  r.accept_if("iommu_segments", is_empty_array,
+              "whole PCI segments behind the virtual IOMMU (Keel places it per device: "
+              "DeviceConfig.iommu)",
+              "remove it or send [] and set iommu on each device instead");
+  for (const char* key : {"iommu_address_width", "iommu_address_width_bits"}) {
+    no_object(r, key, "an IOMMU address width of your choice");
+  }
+  for (const char* key : {"serial_number", "uuid", "system_serial_number", "system_uuid",
+                          "system_manufacturer", "system_product_name", "system_version",
+                          "system_family", "system_sku_number", "chassis_asset_tag"}) {
+    no_object(r, key, "an SMBIOS identity (Keel writes no SMBIOS tables)");
+  }
+  no_device(r, "oem_strings", "SMBIOS OEM strings (Keel writes no SMBIOS tables)");
+  off(r, "tdx", "an Intel TDX guest");
+  off(r, "sev_snp", "an AMD SEV-SNP guest");
+  off(r, "iommufd", "the iommufd VFIO backend");
+  off(r, "vfio_p2p_dma", "peer-to-peer DMA between passed-through devices (Keel does not map "
+                         "their BARs in the IOMMU)");
+  if (Status finished = r.finish(); !finished.ok()) {
+    unsupported.add(finished.error().message());
+  }
 }
 
 }  // namespace
@@ -243,8 +307,9 @@ std::string_view to_string(vmm::SerialMode mode) {
   return "Off";
 }
 
-Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::string& path) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "DeviceConfig"));
+Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::string& path,
+                                                  Unsupported* unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "DeviceConfig", unsupported));
   auto at = [&path](std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
   };
@@ -271,14 +336,12 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
   if (mapping) {
     KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode(*mapping), at("dma_mapping"));
   }
-  KEEL_TRY_STATUS(
-      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
-  KEEL_TRY_STATUS(r.accept_if("pci_device_id", is_never, "a PCI slot of your choice",
-                              "remove it (Keel assigns slots)"));
-  KEEL_TRY_STATUS(
-      r.accept_if("x_nv_gpudirect_clique", is_never, "an NVIDIA GPUDirect clique", "remove it"));
-  KEEL_TRY_STATUS(r.accept_if("x_exclude_mmap_bars", is_empty_array, "BARs kept out of mmap",
-                              "remove it or send []"));
+  r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
+  r.accept_if("pci_device_id", is_never, "a PCI slot of your choice",
+                              "remove it (Keel assigns slots)");
+  r.accept_if("x_nv_gpudirect_clique", is_never, "an NVIDIA GPUDirect clique", "remove it");
+  r.accept_if("x_exclude_mmap_bars", is_empty_array, "BARs kept out of mmap",
+                              "remove it or send []");
   KEEL_TRY_STATUS(r.finish());
   if (!device_path || (device_path)->empty()) {
     return Error::invalid(at("path") + " is missing; give " + std::string(kDevicePathHint));
@@ -309,8 +372,9 @@ json device_config_to_json(const vmm::DeviceConfig& device) {
 
 // cloud-hypervisor's DiskConfig: a raw image file served by virtio-blk.
 Result<vmm::DiskConfig> disk_config_from_json(const json& value, const std::string& path,
-                                              const std::string& default_id) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "DiskConfig"));
+                                              const std::string& default_id,
+                                              Unsupported* unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "DiskConfig", unsupported));
   auto at = [&path](std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
   };
@@ -323,15 +387,22 @@ Result<vmm::DiskConfig> disk_config_from_json(const json& value, const std::stri
   KEEL_TRY(auto queues, r.unsigned_integer("num_queues", "the number of request queues, 1 to 16"));
   KEEL_TRY(auto queue_size,
            r.unsigned_integer("queue_size", "the entries per queue, a power of two, e.g. 128"));
-  KEEL_TRY_STATUS(off(r, "iommu", "a disk behind the virtual IOMMU"));
-  KEEL_TRY_STATUS(off(r, "vhost_user", "a vhost-user disk backend"));
-  KEEL_TRY_STATUS(no_object(r, "vhost_socket", "a vhost-user disk backend"));
-  KEEL_TRY_STATUS(no_object(r, "rate_limiter_config", "disk rate limiting"));
-  KEEL_TRY_STATUS(no_object(r, "rate_limit_group", "disk rate limiting"));
-  KEEL_TRY_STATUS(
-      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
-  KEEL_TRY_STATUS(no_object(r, "serial", "a disk serial of your choice (Keel derives it from the image)"));
-  KEEL_TRY_STATUS(no_object(r, "queue_affinity", "queue-to-CPU affinity"));
+  off(r, "iommu", "a disk behind the virtual IOMMU");
+  off(r, "vhost_user", "a vhost-user disk backend");
+  no_object(r, "vhost_socket", "a vhost-user disk backend");
+  no_object(r, "rate_limiter_config", "disk rate limiting");
+  no_object(r, "rate_limit_group", "disk rate limiting");
+  r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
+  no_object(r, "serial", "a disk serial of your choice (Keel derives it from the image)");
+  no_object(r, "queue_affinity", "queue-to-CPU affinity");
+  r.accept_if("image_type", [](const json& v) { return v == "Raw"; },
+              "a disk image format other than raw", "convert the image to raw or send \"Raw\"");
+  r.accept_if("backing_files", is_false, "qcow2 backing files", "remove it or send false");
+  // Keel's discard punches holes (FALLOC_FL_PUNCH_HOLE): the image may be sparse.
+  r.accept_if("sparse", is_true, "a disk image kept fully allocated",
+              "remove it or send true");
+  // Keel takes a whole-image lock (flock); either granularity keeps a second VMM out.
+  r.ignore("lock_granularity");
   // Keel's data path is its own (queue worker threads); these choose between cloud-hypervisor's.
   r.ignore("disable_io_uring");
   r.ignore("disable_aio");
@@ -376,8 +447,9 @@ json disk_config_to_json(const vmm::DiskConfig& disk) {
 
 // cloud-hypervisor's NetConfig: a virtio-net link over a TAP.
 Result<vmm::NetConfig> net_config_from_json(const json& value, const std::string& path,
-                                            const std::string& default_id) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "NetConfig"));
+                                            const std::string& default_id,
+                                            Unsupported* unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "NetConfig", unsupported));
   auto at = [&path](std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
   };
@@ -390,19 +462,23 @@ Result<vmm::NetConfig> net_config_from_json(const json& value, const std::string
   KEEL_TRY(auto queues, r.unsigned_integer("num_queues", "2: one receive and one transmit queue"));
   KEEL_TRY(auto queue_size,
            r.unsigned_integer("queue_size", "the entries per queue, a power of two, e.g. 256"));
-  KEEL_TRY_STATUS(off(r, "iommu", "a network link behind the virtual IOMMU"));
-  KEEL_TRY_STATUS(off(r, "vhost_user", "a vhost-user network backend"));
-  KEEL_TRY_STATUS(no_object(r, "vhost_socket", "a vhost-user network backend"));
+  off(r, "iommu", "a network link behind the virtual IOMMU");
+  off(r, "vhost_user", "a vhost-user network backend");
+  no_object(r, "vhost_socket", "a vhost-user network backend");
   r.ignore("vhost_mode");  // means nothing without vhost_user
-  KEEL_TRY_STATUS(no_object(r, "host_mac", "a host-side MAC address of your choice"));
-  KEEL_TRY_STATUS(no_object(r, "mtu", "an MTU of your choice (the TAP's is used)"));
-  KEEL_TRY_STATUS(r.accept_if("fds", is_empty_array,
-                              "TAP fds, which only vm.add-net takes (passed with the request over "
-                              "the API socket, SCM_RIGHTS)",
-                              "give tap, or add the link with vm.add-net and its fd"));
-  KEEL_TRY_STATUS(no_object(r, "rate_limiter_config", "network rate limiting"));
-  KEEL_TRY_STATUS(
-      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
+  no_object(r, "host_mac", "a host-side MAC address of your choice");
+  no_object(r, "mtu", "an MTU of your choice (the TAP's is used)");
+  r.accept_if("fds", is_empty_array,
+              "TAP fds, which only vm.add-net takes (passed with the request over the API "
+              "socket, SCM_RIGHTS)",
+              "give tap, or add the link with vm.add-net and its fd");
+  if (queues && *queues != 2) {
+    r.unsupported("num_queues", std::to_string(*queues) +
+                                    " asks for multiqueue, which Keel's virtio-net does not have "
+                                    "yet; give 2 or remove it");
+  }
+  no_object(r, "rate_limiter_config", "network rate limiting");
+  r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
   // cloud-hypervisor's switches for offloads towards the guest; Keel offers the guest's
   // offloads to the host (CSUM, HOST_TSO4/6) and hands it whole frames either way.
   r.ignore("offload_tso");
@@ -420,13 +496,6 @@ Result<vmm::NetConfig> net_config_from_json(const json& value, const std::string
     return Error::invalid(at("id") + ": empty; give a name, or leave id out for \"_net<N>\"");
   }
   net.id = id.value_or(default_id);
-  if (queues) {
-    if (*queues != 2) {
-      return Error::invalid(at("num_queues") + ": " + std::to_string(*queues) +
-                            " asks for multiqueue, which Keel's virtio-net does not have yet; "
-                            "give 2 or remove it");
-    }
-  }
   if (queue_size) {
     if (*queue_size > 32768) {
       return Error::invalid(at("queue_size") + ": " + std::to_string(*queue_size) +
@@ -449,17 +518,17 @@ json net_config_to_json(const vmm::NetConfig& net) {
               {"iommu", false},            {"id", net.id}};
 }
 
-Result<vmm::VsockConfig> vsock_config_from_json(const json& value, const std::string& path) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "VsockConfig"));
+Result<vmm::VsockConfig> vsock_config_from_json(const json& value, const std::string& path,
+                                                Unsupported* unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "VsockConfig", unsupported));
   auto at = [&path](std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
   };
   KEEL_TRY(auto cid, r.unsigned_integer("cid", "the guest's context id, 3 or more, e.g. 3"));
   KEEL_TRY(auto socket, r.string("socket", "the host's Unix socket path, e.g. \"/run/keel.vsock\""));
   KEEL_TRY(auto id, r.string("id", "a name for the device, e.g. \"vsock0\""));
-  KEEL_TRY_STATUS(off(r, "iommu", "a vsock device behind the virtual IOMMU"));
-  KEEL_TRY_STATUS(
-      r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0"));
+  off(r, "iommu", "a vsock device behind the virtual IOMMU");
+  r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
   KEEL_TRY_STATUS(r.finish());
   if (!cid || !socket) {
     return Error::invalid((path.empty() ? std::string("VsockConfig") : path) +
@@ -487,7 +556,9 @@ json vsock_config_to_json(const vmm::VsockConfig& vsock) {
 }
 
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
-  KEEL_TRY(auto r, JsonObjectReader::open(value, "", "VmConfig"));
+  // Everything the body asks for that Keel lacks, named together at the end.
+  Unsupported unsupported;
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "", "VmConfig", &unsupported));
   const json* cpus = r.value("cpus");
   const json* memory = r.value("memory");
   const json* payload = r.value("payload");
@@ -505,57 +576,62 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   // for it (iommu: true), so either value is accepted and the answer says whether it is there.
   KEEL_TRY_STATUS(
       r.boolean("iommu", "true or false (the virtual IOMMU comes with a device's iommu)"));
-  KEEL_TRY_STATUS(off(r, "watchdog", "a watchdog device"));
-  KEEL_TRY_STATUS(off(r, "pvpanic", "a pvpanic device"));
-  KEEL_TRY_STATUS(off(r, "landlock_enable", "Landlock sandboxing"));
-  for (const char* key :
-       {"fs", "pmem", "user_devices", "vdpa", "numa", "pci_segments",
-        "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
-    KEEL_TRY_STATUS(no_device(r, key, std::string("\"") + key + "\" entries"));
+  off(r, "watchdog", "a watchdog device");
+  off(r, "pvpanic", "a pvpanic device");
+  off(r, "landlock_enable", "Landlock sandboxing");
+  no_device(r, "fs", "virtio-fs shares (Keel has no virtio-fs yet)");
+  for (const char* key : {"pmem", "user_devices", "vdpa", "numa", "pci_segments",
+                          "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
+    no_device(r, key, std::string("\"") + key + "\" entries");
   }
-  for (const char* key : {"balloon", "tpm", "platform", "rtc"}) {
-    KEEL_TRY_STATUS(no_object(r, key, std::string("a \"") + key + "\" configuration"));
+  for (const char* key : {"balloon", "tpm", "rtc"}) {
+    no_object(r, key, std::string("a \"") + key + "\" configuration");
   }
   for (const char* key : {"console", "debug_console"}) {
-    KEEL_TRY_STATUS(r.accept_if(key, is_console_off, "a virtio or debug console",
-                                "remove it or send {\"mode\": \"Off\"} (the guest's console is "
-                                "COM1: see serial)"));
+    r.accept_if(key, is_console_off, "a virtio or debug console",
+                "remove it or send {\"mode\": \"Off\"} (the guest's console is COM1: see "
+                "serial)");
   }
   const json* rng = r.value("rng");
+  const json* platform = r.value("platform");
   KEEL_TRY_STATUS(r.finish());
 
   vmm::VmConfig config;
   config.exit_on_reboot = exit_on_reboot->value_or(false);
   if (cpus != nullptr) {
-    KEEL_TRY_STATUS(read_cpus(*cpus, config));
+    KEEL_TRY_STATUS(read_cpus(*cpus, config, unsupported));
   }
   if (memory != nullptr) {
-    KEEL_TRY_STATUS(read_memory(*memory, config));
+    KEEL_TRY_STATUS(read_memory(*memory, config, unsupported));
+  }
+  if (platform != nullptr) {
+    read_platform(*platform, unsupported);
   }
   if (payload == nullptr) {
     return Error::invalid(
         "payload is missing; give {\"kernel\": PATH} with the path of a "
         "bzImage or PVH vmlinux, and optionally cmdline and initramfs");
   }
-  KEEL_TRY_STATUS(read_payload(*payload, config));
+  KEEL_TRY_STATUS(read_payload(*payload, config, unsupported));
   if (serial != nullptr) {
-    KEEL_TRY_STATUS(read_serial(*serial, config));
+    KEEL_TRY_STATUS(read_serial(*serial, config, unsupported));
   }
   if (devices != nullptr) {
-    KEEL_TRY_STATUS(read_devices(*devices, config));
+    KEEL_TRY_STATUS(read_devices(*devices, config, unsupported));
   }
   if (rng != nullptr) {
-    KEEL_TRY_STATUS(read_rng(*rng, config));
+    KEEL_TRY_STATUS(read_rng(*rng, config, unsupported));
   }
   if (disks != nullptr && !disks->is_null()) {
-    KEEL_TRY_STATUS(read_disks(*disks, config));
+    KEEL_TRY_STATUS(read_disks(*disks, config, unsupported));
   }
   if (nets != nullptr && !nets->is_null()) {
-    KEEL_TRY_STATUS(read_nets(*nets, config));
+    KEEL_TRY_STATUS(read_nets(*nets, config, unsupported));
   }
   if (vsock != nullptr && !vsock->is_null()) {
-    KEEL_TRY(config.vsock, vsock_config_from_json(*vsock, "vsock"));
+    KEEL_TRY(config.vsock, vsock_config_from_json(*vsock, "vsock", &unsupported));
   }
+  KEEL_TRY_STATUS(unsupported.status());
   return config;
 }
 
