@@ -63,14 +63,16 @@ Status read_cpus(const json& value, vmm::VmConfig& config, Unsupported& unsuppor
     }
     config.boot_vcpus = static_cast<std::uint32_t>(*boot);
   }
-  // cloud-hypervisor requires max_vcpus; Keel has no vCPU hotplug, so it must equal boot_vcpus.
-  KEEL_TRY(auto max, r.unsigned_integer("max_vcpus", "the same number as boot_vcpus"));
-  if (max && *max != config.boot_vcpus) {
-    r.unsupported("max_vcpus", std::to_string(*max) + " differs from boot_vcpus " +
-                                   std::to_string(config.boot_vcpus) +
-                                   ", which asks for vCPU hotplug; Keel does not support it: "
-                                   "remove max_vcpus or set it to " +
-                                   std::to_string(config.boot_vcpus));
+  // cloud-hypervisor requires max_vcpus; above boot_vcpus, vm.resize can plug the rest (ACPI).
+  KEEL_TRY(auto max, r.unsigned_integer("max_vcpus",
+                                        "boot_vcpus, or more to let vm.resize plug vCPUs"));
+  if (max) {
+    if (*max < config.boot_vcpus || *max > vmm::kMaxVcpus) {
+      return Error::invalid("cpus.max_vcpus: " + std::to_string(*max) + " is out of range; give " +
+                            "boot_vcpus (" + std::to_string(config.boot_vcpus) + ") to " +
+                            std::to_string(vmm::kMaxVcpus));
+    }
+    config.max_vcpus = static_cast<std::uint32_t>(*max);
   }
   read_topology(r, r.value("topology"), max.value_or(config.boot_vcpus));
   off(r, "kvm_hyperv", "Hyper-V enlightenments");
@@ -661,7 +663,7 @@ json vm_config_to_json(const vmm::VmConfig& config) {
     nets.push_back(net_config_to_json(net));
   }
   return json{
-      {"cpus", {{"boot_vcpus", config.boot_vcpus}, {"max_vcpus", config.boot_vcpus}}},
+      {"cpus", {{"boot_vcpus", config.boot_vcpus}, {"max_vcpus", vmm::possible_vcpus(config)}}},
       {"memory", memory_config_to_json(config)},
       {"payload",
        {{"kernel", config.kernel},

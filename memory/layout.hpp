@@ -70,6 +70,14 @@ inline constexpr std::uint32_t kGedIrq = 5;
 // PBST, bit 0 set when the button was pressed (cleared by reading); it raises the GED's line too.
 inline constexpr std::uint16_t kPowerButtonPort = 0x61c;
 inline constexpr std::uint16_t kPowerButtonSize = 4;
+// vCPU hot-plug (devices/cpu_hotplug.hpp, the DSDT's \_SB_.CPxx): one 32-bit register per
+// possible vCPU, at kCpuHotplugPort + 4 * id; 254 vCPUs end at 0x13f8.
+inline constexpr std::uint16_t kCpuHotplugPort = 0x1000;
+inline constexpr std::uint16_t kCpuHotplugStride = 4;
+inline constexpr std::uint32_t kCpuEnabled = 1U << 0;    // read: the vCPU is there (_STA)
+inline constexpr std::uint32_t kCpuInserting = 1U << 1;  // read: announced; write: seen
+inline constexpr std::uint32_t kCpuRemoving = 1U << 2;   // read: to eject; write: seen
+inline constexpr std::uint32_t kCpuEject = 1U << 3;      // write: the guest let it go (_EJ0)
 
 // ---- Shared by the ACPI tables (vmm/boot) and the devices they describe ----
 // PCI INTx: slot `slot` pin `pin` (0 = INTA .. 3 = INTD) raises IOAPIC GSI 16..23, swizzled so

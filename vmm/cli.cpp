@@ -59,17 +59,28 @@ Result<bool> parse_on_off(const std::string& flag, const std::string& key, const
 }
 
 Status apply_cpus(const std::string& text, VmConfig& config) {
-  KEEL_TRY(auto opts, split_options("--cpus", text, {"boot"}));
-  const std::string& boot = (opts)["boot"];
-  if (boot.empty() || boot.size() > 4 || !std::all_of(boot.begin(), boot.end(), ::isdigit)) {
-    return Error::invalid("--cpus: boot=" + boot + " is not a number of vCPUs");
+  KEEL_TRY(auto opts, split_options("--cpus", text, {"boot", "max"}));
+  auto count = [&opts](const char* key, bool required) -> Result<std::uint32_t> {
+    const std::string& v = opts[key];
+    if (v.empty() && !required) {
+      return 0U;
+    }
+    if (v.empty() || v.size() > 4 || !std::all_of(v.begin(), v.end(), ::isdigit)) {
+      return Error::invalid(std::string("--cpus: ") + key + "=" + v + " is not a number of vCPUs");
+    }
+    const unsigned long n = std::stoul(v);
+    if (n == 0 || n > kMaxVcpus) {
+      return Error::invalid(std::string("--cpus: ") + key + "=" + v + " is out of range; use 1 to " +
+                            std::to_string(kMaxVcpus));
+    }
+    return static_cast<std::uint32_t>(n);
+  };
+  KEEL_TRY(config.boot_vcpus, count("boot", true));
+  KEEL_TRY(config.max_vcpus, count("max", false));
+  if (config.max_vcpus != 0 && config.max_vcpus < config.boot_vcpus) {
+    return Error::invalid("--cpus: max=" + std::to_string(config.max_vcpus) + " is below boot=" +
+                          std::to_string(config.boot_vcpus) + "; give max at least boot");
   }
-  const unsigned long n = std::stoul(boot);
-  if (n == 0 || n > kMaxVcpus) {
-    return Error::invalid("--cpus: boot=" + boot + " is out of range; use 1 to " +
-                          std::to_string(kMaxVcpus));
-  }
-  config.boot_vcpus = static_cast<std::uint32_t>(n);
   return ok_status();
 }
 
@@ -267,7 +278,9 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   app.add_option("--kernel", kernel, "Guest kernel: a bzImage, or an ELF vmlinux with a PVH note");
   app.add_option("--initramfs", initramfs, "Initramfs image loaded for the kernel");
   app.add_option("--cmdline", cmdline, "Kernel command line (default \"console=ttyS0\")");
-  app.add_option("--cpus", cpus, "boot=N: number of vCPUs (default 1)");
+  app.add_option("--cpus", cpus,
+                 "boot=N[,max=M]: number of vCPUs (default 1); up to M by vm.resize "
+                 "(needs --api-socket)");
   app.add_option("--memory", memory,
                  "size=SIZE[,shared=on][,hugepages=on]: guest RAM (default size=512M)");
   app.add_option("--serial", serial, "tty|file=PATH|off: where the guest's COM1 goes (default tty)");

@@ -134,6 +134,12 @@ std::vector<vfio::DmaReport> Vm::dma_reports() const {
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output, SeccompMode seccomp,
                                        EventSink events, bool acpi_events) {
+  if (possible_vcpus(config) > config.boot_vcpus && !acpi_events) {
+    return Error::not_supported(
+        "cpus.max_vcpus " + std::to_string(config.max_vcpus) + " above boot_vcpus " +
+        std::to_string(config.boot_vcpus) +
+        " needs the API: only vm.resize adds vCPUs (keel --api-socket), so leave max_vcpus out");
+  }
   KEEL_TRY(auto memory,
            memory::GuestMemory::create(
                config.memory_size, memory::Backing{config.memory_shared, config.memory_hugepages},
@@ -157,6 +163,14 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region->gpa(), region->size(), region->host()));
   }
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
+  if (possible_vcpus(config) > config.boot_vcpus) {
+    KEEL_TRY(std::shared_ptr<IrqfdLine> ged_irq, IrqfdLine::create(vm->kvm_vm_, layout::kGedIrq));
+    vm->cpu_hotplug_ = std::make_shared<devices::CpuHotplug>(
+        config.boot_vcpus, possible_vcpus(config), std::move(ged_irq),
+        [self = vm.get()](std::uint32_t id) { self->on_cpu_eject(id); });
+    KEEL_TRY_STATUS(vm->pio_.insert(vm->cpu_hotplug_, layout::kCpuHotplugPort,
+                                    vm->cpu_hotplug_->size()));
+  }
   // A VM that can grow has its passthrough from the start (memory plugged later is mapped there).
   if (!config.devices.empty() || vm->memory_.hotplug_region() != nullptr) {
     KEEL_TRY(auto passthrough,
@@ -199,7 +213,11 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   // Keel's i8042 only has the reset line: tell the guest there is no keyboard controller, so
   // Linux does not spend a second probing one.
   boot::AcpiConfig acpi{
-      .num_cpus = config.boot_vcpus, .com1 = true, .i8042 = false, .acpi_events = acpi_events};
+      .num_cpus = config.boot_vcpus,
+      .max_cpus = possible_vcpus(config),
+      .com1 = true,
+      .i8042 = false,
+      .acpi_events = acpi_events};
   if (vm->viommu_) {
     acpi.viot = vm->viommu_->viot();
   }
@@ -389,9 +407,20 @@ void Vm::on_eject(std::uint8_t slot) {
 std::vector<std::string> Vm::finish_ejects() {
   (void)hotplug_event_.consume();
   std::uint32_t slots = 0;
+  std::vector<std::uint32_t> cpus;
   {
     std::lock_guard lock(ejected_mutex_);
     std::swap(slots, ejected_);
+    std::swap(cpus, ejected_cpus_);
+  }
+  // An ejected vCPU's thread stops; KVM keeps the vCPU for a later plug.
+  for (std::uint32_t id : cpus) {
+    if (id < vcpus_.size() && vcpus_[id] && vcpu_online_[id]) {
+      vcpus_[id]->stop();
+      vcpu_online_[id] = false;
+      vcpu_leaving_[id] = false;
+      log::info("vm", "vCPU removed", {{"vcpu", id}});
+    }
   }
   std::vector<std::string> removed;
   for (std::uint8_t slot = 1; slot < 32; ++slot) {
@@ -439,38 +468,116 @@ std::vector<std::string> Vm::finish_ejects() {
 
 Status Vm::setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                        SeccompMode seccomp) {
-  KEEL_TRY(auto supported, kvm.supported_cpuid());
-  KEEL_TRY(auto mmap_size, kvm.vcpu_mmap_size());
-  const bool tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+  KEEL_TRY(vcpu_setup_.supported_cpuid, kvm.supported_cpuid());
+  KEEL_TRY(vcpu_setup_.mmap_size, kvm.vcpu_mmap_size());
+  vcpu_setup_.tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+  vcpu_setup_.possible = possible_vcpus(config);
+  seccomp_ = seccomp;
   for (std::uint32_t id = 0; id < config.boot_vcpus; ++id) {
-    KEEL_TRY(auto kvm_vcpu, kvm_vm_.create_vcpu(id, mmap_size));
-    KvmVcpu& v = kvm_vcpu;
-    if (id == 0) {
-      KEEL_TRY_STATUS(setup_coalesced_serial(kvm, v, mmap_size));
+    KEEL_TRY(KvmVcpu vcpu, create_vcpu(id, id == 0 ? &boot_info : nullptr));
+    if (id == 0) {  // the ring is the first vCPU's page; every vCPU drains it
+      KEEL_TRY_STATUS(setup_coalesced_serial(kvm, vcpu, vcpu_setup_.mmap_size));
     }
-    KEEL_TRY_STATUS(
-        v.set_cpuid(cpuid_for_vcpu(supported, CpuTopology{id, config.boot_vcpus, tsc_deadline})));
-    KEEL_TRY_STATUS(v.set_msrs(boot_msrs()));
-    kvm_fpu fpu{};
-    fpu.fcw = 0x37f;
-    fpu.mxcsr = 0x1f80;
-    KEEL_TRY_STATUS(v.set_fpu(fpu));
-    KEEL_TRY(auto lapic, v.lapic());
-    set_lvt(lapic, kApicLvtLint0, kApicDeliveryExtInt);
-    set_lvt(lapic, kApicLvtLint1, kApicDeliveryNmi);
-    KEEL_TRY_STATUS(v.set_lapic(lapic));
-    if (id == 0) {
-      // The boot CPU starts at the payload's entry; the others wait for INIT/SIPI from it.
-      KEEL_TRY(auto sregs, v.sregs());
-      boot::setup_boot_sregs(boot_info, sregs);
-      KEEL_TRY_STATUS(v.set_sregs(sregs));
-      KEEL_TRY_STATUS(v.set_regs(boot::boot_regs(boot_info)));
-    }
-    vcpus_.push_back(std::make_unique<Vcpu>(
-        id, std::move(kvm_vcpu), pio_, mmio_, [this](devices::PowerEvent e) { on_power(e); },
-        [this](const Error& e) { on_error(e); }, seccomp, coalesced_.get()));
+    add_vcpu(id, std::move(vcpu));
   }
   return ok_status();
+}
+
+Result<KvmVcpu> Vm::create_vcpu(std::uint32_t id, const boot::BootInfo* boot_info) {
+  KEEL_TRY(auto kvm_vcpu, kvm_vm_.create_vcpu(id, vcpu_setup_.mmap_size));
+  KvmVcpu& v = kvm_vcpu;
+  // Every vCPU counts the possible ones as cores of its package: APIC ids stay within the
+  // topology when more are plugged.
+  KEEL_TRY_STATUS(v.set_cpuid(cpuid_for_vcpu(
+      vcpu_setup_.supported_cpuid, CpuTopology{id, vcpu_setup_.possible, vcpu_setup_.tsc_deadline})));
+  KEEL_TRY_STATUS(v.set_msrs(boot_msrs()));
+  kvm_fpu fpu{};
+  fpu.fcw = 0x37f;
+  fpu.mxcsr = 0x1f80;
+  KEEL_TRY_STATUS(v.set_fpu(fpu));
+  KEEL_TRY(auto lapic, v.lapic());
+  set_lvt(lapic, kApicLvtLint0, kApicDeliveryExtInt);
+  set_lvt(lapic, kApicLvtLint1, kApicDeliveryNmi);
+  KEEL_TRY_STATUS(v.set_lapic(lapic));
+  if (boot_info != nullptr) {
+    // The boot CPU starts at the payload's entry; the others wait for INIT/SIPI from it.
+    KEEL_TRY(auto sregs, v.sregs());
+    boot::setup_boot_sregs(*boot_info, sregs);
+    KEEL_TRY_STATUS(v.set_sregs(sregs));
+    KEEL_TRY_STATUS(v.set_regs(boot::boot_regs(*boot_info)));
+  }
+  return kvm_vcpu;
+}
+
+void Vm::add_vcpu(std::uint32_t id, KvmVcpu kvm_vcpu) {
+  if (vcpus_.size() <= id) {
+    vcpus_.resize(id + 1);
+    vcpu_online_.resize(id + 1, false);
+    vcpu_leaving_.resize(id + 1, false);
+  }
+  vcpus_[id] = std::make_unique<Vcpu>(
+      id, std::move(kvm_vcpu), pio_, mmio_, [this](devices::PowerEvent e) { on_power(e); },
+      [this](const Error& e) { on_error(e); }, seccomp_, coalesced_.get());
+  vcpu_online_[id] = true;
+}
+
+Status Vm::set_vcpus(std::uint32_t count) {
+  if (!cpu_hotplug_) {
+    return Error::not_supported("this VM has no spare vCPUs to plug: create it with "
+                                "cpus.max_vcpus above boot_vcpus");
+  }
+  if (count == 0 || count > vcpu_setup_.possible) {
+    return Error::invalid("desired_vcpus " + std::to_string(count) + " is outside 1 to " +
+                          std::to_string(vcpu_setup_.possible) + " (cpus.max_vcpus)");
+  }
+  std::uint32_t have = vcpu_count();
+  // Growing: the lowest free ids first; a vCPU asked back and not yet ejected cannot be kept.
+  for (std::uint32_t id = 1; id < vcpu_setup_.possible && have < count; ++id) {
+    if (id < vcpus_.size() && vcpu_online_[id]) {
+      continue;
+    }
+    if (id < vcpus_.size() && vcpus_[id]) {
+      vcpu_online_[id] = true;  // ejected earlier: KVM keeps it, the guest resets it (INIT)
+    } else {
+      KEEL_TRY(KvmVcpu vcpu, create_vcpu(id, nullptr));
+      add_vcpu(id, std::move(vcpu));
+    }
+    if (running_) {
+      vcpus_[id]->start();
+    }
+    cpu_hotplug_->plug(id);
+    log::info("vm", "vCPU plugged", {{"vcpu", id}});
+    ++have;
+  }
+  // Shrinking: the highest first; each leaves when the guest has ejected it.
+  for (std::uint32_t id = static_cast<std::uint32_t>(vcpus_.size()); id-- > 1 && have > count;) {
+    if (!vcpu_online_[id] || vcpu_leaving_[id]) {
+      continue;
+    }
+    vcpu_leaving_[id] = true;
+    cpu_hotplug_->request_unplug(id);
+    log::info("vm", "vCPU eject requested", {{"vcpu", id}});
+    --have;
+  }
+  return ok_status();
+}
+
+std::uint32_t Vm::vcpu_count() const {
+  std::uint32_t n = 0;
+  for (std::size_t id = 0; id < vcpus_.size(); ++id) {
+    n += vcpu_online_[id] && !vcpu_leaving_[id] ? 1 : 0;
+  }
+  return n;
+}
+
+void Vm::on_cpu_eject(std::uint32_t id) {
+  {
+    std::lock_guard lock(ejected_mutex_);
+    if (std::find(ejected_cpus_.begin(), ejected_cpus_.end(), id) == ejected_cpus_.end()) {
+      ejected_cpus_.push_back(id);  // at most one entry per vCPU: a guest cannot grow it
+    }
+  }
+  (void)hotplug_event_.signal();
 }
 
 // Every byte of the guest's serial console costs two exits, a status read and the data write;
@@ -508,15 +615,21 @@ Status Vm::setup_coalesced_serial(const Kvm& kvm, const KvmVcpu& vcpu0, std::siz
 }
 
 Status Vm::start() {
-  for (auto& vcpu : vcpus_) {
-    vcpu->start();
+  for (std::size_t id = 0; id < vcpus_.size(); ++id) {
+    if (vcpu_online_[id]) {
+      vcpus_[id]->start();
+    }
   }
+  running_ = true;
   return ok_status();
 }
 
 void Vm::stop() {
+  running_ = false;
   for (auto& vcpu : vcpus_) {
-    vcpu->stop();
+    if (vcpu) {
+      vcpu->stop();
+    }
   }
   flush_console();  // the last bytes a vCPU wrote before it stopped
 }
@@ -531,8 +644,10 @@ Status Vm::press_power_button() {
 }
 
 void Vm::inject_nmi() {
-  for (auto& vcpu : vcpus_) {
-    vcpu->inject_nmi();
+  for (std::size_t id = 0; id < vcpus_.size(); ++id) {
+    if (vcpu_online_[id]) {
+      vcpus_[id]->inject_nmi();
+    }
   }
 }
 

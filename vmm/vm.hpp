@@ -8,9 +8,10 @@
 #include "base/event_fd.hpp"
 #include "base/result.hpp"
 #include "devices/bus.hpp"
+#include "devices/cpu_hotplug.hpp"
 #include "devices/pci/acpi_hotplug.hpp"
-#include "devices/power_button.hpp"
 #include "devices/pci/platform.hpp"
+#include "devices/power_button.hpp"
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
 #include "devices/virtio/virtio_device.hpp"
@@ -65,6 +66,14 @@ class Vm {
   // Presses the ACPI power button: the guest decides what follows (Linux's user space
   // usually powers off). kNotSupported when the VM was made without acpi_events.
   Status press_power_button();
+  // vCPU hot-plug (the VMM thread, the guest running or paused): brings the vCPUs the guest
+  // has to `count`, from boot_vcpus to max_vcpus. New vCPUs start (waiting for the guest's
+  // INIT/SIPI) and are announced; surplus ones, the highest first, are asked back and stop when
+  // the guest has ejected them (hotplug_event_fd(), finish_ejects()). kNotSupported for a VM
+  // made without spare vCPUs.
+  Status set_vcpus(std::uint32_t count);
+  // The vCPUs the guest has or was given (those asked back count until ejected).
+  std::uint32_t vcpu_count() const;
   // A non-maskable interrupt on every vCPU (the guest's NMI handlers run; Linux logs an NMI it
   // cannot attribute and carries on, or panics with unknown_nmi_panic).
   void inject_nmi();
@@ -133,6 +142,12 @@ class Vm {
   Status setup_coalesced_serial(const Kvm& kvm, const KvmVcpu& vcpu0, std::size_t mmap_size);
   Status setup_vcpus(const Kvm& kvm, const VmConfig& config, const boot::BootInfo& boot_info,
                      SeccompMode seccomp);
+  // Makes KVM vCPU `id`: CPUID, MSRs, FPU, LAPIC, and with `boot_info` the boot CPU's registers.
+  Result<KvmVcpu> create_vcpu(std::uint32_t id, const boot::BootInfo* boot_info);
+  // Gives KVM vCPU `id` its thread (not started), online.
+  void add_vcpu(std::uint32_t id, KvmVcpu kvm_vcpu);
+  // The guest's _EJ0 let vCPU `id` go (a vCPU thread): recorded for finish_ejects().
+  void on_cpu_eject(std::uint32_t id);
   void on_power(devices::PowerEvent event);
   void on_error(const Error& error);
 
@@ -155,9 +170,11 @@ class Vm {
   bool acpi_events_;  // the guest was told of the GED, its slots and the power button
   std::shared_ptr<pci::AcpiHotplug> hotplug_;
   std::shared_ptr<devices::PowerButton> power_button_;
+  std::shared_ptr<devices::CpuHotplug> cpu_hotplug_;  // null without spare vCPUs
   EventFd hotplug_event_;
   std::mutex ejected_mutex_;
   std::uint32_t ejected_ = 0;  // slots the guest ejected, by bit
+  std::vector<std::uint32_t> ejected_cpus_;  // vCPUs the guest ejected (ejected_mutex_)
 
   mutable std::mutex outcome_mutex_;
   Outcome outcome_ = Outcome::kRunning;
@@ -165,7 +182,20 @@ class Vm {
 
   // Last: vCPU threads stop before the devices and memory they use are destroyed.
   std::unique_ptr<CoalescedRing> coalesced_;  // before the vCPUs that drain it
+  // What creating a vCPU after boot needs (create_vcpu), fixed when the VM is made.
+  struct VcpuSetup {
+    std::vector<kvm_cpuid_entry2> supported_cpuid;
+    std::size_t mmap_size = 0;
+    bool tsc_deadline = false;
+    std::uint32_t possible = 1;  // every vCPU's CPUID counts this many cores
+  };
+  VcpuSetup vcpu_setup_;
+  bool running_ = false;  // start() ran and stop() has not (the VMM thread)
+  // By vCPU id: created (KVM cannot destroy a vCPU: an ejected one waits here to come back),
+  // online (should run), asked back (an eject was requested).
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::vector<bool> vcpu_online_;
+  std::vector<bool> vcpu_leaving_;
 };
 
 }  // namespace keel::vmm

@@ -115,6 +115,12 @@ Status check_vm(const VmConfig& config) {
     return Error::invalid("cpus.boot_vcpus=" + std::to_string(config.boot_vcpus) +
                           " is out of range; use 1 to " + std::to_string(kMaxVcpus));
   }
+  if (config.max_vcpus != 0 &&
+      (config.max_vcpus < config.boot_vcpus || config.max_vcpus > kMaxVcpus)) {
+    return Error::invalid("cpus.max_vcpus=" + std::to_string(config.max_vcpus) +
+                          " is out of range; use boot_vcpus (" + std::to_string(config.boot_vcpus) +
+                          ") to " + std::to_string(kMaxVcpus));
+  }
   if (config.memory_size == 0) {
     return Error::invalid("memory.size=0 gives the guest no RAM; use e.g. 536870912 (512 MiB)");
   }

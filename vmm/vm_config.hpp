@@ -70,6 +70,8 @@ struct ResizeConfig {
 // Everything needed to build one VM. Filled from the command line (cli.hpp) or, later, the API.
 struct VmConfig {
   std::uint32_t boot_vcpus = 1;
+  // vCPUs vm.resize may bring the guest to (ACPI vCPU hot-plug; needs the API); 0: boot_vcpus.
+  std::uint32_t max_vcpus = 0;
   std::uint64_t memory_size = 512 * kMiB;
   bool memory_shared = false;
   bool memory_hugepages = false;
@@ -95,6 +97,11 @@ struct VmConfig {
 };
 
 inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..254 in xAPIC mode; 255 is broadcast
+
+// The vCPUs a VM can have: max_vcpus, or boot_vcpus when that is unset.
+inline std::uint32_t possible_vcpus(const VmConfig& config) {
+  return config.max_vcpus > config.boot_vcpus ? config.max_vcpus : config.boot_vcpus;
+}
 inline constexpr std::uint16_t kMaxDiskQueues = 16;
 
 // The rules a configuration must follow whichever way it came (command line, API): the one

@@ -663,18 +663,42 @@ Status Vmm::remove_device(const std::string& id) {
   });
 }
 
+Status Vmm::resize_vcpus(std::uint32_t desired) {
+  const std::uint32_t possible = possible_vcpus(*config_);
+  if (desired == config_->boot_vcpus && (!guest_running() || vm_->vcpu_count() == desired)) {
+    return ok_status();
+  }
+  if (possible == config_->boot_vcpus && desired != possible) {
+    return Error::not_supported(
+        "desired_vcpus " + std::to_string(desired) + ": the VM was created with " +
+        std::to_string(possible) + " vCPUs and no spare ones; give cpus.max_vcpus above " +
+        "boot_vcpus at vm.create to resize");
+  }
+  if (desired == 0 || desired > possible) {
+    return Error::invalid("desired_vcpus " + std::to_string(desired) + " is outside 1 to " +
+                          std::to_string(possible) + " (cpus.max_vcpus)");
+  }
+  if (!guest_running()) {
+    return wrong_state("vm.resize", state_);
+  }
+  KEEL_TRY_STATUS(vm_->set_vcpus(desired));
+  // As cloud-hypervisor: the configuration says how many the VM has now (and a reboot keeps it).
+  config_->boot_vcpus = desired;
+  emit("vm", "resize", {{"desired_vcpus", desired}});
+  return ok_status();
+}
+
 Status Vmm::resize(const ResizeConfig& resize) {
   return on_vmm_thread<Status>([this, &resize]() -> Status {
     if (!config_) {
       return no_vm();
     }
-    if (resize.desired_vcpus && *resize.desired_vcpus != config_->boot_vcpus) {
-      return Error::not_supported("desired_vcpus: Keel cannot hot-plug vCPUs yet; the VM keeps " +
-                                  std::to_string(config_->boot_vcpus));
-    }
     if (resize.desired_balloon) {
       return Error::not_supported("desired_balloon: Keel has no balloon; grow or shrink the VM "
                                   "with desired_ram (virtio-mem)");
+    }
+    if (resize.desired_vcpus) {
+      KEEL_TRY_STATUS(resize_vcpus(*resize.desired_vcpus));
     }
     if (!resize.desired_ram) {
       return ok_status();

@@ -56,6 +56,8 @@ class Vmm : public VmmControl {
   Status remove_device(const std::string& id) override;
   Status resize(const ResizeConfig& resize) override;
   Status power_button() override;
+  // vm.resize's desired_vcpus (the VMM thread, a VM configured).
+  Status resize_vcpus(std::uint32_t desired);
   Status nmi() override;
 
  private:

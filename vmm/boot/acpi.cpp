@@ -1,5 +1,6 @@
 #include "vmm/boot/acpi.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -93,12 +94,14 @@ std::vector<std::uint8_t> build_madt(const AcpiConfig& config) {
   AcpiTable t("APIC", kMadtRevision);
   t.u32(static_cast<std::uint32_t>(layout::kLapicStart));
   t.u32(kMadtPcatCompat);
-  for (std::uint32_t cpu = 0; cpu < config.num_cpus; ++cpu) {
+  // vCPUs beyond num_cpus are listed disabled: Linux counts them as possible CPUs, to be
+  // hot-plugged (with MADT revision 4 no online-capable flag is needed).
+  for (std::uint32_t cpu = 0; cpu < std::max(config.num_cpus, config.max_cpus); ++cpu) {
     t.u8(kMadtLocalApic);
     t.u8(8);
     t.u8(static_cast<std::uint8_t>(cpu));  // ACPI processor UID
     t.u8(static_cast<std::uint8_t>(cpu));  // APIC id
-    t.u32(kLocalApicEnabled);
+    t.u32(cpu < config.num_cpus ? kLocalApicEnabled : 0);
   }
   t.u8(kMadtIoApic);
   t.u8(12);
@@ -193,6 +196,11 @@ Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const Ac
   if (config.num_cpus == 0 || config.num_cpus > kMaxAcpiCpus) {
     return Error::invalid("ACPI MADT: " + std::to_string(config.num_cpus) +
                           " vCPUs is out of range; give 1 to " + std::to_string(kMaxAcpiCpus));
+  }
+  if (config.max_cpus > kMaxAcpiCpus) {
+    return Error::invalid("ACPI MADT: " + std::to_string(config.max_cpus) +
+                          " possible vCPUs is out of range; give at most " +
+                          std::to_string(kMaxAcpiCpus));
   }
   const std::uint64_t rsdp_gpa = layout::kAcpiStart;
   std::uint64_t next = align_up(rsdp_gpa + kRsdpSize);

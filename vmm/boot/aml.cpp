@@ -28,6 +28,7 @@ constexpr std::uint8_t kStoreOp = 0x70;
 constexpr std::uint8_t kAndOp = 0x7b;
 constexpr std::uint8_t kNotifyOp = 0x86;
 constexpr std::uint8_t kIfOp = 0xa0;
+constexpr std::uint8_t kReturnOp = 0xa4;
 constexpr std::uint8_t kOpRegionOp = 0x80;  // after kExtOpPrefix
 constexpr std::uint8_t kFieldOp = 0x81;     // after kExtOpPrefix
 constexpr std::uint8_t kRegionSystemIo = 0x01;
@@ -260,7 +261,7 @@ Bytes io_region(std::string_view path, std::uint16_t port, std::uint16_t length)
   return out;
 }
 
-Bytes dword_fields(std::string_view region, std::initializer_list<std::string_view> names) {
+Bytes dword_fields(std::string_view region, std::span<const std::string_view> names) {
   Bytes body = name_string(region);
   body.push_back(kFieldDWordAcc);
   for (std::string_view field : names) {
@@ -268,6 +269,16 @@ Bytes dword_fields(std::string_view region, std::initializer_list<std::string_vi
     body.push_back(32);  // the width in bits, as a one-byte PkgLength-style value
   }
   return with_pkg_length({kExtOpPrefix, kFieldOp}, body);
+}
+
+Bytes dword_fields(std::string_view region, std::initializer_list<std::string_view> names) {
+  return dword_fields(region, std::span<const std::string_view>(names.begin(), names.size()));
+}
+
+Bytes ret(const Bytes& value) {
+  Bytes out{kReturnOp};
+  append(out, value);
+  return out;
 }
 
 Bytes if_then(const Bytes& predicate, std::initializer_list<Bytes> terms) {

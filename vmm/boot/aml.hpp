@@ -8,7 +8,7 @@
 
 // A small AML encoder (ACPI 6, section 20) for exactly what the DSDT needs: names, scopes,
 // devices, packages, integers, strings, EISA ids, buffers, resource templates, and the few
-// statements of the PCI hot-plug methods (port I/O fields, If, And, Store, Notify). Inputs are
+// statements of the hot-plug methods (port I/O fields, If, And, Store, Notify, Return). Inputs are
 // compile-time names and numbers from the VMM, not guest or user data.
 namespace keel::vmm::boot::aml {
 
@@ -44,6 +44,9 @@ Bytes method(std::string_view path, std::uint8_t args, bool serialized,
 Bytes io_region(std::string_view path, std::uint16_t port, std::uint16_t length);
 // Field(region, DWordAcc, NoLock, Preserve) { names[0], 32, names[1], 32, ... }
 Bytes dword_fields(std::string_view region, std::initializer_list<std::string_view> names);
+Bytes dword_fields(std::string_view region, std::span<const std::string_view> names);
+// Return (value)
+Bytes ret(const Bytes& value);
 // If (predicate) { terms }
 Bytes if_then(const Bytes& predicate, std::initializer_list<Bytes> terms);
 // And(a, b) with no target: a value, for a predicate.

@@ -1,6 +1,8 @@
 #include "vmm/boot/dsdt.hpp"
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "memory/layout.hpp"
 #include "vmm/boot/acpi_table.hpp"
@@ -54,7 +56,64 @@ aml::Bytes hotplug_slot(std::uint32_t slot) {
 // reads which slots gained a function (PCIU) and which the VMM wants ejected (PCID) and notifies
 // each slot: Device Check (1) makes acpiphp scan it, Eject Request (3) makes it remove the
 // driver and call the slot's _EJ0; and whether the power button was pressed.
-aml::Bytes generic_event_device() {
+// The vCPU hot-plug names: processor device CPxx, its register field CSxx (xx: the id in hex).
+std::string cpu_name(std::string_view prefix, std::uint32_t id) {
+  static const char kHex[] = "0123456789ABCDEF";
+  return std::string(prefix) + kHex[(id >> 4) & 0xf] + kHex[id & 0xf];
+}
+
+// The vCPUs that can come and go: all but the boot CPU, when more are possible than boot.
+bool cpu_hotplug(const AcpiConfig& config) {
+  return config.acpi_events && config.max_cpus > config.num_cpus;
+}
+
+// vCPU hot-plug as Linux's ACPI processor driver drives it: a processor device per possible
+// vCPU, present (_STA) while its register says enabled, with the MADT entry (_MAT) Linux reads
+// to find a hot-added CPU's APIC id, and _EJ0 to tell the VMM the guest let it go.
+aml::Bytes processor_device(std::uint32_t id) {
+  const std::string status = "\\_SB_." + cpu_name("CS", id);
+  auto madt_entry = [id](bool enabled) {
+    const std::uint8_t uid = static_cast<std::uint8_t>(id);
+    const std::vector<std::uint8_t> entry{0, 8, uid, uid, enabled ? std::uint8_t{1} : std::uint8_t{0}, 0, 0, 0};
+    return aml::buffer(entry);
+  };
+  const aml::Bytes enabled =
+      aml::and_of(aml::ref(status), aml::integer(layout::kCpuEnabled));
+  return aml::device(
+      cpu_name("CP", id),
+      {
+          aml::name("_HID", aml::string("ACPI0007")),
+          aml::name("_UID", aml::integer(id)),
+          aml::method("_STA", 0, false,
+                      {aml::if_then(enabled, {aml::ret(aml::integer(0xf))}),
+                       aml::ret(aml::integer(0))}),
+          aml::method("_MAT", 0, false,
+                      {aml::if_then(enabled, {aml::ret(madt_entry(true))}),
+                       aml::ret(madt_entry(false))}),
+          aml::method("_EJ0", 1, false,
+                      {aml::store(aml::integer(layout::kCpuEject), aml::ref(status))}),
+      });
+}
+
+// The vCPU registers and the processor devices.
+std::vector<aml::Bytes> processor_devices(const AcpiConfig& config) {
+  std::vector<std::string> names;
+  for (std::uint32_t id = 0; id < config.max_cpus; ++id) {
+    names.push_back(cpu_name("CS", id));
+  }
+  const std::vector<std::string_view> views(names.begin(), names.end());
+  std::vector<aml::Bytes> terms{
+      aml::io_region("CPHR", layout::kCpuHotplugPort,
+                     static_cast<std::uint16_t>(layout::kCpuHotplugStride * config.max_cpus)),
+      aml::dword_fields("CPHR", views),
+  };
+  for (std::uint32_t id = 0; id < config.max_cpus; ++id) {
+    terms.push_back(processor_device(id));
+  }
+  return terms;
+}
+
+aml::Bytes generic_event_device(const AcpiConfig& config) {
   aml::ResourceTemplate crs;
   crs.irq_no_flags(static_cast<std::uint8_t>(layout::kGedIrq));
   std::vector<aml::Bytes> evt{aml::store(aml::ref("PCIU"), aml::local(0)),
@@ -65,6 +124,19 @@ aml::Bytes generic_event_device() {
                                {aml::notify(path, 1)}));
     evt.push_back(aml::if_then(aml::and_of(aml::local(1), aml::integer(1ULL << slot)),
                                {aml::notify(path, 3)}));
+  }
+  // vCPUs: Device Check (1) for one announced, Eject Request (3) for one the VMM wants back;
+  // each acknowledged first, so it is notified once. The boot CPU never comes or goes.
+  for (std::uint32_t id = 1; cpu_hotplug(config) && id < config.max_cpus; ++id) {
+    const std::string status = "\\_SB_." + cpu_name("CS", id);
+    const std::string device = "\\_SB_." + cpu_name("CP", id);
+    evt.push_back(aml::store(aml::ref(status), aml::local(3)));
+    evt.push_back(aml::if_then(
+        aml::and_of(aml::local(3), aml::integer(layout::kCpuInserting)),
+        {aml::store(aml::integer(layout::kCpuInserting), aml::ref(status)), aml::notify(device, 1)}));
+    evt.push_back(aml::if_then(
+        aml::and_of(aml::local(3), aml::integer(layout::kCpuRemoving)),
+        {aml::store(aml::integer(layout::kCpuRemoving), aml::ref(status)), aml::notify(device, 3)}));
   }
   // The power button: PBST bit 0 says it was pressed (reading clears it); Notify 0x80 is a
   // button's "pressed" (the ACPI spec's Device Object Notification for buttons).
@@ -155,8 +227,13 @@ std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram
     sb.push_back(com1());
   }
   if (config.acpi_events) {
-    sb.push_back(generic_event_device());
+    sb.push_back(generic_event_device(config));
     sb.push_back(power_button());
+  }
+  if (cpu_hotplug(config)) {
+    for (aml::Bytes& term : processor_devices(config)) {
+      sb.push_back(std::move(term));
+    }
   }
   table.append(aml::scope("\\_SB_", sb));
   return std::move(table).finish();

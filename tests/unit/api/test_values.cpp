@@ -5,6 +5,7 @@ namespace keel::api::test {
 vmm::VmConfig full_config() {
   vmm::VmConfig c;
   c.boot_vcpus = 3;
+  c.max_vcpus = 6;
   c.memory_size = 3ULL << 30;
   c.memory_shared = true;
   c.memory_hugepages = true;
@@ -82,7 +83,8 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
       return false;
     }
   }
-  return a.boot_vcpus == b.boot_vcpus && a.memory_size == b.memory_size &&
+  return a.boot_vcpus == b.boot_vcpus &&
+         vmm::possible_vcpus(a) == vmm::possible_vcpus(b) && a.memory_size == b.memory_size &&
          a.memory_shared == b.memory_shared && a.memory_hugepages == b.memory_hugepages &&
          a.memory_hotplug_size == b.memory_hotplug_size &&
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&

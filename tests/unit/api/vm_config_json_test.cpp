@@ -71,7 +71,7 @@ TEST_CASE("VmConfig -> JSON -> VmConfig is the identity") {
 TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, nulls for what is not set") {
   const json j = vm_config_to_json(test::full_config());
   CHECK(j == json::parse(R"({
-    "cpus": {"boot_vcpus": 3, "max_vcpus": 3},
+    "cpus": {"boot_vcpus": 3, "max_vcpus": 6},
     "memory": {"size": 3221225472, "shared": true, "hugepages": true},
     "payload": {"kernel": "/boot/vmlinuz", "cmdline": "console=ttyS0 quiet",
                 "initramfs": "/boot/initrd.img"},
@@ -366,9 +366,8 @@ TEST_CASE("cloud-hypervisor's fields that ask for something Keel lacks are refus
       {R"({"vsock": {"cid": 3, "socket": "/v", "id": ""}})", "vsock.id: empty; give a name"},
       {R"({"vsock": {"cid": 3, "socket": "/v", "port": 1}})", "vsock.port: unknown field"},
       {R"({"console": {"mode": "Tty"}})", "console: an object asks for a virtio or debug console"},
-      {R"({"cpus": {"boot_vcpus": 2, "max_vcpus": 4}})",
-       "cpus.max_vcpus: 4 differs from boot_vcpus 2, which asks for vCPU hotplug; Keel does not "
-       "support it: remove max_vcpus or set it to 2"},
+      {R"({"cpus": {"boot_vcpus": 2, "max_vcpus": 1}})",
+       "cpus.max_vcpus: 1 is out of range; give boot_vcpus (2) to 254"},
       {R"({"cpus": {"kvm_hyperv": true}})", "cpus.kvm_hyperv: true asks for Hyper-V"},
       {R"({"cpus": {"features": {"amx": true}}})", "cpus.features: an object asks for optional"},
       {R"({"memory": {"size": 536870912, "hotplug_size": 1073741824}})",
@@ -421,20 +420,17 @@ json kata_vm_config() {
 TEST_CASE("every field that asks for what Keel lacks is named in one answer") {
   const std::string message = error_for(kata_vm_config());
   INFO(message);
-  CHECK(message.find("4 fields ask for what Keel does not support: (1) fs: an array asks for "
+  CHECK(message.find("3 fields ask for what Keel does not support: (1) fs: an array asks for "
                      "virtio-fs shares") == 0);
-  CHECK(message.find("(2) cpus.max_vcpus: 4 differs from boot_vcpus 1, which asks for vCPU "
-                     "hotplug") != std::string::npos);
-  CHECK(message.find("(3) memory.hotplug_method: \"Acpi\" with hotplug_size asks for ACPI memory "
+  CHECK(message.find("(2) memory.hotplug_method: \"Acpi\" with hotplug_size asks for ACPI memory "
                      "hot-plug") != std::string::npos);
-  CHECK(message.find("(4) platform.num_pci_segments: 2 asks for more than one PCI segment") !=
+  CHECK(message.find("(3) platform.num_pci_segments: 2 asks for more than one PCI segment") !=
         std::string::npos);
 
-  // What Kata sends besides is accepted with its meaning: the topology is Keel's own (one
-  // package of single-thread cores), serial and console are off, the image disk is raw.
+  // What Kata sends besides is accepted with its meaning: vCPUs up to max_vcpus to plug, the
+  // topology is Keel's own (one package of single-thread cores, one per possible vCPU), serial
+  // and console are off, the image disk is raw.
   json fixed = kata_vm_config();
-  fixed["cpus"]["max_vcpus"] = 1;
-  fixed["cpus"]["topology"]["cores_per_die"] = 1;
   fixed["memory"]["hotplug_method"] = "VirtioMem";
   fixed["platform"]["num_pci_segments"] = 1;
   fixed.erase("fs");
@@ -442,6 +438,8 @@ TEST_CASE("every field that asks for what Keel lacks is named in one answer") {
   INFO((config.ok() ? "" : config.error().message()));
   REQUIRE(config.ok());
   CHECK(config->boot_vcpus == 1);
+  CHECK(config->max_vcpus == 4);
+  CHECK(vm_config_to_json(*config)["cpus"]["max_vcpus"] == 4);
   CHECK(config->memory_shared);
   CHECK(config->memory_hotplug_size == 8589934592ULL);
   CHECK(config->serial == vmm::SerialMode::kOff);

@@ -427,6 +427,53 @@ TEST_CASE("ACPI: iasl disassembles the tables cleanly") {
   }
 }
 
+TEST_CASE("ACPI: vCPUs beyond the boot ones are possible: disabled in the MADT, processor devices in the DSDT") {
+  auto mem = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(mem.ok());
+  AcpiConfig config;
+  config.num_cpus = 2;
+  config.max_cpus = 4;
+  auto rsdp = write_acpi_tables(*mem, config);
+  REQUIRE(rsdp.ok());
+  const auto tables = read_tables(*mem, *rsdp);
+  const Bytes madt = tables.at("APIC");
+  std::vector<std::uint32_t> flags;
+  for (std::size_t at = 44; at < madt.size(); at += madt[at + 1]) {
+    if (madt[at] == 0) {
+      CHECK(madt[at + 3] == flags.size());  // APIC ids 0..3 in order
+      flags.push_back(fetch<std::uint32_t>(madt, at + 4));
+    }
+  }
+  CHECK(flags == std::vector<std::uint32_t>{1, 1, 0, 0});
+
+  const std::string text = disassemble("DSDT", tables.at("DSDT"));
+  INFO(text);
+  CHECK(text.find("Error") == std::string::npos);
+  CHECK(text.find("OperationRegion (CPHR, SystemIO, 0x1000, 0x10)") != std::string::npos);
+  CHECK(text.find("Device (CP03)") != std::string::npos);
+  CHECK(text.find("Device (CP04)") == std::string::npos);
+  CHECK(text.find("Name (_HID, \"ACPI0007\" /* Processor Device */)") != std::string::npos);
+  // _STA and _MAT follow the register; _EJ0 writes the eject bit; _EVT acknowledges, then
+  // notifies: Device Check to add, Eject Request to remove; the boot CPU is never notified.
+  CHECK(text.find("If ((\\_SB.CS03 & One))") != std::string::npos);
+  CHECK(text.find("Return (0x0F)") != std::string::npos);
+  CHECK(text.find("\\_SB.CS03 = 0x08") != std::string::npos);
+  CHECK(text.find("Notify (\\_SB.CP03, One)") != std::string::npos);
+  CHECK(text.find("Notify (\\_SB.CP03, 0x03)") != std::string::npos);
+  CHECK(text.find("Notify (\\_SB.CP00") == std::string::npos);
+  // _MAT: an enabled local APIC entry with UID and APIC id 3, and the disabled one.
+  CHECK(text.find("0x00, 0x08, 0x03, 0x03, 0x01, 0x00, 0x00, 0x00") != std::string::npos);
+  CHECK(text.find("0x00, 0x08, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00") != std::string::npos);
+
+  // Without hot-plug (as many possible as boot, or no GED): no processor devices.
+  AcpiConfig fixed = config;
+  fixed.max_cpus = 2;
+  CHECK(disassemble("DSDT", build_dsdt(fixed, 512 * kMiB)).find("ACPI0007") == std::string::npos);
+  AcpiConfig no_events = config;
+  no_events.acpi_events = false;
+  CHECK(disassemble("DSDT", build_dsdt(no_events, 512 * kMiB)).find("ACPI0007") == std::string::npos);
+}
+
 TEST_CASE("ACPI: DSDT has 31 ejectable slots and the Generic Event Device that notifies them") {
   const std::string text = disassemble("DSDT", build_dsdt(AcpiConfig{}, 512 * kMiB));
   INFO(text);

@@ -15,7 +15,7 @@ std::string error_of(std::vector<std::string> args) {
 
 TEST_CASE("cli parses cloud-hypervisor style options") {
   auto r = parse({"--kernel", "/k", "--initramfs", "/i", "--cmdline", "console=ttyS0 quiet",
-                  "--cpus", "boot=2", "--memory", "size=1G,shared=on,hugepages=off", "--serial",
+                  "--cpus", "boot=2,max=6", "--memory", "size=1G,shared=on,hugepages=off", "--serial",
                   "file=/tmp/s.log", "-vv", "--no-reboot"});
   REQUIRE(r.ok());
   const VmConfig& c = r->config;
@@ -23,6 +23,7 @@ TEST_CASE("cli parses cloud-hypervisor style options") {
   CHECK(c.initramfs == "/i");
   CHECK(c.cmdline == "console=ttyS0 quiet");
   CHECK(c.boot_vcpus == 2);
+  CHECK(c.max_vcpus == 6);
   CHECK(c.memory_size == kGiB);
   CHECK(c.memory_shared);
   CHECK_FALSE(c.memory_hugepages);
@@ -68,6 +69,11 @@ TEST_CASE("cli rejects wrong and conflicting options with a one-line reason") {
   CHECK(error_of({"--kernel", "/k", "--cpus", "4"}) == "--cpus: \"4\" is not key=value");
   CHECK(error_of({"--kernel", "/k", "--cpus", "boot=two"}) == "--cpus: boot=two is not a number of vCPUs");
   CHECK(error_of({"--kernel", "/k", "--cpus", "boot=1,boot=2"}) == "--cpus: \"boot\" given twice");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=2,max=1"}) ==
+        "--cpus: max=1 is below boot=2; give max at least boot");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=2,max=255"}) ==
+        "--cpus: max=255 is out of range; use 1 to 254");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "max=4"}) == "--cpus: boot= is not a number of vCPUs");
   CHECK(error_of({"--kernel", "/k", "--serial", "pty"}) == "--serial: \"pty\" is not tty, off or file=PATH");
   CHECK(error_of({"--kernel", "/k", "--bogus"}).find("--bogus") != std::string::npos);
   CHECK(error_of({"--kernel"}).find("kernel") != std::string::npos);

@@ -1,0 +1,91 @@
+#include "devices/cpu_hotplug.hpp"
+
+#include <algorithm>
+
+#include "base/log.hpp"
+#include "memory/layout.hpp"
+
+namespace keel::devices {
+namespace {
+namespace layout = keel::memory::layout;
+}  // namespace
+
+CpuHotplug::CpuHotplug(std::uint32_t boot_vcpus, std::uint32_t max_vcpus,
+                       std::shared_ptr<InterruptLine> event, EjectHandler on_eject)
+    : event_(std::move(event)), on_eject_(std::move(on_eject)), state_(max_vcpus, 0) {
+  for (std::uint32_t id = 0; id < boot_vcpus && id < max_vcpus; ++id) {
+    state_[id] = layout::kCpuEnabled;
+  }
+}
+
+void CpuHotplug::plug(std::uint32_t vcpu) {
+  {
+    std::lock_guard lock(mutex_);
+    if (vcpu >= state_.size()) {
+      return;
+    }
+    state_[vcpu] = layout::kCpuEnabled | layout::kCpuInserting;
+  }
+  event_->trigger();
+}
+
+void CpuHotplug::request_unplug(std::uint32_t vcpu) {
+  {
+    std::lock_guard lock(mutex_);
+    if (vcpu >= state_.size() || (state_[vcpu] & layout::kCpuEnabled) == 0) {
+      return;
+    }
+    state_[vcpu] = (state_[vcpu] & ~layout::kCpuInserting) | layout::kCpuRemoving;
+  }
+  event_->trigger();
+}
+
+bool CpuHotplug::enabled(std::uint32_t vcpu) const {
+  std::lock_guard lock(mutex_);
+  return vcpu < state_.size() && (state_[vcpu] & layout::kCpuEnabled) != 0;
+}
+
+void CpuHotplug::read(std::uint64_t offset, std::span<std::uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0);
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    const std::uint64_t at = offset + i;
+    if (at / 4 < state_.size()) {
+      data[i] = static_cast<std::uint8_t>(state_[at / 4] >> (8 * (at % 4)));
+    }
+  }
+}
+
+void CpuHotplug::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+  // Whole 32-bit registers only (the DSDT's fields are DWordAcc).
+  if (offset % 4 != 0 || data.size() != 4) {
+    return;
+  }
+  const std::uint32_t value = static_cast<std::uint32_t>(data[0]) |
+                              (static_cast<std::uint32_t>(data[1]) << 8) |
+                              (static_cast<std::uint32_t>(data[2]) << 16) |
+                              (static_cast<std::uint32_t>(data[3]) << 24);
+  const std::uint32_t vcpu = static_cast<std::uint32_t>(offset / 4);
+  bool ejected = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (vcpu >= state_.size()) {
+      return;
+    }
+    std::uint32_t& s = state_[vcpu];
+    s &= ~(value & (layout::kCpuInserting | layout::kCpuRemoving));
+    // vCPU 0 stays: Linux cannot give its boot CPU up, and a guest that says it did is wrong.
+    if ((value & layout::kCpuEject) != 0 && (s & layout::kCpuEnabled) != 0 && vcpu != 0) {
+      s = 0;
+      ejected = true;
+    }
+  }
+  if (ejected) {
+    log::info("cpu", "guest ejected vCPU", {{"vcpu", vcpu}});
+    if (on_eject_) {
+      on_eject_(vcpu);
+    }
+  }
+}
+
+}  // namespace keel::devices
