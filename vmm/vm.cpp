@@ -523,8 +523,9 @@ void Vm::add_vcpu(std::uint32_t id, KvmVcpu kvm_vcpu) {
 
 Status Vm::set_vcpus(std::uint32_t count) {
   if (!cpu_hotplug_) {
-    return Error::not_supported("this VM has no spare vCPUs to plug: create it with "
-                                "cpus.max_vcpus above boot_vcpus");
+    return Error::not_supported(
+        "desired_vcpus " + std::to_string(count) + ": the VM was created without spare vCPUs; "
+        "give cpus.max_vcpus above boot_vcpus at vm.create (keel --cpus boot=N,max=M) to resize");
   }
   if (count == 0 || count > vcpu_setup_.possible) {
     return Error::invalid("desired_vcpus " + std::to_string(count) + " is outside 1 to " +

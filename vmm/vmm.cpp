@@ -668,12 +668,6 @@ Status Vmm::resize_vcpus(std::uint32_t desired) {
   if (desired == config_->boot_vcpus && (!guest_running() || vm_->vcpu_count() == desired)) {
     return ok_status();
   }
-  if (possible == config_->boot_vcpus && desired != possible) {
-    return Error::not_supported(
-        "desired_vcpus " + std::to_string(desired) + ": the VM was created with " +
-        std::to_string(possible) + " vCPUs and no spare ones; give cpus.max_vcpus above " +
-        "boot_vcpus at vm.create to resize");
-  }
   if (desired == 0 || desired > possible) {
     return Error::invalid("desired_vcpus " + std::to_string(desired) + " is outside 1 to " +
                           std::to_string(possible) + " (cpus.max_vcpus)");

@@ -155,7 +155,7 @@ events=$(sed -n 's/^KEEL-TESTBED result event //p' <<<"$markers")
 names=$(jq -r '.event' <<<"$events" 2>/dev/null | tr '\n' ' ')
 expect "events: the monitor's lines are JSON objects ($names)" test -n "$names"
 expect "events: the life of the VM in order ($names)" grep -q \
-  "starting booting booted container-opened device-added container-opened rebooting booting booted container-opened container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed shutdown" <<<"$names"
+  "starting booting booted container-opened device-added container-opened rebooting booting booted container-opened container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed resize resize shutdown" <<<"$names"
 refusal=$(jq -r 'select(.event == "device-add-refused") | .properties.error' <<<"$events" 2>/dev/null)
 expect "events: the refusal carries the numbers ($refusal)" grep -q "dma_entry_limit" <<<"$refusal"
 opened=$(jq -c 'select(.event == "container-opened") | .properties' <<<"$events" 2>/dev/null | tail -n 1)
@@ -221,6 +221,25 @@ gone=$(grep -m1 'KEEL-GUEST net-gone=' <<<"$markers" || true)
 expect "net: removed, eth0 went away in the guest ($gone)" test "$(field "$gone" net-gone)" = yes
 tl=$(grep '^KEEL-TESTBED result tap_left=' <<<"$markers" || true)
 expect "net: keel's TAP went with the link ($tl)" test "$(field "$tl" tap_left)" = no
+
+# 4c. vCPUs: 1 at boot, 3 possible
+ok cpus-grow
+grown=$(grep -m1 'KEEL-GUEST cpus=.*want=3' <<<"$markers" || true)
+expect "cpus: the guest found both plugged vCPUs, onlined them, and runs on 3 ($grown)" \
+  test "$(field "$grown" cpus),$(field "$grown" present),$(field "$grown" online)" = "3,3,0-2"
+ok info-cpus-grown
+expect "cpus: vm.info says 3 of at most 3" \
+  test "$(json info-cpus-grown '"\(.config.cpus.boot_vcpus),\(.config.cpus.max_vcpus)"')" = "3,3"
+ok cpus-shrink
+shrunk=$(grep -m1 'KEEL-GUEST cpus=.*want_present=2' <<<"$markers" || true)
+expect "cpus: asked back, the guest ejected the highest vCPU and runs on 2 ($shrunk)" \
+  test "$(field "$shrunk" cpus),$(field "$shrunk" present),$(field "$shrunk" online)" = "2,2,0-1"
+expect "cpus: vm.info says 2" test "$(json info-cpus-shrunk .config.cpus.boot_vcpus)" = 2
+expect "cpus: more than max_vcpus is refused with the range ($(out_of cpus-over))" \
+  grep -q "outside 1 to 3" <<<"$(out_of cpus-over)"
+r=$(edu_round 6)
+expect "cpus: edu0 still does DMA and gets its interrupt ($r)" \
+  test "$(grep -c 'dma=ok' <<<"$r"),$(grep -c 'irq=ok' <<<"$r")" = "1,1"
 
 end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
 expect "keel exits 0 after vmm.shutdown (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0

@@ -39,7 +39,7 @@ gone() {
 rm -f "$fifo" "$out" "$sock"
 mkfifo "$fifo"
 keel --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz --memory size=512M \
-  --serial tty --cmdline "console=ttyS0" --api-socket "path=$sock" \
+  --cpus boot=1,max=3 --serial tty --cmdline "console=ttyS0" --api-socket "path=$sock" \
   --event-monitor path=/tmp/events.json \
   --device "path=/sys/bus/pci/devices/$dev0,id=edu0,dma_mapping=eager" <"$fifo" >"$out" 2>&1 &
 pid=$!
@@ -95,6 +95,17 @@ api remove-net remove-device hotnet
 gone hotnet
 say 11 nonet
 result "tap_left=$([ -e /sys/class/net/keelhot0 ] && echo yes || echo no)"
+
+# 4c. vCPUs (ACPI vCPU hot-plug): two plugged and onlined by the guest, then one asked back and
+# ejected; edu0's DMA still works.
+api cpus-grow resize --cpus 3
+say 12 "cpus 3"
+api info-cpus-grown info
+api cpus-shrink resize --cpus 2
+say 13 "cpusgone 2"
+api info-cpus-shrunk info
+api cpus-over resize --cpus 4
+say 14 "edu 1"
 
 echo poweroff >&3
 wait_for "$out" "KEEL-GUEST powering-off" 1 60
