@@ -513,11 +513,16 @@ Result<vmm::NetConfig> net_config_from_json(const json& value, const std::string
 }
 
 json net_config_to_json(const vmm::NetConfig& net) {
-  auto or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
-  return json{{"tap", or_null(net.tap)},   {"ip", or_null(net.ip)},
-              {"mask", or_null(net.mask)}, {"mac", or_null(net.mac)},
-              {"num_queues", net.num_queues}, {"queue_size", net.queue_size},
-              {"iommu", false},            {"id", net.id}};
+  json out{{"num_queues", net.num_queues}, {"queue_size", net.queue_size},
+           {"iommu", false}, {"id", net.id}};
+  // What is not set is left out: cloud-hypervisor's schema has strings there, never null.
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"tap", &net.tap},
+                                   {"ip", &net.ip}, {"mask", &net.mask}, {"mac", &net.mac}}) {
+    if (!value->empty()) {
+      out[key] = *value;
+    }
+  }
+  return out;
 }
 
 Result<vmm::VsockConfig> vsock_config_from_json(const json& value, const std::string& path,
@@ -662,26 +667,34 @@ json vm_config_to_json(const vmm::VmConfig& config) {
   for (const vmm::NetConfig& net : config.nets) {
     nets.push_back(net_config_to_json(net));
   }
-  return json{
+  // What is not set is left out, as cloud-hypervisor writes it: its schema has no nulls.
+  json payload{{"kernel", config.kernel}, {"cmdline", config.cmdline}};
+  if (config.initramfs) {
+    payload["initramfs"] = *config.initramfs;
+  }
+  json serial{{"mode", to_string(config.serial)}};
+  if (config.serial == vmm::SerialMode::kFile) {
+    serial["file"] = config.serial_file;
+  }
+  json out{
       {"cpus", {{"boot_vcpus", config.boot_vcpus}, {"max_vcpus", vmm::possible_vcpus(config)}}},
       {"memory", memory_config_to_json(config)},
-      {"payload",
-       {{"kernel", config.kernel},
-        {"cmdline", config.cmdline},
-        {"initramfs", config.initramfs ? json(*config.initramfs) : json(nullptr)}}},
-      {"serial",
-       {{"mode", to_string(config.serial)},
-        {"file",
-         config.serial == vmm::SerialMode::kFile ? json(config.serial_file) : json(nullptr)}}},
+      {"payload", std::move(payload)},
+      {"serial", std::move(serial)},
       {"devices", std::move(devices)},
       {"disks", std::move(disks)},
       {"net", std::move(nets)},
       {"iommu", std::any_of(config.devices.begin(), config.devices.end(),
                             [](const vmm::DeviceConfig& d) { return d.iommu; })},
-      {"vsock", config.vsock ? vsock_config_to_json(*config.vsock) : json(nullptr)},
-      {"rng", config.rng_source ? json{{"src", *config.rng_source}, {"iommu", false}} : json(nullptr)},
       {"exit_on_reboot", config.exit_on_reboot},
   };
+  if (config.vsock) {
+    out["vsock"] = vsock_config_to_json(*config.vsock);
+  }
+  if (config.rng_source) {
+    out["rng"] = json{{"src", *config.rng_source}, {"iommu", false}};
+  }
+  return out;
 }
 
 }  // namespace keel::api

@@ -4,13 +4,8 @@
 #include "api/vm_config_json.hpp"
 
 namespace keel::api {
-namespace {
 
 using nlohmann::json;
-
-json bdf_or_null(const std::string& bdf) { return bdf.empty() ? json(nullptr) : json(bdf); }
-
-}  // namespace
 
 std::string_view to_string(vmm::VmmControl::VmState state) {
   switch (state) {
@@ -38,10 +33,11 @@ json ping_to_json(const vmm::VmmControl::VmmPing& ping) {
 json vm_info_to_json(const vmm::VmmControl::VmInfo& info) {
   json tree = json::object();
   for (const auto& device : info.devices) {
-    tree[device.id] = json{{"id", device.id},
-                           {"resources", json::array()},
-                           {"children", json::array()},
-                           {"pci_bdf", bdf_or_null(device.bdf)}};
+    json node{{"id", device.id}, {"resources", json::array()}, {"children", json::array()}};
+    if (!device.bdf.empty()) {  // a device cold-added to a VM not yet booted has none yet
+      node["pci_bdf"] = device.bdf;
+    }
+    tree[device.id] = std::move(node);
   }
   json dma = json::array();
   for (const auto& report : info.dma) {
@@ -86,7 +82,7 @@ json counters_to_json(const vmm::VmmControl::Counters& counters) {
 }
 
 json device_info_to_json(const vmm::VmmControl::DeviceInfo& device) {
-  return json{{"id", device.id}, {"bdf", bdf_or_null(device.bdf)}};
+  return json{{"id", device.id}, {"bdf", device.bdf}};
 }
 
 }  // namespace keel::api
