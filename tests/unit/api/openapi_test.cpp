@@ -160,9 +160,13 @@ TEST_CASE("the validator is not vacuous") {
   CHECK(spec()
             .check_schema("ErrorBody", json::parse(R"({"kind": "internal", "message": null})"))
             .size() == 1);
-  CHECK(spec().check_schema("PciDeviceInfo", json::parse(R"({"id": "a", "bdf": null})")).empty());
+  // null only where the schema says nullable
+  CHECK(spec()
+            .check_schema("DmaDevice", json::parse(R"({"id": "a", "host_bdf": "x", "guest_bdf": null})"))
+            .empty());
+  CHECK(spec().check_schema("PciDeviceInfo", json::parse(R"({"id": "a", "bdf": null})")).size() == 1);
   CHECK(spec().check_schema("PciDeviceInfo", json::parse(R"({"id": null, "bdf": null})")).size() ==
-        1);
+        2);
   CHECK(spec().check_schema("VmCounters", json::parse(R"({"a": {"b": "c"}})")).size() == 1);
   CHECK(spec().check_schema("VmInfo", json::parse(R"({"state": "Running"})")).size() == 4);
   CHECK(spec()
