@@ -32,6 +32,8 @@ unsigned http_status(const Error& error) {
     case ErrorKind::kNotSupported:
     case ErrorKind::kExists:
       return 409;
+    case ErrorKind::kRetry:
+      return 429;
     case ErrorKind::kHost:
       break;
   }
@@ -61,6 +63,8 @@ std::string_view error_kind(const Error& error) {
       return "not_supported";
     case ErrorKind::kExists:
       return "already_exists";
+    case ErrorKind::kRetry:
+      return "retry";
     case ErrorKind::kHost:
       break;
   }

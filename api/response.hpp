@@ -23,10 +23,11 @@ Response json_response(unsigned status, const nlohmann::json& body);
 // How an Error maps to HTTP. The API's own errors (api_errc.hpp) carry their status; the
 // others by their ErrorKind (vmm/vmm_control.hpp): kInvalid 400, kNotFound 404, kWrongState,
 // kNotSupported and kExists 409 (a device id or path already in use, as cloud-hypervisor
-// answers), kHost 500 whatever its errno.
+// answers), kRetry 429 (as cloud-hypervisor's vm.resize while a vCPU removal is pending), kHost
+// 500 whatever its errno.
 unsigned http_status(const Error& error);
 // "bad_request", "not_found", "method_not_allowed", "wrong_state", "not_supported",
-// "already_exists", "payload_too_large" or "internal".
+// "already_exists", "retry", "payload_too_large" or "internal".
 std::string_view error_kind(const Error& error);
 // The message for people: the context alone for the API's errors and for invalid(), "context:
 // strerror" for errors a syscall reported.

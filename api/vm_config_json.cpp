@@ -262,13 +262,8 @@ Status read_nets(const json& value, vmm::VmConfig& config, Unsupported& unsuppor
 
 // cloud-hypervisor's PlatformConfig: Keel's machine has one PCI segment, no SMBIOS tables and no
 // confidential computing, so only values that say so are accepted.
-void read_platform(const json& value, Unsupported& unsupported) {
-  auto opened = JsonObjectReader::open(value, "platform", "PlatformConfig", &unsupported);
-  if (!opened.ok()) {
-    unsupported.add(opened.error().message());
-    return;
-  }
-  JsonObjectReader& r = *opened;
+Status read_platform(const json& value, Unsupported& unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, "platform", "PlatformConfig", &unsupported));
   r.accept_if("num_pci_segments", [](const json& v) { return v == 1; },
               "more than one PCI segment (Keel's devices all sit on segment 0)",
               "remove it or send 1");
@@ -290,9 +285,7 @@ void read_platform(const json& value, Unsupported& unsupported) {
   off(r, "iommufd", "the iommufd VFIO backend");
   off(r, "vfio_p2p_dma", "peer-to-peer DMA between passed-through devices (Keel does not map "
                          "their BARs in the IOMMU)");
-  if (Status finished = r.finish(); !finished.ok()) {
-    unsupported.add(finished.error().message());
-  }
+  return r.finish();
 }
 
 }  // namespace
@@ -612,7 +605,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
     KEEL_TRY_STATUS(read_memory(*memory, config, unsupported));
   }
   if (platform != nullptr) {
-    read_platform(*platform, unsupported);
+    KEEL_TRY_STATUS(read_platform(*platform, unsupported));
   }
   if (payload == nullptr) {
     return Error::invalid(

@@ -16,6 +16,7 @@ enum class ErrorKind {
   kWrongState,    // the object exists but is in the wrong state for this (boot twice, ...)
   kNotSupported,  // Keel cannot do this (yet)
   kExists,        // the object is there already (an id or a path added twice)
+  kRetry,         // not now: something under way must finish first (a vCPU the guest is ejecting)
   kHost,          // the host failed: a syscall, the kernel, a device
 };
 
@@ -48,6 +49,7 @@ class Error {
     return of(ErrorKind::kNotSupported, ENOTSUP, std::move(context));
   }
   static Error exists(std::string context) { return of(ErrorKind::kExists, EEXIST, std::move(context)); }
+  static Error retry(std::string context) { return of(ErrorKind::kRetry, EAGAIN, std::move(context)); }
 
   ErrorKind kind() const { return kind_; }
   const std::error_code& code() const { return code_; }

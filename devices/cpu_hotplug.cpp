@@ -12,7 +12,10 @@ namespace layout = keel::memory::layout;
 
 CpuHotplug::CpuHotplug(std::uint32_t boot_vcpus, std::uint32_t max_vcpus,
                        std::shared_ptr<InterruptLine> event, EjectHandler on_eject)
-    : event_(std::move(event)), on_eject_(std::move(on_eject)), state_(max_vcpus, 0) {
+    : event_(std::move(event)),
+      on_eject_(std::move(on_eject)),
+      state_(max_vcpus, 0),
+      asked_(max_vcpus, false) {
   for (std::uint32_t id = 0; id < boot_vcpus && id < max_vcpus; ++id) {
     state_[id] = layout::kCpuEnabled;
   }
@@ -25,6 +28,7 @@ void CpuHotplug::plug(std::uint32_t vcpu) {
       return;
     }
     state_[vcpu] = layout::kCpuEnabled | layout::kCpuInserting;
+    asked_[vcpu] = false;
   }
   event_->trigger();
 }
@@ -32,10 +36,12 @@ void CpuHotplug::plug(std::uint32_t vcpu) {
 void CpuHotplug::request_unplug(std::uint32_t vcpu) {
   {
     std::lock_guard lock(mutex_);
-    if (vcpu >= state_.size() || (state_[vcpu] & layout::kCpuEnabled) == 0) {
+    // vCPU 0 stays: Linux cannot give its boot CPU up.
+    if (vcpu == 0 || vcpu >= state_.size() || (state_[vcpu] & layout::kCpuEnabled) == 0) {
       return;
     }
     state_[vcpu] = (state_[vcpu] & ~layout::kCpuInserting) | layout::kCpuRemoving;
+    asked_[vcpu] = true;
   }
   event_->trigger();
 }
@@ -74,9 +80,9 @@ void CpuHotplug::write(std::uint64_t offset, std::span<const std::uint8_t> data)
     }
     std::uint32_t& s = state_[vcpu];
     s &= ~(value & (layout::kCpuInserting | layout::kCpuRemoving));
-    // vCPU 0 stays: Linux cannot give its boot CPU up, and a guest that says it did is wrong.
-    if ((value & layout::kCpuEject) != 0 && (s & layout::kCpuEnabled) != 0 && vcpu != 0) {
+    if ((value & layout::kCpuEject) != 0 && (s & layout::kCpuEnabled) != 0 && asked_[vcpu]) {
       s = 0;
+      asked_[vcpu] = false;
       ejected = true;
     }
   }

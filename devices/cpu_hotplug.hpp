@@ -17,7 +17,8 @@ namespace keel::devices {
 // VMM asks for it back). The guest's _EVT writes kCpuInserting or kCpuRemoving to say it has
 // seen them (it then notifies the processor device), and _EJ0 writes kCpuEject once it let the
 // vCPU go: the vCPU is no longer enabled and `on_eject` runs on the vCPU thread that wrote it
-// (it should hand the work to the VMM).
+// (it should hand the work to the VMM). Only a vCPU the VMM asked back can be ejected: a guest
+// that ejects one on its own (sysfs) finds it still present, and the VM's count stays true.
 class CpuHotplug : public BusDevice {
  public:
   using EjectHandler = std::function<void(std::uint32_t vcpu)>;
@@ -42,6 +43,7 @@ class CpuHotplug : public BusDevice {
   EjectHandler on_eject_;
   mutable std::mutex mutex_;
   std::vector<std::uint32_t> state_;  // per vCPU, layout::kCpu* bits
+  std::vector<bool> asked_;           // per vCPU: request_unplug() since the last plug()
 };
 
 }  // namespace keel::devices

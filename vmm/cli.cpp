@@ -61,10 +61,14 @@ Result<bool> parse_on_off(const std::string& flag, const std::string& key, const
 Status apply_cpus(const std::string& text, VmConfig& config) {
   KEEL_TRY(auto opts, split_options("--cpus", text, {"boot", "max"}));
   auto count = [&opts](const char* key, bool required) -> Result<std::uint32_t> {
-    const std::string& v = opts[key];
-    if (v.empty() && !required) {
-      return 0U;
+    if (opts.count(key) == 0) {
+      if (!required) {
+        return 0U;
+      }
+      return Error::invalid(std::string("--cpus: ") + key + " is missing; give " + key +
+                            "=N, e.g. boot=2");
     }
+    const std::string& v = opts[key];
     if (v.empty() || v.size() > 4 || !std::all_of(v.begin(), v.end(), ::isdigit)) {
       return Error::invalid(std::string("--cpus: ") + key + "=" + v + " is not a number of vCPUs");
     }
@@ -403,6 +407,10 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                             std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
                             " (use a shorter directory)");
     }
+  }
+  if (possible_vcpus(config) > config.boot_vcpus && request.api_socket.empty()) {
+    return Error::invalid("--cpus: max=" + std::to_string(config.max_vcpus) +
+                          " above boot needs --api-socket: only vm.resize plugs vCPUs");
   }
   if (kernel.empty()) {
     if (!initramfs.empty() || !cmdline.empty()) {

@@ -303,6 +303,14 @@ Status KvmVcpu::nmi() {
   return ok_status();
 }
 
+Result<std::uint32_t> KvmVcpu::mp_state() const {
+  kvm_mp_state state{};
+  if (kvm_ioctl(*sys_, fd_.get(), KVM_GET_MP_STATE, &state) != 0) {
+    return Error::from_errno("KVM_GET_MP_STATE");
+  }
+  return state.mp_state;
+}
+
 Result<Mapping> KvmVcpu::map_page(std::size_t page) const {
   const long page_size = ::sysconf(_SC_PAGESIZE);
   return Mapping::create(static_cast<std::size_t>(page_size), PROT_READ | PROT_WRITE, MAP_SHARED,

@@ -108,6 +108,7 @@ class KvmVcpu {
   // KVM_NMI: queues a non-maskable interrupt for the vCPU. Call it from the vCPU's own thread
   // between two KVM_RUNs: another thread's call would wait until the vCPU next exits.
   Status nmi();
+  Result<std::uint32_t> mp_state() const;  // KVM_GET_MP_STATE: KVM_MP_STATE_*
 
  private:
   UniqueFd fd_;

@@ -89,7 +89,7 @@ SeccompRules vcpu_rules() {
               SYS_eventfd2,                          // irqfds for newly enabled vectors
               SYS_fallocate,  // virtio-mem: unplugged shared (memfd) memory given back
           }),
-          with_devices({KVM_RUN, KVM_NMI}), kSanitizerOpen, {}};
+          with_devices({KVM_RUN, KVM_NMI, KVM_GET_MP_STATE}), kSanitizerOpen, {}};
 }
 
 SeccompRules device_io_rules() {
@@ -147,7 +147,7 @@ SeccompRules vmm_rules() {
 #endif
   std::vector<unsigned long> ioctls = with_devices({
       // Never called here, but the vCPU threads this thread starts inherit its filter.
-      KVM_RUN, KVM_NMI,
+      KVM_RUN, KVM_NMI, KVM_GET_MP_STATE,
       // KVM system, VM and vCPU setup.
       KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE,
       kGetSupportedCpuid, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP,

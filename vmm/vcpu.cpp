@@ -40,16 +40,20 @@ void Vcpu::stop() {
   }
   stopping_.store(true);
   // immediate_exit covers a kick that lands before the thread enters KVM_RUN.
-  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(1);
+  set_immediate_exit(true);
   ::pthread_kill(thread_.native_handle(), kick_signal());
   thread_.join();
-  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(0);
+  set_immediate_exit(false);
+}
+
+void Vcpu::set_immediate_exit(bool on) {
+  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(on ? 1 : 0);
 }
 
 void Vcpu::inject_nmi() {
   nmi_pending_.store(true);
   // As stop() does: immediate_exit covers a thread about to enter KVM_RUN, the signal one in it.
-  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(1);
+  set_immediate_exit(true);
   if (thread_.joinable()) {
     ::pthread_kill(thread_.native_handle(), kick_signal());
   }
@@ -62,8 +66,19 @@ bool Vcpu::deliver_nmi() {
   // Cleared before the flag is taken: an inject_nmi() after this sets it again, so its NMI
   // cannot wait for an unrelated exit. A stop() that set it too has set stopping_ first, which
   // the loop reads next.
-  std::atomic_ref<std::uint8_t>(kvm_.run_area()->immediate_exit).store(0);
+  set_immediate_exit(false);
   if (!nmi_pending_.exchange(false)) {
+    return true;
+  }
+  // A vCPU the guest has not started (waiting for INIT/SIPI) does not take NMIs; queued, KVM's
+  // pending request would make every KVM_RUN return at once until the guest starts it.
+  Result<std::uint32_t> state = kvm_.mp_state();
+  if (!state.ok()) {
+    on_error_(state.error().wrap("vCPU " + std::to_string(id_)));
+    return false;
+  }
+  if (*state == KVM_MP_STATE_UNINITIALIZED || *state == KVM_MP_STATE_INIT_RECEIVED) {
+    log::debug("vcpu", "NMI dropped: the guest has not started this vCPU", {{"vcpu", id_}});
     return true;
   }
   if (Status queued = kvm_.nmi(); !queued.ok()) {

@@ -38,9 +38,10 @@ class Vcpu {
   // Asks the thread to leave KVM_RUN and waits for it. Safe to call more than once.
   void stop();
 
-  // Delivers a non-maskable interrupt to the guest on this vCPU (any thread): the vCPU thread
-  // issues KVM_NMI before it next enters the guest, kicked out of KVM_RUN if it is there. A
-  // stopped (paused) vCPU gets it when it starts again.
+  // Delivers a non-maskable interrupt to the guest on this vCPU (the thread that calls start()
+  // and stop()): the vCPU thread issues KVM_NMI before it next enters the guest, kicked out of
+  // KVM_RUN if it is there. A stopped (paused) vCPU gets it when it starts again; one the guest
+  // has not started (waiting for INIT/SIPI) does not, as on hardware.
   void inject_nmi();
 
   // Installs the no-op handler for the signal that kicks vCPUs out of KVM_RUN; once per process.
@@ -63,6 +64,8 @@ class Vcpu {
   CoalescedRing* coalesced_;  // the VM's, drained after each KVM_RUN; null without one
   // KVM_NMI for a pending inject_nmi(), on the vCPU thread; false when the vCPU must stop.
   bool deliver_nmi();
+  // kvm_run.immediate_exit, which another thread sets to make the next KVM_RUN return at once.
+  void set_immediate_exit(bool on);
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> nmi_pending_{false};

@@ -163,10 +163,10 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
     KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region->gpa(), region->size(), region->host()));
   }
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
-  if (possible_vcpus(config) > config.boot_vcpus) {
-    KEEL_TRY(std::shared_ptr<IrqfdLine> ged_irq, IrqfdLine::create(vm->kvm_vm_, layout::kGedIrq));
+  const bool cpu_hotplug = acpi_events && vcpu_hotplug(config);
+  if (cpu_hotplug) {
     vm->cpu_hotplug_ = std::make_shared<devices::CpuHotplug>(
-        config.boot_vcpus, possible_vcpus(config), std::move(ged_irq),
+        config.boot_vcpus, possible_vcpus(config), vm->ged_irq_,
         [self = vm.get()](std::uint32_t id) { self->on_cpu_eject(id); });
     KEEL_TRY_STATUS(vm->pio_.insert(vm->cpu_hotplug_, layout::kCpuHotplugPort,
                                     vm->cpu_hotplug_->size()));
@@ -215,6 +215,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   boot::AcpiConfig acpi{
       .num_cpus = config.boot_vcpus,
       .max_cpus = possible_vcpus(config),
+      .cpu_hotplug = cpu_hotplug,
       .com1 = true,
       .i8042 = false,
       .acpi_events = acpi_events};
@@ -252,11 +253,11 @@ Status Vm::setup_devices(SerialOutput serial_output) {
                               devices::I8042::kSize));
   KEEL_TRY_STATUS(pio_.insert(std::make_shared<devices::AcpiPm>(power), layout::kAcpiPmPort,
                               layout::kAcpiPmSize));
-  KEEL_TRY(std::shared_ptr<IrqfdLine> ged_irq, IrqfdLine::create(kvm_vm_, layout::kGedIrq));
-  hotplug_ = std::make_shared<pci::AcpiHotplug>(ged_irq,
+  KEEL_TRY(ged_irq_, IrqfdLine::create(kvm_vm_, layout::kGedIrq));
+  hotplug_ = std::make_shared<pci::AcpiHotplug>(ged_irq_,
                                                 [this](std::uint8_t slot) { on_eject(slot); });
   KEEL_TRY_STATUS(pio_.insert(hotplug_, layout::kPciHotplugPort, layout::kPciHotplugSize));
-  power_button_ = std::make_shared<devices::PowerButton>(std::move(ged_irq));
+  power_button_ = std::make_shared<devices::PowerButton>(ged_irq_);
   KEEL_TRY_STATUS(
       pio_.insert(power_button_, layout::kPowerButtonPort, layout::kPowerButtonSize));
 
@@ -521,18 +522,33 @@ void Vm::add_vcpu(std::uint32_t id, KvmVcpu kvm_vcpu) {
   vcpu_online_[id] = true;
 }
 
-Status Vm::set_vcpus(std::uint32_t count) {
+Status Vm::check_vcpus(std::uint32_t count) const {
   if (!cpu_hotplug_) {
     return Error::not_supported(
-        "desired_vcpus " + std::to_string(count) + ": the VM was created without spare vCPUs; "
-        "give cpus.max_vcpus above boot_vcpus at vm.create (keel --cpus boot=N,max=M) to resize");
+        "desired_vcpus " + std::to_string(count) + ": the VM was created without vCPU hot-plug; "
+        "give cpus.max_vcpus at vm.create (keel --cpus boot=N,max=M with --api-socket) to resize");
   }
   if (count == 0 || count > vcpu_setup_.possible) {
     return Error::invalid("desired_vcpus " + std::to_string(count) + " is outside 1 to " +
                           std::to_string(vcpu_setup_.possible) + " (cpus.max_vcpus)");
   }
+  const std::uint32_t have = vcpu_count();
+  // As cloud-hypervisor: while the guest has not ejected a vCPU it was asked back, a resize
+  // waits (a vCPU asked back cannot be kept: the guest may be letting it go right now).
+  for (std::size_t id = 0; id < vcpus_.size() && have != count; ++id) {
+    if (vcpu_leaving_[id]) {
+      return Error::retry("desired_vcpus " + std::to_string(count) + ": the guest has not yet "
+                          "ejected vCPU " + std::to_string(id) + ", asked back by an earlier "
+                          "resize; try again once it has");
+    }
+  }
+  return ok_status();
+}
+
+Status Vm::set_vcpus(std::uint32_t count) {
+  KEEL_TRY_STATUS(check_vcpus(count));
   std::uint32_t have = vcpu_count();
-  // Growing: the lowest free ids first; a vCPU asked back and not yet ejected cannot be kept.
+  // Growing: the lowest free ids first.
   for (std::uint32_t id = 1; id < vcpu_setup_.possible && have < count; ++id) {
     if (id < vcpus_.size() && vcpu_online_[id]) {
       continue;

@@ -72,6 +72,9 @@ class Vm {
   // the guest has ejected them (hotplug_event_fd(), finish_ejects()). kNotSupported for a VM
   // made without spare vCPUs.
   Status set_vcpus(std::uint32_t count);
+  // What set_vcpus(count) would refuse, without doing anything: no hot-plug (kNotSupported),
+  // out of range (kInvalid), a vCPU asked back not yet ejected (kRetry).
+  Status check_vcpus(std::uint32_t count) const;
   // The vCPUs the guest has or was given (those asked back count until ejected).
   std::uint32_t vcpu_count() const;
   // A non-maskable interrupt on every vCPU (the guest's NMI handlers run; Linux logs an NMI it
@@ -168,6 +171,9 @@ class Vm {
   std::shared_ptr<virtio::VirtioPciDevice> mem_transport_;
   SeccompMode seccomp_;
   bool acpi_events_;  // the guest was told of the GED, its slots and the power button
+  // The Generic Event Device's line, which the PCI slots, the power button and the vCPU
+  // registers raise.
+  std::shared_ptr<devices::InterruptLine> ged_irq_;
   std::shared_ptr<pci::AcpiHotplug> hotplug_;
   std::shared_ptr<devices::PowerButton> power_button_;
   std::shared_ptr<devices::CpuHotplug> cpu_hotplug_;  // null without spare vCPUs

@@ -102,6 +102,10 @@ inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..254 in xAPIC mod
 inline std::uint32_t possible_vcpus(const VmConfig& config) {
   return config.max_vcpus > config.boot_vcpus ? config.max_vcpus : config.boot_vcpus;
 }
+// Whether vm.resize can plug and unplug vCPUs (1 to max_vcpus): max_vcpus was given, above 1.
+// Not "above boot_vcpus": vm.resize makes boot_vcpus the current count, and a VM rebooted at
+// max_vcpus must still be able to shrink.
+inline bool vcpu_hotplug(const VmConfig& config) { return config.max_vcpus > 1; }
 inline constexpr std::uint16_t kMaxDiskQueues = 16;
 
 // The rules a configuration must follow whichever way it came (command line, API): the one

@@ -334,30 +334,29 @@ Status Vmm::resume_vm() {
   });
 }
 
-Status Vmm::power_button() {
-  return on_vmm_thread<Status>([this]() -> Status {
+Status Vmm::act_on_booted_vm(const std::string& operation, const std::string& event,
+                             const std::function<Status()>& act) {
+  return on_vmm_thread<Status>([&]() -> Status {
     if (!config_) {
       return no_vm();
     }
     if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
-      return wrong_state("vm.power-button", state_);
+      return wrong_state(operation, state_);
     }
-    KEEL_TRY_STATUS(vm_->press_power_button());
-    emit("vm", "power-button");
+    KEEL_TRY_STATUS(act());
+    emit("vm", event);
     return ok_status();
   });
 }
 
+Status Vmm::power_button() {
+  return act_on_booted_vm("vm.power-button", "power-button",
+                          [this] { return vm_->press_power_button(); });
+}
+
 Status Vmm::nmi() {
-  return on_vmm_thread<Status>([this]() -> Status {
-    if (!config_) {
-      return no_vm();
-    }
-    if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
-      return wrong_state("vm.nmi", state_);
-    }
+  return act_on_booted_vm("vm.nmi", "nmi", [this] {
     vm_->inject_nmi();
-    emit("vm", "nmi");
     return ok_status();
   });
 }
@@ -663,17 +662,19 @@ Status Vmm::remove_device(const std::string& id) {
   });
 }
 
-Status Vmm::resize_vcpus(std::uint32_t desired) {
-  const std::uint32_t possible = possible_vcpus(*config_);
-  if (desired == config_->boot_vcpus && (!guest_running() || vm_->vcpu_count() == desired)) {
+Status Vmm::check_vcpus(std::uint32_t desired) const {
+  if (!guest_running()) {
+    return desired == config_->boot_vcpus ? ok_status() : wrong_state("vm.resize", state_);
+  }
+  if (desired == vm_->vcpu_count()) {
     return ok_status();
   }
-  if (desired == 0 || desired > possible) {
-    return Error::invalid("desired_vcpus " + std::to_string(desired) + " is outside 1 to " +
-                          std::to_string(possible) + " (cpus.max_vcpus)");
-  }
-  if (!guest_running()) {
-    return wrong_state("vm.resize", state_);
+  return vm_->check_vcpus(desired);
+}
+
+Status Vmm::resize_vcpus(std::uint32_t desired) {
+  if (!guest_running() || desired == vm_->vcpu_count()) {
+    return ok_status();  // check_vcpus said so
   }
   KEEL_TRY_STATUS(vm_->set_vcpus(desired));
   // As cloud-hypervisor: the configuration says how many the VM has now (and a reboot keeps it).
@@ -691,68 +692,76 @@ Status Vmm::resize(const ResizeConfig& resize) {
       return Error::not_supported("desired_balloon: Keel has no balloon; grow or shrink the VM "
                                   "with desired_ram (virtio-mem)");
     }
+    // Everything is checked before anything changes: vCPUs, then memory (which checks as it
+    // goes, and asks the guest last), then the vCPUs are plugged.
+    if (resize.desired_vcpus) {
+      KEEL_TRY_STATUS(check_vcpus(*resize.desired_vcpus));
+    }
+    if (resize.desired_ram) {
+      KEEL_TRY_STATUS(resize_memory(*resize.desired_ram));
+    }
     if (resize.desired_vcpus) {
       KEEL_TRY_STATUS(resize_vcpus(*resize.desired_vcpus));
     }
-    if (!resize.desired_ram) {
-      return ok_status();
-    }
-    if (!guest_running()) {
-      return wrong_state("vm.resize", state_);
-    }
-    const std::uint64_t boot = config_->memory_size;
-    const std::uint64_t region = vm_->hotplug_region_size();
-    const std::uint64_t desired = *resize.desired_ram;
-    if (region == 0) {
-      return vm_->request_hotplugged_memory(desired - boot);  // says what to configure
-    }
-    if (desired < boot || desired > boot + region) {
-      return Error::invalid("desired_ram " + format_size(desired) + " is outside what the VM can " +
-                            "have: from its boot RAM " + format_size(boot) + " to that plus " +
-                            "hotplug_size, " + format_size(boot + region));
-    }
-    if ((desired - boot) % virtio::VirtioMem::kBlockSize != 0) {
-      return Error::invalid("desired_ram " + std::to_string(desired) +
-                            " is not boot RAM plus a multiple of 2 MiB; round it");
-    }
-    std::uint64_t want = desired - boot;
-    const std::uint64_t plugged = vm_->hotplugged_memory();
-    std::string limited;
-    if (want > plugged) {
-      // The guest plugs a 128 MiB memory block per request, and every eager container maps each
-      // request as one entry: growth is limited to what the smallest budget can map.
-      KEEL_TRY(const std::optional<std::uint64_t> headroom, vm_->dma_headroom());
-      const std::uint64_t per_entry = memory::GuestMemory::kHotplugAlign;
-      const std::uint64_t needed = (want - plugged + per_entry - 1) / per_entry;
-      if (headroom && *headroom < needed) {
-        if (*headroom == 0) {
-          const std::string msg =
-              "desired_ram " + format_size(desired) + ": growing by " +
-              format_size(want - plugged) + " needs " + std::to_string(needed) +
-              " more DMA entries in each eagerly mapped VFIO container (one per 128 MiB the "
-              "guest plugs) and one has 0 left; fixes: raise vfio_iommu_type1.dma_entry_limit, "
-              "pass the device with iommu=on (lazy mapping needs no entries for new memory), or "
-              "ask for less";
-          emit("vm", "resize-refused", {{"desired_ram", desired}, {"reason", msg}});
-          return Error::invalid(msg);
-        }
-        want = plugged + *headroom * per_entry;
-        limited = "limited to " + format_size(boot + want) + ": growing by " +
-                  format_size(desired - boot - plugged) + " needs " + std::to_string(needed) +
-                  " DMA entries in each eagerly mapped VFIO container and the smallest budget "
-                  "has " + std::to_string(*headroom);
-        log::warn("vmm", "memory resize limited by the DMA budget",
-                  {{"desired_ram", desired}, {"granted", boot + want}, {"entries", *headroom}});
-      }
-    }
-    KEEL_TRY_STATUS(vm_->request_hotplugged_memory(want));
-    nlohmann::json properties = {{"desired_ram", desired}, {"requested_ram", boot + want}};
-    if (!limited.empty()) {
-      properties["limited"] = limited;
-    }
-    emit("vm", "resize", properties);
     return ok_status();
   });
+}
+
+Status Vmm::resize_memory(std::uint64_t desired) {
+  if (!guest_running()) {
+    return wrong_state("vm.resize", state_);
+  }
+  const std::uint64_t boot = config_->memory_size;
+  const std::uint64_t region = vm_->hotplug_region_size();
+  if (region == 0) {
+    return vm_->request_hotplugged_memory(desired - boot);  // says what to configure
+  }
+  if (desired < boot || desired > boot + region) {
+    return Error::invalid("desired_ram " + format_size(desired) + " is outside what the VM can " +
+                          "have: from its boot RAM " + format_size(boot) + " to that plus " +
+                          "hotplug_size, " + format_size(boot + region));
+  }
+  if ((desired - boot) % virtio::VirtioMem::kBlockSize != 0) {
+    return Error::invalid("desired_ram " + std::to_string(desired) +
+                          " is not boot RAM plus a multiple of 2 MiB; round it");
+  }
+  std::uint64_t want = desired - boot;
+  const std::uint64_t plugged = vm_->hotplugged_memory();
+  std::string limited;
+  if (want > plugged) {
+    // The guest plugs a 128 MiB memory block per request, and every eager container maps each
+    // request as one entry: growth is limited to what the smallest budget can map.
+    KEEL_TRY(const std::optional<std::uint64_t> headroom, vm_->dma_headroom());
+    const std::uint64_t per_entry = memory::GuestMemory::kHotplugAlign;
+    const std::uint64_t needed = (want - plugged + per_entry - 1) / per_entry;
+    if (headroom && *headroom < needed) {
+      if (*headroom == 0) {
+        const std::string msg =
+            "desired_ram " + format_size(desired) + ": growing by " +
+            format_size(want - plugged) + " needs " + std::to_string(needed) +
+            " more DMA entries in each eagerly mapped VFIO container (one per 128 MiB the "
+            "guest plugs) and one has 0 left; fixes: raise vfio_iommu_type1.dma_entry_limit, "
+            "pass the device with iommu=on (lazy mapping needs no entries for new memory), or "
+            "ask for less";
+        emit("vm", "resize-refused", {{"desired_ram", desired}, {"reason", msg}});
+        return Error::invalid(msg);
+      }
+      want = plugged + *headroom * per_entry;
+      limited = "limited to " + format_size(boot + want) + ": growing by " +
+                format_size(desired - boot - plugged) + " needs " + std::to_string(needed) +
+                " DMA entries in each eagerly mapped VFIO container and the smallest budget "
+                "has " + std::to_string(*headroom);
+      log::warn("vmm", "memory resize limited by the DMA budget",
+                {{"desired_ram", desired}, {"granted", boot + want}, {"entries", *headroom}});
+    }
+  }
+  KEEL_TRY_STATUS(vm_->request_hotplugged_memory(want));
+  nlohmann::json properties = {{"desired_ram", desired}, {"requested_ram", boot + want}};
+  if (!limited.empty()) {
+    properties["limited"] = limited;
+  }
+  emit("vm", "resize", properties);
+  return ok_status();
 }
 
 }  // namespace keel::vmm

@@ -56,8 +56,14 @@ class Vmm : public VmmControl {
   Status remove_device(const std::string& id) override;
   Status resize(const ResizeConfig& resize) override;
   Status power_button() override;
-  // vm.resize's desired_vcpus (the VMM thread, a VM configured).
+  // An action on a booted VM (running or paused; the guest sees it when resumed), with its event.
+  Status act_on_booted_vm(const std::string& operation, const std::string& event,
+                          const std::function<Status()>& act);
+  // vm.resize's parts (the VMM thread, a VM configured): what desired_vcpus would be refused
+  // for, then the changes.
+  Status check_vcpus(std::uint32_t desired) const;
   Status resize_vcpus(std::uint32_t desired);
+  Status resize_memory(std::uint64_t desired);
   Status nmi() override;
 
  private:

@@ -22,6 +22,7 @@ namespace keel::vmm {
 //   kWrongState    the VM is in the wrong state for this (boot twice, not booted) -> 409
 //   kNotSupported  Keel cannot do this yet (e.g. hot-plug while running)          -> 409
 //   kExists        it is there already (a device id or path added twice)          -> 409
+//   kRetry         not now: a change under way must finish (a vCPU being ejected) -> 429
 //   kHost          the VMM or the kernel failed, whatever its errno               -> 500
 class VmmControl {
  public:

@@ -155,7 +155,7 @@ events=$(sed -n 's/^KEEL-TESTBED result event //p' <<<"$markers")
 names=$(jq -r '.event' <<<"$events" 2>/dev/null | tr '\n' ' ')
 expect "events: the monitor's lines are JSON objects ($names)" test -n "$names"
 expect "events: the life of the VM in order ($names)" grep -q \
-  "starting booting booted container-opened device-added container-opened rebooting booting booted container-opened container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed resize resize shutdown" <<<"$names"
+  "starting booting booted container-opened device-added container-opened rebooting booting booted container-opened container-opened device-eject-requested device-removed device-add-refused device-added device-eject-requested device-removed device-added device-eject-requested device-removed resize resize resize rebooting booting booted container-opened resize shutdown" <<<"$names"
 refusal=$(jq -r 'select(.event == "device-add-refused") | .properties.error' <<<"$events" 2>/dev/null)
 expect "events: the refusal carries the numbers ($refusal)" grep -q "dma_entry_limit" <<<"$refusal"
 opened=$(jq -c 'select(.event == "container-opened") | .properties' <<<"$events" 2>/dev/null | tail -n 1)
@@ -240,6 +240,15 @@ expect "cpus: more than max_vcpus is refused with the range ($(out_of cpus-over)
 r=$(edu_round 6)
 expect "cpus: edu0 still does DMA and gets its interrupt ($r)" \
   test "$(grep -c 'dma=ok' <<<"$r"),$(grep -c 'irq=ok' <<<"$r")" = "1,1"
+ok cpus-regrow
+ok cpus-reboot
+rebooted=$(grep 'KEEL-GUEST cpus=.*want=3' <<<"$markers" | sed -n 3p)
+expect "cpus: rebooted at max_vcpus, the guest starts with 3 vCPUs ($rebooted)" \
+  test "$(field "$rebooted" cpus),$(field "$rebooted" present)" = "3,3"
+ok cpus-shrink-rebooted
+again=$(grep 'KEEL-GUEST cpus=.*want_present=2' <<<"$markers" | sed -n 2p)
+expect "cpus: and can still give one back ($again)" \
+  test "$(field "$again" cpus),$(field "$again" present)" = "2,2"
 
 end=$(grep '^KEEL-TESTBED result keel_exit=' <<<"$markers" || true)
 expect "keel exits 0 after vmm.shutdown (got '$(field "$end" keel_exit)')" test "$(field "$end" keel_exit)" = 0

@@ -22,9 +22,10 @@ struct ViotConfig {
 
 struct AcpiConfig {
   std::uint32_t num_cpus = 1;  // APIC ids 0..num_cpus-1, enabled at boot
-  // Possible vCPUs (0: num_cpus): the MADT lists the others disabled, and with acpi_events the
-  // DSDT has a hot-pluggable processor device for every one.
+  // Possible vCPUs (0: num_cpus): the MADT lists the others disabled.
   std::uint32_t max_cpus = 0;
+  // With acpi_events, the DSDT has a hot-pluggable processor device for each of max_cpus.
+  bool cpu_hotplug = false;
   bool com1 = true;            // describe the 16550 at layout::kCom1Port / kCom1Irq
   bool i8042 = true;           // FADT: an 8042 keyboard controller is present
   bool cmos_rtc = false;       // FADT: clear tells Linux not to probe a CMOS RTC

@@ -33,11 +33,14 @@ aml::Bytes pci_routing_table() {
   return aml::name("_PRT", aml::package(entries));
 }
 
-// The name of slot `slot`'s device under PCI0: S01_ .. S1F_.
-std::string slot_name(std::uint32_t slot) {
+// `prefix` and the low byte of `n` in two hex digits: "S1F", "CP03".
+std::string hex_name(std::string_view prefix, std::uint32_t n) {
   static const char kHex[] = "0123456789ABCDEF";
-  return std::string{'S', kHex[slot >> 4], kHex[slot & 0xf]};
+  return std::string(prefix) + kHex[(n >> 4) & 0xf] + kHex[n & 0xf];
 }
+
+// The name of slot `slot`'s device under PCI0: S01_ .. S1F_.
+std::string slot_name(std::uint32_t slot) { return hex_name("S", slot); }
 
 // ACPI PCI hot-plug as Linux's acpiphp drives it: every slot is a device with _ADR, _SUN and
 // _EJ0, so acpiphp registers it; _EJ0 tells the VMM (B0EJ) that the guest let the function go.
@@ -57,14 +60,11 @@ aml::Bytes hotplug_slot(std::uint32_t slot) {
 // each slot: Device Check (1) makes acpiphp scan it, Eject Request (3) makes it remove the
 // driver and call the slot's _EJ0; and whether the power button was pressed.
 // The vCPU hot-plug names: processor device CPxx, its register field CSxx (xx: the id in hex).
-std::string cpu_name(std::string_view prefix, std::uint32_t id) {
-  static const char kHex[] = "0123456789ABCDEF";
-  return std::string(prefix) + kHex[(id >> 4) & 0xf] + kHex[id & 0xf];
-}
+std::string cpu_name(std::string_view prefix, std::uint32_t id) { return hex_name(prefix, id); }
 
-// The vCPUs that can come and go: all but the boot CPU, when more are possible than boot.
+// Whether vCPUs can come and go (all but the boot CPU).
 bool cpu_hotplug(const AcpiConfig& config) {
-  return config.acpi_events && config.max_cpus > config.num_cpus;
+  return config.acpi_events && config.cpu_hotplug && config.max_cpus > 1;
 }
 
 // vCPU hot-plug as Linux's ACPI processor driver drives it: a processor device per possible

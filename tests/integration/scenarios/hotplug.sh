@@ -106,6 +106,14 @@ say 13 "cpusgone 2"
 api info-cpus-shrunk info
 api cpus-over resize --cpus 4
 say 14 "edu 1"
+# A reboot at max_vcpus keeps the count (boot_vcpus follows vm.resize) and hot-plug: it shrinks.
+api cpus-regrow resize --cpus 3
+say 15 "cpus 3"
+api cpus-reboot reboot
+wait_for "$out" "KEEL-GUEST waiting" 16 300 || result "timeout=cpus-reboot"
+say 17 "cpus 3"
+api cpus-shrink-rebooted resize --cpus 2
+say 18 "cpusgone 2"
 
 echo poweroff >&3
 wait_for "$out" "KEEL-GUEST powering-off" 1 60

@@ -59,7 +59,7 @@ std::string body_for(const Route& route) {
     return R"({"path": "/images/root.img", "readonly": true})";
   }
   if (route.name == "vm.resize") {
-    return R"({"desired_ram": 1073741824})";
+    return R"({"desired_ram": 1073741824, "desired_vcpus": 2})";
   }
   return "";
 }
@@ -109,7 +109,7 @@ TEST_CASE("conformance: an error cloud-hypervisor documents for an endpoint gets
   const std::pair<unsigned, Error> documented[] = {
       {400, Error::invalid("x")},          {404, Error::not_found("no VM")},
       {405, Error::wrong_state("x")},      {409, Error::exists("x")},
-      {500, Error::from_errno(EIO, "x")},
+      {429, Error::retry("x")},            {500, Error::from_errno(EIO, "x")},
   };
   int checked = 0;
   for (const Route& route : routes()) {
@@ -127,8 +127,8 @@ TEST_CASE("conformance: an error cloud-hypervisor documents for an endpoint gets
       ++checked;
     }
   }
-  // 404 on 13 endpoints, 405 on 5, 400/409 on the 4 add-*, 500 on 3 of them.
-  CHECK(checked == 13 + 5 + 4 + 4 + 3);
+  // 404 on 13 endpoints, 405 on 5, 400/409 on the 4 add-*, 500 on 3 of them, 429 on vm.resize.
+  CHECK(checked == 13 + 5 + 4 + 4 + 3 + 1);
 }
 
 TEST_CASE("conformance: the VmConfig Keel writes is one cloud-hypervisor's schema accepts") {

@@ -433,6 +433,7 @@ TEST_CASE("ACPI: vCPUs beyond the boot ones are possible: disabled in the MADT, 
   AcpiConfig config;
   config.num_cpus = 2;
   config.max_cpus = 4;
+  config.cpu_hotplug = true;
   auto rsdp = write_acpi_tables(*mem, config);
   REQUIRE(rsdp.ok());
   const auto tables = read_tables(*mem, *rsdp);
@@ -465,9 +466,19 @@ TEST_CASE("ACPI: vCPUs beyond the boot ones are possible: disabled in the MADT, 
   CHECK(text.find("0x00, 0x08, 0x03, 0x03, 0x01, 0x00, 0x00, 0x00") != std::string::npos);
   CHECK(text.find("0x00, 0x08, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00") != std::string::npos);
 
-  // Without hot-plug (as many possible as boot, or no GED): no processor devices.
+  // 254 possible vCPUs (the most): the tables, a processor device each, still fit.
+  AcpiConfig most = config;
+  most.num_cpus = 1;
+  most.max_cpus = kMaxAcpiCpus;
+  auto written = write_acpi_tables(*mem, most);
+  INFO((written.ok() ? "" : written.error().message()));
+  CHECK(written.ok());
+  CHECK(disassemble("DSDT", read_tables(*mem, *written).at("DSDT")).find("Device (CPFD)") !=
+        std::string::npos);
+
+  // Without hot-plug (not asked for, or no GED): no processor devices.
   AcpiConfig fixed = config;
-  fixed.max_cpus = 2;
+  fixed.cpu_hotplug = false;
   CHECK(disassemble("DSDT", build_dsdt(fixed, 512 * kMiB)).find("ACPI0007") == std::string::npos);
   AcpiConfig no_events = config;
   no_events.acpi_events = false;

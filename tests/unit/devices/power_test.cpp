@@ -109,6 +109,12 @@ TEST_CASE("vCPU hot-plug registers: plug, acknowledge, unplug, eject") {
   write_cpu(cpus, 2, layout::kCpuInserting);
   CHECK(read_cpu(cpus, 2) == layout::kCpuEnabled);
   CHECK(cpus.enabled(2));
+  // A guest that ejects a vCPU nobody asked back (sysfs eject) keeps it.
+  write_cpu(cpus, 2, layout::kCpuEject);
+  write_cpu(cpus, 1, layout::kCpuEject);
+  CHECK(ejected.empty());
+  CHECK(cpus.enabled(2));
+  CHECK(cpus.enabled(1));
   // Asked back: removing until acknowledged; _EJ0 then takes it away and tells the VMM.
   cpus.request_unplug(2);
   CHECK(line->edges == 2);
@@ -122,6 +128,7 @@ TEST_CASE("vCPU hot-plug registers: plug, acknowledge, unplug, eject") {
   // A vCPU that is not there cannot be ejected again or asked back; vCPU 0 never leaves.
   write_cpu(cpus, 2, layout::kCpuEject);
   cpus.request_unplug(3);
+  cpus.request_unplug(0);
   write_cpu(cpus, 0, layout::kCpuEject);
   CHECK(ejected == std::vector<std::uint32_t>{2});
   CHECK(line->edges == 2);

@@ -15,7 +15,8 @@ std::string error_of(std::vector<std::string> args) {
 
 TEST_CASE("cli parses cloud-hypervisor style options") {
   auto r = parse({"--kernel", "/k", "--initramfs", "/i", "--cmdline", "console=ttyS0 quiet",
-                  "--cpus", "boot=2,max=6", "--memory", "size=1G,shared=on,hugepages=off", "--serial",
+                  "--cpus", "boot=2,max=6", "--api-socket", "path=/tmp/k.sock", "--memory",
+                  "size=1G,shared=on,hugepages=off", "--serial",
                   "file=/tmp/s.log", "-vv", "--no-reboot"});
   REQUIRE(r.ok());
   const VmConfig& c = r->config;
@@ -73,7 +74,10 @@ TEST_CASE("cli rejects wrong and conflicting options with a one-line reason") {
         "--cpus: max=1 is below boot=2; give max at least boot");
   CHECK(error_of({"--kernel", "/k", "--cpus", "boot=2,max=255"}) ==
         "--cpus: max=255 is out of range; use 1 to 254");
-  CHECK(error_of({"--kernel", "/k", "--cpus", "max=4"}) == "--cpus: boot= is not a number of vCPUs");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "boot=1,max=2"}) ==
+        "--cpus: max=2 above boot needs --api-socket: only vm.resize plugs vCPUs");
+  CHECK(error_of({"--kernel", "/k", "--cpus", "max=4"}) ==
+        "--cpus: boot is missing; give boot=N, e.g. boot=2");
   CHECK(error_of({"--kernel", "/k", "--serial", "pty"}) == "--serial: \"pty\" is not tty, off or file=PATH");
   CHECK(error_of({"--kernel", "/k", "--bogus"}).find("--bogus") != std::string::npos);
   CHECK(error_of({"--kernel"}).find("kernel") != std::string::npos);
