@@ -1,8 +1,7 @@
 #include "devices/cpu_hotplug.hpp"
 
-#include <algorithm>
-
 #include "base/log.hpp"
+#include "devices/registers.hpp"
 #include "memory/layout.hpp"
 
 namespace keel::devices {
@@ -52,25 +51,17 @@ bool CpuHotplug::enabled(std::uint32_t vcpu) const {
 }
 
 void CpuHotplug::read(std::uint64_t offset, std::span<std::uint8_t> data) {
-  std::fill(data.begin(), data.end(), 0);
   std::lock_guard lock(mutex_);
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    const std::uint64_t at = offset + i;
-    if (at / 4 < state_.size()) {
-      data[i] = static_cast<std::uint8_t>(state_[at / 4] >> (8 * (at % 4)));
-    }
-  }
+  read_registers(state_, offset, data);
 }
 
 void CpuHotplug::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
   // Whole 32-bit registers only (the DSDT's fields are DWordAcc).
-  if (offset % 4 != 0 || data.size() != 4) {
+  const std::optional<std::uint32_t> written = whole_register_write(offset, data);
+  if (!written) {
     return;
   }
-  const std::uint32_t value = static_cast<std::uint32_t>(data[0]) |
-                              (static_cast<std::uint32_t>(data[1]) << 8) |
-                              (static_cast<std::uint32_t>(data[2]) << 16) |
-                              (static_cast<std::uint32_t>(data[3]) << 24);
+  const std::uint32_t value = *written;
   const std::uint32_t vcpu = static_cast<std::uint32_t>(offset / 4);
   bool ejected = false;
   {

@@ -1,8 +1,7 @@
 #include "devices/power_button.hpp"
 
-#include <algorithm>
-
 #include "base/log.hpp"
+#include "devices/registers.hpp"
 
 namespace keel::devices {
 
@@ -16,18 +15,15 @@ void PowerButton::press() {
 }
 
 void PowerButton::read(std::uint64_t offset, std::span<std::uint8_t> data) {
-  std::fill(data.begin(), data.end(), 0);
-  std::uint32_t value = 0;
+  std::uint32_t pbst = 0;
   {
     std::lock_guard lock(mutex_);
-    value = pressed_;
+    pbst = pressed_;
     if (offset == 0) {  // a read of PBST's first byte hands the press to the guest, once
       pressed_ = 0;
     }
   }
-  for (std::size_t i = 0; i < data.size() && offset + i < 4; ++i) {
-    data[i] = static_cast<std::uint8_t>(value >> (8 * (offset + i)));
-  }
+  read_registers(std::span(&pbst, 1), offset, data);
 }
 
 void PowerButton::write(std::uint64_t /*offset*/, std::span<const std::uint8_t> /*data*/) {}

@@ -1,10 +1,10 @@
 #include "devices/pci/acpi_hotplug.hpp"
 
-#include <algorithm>
 #include <array>
 
 #include "base/hex.hpp"
 #include "base/log.hpp"
+#include "devices/registers.hpp"
 #include "memory/layout.hpp"
 
 namespace keel::pci {
@@ -32,8 +32,7 @@ bool AcpiHotplug::eject_pending(std::uint8_t slot) const {
 }
 
 void AcpiHotplug::read(std::uint64_t offset, std::span<std::uint8_t> data) {
-  std::fill(data.begin(), data.end(), 0);
-  std::array<std::uint32_t, 3> regs{};
+  std::array<std::uint32_t, layout::kPciHotplugSize / 4> regs{};
   {
     std::lock_guard lock(mutex_);
     regs = {up_, down_, 0};
@@ -43,24 +42,16 @@ void AcpiHotplug::read(std::uint64_t offset, std::span<std::uint8_t> data) {
       up_ = 0;
     }
   }
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    const std::uint64_t at = offset + i;
-    if (at < layout::kPciHotplugSize) {
-      data[i] = static_cast<std::uint8_t>(regs[at / 4] >> (8 * (at % 4)));
-    }
-  }
+  devices::read_registers(regs, offset, data);
 }
 
 void AcpiHotplug::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
   // Only B0EJ is writable, as the whole 32-bit register (the DSDT's field is DWordAcc).
-  if (offset != layout::kPciHotplugEjectOffset || data.size() != 4) {
+  const std::optional<std::uint32_t> value = devices::whole_register_write(offset, data);
+  if (!value || offset != layout::kPciHotplugEjectOffset) {
     return;
   }
-  const std::uint32_t value = static_cast<std::uint32_t>(data[0]) |
-                              (static_cast<std::uint32_t>(data[1]) << 8) |
-                              (static_cast<std::uint32_t>(data[2]) << 16) |
-                              (static_cast<std::uint32_t>(data[3]) << 24);
-  const std::uint32_t ejected = value & kSlotBits;
+  const std::uint32_t ejected = *value & kSlotBits;
   {
     std::lock_guard lock(mutex_);
     down_ &= ~ejected;

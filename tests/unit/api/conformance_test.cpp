@@ -6,8 +6,6 @@
 // the VmConfig Keel writes (vm.info's config) is one its clients can read back.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <cctype>
 #include <set>
 
 #include "api/dispatch.hpp"
@@ -24,17 +22,11 @@ namespace {
 using nlohmann::json;
 using test::FakeVmmControl;
 using test::OpenApiValidator;
+using test::lower;
 
 const OpenApiValidator& ch() {
   static const OpenApiValidator validator(KEEL_CH_API_FACTS);
   return validator;
-}
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
 }
 
 // Bodies as cloud-hypervisor's clients send them.

@@ -2,8 +2,6 @@
 // endpoints the route table serves.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <cctype>
 #include <set>
 
 #include "api/dispatch.hpp"
@@ -22,17 +20,11 @@ namespace {
 using nlohmann::json;
 using test::FakeVmmControl;
 using test::OpenApiValidator;
+using test::lower;
 
 const OpenApiValidator& spec() {
   static const OpenApiValidator validator(KEEL_OPENAPI_YAML);
   return validator;
-}
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
 }
 
 std::string body_for(const Route& route) {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -41,5 +43,13 @@ class OpenApiValidator {
   YAML::Node root_;
   std::string load_error_;
 };
+
+// "put" for "PUT": the spec's methods are lower case, the route table's upper.
+inline std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
 
 }  // namespace keel::api::test
