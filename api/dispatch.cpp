@@ -73,6 +73,7 @@ struct Dispatcher {
   Response operator()(const AddVsock& op) const {
     return from_added(control.add_vsock(op.vsock));
   }
+  Response operator()(const AddFs& op) const { return from_added(control.add_fs(op.fs)); }
   Response operator()(const RemoveDevice& op) const {
     return from_status(control.remove_device(op.id));
   }

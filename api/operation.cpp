@@ -19,6 +19,7 @@ struct NameOf {
   std::string_view operator()(const AddDisk&) const { return "vm.add-disk"; }
   std::string_view operator()(const AddNet&) const { return "vm.add-net"; }
   std::string_view operator()(const AddVsock&) const { return "vm.add-vsock"; }
+  std::string_view operator()(const AddFs&) const { return "vm.add-fs"; }
   std::string_view operator()(const RemoveDevice&) const { return "vm.remove-device"; }
   std::string_view operator()(const ResizeVm&) const { return "vm.resize"; }
   std::string_view operator()(const PowerButton&) const { return "vm.power-button"; }

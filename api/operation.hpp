@@ -43,6 +43,9 @@ struct AddNet {
 struct AddVsock {
   vmm::VsockConfig vsock;
 };
+struct AddFs {
+  vmm::FsConfig fs;
+};
 struct RemoveDevice {
   std::string id;
 };
@@ -54,8 +57,8 @@ struct InjectNmi {};
 
 using Operation =
     std::variant<PingVmm, ShutdownVmm, CreateVm, BootVm, ShutdownVm, RebootVm, PauseVm, ResumeVm,
-                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddNet, AddVsock, RemoveDevice,
-                 ResizeVm, PowerButton, InjectNmi>;
+                 DeleteVm, GetVmInfo, GetVmCounters, AddDevice, AddDisk, AddNet, AddVsock, AddFs,
+                 RemoveDevice, ResizeVm, PowerButton, InjectNmi>;
 
 // The operation's API name: "vmm.ping", "vm.create", ...
 std::string_view operation_name(const Operation& operation);

@@ -157,7 +157,14 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
                      "Add the virtio-vsock device (vm.add-vsock): cid=N,socket=PATH[,id=NAME]")
       ->add_option("spec", vsock_spec, "cid=...,socket=...[,id=...]")
       ->required();
-  app.add_subcommand("remove-device", "Remove a device, disk, link or vsock by id (vm.remove-device)")
+  std::string fs_spec;
+  app.add_subcommand("add-fs",
+                     "Add a virtio-fs share served by virtiofsd (vm.add-fs): "
+                     "tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=NAME]")
+      ->add_option("spec", fs_spec, "tag=...,socket=...[,id=...]")
+      ->required();
+  app.add_subcommand("remove-device",
+                     "Remove a device, disk, link, share or vsock by id (vm.remove-device)")
       ->add_option("id", device_id, "The device's id")
       ->required();
   std::string resize_memory, resize_cpus;
@@ -189,6 +196,8 @@ int remote_main(int argc, const char* const* argv, std::ostream& out, std::ostre
     request = add_net_request(net_spec);
   } else if (command == "add-vsock") {
     request = add_vsock_request(vsock_spec);
+  } else if (command == "add-fs") {
+    request = add_fs_request(fs_spec);
   } else if (command == "remove-device") {
     request = remove_device_request(device_id);
   } else if (command == "resize") {

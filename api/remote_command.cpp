@@ -209,6 +209,30 @@ Result<RemoteRequest> add_vsock_request(std::string_view spec) {
   return request_for("vm.add-vsock", dump_json(body));
 }
 
+Result<RemoteRequest> add_fs_request(std::string_view spec) {
+  KEEL_TRY(auto items, split_spec("add-fs", spec, "tag=myfs,socket=/run/virtiofsd.sock"));
+  nlohmann::json body = nlohmann::json::object();
+  for (const auto& [key, value] : items) {
+    if (key == "tag" || key == "socket" || key == "id") {
+      body[key] = value;
+    } else if (key == "num_queues" || key == "queue_size") {
+      const auto number = digits(value, 5);
+      if (!number) {
+        return Error::invalid("add-fs: " + key + "=" + value + " is not a number");
+      }
+      body[key] = *number;
+    } else {
+      return Error::invalid("add-fs: unknown key \"" + key +
+                            "\" (known: tag, socket, num_queues, queue_size, id)");
+    }
+  }
+  if (!body.contains("tag") || !body.contains("socket")) {
+    return Error::invalid("add-fs: tag= and socket= are required, e.g. "
+                          "tag=myfs,socket=/run/virtiofsd.sock");
+  }
+  return request_for("vm.add-fs", dump_json(body));
+}
+
 RemoteRequest remove_device_request(const std::string& id) {
   return request_for("vm.remove-device", dump_json(nlohmann::json{{"id", id}}));
 }

@@ -31,6 +31,8 @@ Result<RemoteRequest> add_disk_request(std::string_view spec);
 Result<RemoteRequest> add_net_request(std::string_view spec);
 // add-vsock cid=N,socket=PATH[,id=NAME]
 Result<RemoteRequest> add_vsock_request(std::string_view spec);
+// add-fs tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=NAME]
+Result<RemoteRequest> add_fs_request(std::string_view spec);
 // vm.remove-device {"id": ID}.
 RemoteRequest remove_device_request(const std::string& id);
 // vm.resize: --memory SIZE (desired_ram, as "1G" or bytes) and/or --cpus N (desired_vcpus).

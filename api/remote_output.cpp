@@ -244,6 +244,7 @@ std::string format_done(std::string_view command) {
       {"add-disk", "disk added; it gets its guest address at vm.boot"},
       {"add-net", "network link added; it gets its guest address at vm.boot"},
       {"add-vsock", "vsock device added; it gets its guest address at vm.boot"},
+      {"add-fs", "virtio-fs share added; it gets its guest address at vm.boot"},
       {"resize", "resize asked of the guest (vm.info's memory_actual_size follows)"},
       {"shutdown-vmm", "keel is shutting down"},
       {"power-button", "power button pressed; the guest decides what follows"},

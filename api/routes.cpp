@@ -64,6 +64,12 @@ Result<Operation> make_add_vsock(std::string_view body) {
   return Operation(AddVsock{std::move(vsock)});
 }
 
+Result<Operation> make_add_fs(std::string_view body) {
+  KEEL_TRY(auto json, body_json(body, "vm.add-fs", "FsConfig"));
+  KEEL_TRY(auto fs, fs_config_from_json(json, "", ""));
+  return Operation(AddFs{std::move(fs)});
+}
+
 Result<Operation> make_remove_device(std::string_view body) {
   KEEL_TRY(auto json, body_json(body, "vm.remove-device", "VmRemoveDevice"));
   KEEL_TRY(auto reader, JsonObjectReader::open(json, "", "VmRemoveDevice"));
@@ -97,7 +103,7 @@ Result<Operation> make_resize(std::string_view body) {
   return Operation(op);
 }
 
-constexpr std::array<Route, 19> kRoutes{{
+constexpr std::array<Route, 20> kRoutes{{
     {"vmm.ping", "GET", false, &make_plain<PingVmm>},
     {"vmm.shutdown", "PUT", false, &make_plain<ShutdownVmm>},
     {"vm.create", "PUT", true, &make_create},
@@ -113,6 +119,7 @@ constexpr std::array<Route, 19> kRoutes{{
     {"vm.add-disk", "PUT", true, &make_add_disk},
     {"vm.add-net", "PUT", true, &make_add_net},
     {"vm.add-vsock", "PUT", true, &make_add_vsock},
+    {"vm.add-fs", "PUT", true, &make_add_fs},
     {"vm.remove-device", "PUT", true, &make_remove_device},
     {"vm.resize", "PUT", true, &make_resize},
     {"vm.power-button", "PUT", false, &make_plain<PowerButton>},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "api/json_object_reader.hpp"
 #include "memory/guest_memory.hpp"
@@ -555,6 +556,63 @@ json vsock_config_to_json(const vmm::VsockConfig& vsock) {
   return json{{"cid", vsock.cid}, {"socket", vsock.socket}, {"iommu", false}, {"id", vsock.id}};
 }
 
+Result<vmm::FsConfig> fs_config_from_json(const json& value, const std::string& path,
+                                          const std::string& default_id,
+                                          Unsupported* unsupported) {
+  KEEL_TRY(auto r, JsonObjectReader::open(value, path, "FsConfig", unsupported));
+  auto at = [&path](std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+  };
+  KEEL_TRY(auto tag, r.string("tag", "the guest's mount tag, e.g. \"myfs\""));
+  KEEL_TRY(auto socket,
+           r.string("socket", "the virtiofsd socket path, e.g. \"/run/virtiofsd.sock\""));
+  KEEL_TRY(auto id, r.string("id", "a name for the share, e.g. \"fs0\""));
+  KEEL_TRY(auto queues, r.unsigned_integer("num_queues", "the request queues, e.g. 1"));
+  KEEL_TRY(auto queue_size,
+           r.unsigned_integer("queue_size", "the entries per queue, a power of two, e.g. 1024"));
+  r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
+  KEEL_TRY_STATUS(r.finish());
+  if (!tag || !socket) {
+    return Error::invalid((path.empty() ? std::string("FsConfig") : path) +
+                          ": tag and socket are required, e.g. {\"tag\": \"myfs\", \"socket\": "
+                          "\"/run/virtiofsd.sock\"}");
+  }
+  vmm::FsConfig fs;
+  fs.tag = *tag;
+  fs.socket = *socket;
+  if (id && id->empty()) {
+    return Error::invalid(at("id") + ": empty; give a name, or leave id out for \"_fs<N>\"");
+  }
+  fs.id = id.value_or(default_id);
+  for (const auto& [key, given, field] :
+       {std::tuple{"num_queues", &queues, &fs.num_queues},
+        std::tuple{"queue_size", &queue_size, &fs.queue_size}}) {
+    if (*given) {
+      if (**given > 32768) {
+        return Error::invalid(at(key) + ": " + std::to_string(**given) + " is out of range");
+      }
+      *field = static_cast<std::uint16_t>(**given);
+    }
+  }
+  vmm::FsConfig checked_copy = fs;
+  if (checked_copy.id.empty()) {
+    checked_copy.id = "_fs";  // named by the VMM (vm.add-fs)
+  }
+  Status checked = vmm::check_fs(checked_copy);
+  if (!checked.ok()) {
+    return path.empty() ? checked.error() : checked.error().wrap(path);
+  }
+  return fs;
+}
+
+json fs_config_to_json(const vmm::FsConfig& fs) {
+  return json{{"tag", fs.tag},
+              {"socket", fs.socket},
+              {"num_queues", fs.num_queues},
+              {"queue_size", fs.queue_size},
+              {"id", fs.id}};
+}
+
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   // Everything the body asks for that Keel lacks, named together at the end.
   Unsupported unsupported;
@@ -567,6 +625,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   const json* disks = r.value("disks");
   const json* nets = r.value("net");
   const json* vsock = r.value("vsock");
+  const json* fs = r.value("fs");
   auto exit_on_reboot =
       r.boolean("exit_on_reboot", "true to end keel when the guest reboots, else false");
   if (!exit_on_reboot.ok()) {
@@ -579,7 +638,6 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   off(r, "watchdog", "a watchdog device");
   off(r, "pvpanic", "a pvpanic device");
   off(r, "landlock_enable", "Landlock sandboxing");
-  no_device(r, "fs", "virtio-fs shares (Keel has no virtio-fs yet)");
   for (const char* key : {"pmem", "user_devices", "vdpa", "numa", "pci_segments",
                           "rate_limit_groups", "generic_vhost_user", "landlock_rules"}) {
     no_device(r, key, std::string("\"") + key + "\" entries");
@@ -631,6 +689,16 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
   if (vsock != nullptr && !vsock->is_null()) {
     KEEL_TRY(config.vsock, vsock_config_from_json(*vsock, "vsock", &unsupported));
   }
+  if (fs != nullptr && !fs->is_null()) {
+    if (!fs->is_array()) {
+      return Error::invalid("fs: expected an array of FsConfig objects, got " + describe_json(*fs));
+    }
+    for (std::size_t i = 0; i < fs->size(); ++i) {
+      KEEL_TRY(auto share, fs_config_from_json((*fs)[i], "fs[" + std::to_string(i) + "]",
+                                               vmm::default_fs_id(i), &unsupported));
+      config.fs.push_back(std::move(share));
+    }
+  }
   KEEL_TRY_STATUS(unsupported.status());
   return config;
 }
@@ -681,6 +749,13 @@ json vm_config_to_json(const vmm::VmConfig& config) {
                             [](const vmm::DeviceConfig& d) { return d.iommu; })},
       {"exit_on_reboot", config.exit_on_reboot},
   };
+  if (!config.fs.empty()) {
+    json fs = json::array();
+    for (const vmm::FsConfig& share : config.fs) {
+      fs.push_back(fs_config_to_json(share));
+    }
+    out["fs"] = std::move(fs);
+  }
   if (config.vsock) {
     out["vsock"] = vsock_config_to_json(*config.vsock);
   }

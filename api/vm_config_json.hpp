@@ -49,6 +49,13 @@ Result<vmm::VsockConfig> vsock_config_from_json(const nlohmann::json& value,
                                                 Unsupported* unsupported = nullptr);
 nlohmann::json vsock_config_to_json(const vmm::VsockConfig& vsock);
 
+// One fs[] entry or the vm.add-fs body (cloud-hypervisor's FsConfig). A missing id becomes
+// `default_id` (empty for vm.add-fs: the VMM names it "_fs<N>").
+Result<vmm::FsConfig> fs_config_from_json(const nlohmann::json& value, const std::string& path,
+                                          const std::string& default_id,
+                                          Unsupported* unsupported = nullptr);
+nlohmann::json fs_config_to_json(const vmm::FsConfig& fs);
+
 std::string_view to_string(vmm::SerialMode mode);     // "Tty", "File", "Off"
 
 }  // namespace keel::api

@@ -226,6 +226,26 @@ Result<DiskConfig> parse_disk(const std::string& text, std::size_t index) {
   return disk;
 }
 
+// --fs tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=NAME]
+Result<FsConfig> parse_fs(const std::string& text, std::size_t index) {
+  KEEL_TRY(auto opts, split_options("--fs", text, {"tag", "socket", "num_queues", "queue_size", "id"}));
+  if (opts.count("tag") == 0 || opts.count("socket") == 0) {
+    return Error::invalid("--fs: give tag= and socket=, e.g. tag=myfs,socket=/run/virtiofsd.sock");
+  }
+  FsConfig fs;
+  fs.tag = opts["tag"];
+  fs.socket = opts["socket"];
+  fs.id = opts.count("id") != 0 ? opts["id"] : default_fs_id(index);
+  if (opts.count("num_queues") != 0) {
+    KEEL_TRY(fs.num_queues, parse_u16("--fs", "num_queues", opts["num_queues"]));
+  }
+  if (opts.count("queue_size") != 0) {
+    KEEL_TRY(fs.queue_size, parse_u16("--fs", "queue_size", opts["queue_size"]));
+  }
+  KEEL_TRY_STATUS_WRAP(check_fs(fs), "--fs");
+  return fs;
+}
+
 // --vsock cid=N,socket=PATH[,id=NAME]
 Result<VsockConfig> parse_vsock(const std::string& text) {
   KEEL_TRY(auto opts, split_options("--vsock", text, {"cid", "socket", "id"}));
@@ -313,6 +333,14 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "missing, and gives its host side ip/mask when given")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  std::vector<std::string> shares;
+  app.add_option("--fs", shares,
+                 "tag=TAG,socket=PATH[,num_queues=N][,queue_size=N][,id=NAME]: a virtio-fs "
+                 "share served by a vhost-user back end listening on PATH, e.g. virtiofsd "
+                 "(repeatable; needs --memory shared=on); the guest mounts it with "
+                 "mount -t virtiofs TAG DIR")
+      ->take_all()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   std::string vsock;
   app.add_option("--vsock", vsock,
                  "cid=N,socket=PATH[,id=NAME]: a virtio-vsock device; the host connects to "
@@ -387,6 +415,10 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   for (const std::string& text : nets) {
     KEEL_TRY(auto net, parse_net(text, config.nets.size()));
     config.nets.push_back(std::move(net));
+  }
+  for (const std::string& text : shares) {
+    KEEL_TRY(auto fs, parse_fs(text, config.fs.size()));
+    config.fs.push_back(std::move(fs));
   }
   if (app.count("--vsock") != 0) {
     KEEL_TRY(config.vsock, parse_vsock(vsock));

@@ -88,6 +88,8 @@ SeccompRules vcpu_rules() {
               SYS_ioctl, SYS_pread64, SYS_pwrite64,  // KVM_RUN; passthrough config space, BARs
               SYS_eventfd2,                          // irqfds for newly enabled vectors
               SYS_fallocate,  // virtio-mem: unplugged shared (memfd) memory given back
+              // virtio-fs: the driver's start and reset are vhost-user messages to the back end
+              SYS_sendmsg, SYS_recvfrom, SYS_poll, SYS_ppoll,
           }),
           with_devices({KVM_RUN, KVM_NMI, KVM_GET_MP_STATE}), kSanitizerOpen, {}};
 }
@@ -130,6 +132,7 @@ SeccompRules vmm_rules() {
       // vsock: its Unix socket (a stale one replaced), the host's connections.
       SYS_bind, SYS_listen, SYS_connect, SYS_accept4, SYS_shutdown, SYS_sendto, SYS_sendmsg,
       SYS_epoll_create1, SYS_epoll_pwait,
+      SYS_recvfrom,  // virtio-fs: the vhost-user back end's answers
       // Never called here, but the device I/O threads this thread starts inherit its filter.
       SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_readv,
       // vCPU threads: start, name, kick and join them; each installs its own filter on top of

@@ -14,6 +14,7 @@
 #include "devices/i8042.hpp"
 #include "devices/virtio/virtio_blk.hpp"
 #include "devices/virtio/virtio_net.hpp"
+#include "devices/virtio/virtio_fs.hpp"
 #include "devices/virtio/virtio_rng.hpp"
 #include "devices/virtio/virtio_vsock.hpp"
 #include "memory/layout.hpp"
@@ -206,6 +207,9 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   for (const NetConfig& net : config.nets) {
     KEEL_TRY_STATUS(vm->add_net(net));
   }
+  for (const FsConfig& fs : config.fs) {
+    KEEL_TRY_STATUS(vm->add_fs(fs));
+  }
   if (config.vsock) {
     KEEL_TRY_STATUS(vm->add_vsock(*config.vsock));
   }
@@ -326,6 +330,17 @@ Result<std::uint8_t> Vm::add_vsock(const VsockConfig& vsock) {
   return add_virtio(vsock.id, std::move(dev));
 }
 
+Result<std::uint8_t> Vm::add_fs(const FsConfig& fs) {
+  const std::string where = "fs " + fs.id;
+  KEEL_TRY(auto backend, virtio::VhostUser::connect(fs.socket, where));
+  KEEL_TRY_WRAP(auto dev,
+                virtio::VirtioFs::create(std::move(backend),
+                                         {fs.tag, fs.num_queues, fs.queue_size}),
+                where);
+  log::info("vm", "virtio-fs", {{"id", fs.id}, {"tag", fs.tag}, {"socket", fs.socket}});
+  return add_virtio(fs.id, std::move(dev));
+}
+
 // ---- hot-plug ----
 
 Result<std::uint8_t> Vm::announce(Result<std::uint8_t> slot) {
@@ -345,6 +360,8 @@ Result<std::uint8_t> Vm::hot_add_device(const DeviceConfig& device) {
 Result<std::uint8_t> Vm::hot_add_disk(const DiskConfig& disk) { return announce(add_disk(disk)); }
 
 Result<std::uint8_t> Vm::hot_add_net(const NetConfig& net) { return announce(add_net(net)); }
+
+Result<std::uint8_t> Vm::hot_add_fs(const FsConfig& fs) { return announce(add_fs(fs)); }
 
 Result<std::uint8_t> Vm::hot_add_vsock(const VsockConfig& vsock) {
   return announce(add_vsock(vsock));

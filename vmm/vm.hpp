@@ -110,6 +110,7 @@ class Vm {
   Result<std::uint8_t> hot_add_disk(const DiskConfig& disk);
   Result<std::uint8_t> hot_add_net(const NetConfig& net);
   Result<std::uint8_t> hot_add_vsock(const VsockConfig& vsock);
+  Result<std::uint8_t> hot_add_fs(const FsConfig& fs);
   // Asks the guest to eject device `id`. The device goes when the guest has let it go:
   // hotplug_event_fd() becomes readable and finish_ejects() removes it.
   Status request_eject(const std::string& id);
@@ -137,6 +138,7 @@ class Vm {
   Result<std::uint8_t> add_disk(const DiskConfig& disk);
   Result<std::uint8_t> add_net(const NetConfig& net);
   Result<std::uint8_t> add_vsock(const VsockConfig& vsock);
+  Result<std::uint8_t> add_fs(const FsConfig& fs);
   // Tells the guest of a device just added; passes the result on.
   Result<std::uint8_t> announce(Result<std::uint8_t> slot);
   // The guest's _EJ0 wrote `slot` (a vCPU thread): recorded for finish_ejects().

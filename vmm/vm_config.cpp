@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "devices/virtio/tap.hpp"
+#include "devices/virtio/virtio_fs.hpp"
 #include "devices/virtio/virtqueue.hpp"
 
 #include <string>
@@ -107,6 +108,34 @@ Status check_vsock(const VsockConfig& vsock) {
   return ok_status();
 }
 
+std::string default_fs_id(std::size_t index) { return "_fs" + std::to_string(index); }
+
+Status check_fs(const FsConfig& fs) {
+  if (fs.tag.empty() || fs.tag.size() > virtio::VirtioFs::kTagSize) {
+    return Error::invalid("tag=\"" + fs.tag + "\" is " + std::to_string(fs.tag.size()) +
+                          " bytes; give the guest's mount tag of 1 to " +
+                          std::to_string(virtio::VirtioFs::kTagSize) + " bytes, e.g. tag=myfs");
+  }
+  if (fs.socket.empty() || fs.socket.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Error::invalid("socket=" + fs.socket + ": give the vhost-user back end's Unix socket "
+                          "path (1 to " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                          " characters), e.g. socket=/run/virtiofsd.sock");
+  }
+  if (fs.num_queues == 0 || fs.num_queues > kMaxDiskQueues) {
+    return Error::invalid("num_queues=" + std::to_string(fs.num_queues) +
+                          " is out of range; use 1 to " + std::to_string(kMaxDiskQueues) +
+                          " request queues (QEMU 7.2's virtiofsd serves 1)");
+  }
+  if (!virtio::Virtqueue::valid_max_size(fs.queue_size)) {
+    return Error::invalid("queue_size=" + std::to_string(fs.queue_size) +
+                          " is not a power of two from 2 to 32768 (e.g. 1024)");
+  }
+  if (fs.id.empty()) {
+    return Error::invalid("id is empty; give a name");
+  }
+  return ok_status();
+}
+
 Status check_vm(const VmConfig& config) {
   if (config.kernel.empty()) {
     return Error::invalid("payload.kernel is required: the path of a bzImage or PVH vmlinux");
@@ -192,13 +221,36 @@ Status check_vm(const VmConfig& config) {
       return Error::invalid(name + ": id \"" + net.id + "\" is also another device's");
     }
   }
+  for (std::size_t i = 0; i < config.fs.size(); ++i) {
+    const FsConfig& fs = config.fs[i];
+    const std::string name = "fs " + fs.id;
+    KEEL_TRY_STATUS_WRAP(check_fs(fs), name);
+    if (!config.memory_shared) {
+      return Error::invalid(name + ": virtiofsd maps guest memory itself; give the VM shared "
+                            "memory (--memory shared=on, or \"shared\": true)");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (config.fs[j].id == fs.id || config.fs[j].tag == fs.tag ||
+          config.fs[j].socket == fs.socket) {
+        return Error::invalid(name + ": its id, tag or socket is also fs " + config.fs[j].id +
+                              "'s; each share has its own (one back end serves one device)");
+      }
+    }
+    const auto same = [&fs](const auto& d) { return d.id == fs.id; };
+    if (std::any_of(config.devices.begin(), config.devices.end(), same) ||
+        std::any_of(config.disks.begin(), config.disks.end(), same) ||
+        std::any_of(config.nets.begin(), config.nets.end(), same)) {
+      return Error::invalid(name + ": id \"" + fs.id + "\" is also another device's");
+    }
+  }
   if (config.vsock) {
     const std::string& id = config.vsock->id;
     KEEL_TRY_STATUS_WRAP(check_vsock(*config.vsock), "vsock");
     const auto same = [&id](const auto& d) { return d.id == id; };
     if (std::any_of(config.devices.begin(), config.devices.end(), same) ||
         std::any_of(config.disks.begin(), config.disks.end(), same) ||
-        std::any_of(config.nets.begin(), config.nets.end(), same)) {
+        std::any_of(config.nets.begin(), config.nets.end(), same) ||
+        std::any_of(config.fs.begin(), config.fs.end(), same)) {
       return Error::invalid("vsock: id \"" + id + "\" is also another device's");
     }
   }

@@ -59,6 +59,17 @@ struct VsockConfig {
   bool operator==(const VsockConfig&) const = default;
 };
 
+// One virtio-fs share served by a vhost-user back end such as virtiofsd (--fs tag=..,socket=..,
+// cloud-hypervisor's FsConfig). Needs guest memory shared with the back end (memory_shared).
+struct FsConfig {
+  std::string tag;     // the guest mounts it by this name (1 to 36 bytes)
+  std::string socket;  // the back end's vhost-user socket (it listens, Keel connects)
+  std::uint16_t num_queues = 1;  // request queues (the high-priority queue comes on top)
+  std::uint16_t queue_size = 1024;
+  std::string id;  // cloud-hypervisor's "_fs<N>" by default
+  bool operator==(const FsConfig&) const = default;
+};
+
 // vm.resize (cloud-hypervisor's VmResize): what to change on a running VM; unset fields stay.
 struct ResizeConfig {
   std::optional<std::uint32_t> desired_vcpus;
@@ -89,6 +100,7 @@ struct VmConfig {
   std::vector<DeviceConfig> devices;
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;
+  std::vector<FsConfig> fs;
   // --rng src=PATH: a virtio-rng device fed from PATH (cloud-hypervisor's /dev/urandom default).
   std::optional<std::string> rng_source;
   std::optional<VsockConfig> vsock;
@@ -118,6 +130,8 @@ std::string default_disk_id(std::size_t index);
 Status check_net(const NetConfig& net);
 std::string default_net_id(std::size_t index);  // "_net<index>"
 Status check_vsock(const VsockConfig& vsock);
+Status check_fs(const FsConfig& fs);
+std::string default_fs_id(std::size_t index);  // "_fs<index>"
 Status check_vm(const VmConfig& config);
 
 }  // namespace keel::vmm

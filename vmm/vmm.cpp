@@ -568,6 +568,32 @@ Result<VmmControl::DeviceInfo> Vmm::add_vsock(const VsockConfig& vsock) {
   });
 }
 
+Result<VmmControl::DeviceInfo> Vmm::add_fs(const FsConfig& fs) {
+  return on_vmm_thread<Result<DeviceInfo>>([this, &fs]() -> Result<DeviceInfo> {
+    if (!config_) {
+      return no_vm();
+    }
+    FsConfig added = fs;
+    if (added.id.empty()) {
+      added.id = lowest_free_id(config_->fs, &default_fs_id);
+    }
+    for (const FsConfig& f : config_->fs) {
+      if (f.id == added.id || f.tag == added.tag || f.socket == added.socket) {
+        return Error::exists("fs " + f.id + " (tag " + f.tag + ", socket " + f.socket +
+                             ") has this id, tag or socket already; remove it first "
+                             "(vm.remove-device) or give others");
+      }
+    }
+    VmConfig next = *config_;
+    next.fs.push_back(added);
+    KEEL_TRY_STATUS(check_vm(next));
+    KEEL_TRY(const std::string bdf,
+             plug_if_running(added.id, [&](Vm& vm) { return vm.hot_add_fs(added); }));
+    config_ = std::move(next);
+    return DeviceInfo{added.id, bdf};
+  });
+}
+
 bool Vmm::forget_device(const std::string& id) {
   auto erase = [&id](auto& items) {
     const auto it = std::find_if(items.begin(), items.end(),
@@ -578,7 +604,7 @@ bool Vmm::forget_device(const std::string& id) {
     items.erase(it);
     return true;
   };
-  if (erase(config_->devices) || erase(config_->disks)) {
+  if (erase(config_->devices) || erase(config_->disks) || erase(config_->fs)) {
     return true;
   }
   if (erase(config_->nets)) {

@@ -53,6 +53,7 @@ class Vmm : public VmmControl {
   Result<DeviceInfo> add_disk(const DiskConfig& disk) override;
   Result<DeviceInfo> add_net(const NetConfig& net, UniqueFd tap) override;
   Result<DeviceInfo> add_vsock(const VsockConfig& vsock) override;
+  Result<DeviceInfo> add_fs(const FsConfig& fs) override;
   Status remove_device(const std::string& id) override;
   Status resize(const ResizeConfig& resize) override;
   Status power_button() override;

@@ -75,6 +75,8 @@ class VmmControl {
   virtual Result<DeviceInfo> add_net(const NetConfig& net, UniqueFd tap) = 0;
   // vm.add-vsock: the VM's one vsock device, before it boots.
   virtual Result<DeviceInfo> add_vsock(const VsockConfig& vsock) = 0;
+  // vm.add-fs: a virtio-fs share served by a vhost-user back end (an empty id: "_fs<N>").
+  virtual Result<DeviceInfo> add_fs(const FsConfig& fs) = 0;
   virtual Status remove_device(const std::string& id) = 0;
   // vm.resize: desired_ram grows or shrinks the hot-plugged memory (virtio-mem) of a running VM,
   // limited to what every eagerly mapped VFIO container can map.

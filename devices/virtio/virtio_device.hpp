@@ -20,6 +20,16 @@ namespace keel::virtio {
 // lock. One that does I/O (a disk, a network link) says uses_workers(): each of its queues gets
 // a thread of its own (queue_worker.hpp), and serve() runs there without the transport's lock --
 // requests of one queue in order, of different queues at the same time.
+// A queue another process serves (vhost-user), as the transport hands it over at DRIVER_OK:
+// its size and guest-physical ring addresses, the eventfd the driver's notifications signal and
+// the one the other process signals for an interrupt.
+struct ExternalQueue {
+  std::uint16_t index = 0;
+  std::uint16_t size = 0;
+  std::uint64_t desc = 0, avail = 0, used = 0;
+  int kick = -1, call = -1;
+};
+
 class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;
@@ -48,6 +58,15 @@ class VirtioDevice {
   // The features the driver accepted (FEATURES_OK), before any request; on the thread writing
   // the status, under the transport's lock.
   virtual void driver_features(std::uint64_t /*features*/) {}
+  // Whether another process serves this device's queues (vhost-user). The transport then takes
+  // no chains and offers only the ring features device_features() names; when the driver is
+  // ready it hands the enabled queues over, and reset() must take them back: no ring memory is
+  // touched after it returns.
+  virtual bool external() const { return false; }
+  virtual Status start_external(std::span<const ExternalQueue> /*queues*/,
+                                const memory::GuestMemory& /*memory*/) {
+    return ok_status();
+  }
   // Back to the state after creation. The transport calls it with no serve() in progress.
   virtual void reset() = 0;
   // What the device counted (vm.counters), by cloud-hypervisor's names where it has them.

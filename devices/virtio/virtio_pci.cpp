@@ -88,13 +88,22 @@ Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(
   }
   KEEL_TRY(const std::uint64_t bar, platform.bars().allocate(L::kBarSize, pci::BarSpace::kMmio64));
   std::shared_ptr<VirtioPciDevice> d(new VirtioPciDevice(std::move(device), memory, platform, bar));
-  if (d->device_->uses_workers()) {
+  const bool external = d->device_->external();
+  if (d->device_->uses_workers() || external) {
     for (std::uint16_t q = 0; q < d->queues_.size(); ++q) {
       if (!d->device_->consumes(q)) {
         continue;
       }
       const std::string name = "virtio" + std::to_string(d->device_->device_type()) + "-q" +
                                std::to_string(q);
+      if (external) {
+        KEEL_TRY(auto kick, EventFd::create(EFD_NONBLOCK));
+        d->queues_[q].kick = std::make_unique<EventFd>(std::move(kick));
+        KEEL_TRY(d->queues_[q].worker,
+                 QueueWorker::start(name, [raw = d.get(), q] { return raw->external_interrupt(q); },
+                                    thread_start));
+        continue;
+      }
       KEEL_TRY(d->queues_[q].worker,
                QueueWorker::start(name, [raw = d.get(), q] { return raw->serve_queue(q); },
                                   thread_start, d->device_->queue_source(q)));
@@ -113,7 +122,8 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device,
       msix_(platform.router(), static_cast<std::uint16_t>(device_->num_queues() + 1)) {
   for (std::uint16_t q = 0; q < device_->num_queues(); ++q) {
     queues_.push_back(Queue{
-        Virtqueue(memory_, device_->queue_max_size(q), device_->max_request_bytes()), kNoVector, nullptr, false});
+        Virtqueue(memory_, device_->queue_max_size(q), device_->max_request_bytes()), kNoVector,
+        nullptr, false, nullptr});
   }
   build_config_space();
 }
@@ -259,11 +269,11 @@ void VirtioPciDevice::io_events(std::uint64_t bar, bool add) {
     return;
   }
   for (std::uint16_t q = 0; q < queues_.size(); ++q) {
-    if (!queues_[q].worker) {
+    const int fd = notify_fd(queues_[q]);
+    if (fd < 0) {
       continue;
     }
     const std::uint64_t gpa = bar + L::kNotify + std::uint64_t{L::kNotifyMultiplier} * q;
-    const int fd = queues_[q].worker->kick_fd();
     Status s = add ? events->add(gpa, fd) : events->remove(gpa, fd);
     if (!s.ok() && first_few(guest_warnings_)) {
       log::warn("virtio", "queue notifications will exit to keel: no ioeventfd",
@@ -273,6 +283,13 @@ void VirtioPciDevice::io_events(std::uint64_t bar, bool add) {
                  {"error", s.error().message()}});
     }
   }
+}
+
+int VirtioPciDevice::notify_fd(const Queue& q) const {
+  if (q.kick) {
+    return q.kick->fd();
+  }
+  return q.worker ? q.worker->kick_fd() : -1;
 }
 
 // ---- BAR 0 ----
@@ -457,6 +474,9 @@ std::uint64_t VirtioPciDevice::offered_features() const {
   // when the device asks for the next notification); the inline path stops at a bound.
   // Indirect descriptor tables everywhere: one ring entry for a request of many buffers (a
   // network link's 17-page receive buffers, a disk's scattered I/O).
+  if (device_->external()) {
+    return device_->device_features() | (1ULL << VIRTIO_F_VERSION_1);  // the back end's rings
+  }
   return device_->device_features() | (1ULL << VIRTIO_F_VERSION_1) |
          (1ULL << Virtqueue::kFeatureIndirect) |
          (device_->uses_workers() ? 1ULL << Virtqueue::kFeatureEventIdx : 0);
@@ -488,7 +508,9 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
   const bool starting = (status & VIRTIO_CONFIG_S_DRIVER_OK) != 0 &&
                         (status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0;
   status_ = static_cast<std::uint8_t>(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
-  if (starting) {
+  if (starting && device_->external()) {
+    start_external();
+  } else if (starting) {
     // Workers stop watching their sources while the driver is not ready; look again now.
     for (Queue& q : queues_) {
       if (q.worker) {
@@ -521,6 +543,21 @@ void VirtioPciDevice::reset_device() {
   msix_config_ = kNoVector;
   queue_select_ = 0;
   ++resets_;
+}
+
+void VirtioPciDevice::start_external() {
+  std::vector<ExternalQueue> handed;
+  for (std::uint16_t i = 0; i < queues_.size(); ++i) {
+    const Queue& q = queues_[i];
+    if (q.ring.enabled() && q.kick && q.worker) {
+      handed.push_back(ExternalQueue{i, q.ring.size(), q.ring.desc, q.ring.avail, q.ring.used,
+                                     q.kick->fd(), q.worker->kick_fd()});
+    }
+  }
+  Status s = device_->start_external(handed, memory_);
+  if (!s.ok()) {
+    needs_reset(s.error().message());
+  }
 }
 
 void VirtioPciDevice::needs_reset(const std::string& why) {
@@ -564,6 +601,10 @@ void VirtioPciDevice::notify(std::uint16_t queue) {
     return;
   }
   Queue& q = queues_[queue];
+  if (q.kick) {
+    (void)q.kick->signal();  // the back end's (the notification did not stay in the kernel)
+    return;
+  }
   if (q.worker) {
     q.worker->kick();
     return;
@@ -662,6 +703,15 @@ bool VirtioPciDevice::serve_queue(std::uint16_t queue) {
       signal(q.vector);
     }
   }
+}
+
+bool VirtioPciDevice::external_interrupt(std::uint16_t queue) {
+  std::lock_guard lock(mutex_);
+  if ((status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0) {
+    isr_ |= kIsrQueue;
+    signal(queues_[queue].vector);
+  }
+  return false;
 }
 
 // ---- MSI-X ----

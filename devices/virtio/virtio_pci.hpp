@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/event_fd.hpp"
 #include "base/result.hpp"
 #include "devices/pci/config_space.hpp"
 #include "devices/pci/msix.hpp"
@@ -95,8 +96,11 @@ class VirtioPciDevice : public pci::PciDevice,
   struct Queue {
     Virtqueue ring;
     std::uint16_t vector = 0xffff;  // VIRTIO_MSI_NO_VECTOR
-    std::unique_ptr<QueueWorker> worker;  // devices that use workers only
+    // Devices that use workers: the queue's thread. A device served elsewhere (vhost-user): the
+    // thread that turns the back end's call eventfd (its kick_fd) into the queue's interrupt.
+    std::unique_ptr<QueueWorker> worker;
     bool serving = false;                 // the worker has popped chains it has not returned
+    std::unique_ptr<EventFd> kick;        // a device served elsewhere: what notifications signal
   };
 
   VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const memory::GuestMemory& memory,
@@ -107,6 +111,11 @@ class VirtioPciDevice : public pci::PciDevice,
   void common_read(std::uint64_t offset, std::span<std::uint8_t> data);
   void common_write(std::uint64_t offset, std::span<const std::uint8_t> data);
   void notify(std::uint16_t queue);
+  // The eventfd a queue's notify address signals inside the kernel (-1: none; the notification
+  // then exits to notify()).
+  int notify_fd(const Queue& q) const;
+  // A device served elsewhere: hands the enabled queues over (DRIVER_OK).
+  void start_external();
   bool takes_requests(std::uint16_t queue) const;
   void refused(std::uint16_t queue, const Popped& popped);
   void io_events(std::uint64_t bar, bool add);
@@ -126,6 +135,9 @@ class VirtioPciDevice : public pci::PciDevice,
   // at a time, while there is input, for a queue with a source). Returns whether the worker
   // should keep watching the queue's source.
   bool serve_queue(std::uint16_t queue);
+  // On a queue's interrupt thread (a device served elsewhere): the back end signalled its call
+  // eventfd.
+  bool external_interrupt(std::uint16_t queue);
 
   std::unique_ptr<VirtioDevice> device_;
   const memory::GuestMemory& memory_;

@@ -30,32 +30,6 @@ const OpenApiValidator& ch() {
 }
 
 // Bodies as cloud-hypervisor's clients send them.
-std::string body_for(const Route& route) {
-  if (route.name == "vm.create") {
-    return R"({"cpus": {"boot_vcpus": 1, "max_vcpus": 1}, "memory": {"size": 536870912},
-               "payload": {"kernel": "/boot/vmlinuz"}})";
-  }
-  if (route.name == "vm.add-device") {
-    return R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "iommu": false})";
-  }
-  if (route.name == "vm.remove-device") {
-    return R"({"id": "nic0"})";
-  }
-  if (route.name == "vm.add-net") {
-    return R"({"tap": "tap0", "num_queues": 2, "queue_size": 256})";
-  }
-  if (route.name == "vm.add-vsock") {
-    return R"({"cid": 3, "socket": "/run/keel.vsock"})";
-  }
-  if (route.name == "vm.add-disk") {
-    return R"({"path": "/images/root.img", "readonly": true})";
-  }
-  if (route.name == "vm.resize") {
-    return R"({"desired_ram": 1073741824, "desired_vcpus": 2})";
-  }
-  return "";
-}
-
 std::string path_of(const Route& route) { return "/" + std::string(route.name); }
 
 void check_no_problems(const std::vector<std::string>& problems) {
@@ -88,7 +62,7 @@ TEST_CASE("conformance: success answers have cloud-hypervisor's statuses and sch
         vmm.added_bdf = "0000:00:05.0";
       }
       const Response r = handle_request(
-          route.method, std::string(kApiRoot) + std::string(route.name), body_for(route), vmm);
+          route.method, std::string(kApiRoot) + std::string(route.name), test::example_body(route.name), vmm);
       INFO(route.name << " " << r.status << " " << r.body);
       CHECK(r.status < 300);
       check_no_problems(ch().check_response(path_of(route), lower(route.method), r.status, r.body));
@@ -114,13 +88,13 @@ TEST_CASE("conformance: an error cloud-hypervisor documents for an endpoint gets
       FakeVmmControl vmm;
       vmm.fail_with(error);
       const Response r = handle_request(
-          route.method, std::string(kApiRoot) + std::string(route.name), body_for(route), vmm);
+          route.method, std::string(kApiRoot) + std::string(route.name), test::example_body(route.name), vmm);
       CHECK(r.status == status);
       ++checked;
     }
   }
-  // 404 on 13 endpoints, 405 on 5, 400/409 on the 4 add-*, 500 on 3 of them, 429 on vm.resize.
-  CHECK(checked == 13 + 5 + 4 + 4 + 3 + 1);
+  // 404 on 14 endpoints, 405 on 5, 400/409 on the 5 add-*, 500 on 4 of them, 429 on vm.resize.
+  CHECK(checked == 14 + 5 + 5 + 5 + 4 + 1);
 }
 
 TEST_CASE("conformance: the VmConfig Keel writes is one cloud-hypervisor's schema accepts") {

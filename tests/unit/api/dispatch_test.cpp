@@ -163,22 +163,7 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
       INFO(route.name << " " << c.error.message());
       FakeVmmControl vmm;
       vmm.fail_with(c.error);
-      std::string body;
-      if (route.name == "vm.create") {
-        body = R"({"payload": {"kernel": "/k"}})";
-      } else if (route.name == "vm.add-device") {
-        body = R"({"path": "/sys/bus/pci/devices/0000:01:00.0"})";
-      } else if (route.name == "vm.remove-device") {
-        body = R"({"id": "nic0"})";
-      } else if (route.name == "vm.add-disk") {
-        body = R"({"path": "/images/root.img"})";
-      } else if (route.name == "vm.add-net") {
-        body = R"({"tap": "tap0"})";
-      } else if (route.name == "vm.add-vsock") {
-        body = R"({"cid": 3, "socket": "/run/keel.vsock"})";
-      } else if (route.name == "vm.resize") {
-        body = R"({"desired_ram": 1073741824})";
-      }
+      const std::string body = test::example_body(route.name);
       const Response r =
           handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);
       // As cloud-hypervisor documents: pause, resume, shutdown, reboot, power-button and nmi

@@ -47,6 +47,15 @@ class FakeVmmControl : public vmm::VmmControl {
     }
     return DeviceInfo{net.id.empty() ? "_net0" : net.id, ""};
   }
+  Result<DeviceInfo> add_fs(const vmm::FsConfig& fs) override {
+    std::lock_guard lock(mutex_);
+    added_fs = fs;
+    calls_.emplace_back("add_fs");
+    if (error) {
+      return *error;
+    }
+    return DeviceInfo{fs.id.empty() ? "_fs0" : fs.id, ""};
+  }
   Result<DeviceInfo> add_vsock(const vmm::VsockConfig& vsock) override {
     std::lock_guard lock(mutex_);
     added_vsock = vsock;
@@ -96,6 +105,7 @@ class FakeVmmControl : public vmm::VmmControl {
   std::optional<vmm::DeviceConfig> added;
   std::optional<vmm::DiskConfig> added_disk;
   std::optional<vmm::VsockConfig> added_vsock;
+  std::optional<vmm::FsConfig> added_fs;
   std::optional<vmm::NetConfig> added_net;
   UniqueFd added_tap;
   std::string removed;

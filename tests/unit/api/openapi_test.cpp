@@ -27,28 +27,6 @@ const OpenApiValidator& spec() {
   return validator;
 }
 
-std::string body_for(const Route& route) {
-  if (route.name == "vm.create") {
-    return dump_json(vm_config_to_json(test::full_config()));
-  }
-  if (route.name == "vm.add-device") {
-    return R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0"})";
-  }
-  if (route.name == "vm.remove-device") {
-    return R"({"id": "nic0"})";
-  }
-  if (route.name == "vm.add-net") {
-    return R"({"tap": "tap0"})";
-  }
-  if (route.name == "vm.add-vsock") {
-    return R"({"cid": 3, "socket": "/run/keel.vsock"})";
-  }
-  if (route.name == "vm.add-disk") {
-    return R"({"path": "/images/root.img", "id": "root"})";
-  }
-  return "";
-}
-
 void check_answer(const Route& route, const Response& response) {
   const auto problems = spec().check_response("/" + std::string(route.name), lower(route.method),
                                               response.status, response.body);
@@ -84,7 +62,7 @@ TEST_CASE("every success answer validates") {
       }
       check_answer(route,
                    handle_request(route.method, std::string(kApiRoot) + std::string(route.name),
-                                  body_for(route), vmm));
+                                  test::example_body(route.name), vmm));
     }
   }
 }
@@ -99,7 +77,7 @@ TEST_CASE("every error answer validates and is documented for its endpoint") {
     for (const Error& error : errors) {
       FakeVmmControl vmm;
       vmm.fail_with(error);
-      check_answer(route, handle_request(route.method, target, body_for(route), vmm));
+      check_answer(route, handle_request(route.method, target, test::example_body(route.name), vmm));
     }
     FakeVmmControl vmm;
     check_answer(route, handle_request(route.method == "GET" ? "PUT" : "GET", target, "", vmm));

@@ -49,6 +49,7 @@ TEST_CASE("every endpoint parses to its operation") {
       {"vm.add-disk", "PUT", R"({"path": "/images/root.img"})", Operation(AddDisk{}).index()},
       {"vm.add-net", "PUT", R"({"tap": "tap0"})", Operation(AddNet{}).index()},
       {"vm.add-vsock", "PUT", R"({"cid": 3, "socket": "/run/keel.vsock"})", Operation(AddVsock{}).index()},
+      {"vm.add-fs", "PUT", R"({"tag": "myfs", "socket": "/run/virtiofsd.sock"})", Operation(AddFs{}).index()},
       {"vm.remove-device", "PUT", R"({"id": "nic0"})", Operation(RemoveDevice{}).index()},
       {"vm.resize", "PUT", R"({"desired_ram": 1073741824})", Operation(ResizeVm{}).index()},
       {"vm.power-button", "PUT", "", Operation(PowerButton{}).index()},

@@ -1,5 +1,10 @@
 #include "test_values.hpp"
 
+#include <utility>
+
+#include "api/json_text.hpp"
+#include "api/vm_config_json.hpp"
+
 namespace keel::api::test {
 
 vmm::VmConfig full_config() {
@@ -24,7 +29,30 @@ vmm::VmConfig full_config() {
   c.exit_on_reboot = true;
   c.rng_source = "/dev/urandom";
   c.vsock = vmm::VsockConfig{3, "/run/keel.vsock", "_vsock0"};
+  c.fs = {{"myfs", "/run/virtiofsd.sock", 1, 512, "_fs0"}};
   return c;
+}
+
+std::string example_body(std::string_view endpoint) {
+  if (endpoint == "vm.create") {
+    return dump_json(vm_config_to_json(full_config()));
+  }
+  const std::pair<std::string_view, const char*> bodies[] = {
+      {"vm.add-device", R"({"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0"})"},
+      {"vm.add-disk", R"({"path": "/images/root.img", "id": "root", "readonly": true})"},
+      {"vm.add-net", R"({"tap": "tap0", "num_queues": 2, "queue_size": 256})"},
+      {"vm.add-vsock", R"({"cid": 3, "socket": "/run/keel.vsock"})"},
+      {"vm.add-fs", R"({"tag": "myfs", "socket": "/run/virtiofsd.sock", "num_queues": 1,
+                        "queue_size": 1024})"},
+      {"vm.remove-device", R"({"id": "nic0"})"},
+      {"vm.resize", R"({"desired_ram": 1073741824, "desired_vcpus": 2})"},
+  };
+  for (const auto& [name, body] : bodies) {
+    if (name == endpoint) {
+      return body;
+    }
+  }
+  return "";
 }
 
 vfio::DmaReport capability_report() {
@@ -90,7 +118,7 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
          a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&
-         a.disks == b.disks && a.nets == b.nets && a.vsock == b.vsock;
+         a.disks == b.disks && a.nets == b.nets && a.vsock == b.vsock && a.fs == b.fs;
 }
 
 }  // namespace keel::api::test

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include "devices/vfio/dma_report.hpp"
 #include "vmm/vm_config.hpp"
 #include "vmm/vmm_control.hpp"
@@ -14,6 +17,10 @@ vfio::DmaReport capability_report();
 vfio::DmaReport absent_report();
 // Running, with full_config(), its two devices at guest addresses and one report per source.
 vmm::VmmControl::VmInfo full_info();
+
+// A valid body for each endpoint that takes one ("" for the others): full_config() for
+// vm.create, one device, disk, link, share or vsock for the vm.add-* endpoints.
+std::string example_body(std::string_view endpoint);
 
 bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b);
 

@@ -13,7 +13,7 @@ using nlohmann::json;
 
 // VmConfig's size changes when a field is added: then vm_config_json.cpp (both directions),
 // api/openapi.yaml and test::same_config need the field too.
-static_assert(sizeof(vmm::VmConfig) == 376, "VmConfig changed: update the API's JSON model");
+static_assert(sizeof(vmm::VmConfig) == 400, "VmConfig changed: update the API's JSON model");
 
 json minimal() { return json{{"payload", {{"kernel", "/boot/vmlinuz"}}}}; }
 
@@ -92,6 +92,8 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, leaving out what is not s
     "iommu": true,
     "rng": {"src": "/dev/urandom", "iommu": false},
     "vsock": {"cid": 3, "socket": "/run/keel.vsock", "iommu": false, "id": "_vsock0"},
+    "fs": [{"tag": "myfs", "socket": "/run/virtiofsd.sock", "num_queues": 1, "queue_size": 512,
+            "id": "_fs0"}],
     "exit_on_reboot": true})"));
   // cloud-hypervisor's schema has strings and objects there, never null: unset means absent.
   vmm::VmConfig plain;
@@ -99,6 +101,7 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, leaving out what is not s
   const json p = vm_config_to_json(plain);
   CHECK_FALSE(p.contains("vsock"));
   CHECK_FALSE(p.contains("rng"));
+  CHECK_FALSE(p.contains("fs"));
   CHECK(p["payload"] == json::parse(R"({"kernel": "/k", "cmdline": "console=ttyS0"})"));
   CHECK(p["serial"] == json::parse(R"({"mode": "Tty"})"));
   vmm::NetConfig by_fd;
@@ -233,7 +236,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   const std::string message = error_for(top);
   INFO(message);
   CHECK(message.find("memroy: unknown field; VmConfig takes cpus, memory, payload, serial, "
-                     "devices, disks, net, vsock, exit_on_reboot") == 0);
+                     "devices, disks, net, vsock, fs, exit_on_reboot") == 0);
   CHECK(message.find("exit_on_reboot, iommu, rng, platform (and, from cloud-hypervisor, watchdog,") !=
         std::string::npos);
   json nested = minimal();
@@ -426,11 +429,11 @@ json kata_vm_config() {
 TEST_CASE("every field that asks for what Keel lacks is named in one answer") {
   const std::string message = error_for(kata_vm_config());
   INFO(message);
-  CHECK(message.find("3 fields ask for what Keel does not support: (1) fs: an array asks for "
-                     "virtio-fs shares") == 0);
-  CHECK(message.find("(2) memory.hotplug_method: \"Acpi\" with hotplug_size asks for ACPI memory "
-                     "hot-plug") != std::string::npos);
-  CHECK(message.find("(3) platform.num_pci_segments: 2 asks for more than one PCI segment") !=
+  CHECK(message.find("3 fields ask for what Keel does not support: (1) memory.hotplug_method: "
+                     "\"Acpi\" with hotplug_size asks for ACPI memory hot-plug") == 0);
+  CHECK(message.find("(2) platform.num_pci_segments: 2 asks for more than one PCI segment") !=
+        std::string::npos);
+  CHECK(message.find("(3) fs[0].pci_segment: 1 asks for a PCI segment other than 0") !=
         std::string::npos);
 
   // What Kata sends besides is accepted with its meaning: vCPUs up to max_vcpus to plug, the
@@ -439,7 +442,7 @@ TEST_CASE("every field that asks for what Keel lacks is named in one answer") {
   json fixed = kata_vm_config();
   fixed["memory"]["hotplug_method"] = "VirtioMem";
   fixed["platform"]["num_pci_segments"] = 1;
-  fixed.erase("fs");
+  fixed["fs"][0]["pci_segment"] = 0;
   auto config = vm_config_from_json(fixed);
   INFO((config.ok() ? "" : config.error().message()));
   REQUIRE(config.ok());
@@ -453,6 +456,11 @@ TEST_CASE("every field that asks for what Keel lacks is named in one answer") {
   CHECK(config->disks[0].readonly);
   REQUIRE(config->vsock);
   CHECK(config->vsock->cid == 3);
+  REQUIRE(config->fs.size() == 1);  // Kata's shared rootfs: its tag, socket and queue
+  CHECK(config->fs[0].tag == "kataShared");
+  CHECK(config->fs[0].socket == "/run/vc/vm/sandbox/virtiofsd.sock");
+  CHECK(config->fs[0].queue_size == 1024);
+  CHECK(config->fs[0].id == "_fs0");
 
   // A single one reads as before; a body with a wrong value is refused for that first.
   json one = fixed;
