@@ -25,6 +25,7 @@ wanted_modules=(
 guest_modules=(
   virtio_pci virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng virtio_mem
   button evdev  # the ACPI power button as an input device (vm.power-button)
+  fuse virtiofs  # virtio-fs shares (--fs, vm.add-fs)
 )
 
 resolve_package() {

@@ -13,6 +13,9 @@
 #    guest listener (CONNECT <port>) and the guest connects out to a host listener (PATH_<port>),
 #    4 MiB each way and echoed back equal; the socket is gone when keel ends; and the guest reads
 #    its hwrng (virtio-rng);
+#  - in the same run, virtio-fs: QEMU 7.2's virtiofsd in the emulated host shares a directory;
+#    the guest mounts it (mount -t virtiofs), reads the host's 2 MiB file and writes its own, both
+#    checksummed on both sides; vm.info lists the share; virtiofsd ends with keel;
 #  - a symlink, a FIFO, a missing file and a bad queue count are refused with a message.
 #
 # usage: testbed_devices.sh RUN SCENARIO INITRAMFS_INIT ROOTFS_INIT KEEL KEEL_REMOTE VSOCK_PROBE
@@ -45,6 +48,7 @@ mkfs.ext4 -q -F -L keelroot -d "$root" "$work/root.img" 48M
 
 status=0
 markers=$("$run" --timeout 900 --memory 2G --bin "$keel" --bin "$remote" --bin "$probe" \
+  --bin /usr/lib/qemu/virtiofsd \
   --guest-kernel "$kdir/vmlinuz" --guest-initramfs "$work/initramfs.cpio.gz" \
   --file "$work/root.img:/keel/guest/root.img" "$scenario") || status=$?
 printf '%s\n' "$markers"
@@ -138,6 +142,20 @@ expect "rng: the guest's hwrng is virtio-rng (got '$(field "$rng" current)')" \
 expect "rng: the guest read 32 bytes from /dev/hwrng, not all zero ($(field "$rng" hex))" \
   grep -q '^[0-9a-f]\{64\}$' <<<"$(field "$rng" hex)"
 expect "rng: ... not all zero" grep -q '[1-9a-f]' <<<"$(field "$rng" hex)"
+
+# virtio-fs, in the network run.
+fsh=$(line "fs_host ")
+fsg=$(line "fs_guest ")
+expect "fs: the guest mounted the share (got '$(field "$fsg" mount)')" test "$(field "$fsg" mount)" = ok
+expect "fs: the guest read the host's 2 MiB file equal ($(field "$fsg" read_sha) vs $(field "$fsh" share_sha))" \
+  test -n "$(field "$fsh" share_sha)" -a "$(field "$fsg" read_sha)" = "$(field "$fsh" share_sha)"
+expect "fs: the host has the guest's 2 MiB file equal ($(field "$fsh" guest_file_sha) vs $(field "$fsg" written_sha))" \
+  test "$(field "$fsg" written_sha)" != none -a "$(field "$fsh" guest_file_sha)" = "$(field "$fsg" written_sha)"
+expect "fs: vm.info lists the share with its guest address" \
+  grep -q '"id":"_fs0","pci_bdf":"0000:00:[0-9a-f][0-9a-f].0"' <<<"$edu"
+expect "fs: vm.info carries the FsConfig" grep -q '"fs":\[{"id":"_fs0"[^]]*"tag":"keelshare"' <<<"$edu"
+expect "fs: virtiofsd ended with keel (got '$(field "$fsh" virtiofsd_gone)')" \
+  test "$(field "$fsh" virtiofsd_gone)" = yes
 
 for bad in symlink:1:symbolic_link fifo:1:not_a_regular_file missing:1:missing.img queues:2:num_queues=99; do
   IFS=: read -r name want words <<<"$bad"

@@ -1,14 +1,25 @@
-// Both ends of testbed.devices' vsock checks, static so it runs in the guest and in the emulated
+// Both ends of the testbed's vsock checks, static so it runs in the guest and in the emulated
 // host alike:
 //   vsock_probe echo PORT                 guest: listen on vsock PORT, echo each connection
 //   vsock_probe send CID PORT BYTES       guest: connect to vsock CID:PORT, send BYTES, check echo
 //   vsock_probe host-echo PATH            host: listen on the Unix socket PATH, echo connections
 //   vsock_probe host-send PATH PORT BYTES host: through keel's hybrid socket PATH to guest PORT
+//   vsock_probe agent PORT                guest: a stand-in for Kata's agent: each connection to
+//                                         vsock PORT carries one shell command line; its output
+//                                         (stdout and stderr) is the answer
+//   vsock_probe host-cmd PATH PORT CMD    host: through keel's hybrid socket PATH, runs CMD in
+//                                         the guest's agent, prints its answer
+//   vsock_probe tap-exec NAME FD PROG...  host: opens the TAP NAME as Kata does (IFF_TAP |
+//                                         IFF_NO_PI | IFF_VNET_HDR) as fd FD, then runs PROG
 // A sender writes BYTES of a fixed pseudo-random stream while reading the echo, shuts its write
 // side, reads to the end, and prints one line:
 //   vsock_probe sent=N received=N equal=yes|no [ok=OK-line]
 // Exit status 0 only when everything came back equal.
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -128,6 +139,59 @@ int send_and_check(int fd, std::uint64_t total, const std::string& ok_line) {
   return equal ? 0 : 1;
 }
 
+// The agent: one command per connection, run by the shell, its output sent back.
+int agent(int listener) {
+  for (;;) {
+    const int c = ::accept(listener, nullptr, nullptr);
+    if (c < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail("accept");
+    }
+    std::string command;
+    char ch = 0;
+    while (command.size() < 4096 && ::read(c, &ch, 1) == 1 && ch != '\n') {
+      command.push_back(ch);
+    }
+    if (FILE* out = ::popen((command + " 2>&1").c_str(), "r")) {
+      char buffer[4096];
+      std::size_t n;
+      while ((n = std::fread(buffer, 1, sizeof buffer, out)) > 0) {
+        if (::write(c, buffer, n) != static_cast<ssize_t>(n)) {
+          break;
+        }
+      }
+      ::pclose(out);
+    }
+    ::close(c);
+  }
+}
+
+// Connects through keel's hybrid vsock socket to guest `port`; returns the fd, or -1 after
+// printing why.
+int hybrid_connect(const char* path, const char* port, std::string& ok_line) {
+  const int fd = unix_socket(path, false);
+  if (fd < 0) {
+    fail("unix-connect");
+    return -1;
+  }
+  const std::string connect = std::string("CONNECT ") + port + "\n";
+  if (::write(fd, connect.data(), connect.size()) != static_cast<ssize_t>(connect.size())) {
+    fail("write-connect");
+    return -1;
+  }
+  char ch = 0;  // "OK <port>", read byte by byte: the stream follows it
+  while (ok_line.size() < 64 && ::read(fd, &ch, 1) == 1 && ch != '\n') {
+    ok_line.push_back(ch == ' ' ? '_' : ch);
+  }
+  if (ok_line.rfind("OK_", 0) != 0) {
+    std::printf("vsock_probe refused line=%s\n", ok_line.empty() ? "none" : ok_line.c_str());
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,27 +224,55 @@ int main(int argc, char** argv) {
     return fd < 0 ? fail("unix-listen") : echo(fd);
   }
   if (mode == "host-send" && argc == 5) {
-    const int fd = unix_socket(argv[2], false);
+    std::string line;
+    const int fd = hybrid_connect(argv[2], argv[3], line);
+    return fd < 0 ? 1 : send_and_check(fd, std::strtoull(argv[4], nullptr, 10), line);
+  }
+  if (mode == "agent" && argc == 3) {
+    const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm a{};
+    a.svm_family = AF_VSOCK;
+    a.svm_cid = VMADDR_CID_ANY;
+    a.svm_port = static_cast<unsigned>(std::atoi(argv[2]));
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd, 8) != 0) {
+      return fail("vsock-listen");
+    }
+    return agent(fd);
+  }
+  if (mode == "host-cmd" && argc == 5) {
+    std::string line;
+    const int fd = hybrid_connect(argv[2], argv[3], line);
     if (fd < 0) {
-      return fail("unix-connect");
-    }
-    const std::string connect = std::string("CONNECT ") + argv[3] + "\n";
-    if (::write(fd, connect.data(), connect.size()) != static_cast<ssize_t>(connect.size())) {
-      return fail("write-connect");
-    }
-    std::string line;  // "OK <port>", read byte by byte: the stream follows it
-    char ch = 0;
-    while (line.size() < 64 && ::read(fd, &ch, 1) == 1 && ch != '\n') {
-      line.push_back(ch == ' ' ? '_' : ch);
-    }
-    if (line.rfind("OK_", 0) != 0) {
-      std::printf("vsock_probe refused line=%s\n", line.empty() ? "none" : line.c_str());
       return 1;
     }
-    return send_and_check(fd, std::strtoull(argv[4], nullptr, 10), line);
+    const std::string command = std::string(argv[4]) + "\n";
+    if (::write(fd, command.data(), command.size()) != static_cast<ssize_t>(command.size())) {
+      return fail("write-command");
+    }
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buffer, sizeof buffer)) > 0) {
+      std::fwrite(buffer, 1, static_cast<std::size_t>(n), stdout);
+    }
+    std::fflush(stdout);
+    return 0;
+  }
+  if (mode == "tap-exec" && argc >= 5) {
+    const int fd = ::open("/dev/net/tun", O_RDWR);
+    ifreq req{};
+    std::strncpy(req.ifr_name, argv[2], IFNAMSIZ - 1);
+    req.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    const int want = std::atoi(argv[3]);
+    if (fd < 0 || ::ioctl(fd, TUNSETIFF, &req) != 0 || ::dup2(fd, want) != want) {
+      return fail("tap-open");
+    }
+    ::execvp(argv[4], argv + 4);
+    return fail("exec");
   }
   std::fprintf(stderr,
                "usage: vsock_probe echo PORT | send CID PORT BYTES | host-echo PATH | "
-               "host-send PATH PORT BYTES\n");
+               "host-send PATH PORT BYTES | agent PORT | host-cmd PATH PORT CMD | "
+               "tap-exec NAME FD PROG [ARGS...]\n");
   return 2;
 }

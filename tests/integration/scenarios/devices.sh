@@ -22,7 +22,7 @@ run() {
   rm -f "$fifo" "$out" "$sock"
   mkfifo "$fifo"
   # shellcheck disable=SC2086 # $launcher is words or nothing
-  ${launcher:-} keel --kernel "$kernel" --initramfs "$initramfs" --memory size=512M --serial tty \
+  ${launcher:-} keel --kernel "$kernel" --initramfs "$initramfs" --memory "${memory:-size=512M}" --serial tty \
     --cmdline "console=ttyS0 root=/dev/vda keel.disk=$mode" --disk "$disk" \
     ${1+"$@"} <"$fifo" >"$out" 2>&1 &
   pid=$!
@@ -110,11 +110,41 @@ net_and_vsock_host_side() {
   result "vsock_host ${got#vsock_probe }" "socket=$([ -S "$vsock_sock" ] && echo present || echo none)" \
     "counters=$(timeout 30 keel-remote --api-socket "$sock" --json counters 2>&1 | tr -d '\n ')"
 }
-launcher="unshare -n" launched=net_up during=net_and_vsock_host_side
+# virtio-fs in the same run: QEMU 7.2's virtiofsd (the emulated host's Debian) shares /tmp/share;
+# the guest reads the host's file and writes one of its own. Guest memory is shared with it.
+mkdir -p /tmp/share
+dd if=/dev/urandom of=/tmp/share/host.bin bs=1M count=2 2>/dev/null
+share_sha=$(sha256sum /tmp/share/host.bin | cut -c1-64)
+fs_sock=/tmp/virtiofsd.sock
+virtiofsd --socket-path="$fs_sock" -o source=/tmp/share -o cache=none -o sandbox=chroot \
+  >/tmp/virtiofsd.log 2>&1 &
+vfsd_pid=$!
+n=0
+while [ ! -S "$fs_sock" ] && [ "$n" -lt 100 ]; do
+  sleep 0.1
+  n=$((n + 1))
+done
+launcher="unshare -n" launched=net_up during=net_and_vsock_host_side memory=size=512M,shared=on
 run net net "path=$image" --net "tap=keeltap0,ip=169.254.20.1,mask=255.255.0.0" \
   --vsock "cid=3,socket=$vsock_sock" --rng --api-socket "path=$sock" \
+  --fs "tag=keelshare,socket=$fs_sock" \
   --device "path=/sys/bus/pci/devices/$(edu_devices | head -n 1),dma_mapping=eager"
-launcher= launched= during=
+launcher= launched= during= memory=
+# virtiofsd serves one front end: it ends when keel does.
+vfsd_gone=no
+n=0
+while [ "$n" -lt 50 ]; do
+  kill -0 "$vfsd_pid" 2>/dev/null || { vfsd_gone=yes; break; }
+  sleep 0.1
+  n=$((n + 1))
+done
+[ "$vfsd_gone" = yes ] || kill "$vfsd_pid" 2>/dev/null
+wait "$vfsd_pid" 2>/dev/null
+result "fs_host share_sha=$share_sha guest_file_sha=$(sha256sum /tmp/share/guest.bin 2>/dev/null | cut -c1-64)" \
+  "virtiofsd_gone=$vfsd_gone"
+result "fs_guest $(grep -m1 -a 'KEEL-GUEST fs ' /tmp/net.out | sed 's/^.*KEEL-GUEST fs //')"
+echo "---- virtiofsd log (last 10 lines)"
+tail -n 10 /tmp/virtiofsd.log
 result "vsock_guest $(grep -m1 -a 'KEEL-GUEST vsock-out' /tmp/net.out | sed 's/^.*vsock-out //; s/vsock_probe //')"
 result "rng_guest $(grep -m1 -a 'KEEL-GUEST rng ' /tmp/net.out | sed 's/^.*KEEL-GUEST rng //')"
 result "vsock_after socket=$([ -e "$vsock_sock" ] && echo present || echo none)"
