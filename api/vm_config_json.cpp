@@ -103,18 +103,19 @@ Status read_memory(const json& value, vmm::VmConfig& config, Unsupported& unsupp
   config.memory_hugepages = hugepages->value_or(false);
 
   KEEL_TRY(auto hotplug_size, r.unsigned_integer("hotplug_size", "bytes, a multiple of 128 MiB"));
-  KEEL_TRY(auto method, r.string("hotplug_method", "\"VirtioMem\" (Keel's memory hot-plug)"));
+  KEEL_TRY(auto method, r.string("hotplug_method", "\"Acpi\" or \"VirtioMem\""));
   r.accept_if("hotplugged_size", is_zero,
                               "memory plugged at boot (vm.resize plugs it once the VM runs)",
                               "remove it or send 0");
   if (hotplug_size.value_or(0) != 0) {
-    // cloud-hypervisor's default method is "Acpi" (DIMMs); Keel plugs memory with virtio-mem.
-    if (method.value_or("Acpi") != "VirtioMem") {
-      r.unsupported("hotplug_method", "\"" + method.value_or("Acpi") +
-                                          "\" with hotplug_size asks for ACPI memory hot-plug, "
-                                          "which Keel does not have; send \"hotplug_method\": "
-                                          "\"VirtioMem\"");
+    // cloud-hypervisor's default method is "Acpi" (DIMMs).
+    const std::string m = method.value_or("Acpi");
+    if (m != "Acpi" && m != "VirtioMem") {
+      return Error::invalid("memory.hotplug_method: \"" + m +
+                            "\" is not a method; give \"Acpi\" or \"VirtioMem\"");
     }
+    config.memory_hotplug_method =
+        m == "Acpi" ? vmm::MemoryHotplug::kAcpi : vmm::MemoryHotplug::kVirtioMem;
     config.memory_hotplug_size = *hotplug_size;
   }
   off(r, "mergeable", "KSM page merging");
@@ -709,7 +710,8 @@ json memory_config_to_json(const vmm::VmConfig& config) {
                  {"shared", config.memory_shared},
                  {"hugepages", config.memory_hugepages}};
   if (config.memory_hotplug_size != 0) {
-    memory["hotplug_method"] = "VirtioMem";
+    memory["hotplug_method"] =
+        config.memory_hotplug_method == vmm::MemoryHotplug::kAcpi ? "Acpi" : "VirtioMem";
     memory["hotplug_size"] = config.memory_hotplug_size;
   }
   return memory;

@@ -20,7 +20,7 @@ inline constexpr std::uint64_t kCmdlineMaxSize = 0x10000;    // 64 KiB
 inline constexpr std::uint64_t kEbdaStart = 0x9fc00;         // end of usable low RAM
 inline constexpr std::uint64_t kLegacyHoleStart = 0xa0000;   // VGA + BIOS area, not RAM
 inline constexpr std::uint64_t kAcpiStart = 0xe0000;         // RSDP is found by scanning here
-inline constexpr std::uint64_t kAcpiMaxSize = 0x10000;       // up to 0xeffff
+inline constexpr std::uint64_t kAcpiMaxSize = 0x1f000;       // up to 0xfefff (the reset vector's page after)
 // Where a real-mode jump to the BIOS reset vector (f000:fff0) lands. Linux reboots through it
 // when ACPI is hardware-reduced (its BOOT_EFI -> BOOT_BIOS fallback); Keel puts a stub there.
 inline constexpr std::uint64_t kResetVector = 0xffff0;
@@ -70,14 +70,19 @@ inline constexpr std::uint32_t kGedIrq = 5;
 // PBST, bit 0 set when the button was pressed (cleared by reading); it raises the GED's line too.
 inline constexpr std::uint16_t kPowerButtonPort = 0x61c;
 inline constexpr std::uint16_t kPowerButtonSize = 4;
-// vCPU hot-plug (devices/cpu_hotplug.hpp, the DSDT's \_SB_.CPxx): one 32-bit register per
-// possible vCPU, at kCpuHotplugPort + 4 * id; 254 vCPUs end at 0x13f8.
+// ACPI hot-plug slots (devices/acpi_slots.hpp): one 32-bit register per slot, these bits.
+inline constexpr std::uint32_t kSlotEnabled = 1U << 0;    // read: it is there (_STA)
+inline constexpr std::uint32_t kSlotInserting = 1U << 1;  // read: announced; write: seen
+inline constexpr std::uint32_t kSlotRemoving = 1U << 2;   // read: to eject; write: seen
+inline constexpr std::uint32_t kSlotEject = 1U << 3;      // write: the guest let it go (_EJ0)
+// vCPU hot-plug (the DSDT's \_SB_.CPxx): a slot per possible vCPU at kCpuHotplugPort + 4 * id;
+// 254 vCPUs end at 0x13f8.
 inline constexpr std::uint16_t kCpuHotplugPort = 0x1000;
 inline constexpr std::uint16_t kCpuHotplugStride = 4;
-inline constexpr std::uint32_t kCpuEnabled = 1U << 0;    // read: the vCPU is there (_STA)
-inline constexpr std::uint32_t kCpuInserting = 1U << 1;  // read: announced; write: seen
-inline constexpr std::uint32_t kCpuRemoving = 1U << 2;   // read: to eject; write: seen
-inline constexpr std::uint32_t kCpuEject = 1U << 3;      // write: the guest let it go (_EJ0)
+// Memory hot-plug by ACPI (the DSDT's \_SB_.MBxx, PNP0C80 memory devices): a slot per DIMM of
+// the hot-pluggable region at kMemoryHotplugPort + 4 * n; 64 at most.
+inline constexpr std::uint16_t kMemoryHotplugPort = 0x1400;
+inline constexpr std::uint32_t kMaxMemorySlots = 64;
 
 // ---- Shared by the ACPI tables (vmm/boot) and the devices they describe ----
 // PCI INTx: slot `slot` pin `pin` (0 = INTA .. 3 = INTD) raises IOAPIC GSI 16..23, swizzled so

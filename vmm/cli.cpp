@@ -91,9 +91,14 @@ Status apply_cpus(const std::string& text, VmConfig& config) {
 Status apply_memory(const std::string& text, VmConfig& config) {
   KEEL_TRY(auto opts, split_options("--memory", text,
                                     {"size", "shared", "hugepages", "hotplug_method", "hotplug_size"}));
-  if (opts.count("hotplug_method") != 0 && opts["hotplug_method"] != "virtio-mem") {
-    return Error::invalid("--memory: hotplug_method=" + opts["hotplug_method"] +
-                          " is not one Keel has; give hotplug_method=virtio-mem");
+  if (opts.count("hotplug_method") != 0) {
+    const std::string& method = opts["hotplug_method"];
+    if (method != "virtio-mem" && method != "acpi") {
+      return Error::invalid("--memory: hotplug_method=" + method +
+                            " is not one Keel has; give hotplug_method=virtio-mem or acpi");
+    }
+    config.memory_hotplug_method =
+        method == "acpi" ? MemoryHotplug::kAcpi : MemoryHotplug::kVirtioMem;
   }
   if (opts.count("hotplug_size") != 0) {
     KEEL_TRY_WRAP(auto size, parse_size(opts["hotplug_size"]), "--memory hotplug_size");
@@ -306,7 +311,8 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "boot=N[,max=M]: number of vCPUs (default 1); up to M by vm.resize "
                  "(needs --api-socket)");
   app.add_option("--memory", memory,
-                 "size=SIZE[,shared=on][,hugepages=on]: guest RAM (default size=512M)");
+                 "size=SIZE[,shared=on][,hugepages=on][,hotplug_method=virtio-mem|acpi,hotplug_size=SIZE]: "
+                 "guest RAM (default size=512M); hotplug_size: memory vm.resize plugs later");
   app.add_option("--serial", serial, "tty|file=PATH|off: where the guest's COM1 goes (default tty)");
   std::string rng;
   app.add_option("--rng", rng, "[src=PATH]: a virtio-rng device fed from PATH (default /dev/urandom)")

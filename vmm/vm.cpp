@@ -166,8 +166,8 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
   const bool cpu_hotplug = acpi_events && vcpu_hotplug(config);
   if (cpu_hotplug) {
-    vm->cpu_hotplug_ = std::make_shared<devices::CpuHotplug>(
-        config.boot_vcpus, possible_vcpus(config), vm->ged_irq_,
+    vm->cpu_hotplug_ = std::make_shared<devices::AcpiSlots>(
+        config.boot_vcpus, possible_vcpus(config), 1, vm->ged_irq_,
         [self = vm.get()](std::uint32_t id) { self->on_cpu_eject(id); });
     KEEL_TRY_STATUS(vm->pio_.insert(vm->cpu_hotplug_, layout::kCpuHotplugPort,
                                     vm->cpu_hotplug_->size()));
@@ -187,11 +187,23 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   }
 
   Vm* self = vm.get();
-  KEEL_TRY(auto mem, virtio::VirtioMem::create(
-                         vm->memory_, [self](std::uint64_t gpa, std::uint64_t size, bool plug) {
-                           return plug ? self->passthrough_->ram_plugged(gpa, size)
-                                       : self->passthrough_->ram_unplugged(gpa, size);
-                         }));
+  const memory::RamRegion* hotplug_region = vm->memory_.hotplug_region();
+  std::unique_ptr<virtio::VirtioMem> mem;
+  if (config.memory_hotplug_method == MemoryHotplug::kVirtioMem) {
+    KEEL_TRY(mem, virtio::VirtioMem::create(
+                      vm->memory_, [self](std::uint64_t gpa, std::uint64_t size, bool plug) {
+                        return plug ? self->passthrough_->ram_plugged(gpa, size)
+                                    : self->passthrough_->ram_unplugged(gpa, size);
+                      }));
+  } else if (hotplug_region != nullptr && acpi_events) {
+    // ACPI memory hot-plug: the region as DIMMs the GED announces (none plugged at boot).
+    vm->dimm_size_ = acpi_memory_slot_size(hotplug_region->size());
+    vm->dimms_ = std::make_shared<devices::AcpiSlots>(
+        0, static_cast<std::uint32_t>(hotplug_region->size() / vm->dimm_size_), 0,
+        vm->ged_irq_, nullptr);
+    KEEL_TRY_STATUS(vm->pio_.insert(vm->dimms_, layout::kMemoryHotplugPort,
+                                    vm->dimms_->size()));
+  }
   if (mem) {
     vm->mem_ = mem.get();
     KEEL_TRY_STATUS(vm->add_virtio("_mem", std::move(mem)));
@@ -223,6 +235,10 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
       .com1 = true,
       .i8042 = false,
       .acpi_events = acpi_events};
+  if (vm->dimms_) {
+    acpi.memory_slots = boot::MemorySlots{hotplug_region->gpa(), vm->dimm_size_,
+                                          vm->dimms_->count()};
+  }
   if (vm->viommu_) {
     acpi.viot = vm->viommu_->viot();
   }
@@ -390,6 +406,9 @@ Status Vm::request_eject(const std::string& id) {
 }
 
 Status Vm::request_hotplugged_memory(std::uint64_t size) {
+  if (dimms_) {
+    return plug_memory_slots(size);
+  }
   if (mem_ == nullptr) {
     return Error::invalid("the VM has no hot-pluggable memory: give it --memory "
                           "hotplug_method=virtio-mem,hotplug_size=SIZE (memory.hotplug_size)");
@@ -399,13 +418,60 @@ Status Vm::request_hotplugged_memory(std::uint64_t size) {
   return ok_status();
 }
 
-std::uint64_t Vm::hotplugged_memory() const { return mem_ ? mem_->plugged_size() : 0; }
+// ACPI memory hot-plug: DIMMs are plugged whole, in order, each mapped in every eager VFIO
+// container before the guest hears of it; none is taken back (as with cloud-hypervisor).
+Status Vm::plug_memory_slots(std::uint64_t size) {
+  const std::uint32_t have = dimms_->enabled_count();
+  if (size % dimm_size_ != 0) {
+    return Error::invalid("hot-plugged memory " + format_size(size) + " is not a whole number " +
+                          "of the VM's " + format_size(dimm_size_) +
+                          " DIMMs (ACPI memory hot-plug); round it");
+  }
+  if (size < have * dimm_size_) {
+    return Error::not_supported(
+        "ACPI memory hot-plug cannot take memory back (" +
+        format_size(have * dimm_size_) + " is plugged, " + format_size(size) +
+        " asked): the guest keeps its DIMMs until it reboots; create the VM with "
+        "hotplug_method VirtioMem to shrink");
+  }
+  const memory::RamRegion& region = *memory_.hotplug_region();
+  for (std::uint32_t slot = have; slot < size / dimm_size_; ++slot) {
+    const std::uint64_t gpa = region.gpa() + slot * dimm_size_;
+    if (passthrough_) {
+      KEEL_TRY_STATUS_WRAP(passthrough_->ram_plugged(gpa, dimm_size_),
+                           "DIMM " + std::to_string(slot) + " at " + hex(gpa));
+    }
+    dimms_->plug(slot);
+    log::info("vm", "memory plugged", {{"dimm", slot}, {"gpa", hex(gpa)},
+                                       {"size", format_size(dimm_size_)}});
+  }
+  return ok_status();
+}
+
+std::uint64_t Vm::hotplugged_memory() const {
+  if (dimms_) {
+    return dimms_->enabled_count() * dimm_size_;
+  }
+  return mem_ ? mem_->plugged_size() : 0;
+}
 
 std::uint64_t Vm::requested_hotplugged_memory() const {
+  if (dimms_) {
+    return hotplugged_memory();
+  }
   return mem_ ? mem_->requested_size() : 0;
 }
 
-std::uint64_t Vm::hotplug_region_size() const { return mem_ ? mem_->region_size() : 0; }
+std::uint64_t Vm::hotplug_region_size() const {
+  if (dimms_) {
+    return dimms_->count() * dimm_size_;
+  }
+  return mem_ ? mem_->region_size() : 0;
+}
+
+std::uint64_t Vm::hotplug_granule() const {
+  return dimms_ ? dimm_size_ : virtio::VirtioMem::kBlockSize;
+}
 
 Result<std::optional<std::uint64_t>> Vm::dma_headroom() {
   if (!passthrough_) {

@@ -8,7 +8,7 @@
 #include "base/event_fd.hpp"
 #include "base/result.hpp"
 #include "devices/bus.hpp"
-#include "devices/cpu_hotplug.hpp"
+#include "devices/acpi_slots.hpp"
 #include "devices/pci/acpi_hotplug.hpp"
 #include "devices/pci/platform.hpp"
 #include "devices/power_button.hpp"
@@ -122,6 +122,8 @@ class Vm {
   std::uint64_t hotplugged_memory() const;
   std::uint64_t requested_hotplugged_memory() const;
   std::uint64_t hotplug_region_size() const;
+  // The step hot-plugged memory moves in: a DIMM with ACPI memory hot-plug, a virtio-mem block.
+  std::uint64_t hotplug_granule() const;
   // How many more DMA entries every eagerly mapped container can take (nullopt: none maps
   // eagerly, or none counts).
   Result<std::optional<std::uint64_t>> dma_headroom();
@@ -141,6 +143,7 @@ class Vm {
   Result<std::uint8_t> add_fs(const FsConfig& fs);
   // Tells the guest of a device just added; passes the result on.
   Result<std::uint8_t> announce(Result<std::uint8_t> slot);
+  Status plug_memory_slots(std::uint64_t size);
   // The guest's _EJ0 wrote `slot` (a vCPU thread): recorded for finish_ejects().
   void on_eject(std::uint8_t slot);
   // COM1's data register coalesced while the guest polls it (when KVM can), drained by the vCPUs.
@@ -178,7 +181,10 @@ class Vm {
   std::shared_ptr<devices::InterruptLine> ged_irq_;
   std::shared_ptr<pci::AcpiHotplug> hotplug_;
   std::shared_ptr<devices::PowerButton> power_button_;
-  std::shared_ptr<devices::CpuHotplug> cpu_hotplug_;  // null without spare vCPUs
+  std::shared_ptr<devices::AcpiSlots> cpu_hotplug_;  // null without spare vCPUs
+  // ACPI memory hot-plug: a slot per DIMM of the hot-pluggable region; null without.
+  std::shared_ptr<devices::AcpiSlots> dimms_;
+  std::uint64_t dimm_size_ = 0;
   EventFd hotplug_event_;
   std::mutex ejected_mutex_;
   std::uint32_t ejected_ = 0;  // slots the guest ejected, by bit

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "memory/guest_memory.hpp"
+#include "memory/layout.hpp"
 
 namespace keel::vmm {
 
@@ -108,6 +109,14 @@ Status check_vsock(const VsockConfig& vsock) {
   return ok_status();
 }
 
+std::uint64_t acpi_memory_slot_size(std::uint64_t hotplug_size) {
+  const std::uint64_t block = memory::GuestMemory::kHotplugAlign;
+  const std::uint64_t blocks = (hotplug_size + block - 1) / block;
+  const std::uint64_t per_slot = (blocks + memory::layout::kMaxMemorySlots - 1) /
+                                 memory::layout::kMaxMemorySlots;
+  return std::max<std::uint64_t>(per_slot, 1) * block;
+}
+
 std::string default_fs_id(std::size_t index) { return "_fs" + std::to_string(index); }
 
 Status check_fs(const FsConfig& fs) {
@@ -168,6 +177,14 @@ Status check_vm(const VmConfig& config) {
       return Error::invalid("memory.hotplug_size " + format_size(config.memory_hotplug_size) +
                             " is more than Keel's " + format_size(memory::kMaxRamSize) +
                             "; give less");
+    }
+    const std::uint64_t slot = acpi_memory_slot_size(config.memory_hotplug_size);
+    if (config.memory_hotplug_method == MemoryHotplug::kAcpi &&
+        config.memory_hotplug_size % slot != 0) {
+      return Error::invalid("memory.hotplug_size " + format_size(config.memory_hotplug_size) +
+                            " with hotplug_method Acpi makes DIMMs of " + format_size(slot) +
+                            " (at most " + std::to_string(memory::layout::kMaxMemorySlots) +
+                            "); give a multiple of " + format_size(slot));
     }
   }
   for (const DeviceConfig& device : config.devices) {

@@ -13,6 +13,11 @@ namespace keel::vmm {
 
 enum class SerialMode { kTty, kFile, kOff };
 
+// How hot-pluggable memory reaches the guest: a virtio-mem device (the guest plugs and unplugs
+// 2 MiB blocks as asked), or ACPI memory devices (DIMMs the VMM plugs whole; never taken back),
+// cloud-hypervisor's default and Kata's.
+enum class MemoryHotplug { kVirtioMem, kAcpi };
+
 // One host PCI function passed through with VFIO (--device path=…).
 struct DeviceConfig {
   std::string path;  // /sys/bus/pci/devices/DDDD:BB:DD.F
@@ -86,9 +91,10 @@ struct VmConfig {
   std::uint64_t memory_size = 512 * kMiB;
   bool memory_shared = false;
   bool memory_hugepages = false;
-  // --memory hotplug_method=virtio-mem,hotplug_size=SIZE: a region above boot RAM that a
-  // virtio-mem device plugs as vm.resize asks (0: none). A multiple of 128 MiB.
+  // --memory hotplug_method=virtio-mem|acpi,hotplug_size=SIZE: a region above boot RAM that
+  // vm.resize plugs into the guest (0: none). A multiple of 128 MiB.
   std::uint64_t memory_hotplug_size = 0;
+  MemoryHotplug memory_hotplug_method = MemoryHotplug::kVirtioMem;
 
   std::string kernel;
   std::optional<std::string> initramfs;
@@ -119,6 +125,10 @@ inline std::uint32_t possible_vcpus(const VmConfig& config) {
 // max_vcpus must still be able to shrink.
 inline bool vcpu_hotplug(const VmConfig& config) { return config.max_vcpus > 1; }
 inline constexpr std::uint16_t kMaxDiskQueues = 16;
+
+// ACPI memory hot-plug splits the hot-pluggable region into DIMMs of one size: 128 MiB (Linux's
+// memory block), or a larger multiple of it so that there are at most layout::kMaxMemorySlots.
+std::uint64_t acpi_memory_slot_size(std::uint64_t hotplug_size);
 
 // The rules a configuration must follow whichever way it came (command line, API): the one
 // place they are checked. Messages name the field; callers add where it came from ("--device",

@@ -747,26 +747,28 @@ Status Vmm::resize_memory(std::uint64_t desired) {
                           "have: from its boot RAM " + format_size(boot) + " to that plus " +
                           "hotplug_size, " + format_size(boot + region));
   }
-  if ((desired - boot) % virtio::VirtioMem::kBlockSize != 0) {
-    return Error::invalid("desired_ram " + std::to_string(desired) +
-                          " is not boot RAM plus a multiple of 2 MiB; round it");
+  const std::uint64_t granule = vm_->hotplug_granule();
+  if ((desired - boot) % granule != 0) {
+    return Error::invalid("desired_ram " + std::to_string(desired) + " is not boot RAM plus a " +
+                          "multiple of " + format_size(granule) + "; round it");
   }
   std::uint64_t want = desired - boot;
   const std::uint64_t plugged = vm_->hotplugged_memory();
   std::string limited;
   if (want > plugged) {
-    // The guest plugs a 128 MiB memory block per request, and every eager container maps each
-    // request as one entry: growth is limited to what the smallest budget can map.
+    // The guest plugs a 128 MiB memory block per request (virtio-mem), Keel a DIMM (ACPI), and
+    // every eager container maps each as one entry: growth is limited to what the smallest
+    // budget can map.
     KEEL_TRY(const std::optional<std::uint64_t> headroom, vm_->dma_headroom());
-    const std::uint64_t per_entry = memory::GuestMemory::kHotplugAlign;
+    const std::uint64_t per_entry = std::max(granule, memory::GuestMemory::kHotplugAlign);
     const std::uint64_t needed = (want - plugged + per_entry - 1) / per_entry;
     if (headroom && *headroom < needed) {
       if (*headroom == 0) {
         const std::string msg =
             "desired_ram " + format_size(desired) + ": growing by " +
             format_size(want - plugged) + " needs " + std::to_string(needed) +
-            " more DMA entries in each eagerly mapped VFIO container (one per 128 MiB the "
-            "guest plugs) and one has 0 left; fixes: raise vfio_iommu_type1.dma_entry_limit, "
+            " more DMA entries in each eagerly mapped VFIO container (one per " +
+            format_size(per_entry) + " plugged) and one has 0 left; fixes: raise vfio_iommu_type1.dma_entry_limit, "
             "pass the device with iommu=on (lazy mapping needs no entries for new memory), or "
             "ask for less";
         emit("vm", "resize-refused", {{"desired_ram", desired}, {"reason", msg}});

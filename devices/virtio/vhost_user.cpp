@@ -5,6 +5,7 @@
 #include <sys/un.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "base/hex.hpp"
@@ -53,6 +54,7 @@ std::string name_of(VhostUser::Request r) {
     case VhostUser::kSetVringCall: return "SET_VRING_CALL";
     case VhostUser::kGetProtocolFeatures: return "GET_PROTOCOL_FEATURES";
     case VhostUser::kSetProtocolFeatures: return "SET_PROTOCOL_FEATURES";
+    case VhostUser::kGetQueueNum: return "GET_QUEUE_NUM";
     case VhostUser::kSetVringEnable: return "SET_VRING_ENABLE";
   }
   return "request " + std::to_string(static_cast<std::uint32_t>(r));
@@ -95,9 +97,12 @@ Status VhostUser::hello() {
   }
   if ((features_ & kProtocolFeatures) != 0) {
     KEEL_TRY(const std::uint64_t protocol, get_u64(kGetProtocolFeatures));
-    const std::uint64_t wanted = protocol & kProtocolReplyAck;
+    const std::uint64_t wanted = protocol & (kProtocolReplyAck | kProtocolMq);
     KEEL_TRY_STATUS(send(kSetProtocolFeatures, bytes_of(wanted), {}, false));
-    reply_ack_ = wanted != 0;
+    reply_ack_ = (wanted & kProtocolReplyAck) != 0;
+    if ((wanted & kProtocolMq) != 0) {
+      KEEL_TRY(max_queues_, get_u64(kGetQueueNum));
+    }
   }
   return send(kSetOwner, {});
 }
@@ -199,8 +204,10 @@ Status VhostUser::send(Request request, std::span<const std::uint8_t> payload,
   if (n != static_cast<ssize_t>(total)) {
     const int err = n < 0 ? errno : EIO;
     socket_.reset();
-    return failed(name_of(request), std::string("send failed: ") + std::strerror(err) +
-                                        " (the back end is gone? start it again)");
+    return failed(name_of(request),
+                  std::string("send failed: ") + std::strerror(err) +
+                      " (the back end is gone? start it again, then remove the device and add it "
+                      "again, or reboot the VM)");
   }
   if (!need_reply) {
     return ok_status();
@@ -216,20 +223,27 @@ Status VhostUser::send(Request request, std::span<const std::uint8_t> payload,
 }
 
 Result<std::vector<std::uint8_t>> VhostUser::reply(Request request) {
-  auto read_exactly = [this](std::uint8_t* into, std::size_t size) -> Status {
+  // One deadline for the whole answer, however it arrives.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReplyTimeoutMs);
+  auto read_exactly = [this, deadline](std::uint8_t* into, std::size_t size) -> Status {
     std::size_t done = 0;
     while (done < size) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       pollfd p{socket_.get(), POLLIN, 0};
-      const int ready = ::poll(&p, 1, kReplyTimeoutMs);
+      const int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
       if (ready < 0 && errno == EINTR) {
         continue;
+      }
+      if (ready < 0) {
+        return Error::from_errno("poll");
       }
       if (ready == 0) {
         return Error::from_errno(ETIMEDOUT, "no answer within " +
                                                 std::to_string(kReplyTimeoutMs / 1000) + " s");
       }
-      const ssize_t n = ::recv(socket_.get(), into + done, size - done, 0);
-      if (n < 0 && errno == EINTR) {
+      const ssize_t n = ::recv(socket_.get(), into + done, size - done, MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
         continue;
       }
       if (n <= 0) {

@@ -21,7 +21,8 @@ namespace keel::virtio {
 // at SET_VRING_KICK, and the Rust one (trixie), which waits for SET_VRING_ENABLE -- Keel sends
 // both. With REPLY_ACK the back end confirms every message, so that a refusal (a memory table
 // it cannot map) is an error here rather than a silent dead queue. A back end that does not
-// answer within kReplyTimeoutMs is an error, never a wedged VMM thread.
+// answer a message within kReplyTimeoutMs is an error (the connection is closed), never a
+// wedged VMM thread.
 class VhostUser {
  public:
   static constexpr int kReplyTimeoutMs = 5000;
@@ -36,6 +37,9 @@ class VhostUser {
 
   // The back end's virtio feature bits (GET_FEATURES).
   std::uint64_t features() const { return features_; }
+  // The most queues the back end serves (GET_QUEUE_NUM, with the MQ protocol feature); 0 when
+  // it does not say.
+  std::uint64_t max_queues() const { return max_queues_; }
   // SET_FEATURES: what the driver accepted (protocol features kept on when the back end has them).
   Status set_features(std::uint64_t driver_features);
   // SET_MEM_TABLE: every region of guest RAM (boot RAM and the hot-pluggable region), each by
@@ -70,9 +74,11 @@ class VhostUser {
     kSetVringCall = 13,
     kGetProtocolFeatures = 15,
     kSetProtocolFeatures = 16,
+    kGetQueueNum = 17,
     kSetVringEnable = 18,
   };
   static constexpr std::uint32_t kVersion = 0x1, kReply = 0x4, kNeedReply = 0x8;
+  static constexpr std::uint64_t kProtocolMq = 1ULL << 0;
   static constexpr std::uint64_t kProtocolReplyAck = 1ULL << 3;
 
  private:
@@ -90,6 +96,7 @@ class VhostUser {
   UniqueFd socket_;
   std::string what_;
   std::uint64_t features_ = 0;
+  std::uint64_t max_queues_ = 0;
   bool reply_ack_ = false;
 };
 

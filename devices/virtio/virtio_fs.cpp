@@ -26,6 +26,13 @@ Result<std::unique_ptr<VirtioFs>> VirtioFs::create(VhostUser backend, Options op
   if (options.request_queues == 0) {
     return Error::invalid("num_queues=0: virtio-fs needs at least one request queue");
   }
+  const std::uint64_t most = backend.max_queues();
+  if (most != 0 && 1 + std::uint64_t{options.request_queues} > most) {
+    return Error::invalid("num_queues=" + std::to_string(options.request_queues) +
+                          ": the back end serves " + std::to_string(most) +
+                          " queues, the high-priority one and " + std::to_string(most - 1) +
+                          " request queue(s); give num_queues=" + std::to_string(most - 1));
+  }
   if (!Virtqueue::valid_max_size(options.queue_size)) {
     return Error::invalid("queue_size=" + std::to_string(options.queue_size) +
                           " is not a power of two from 2 to 32768 (e.g. 1024)");
@@ -51,6 +58,7 @@ void VirtioFs::driver_features(std::uint64_t features) { driver_features_ = feat
 
 Status VirtioFs::start_external(std::span<const ExternalQueue> queues,
                                 const memory::GuestMemory& memory) {
+  stop_rings();  // a driver that set DRIVER_OK again without a reset: the back end's rings go first
   auto start = [&]() -> Status {
     KEEL_TRY_STATUS(backend_.set_features(driver_features_));
     KEEL_TRY_STATUS(backend_.set_mem_table(memory));
@@ -61,11 +69,11 @@ Status VirtioFs::start_external(std::span<const ExternalQueue> queues,
       if (desc == nullptr || avail == nullptr || used == nullptr) {
         return Error::invalid("queue " + std::to_string(q.index) + " is not in guest RAM");
       }
+      running_.push_back(q.index);  // before: a ring half started is stopped too
       KEEL_TRY_STATUS(backend_.start_ring({q.index, q.size, reinterpret_cast<std::uintptr_t>(desc),
                                            reinterpret_cast<std::uintptr_t>(avail),
                                            reinterpret_cast<std::uintptr_t>(used), q.kick,
                                            q.call}));
-      running_.push_back(q.index);
     }
     return ok_status();
   };
@@ -78,6 +86,11 @@ Status VirtioFs::start_external(std::span<const ExternalQueue> queues,
 }
 
 void VirtioFs::reset() {
+  stop_rings();
+  driver_features_ = 0;
+}
+
+void VirtioFs::stop_rings() {
   for (const std::uint16_t q : running_) {
     auto stopped = backend_.stop_ring(q);
     if (!stopped.ok()) {
@@ -87,7 +100,6 @@ void VirtioFs::reset() {
   }
   stops_ += running_.empty() ? 0 : 1;
   running_.clear();
-  driver_features_ = 0;
 }
 
 std::map<std::string, std::uint64_t> VirtioFs::counters() const {

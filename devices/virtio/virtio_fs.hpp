@@ -58,6 +58,9 @@ class VirtioFs final : public VirtioDevice {
   VirtioFs(VhostUser backend, Options options)
       : backend_(std::move(backend)), options_(std::move(options)) {}
 
+  // Stops every ring the back end has (GET_VRING_BASE): it no longer touches their memory.
+  void stop_rings();
+
   VhostUser backend_;
   Options options_;
   std::uint64_t driver_features_ = 0;

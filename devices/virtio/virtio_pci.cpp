@@ -509,7 +509,11 @@ void VirtioPciDevice::set_status(std::uint8_t status) {
                         (status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0;
   status_ = static_cast<std::uint8_t>(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
   if (starting && device_->external()) {
-    start_external();
+    if ((status_ & VIRTIO_CONFIG_S_FEATURES_OK) != 0) {
+      start_external();
+    } else {
+      needs_reset("DRIVER_OK without FEATURES_OK");
+    }
   } else if (starting) {
     // Workers stop watching their sources while the driver is not ready; look again now.
     for (Queue& q : queues_) {

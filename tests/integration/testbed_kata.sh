@@ -3,9 +3,9 @@
 # Containers' cloud-hypervisor driver sends, in its order and with its bodies
 # (tests/integration/scenarios/kata.sh), each step doing real work in the guest:
 #  - vmm.ping answers; vm.create takes Kata's VmConfig (platform, cpus.topology, max_vcpus above
-#    boot_vcpus, memory.shared with hotplug_size, rng, vsock, console Off, fs) with three fields
-#    changed that Keel does not have yet (hotplug_method Acpi, two PCI segments, the share on
-#    segment 1); vm.info says Created;
+#    boot_vcpus, memory.shared with hotplug_size by ACPI, rng, vsock, console Off, fs) with two
+#    fields changed that Keel does not have yet (two PCI segments, the share on segment 1);
+#    vm.info says Created;
 #  - vm.add-net with a TAP fd passed over SCM_RIGHTS (the TAP opened as Kata opens it, in keel's
 #    network namespace); vm.boot; vm.info says Running;
 #  - the guest's agent (a stand-in on vsock port 1024) answers through keel's hybrid vsock socket;
@@ -15,6 +15,11 @@
 #  - vm.add-device hot-plugs an edu (200 with its guest BDF): the guest's driver binds it and the
 #    DMA round trip and its interrupt work; vm.info lists it, mapped, consistent;
 #  - vm.resize desired_vcpus 2: the guest onlines the new vCPU (online=0-1);
+#  - vm.resize desired_ram 768 MiB with Kata's ACPI memory hot-plug: two 128 MiB DIMMs appear in
+#    the guest (acpi_memhotplug), its agent onlines them and MemTotal grows by 256 MiB;
+#    vm.info's memory_actual_size follows; the edu's eager container maps them (3 entries,
+#    consistent) and its DMA runs between pages of the new DIMMs; a shrink is refused (ACPI
+#    DIMMs are not taken back);
 #  - vmm.shutdown ends keel with 0, and virtiofsd with it.
 #
 # usage: testbed_kata.sh RUN SCENARIO GUEST_INIT KEEL KEEL_REMOTE VSOCK_PROBE EDU_TEST
@@ -81,6 +86,19 @@ expect "vm.info: its container mapped, consistent ($(json info-device '.dma[0].r
   test "$(json info-device '.dma[0].consistent'):$(json info-device '.dma[0].mode')" = true:eager
 expect "vm.resize to 2 vCPUs ($(out_of resize))" test "$(exit_of resize)" = 0
 expect "the guest onlined the new vCPU (online=$(agent_out cpus))" test "$(agent_out cpus)" = 0-1
+before=$(agent_out mem-before)
+after=$(agent_out mem)
+expect "vm.resize to 768 MiB by ACPI ($(out_of resize-mem))" test "$(exit_of resize-mem)" = 0
+expect "the guest's MemTotal grew by 256 MiB (${before:-?} -> ${after:-?} kB)" \
+  test -n "$before" -a -n "$after" -a "$((${after:-0} - ${before:-0}))" -eq 262144
+expect "vm.info: memory_actual_size 768 MiB ($(json info-mem .memory_actual_size))" \
+  test "$(json info-mem .memory_actual_size)" = 805306368
+expect "vm.info: the edu's container maps the DIMMs, consistent ($(json info-mem '.dma[0].entries_used') entries)" \
+  test "$(json info-mem '.dma[0].consistent'):$(json info-mem '.dma[0].entries_used')" = true:3
+expect "the edu's DMA between pages of the new DIMMs ($(agent_out edu-again))" \
+  grep -q "dma=ok_src=0x1[0-9a-f]\{8\}_dst=0x1[0-9a-f]\{8\} irq=ok" <<<"$(agent_out edu-again)"
+expect "a shrink is refused, saying why ($(out_of shrink-mem))" \
+  grep -q "cannot take memory back" <<<"$(out_of shrink-mem)"
 expect "vmm.shutdown ($(out_of shutdown-vmm))" test "$(exit_of shutdown-vmm)" = 0
 expect "keel ended with 0 ($(field "$(line "keel_exit=")" keel_exit))" \
   test "$(field "$(line "keel_exit=")" keel_exit)" = 0

@@ -228,7 +228,7 @@ Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const Ac
     return Error::invalid("ACPI tables for " + std::to_string(config.num_cpus) + " vCPUs need " +
                           std::to_string(used) + " bytes, more than the " +
                           std::to_string(layout::kAcpiMaxSize) + " reserved at " +
-                          hex(layout::kAcpiStart) + "; use fewer vCPUs");
+                          hex(layout::kAcpiStart) + "; use fewer vCPUs or a smaller memory.hotplug_size");
   }
   for (const auto& [gpa, bytes] : placed) {
     KEEL_TRY_STATUS_WRAP(mem.write(gpa, bytes), "write ACPI tables");

@@ -20,6 +20,13 @@ struct ViotConfig {
   std::vector<std::uint16_t> endpoint_bdfs;
 };
 
+// ACPI memory hot-plug: `count` DIMMs of `size` bytes from `base`, one PNP0C80 memory device each.
+struct MemorySlots {
+  std::uint64_t base = 0;
+  std::uint64_t size = 0;
+  std::uint32_t count = 0;
+};
+
 struct AcpiConfig {
   std::uint32_t num_cpus = 1;  // APIC ids 0..num_cpus-1, enabled at boot
   // Possible vCPUs (0: num_cpus): the MADT lists the others disabled.
@@ -33,6 +40,8 @@ struct AcpiConfig {
   // button (only an API can plug a device or press the button).
   bool acpi_events = true;
   std::optional<ViotConfig> viot = std::nullopt;  // a VIOT table, when the VM has a virtual IOMMU
+  // With acpi_events: hot-pluggable DIMMs the GED announces (none: no memory devices).
+  std::optional<MemorySlots> memory_slots = std::nullopt;
 };
 
 // Writes RSDP (at layout::kAcpiStart, where the BIOS-area scan finds it), XSDT, FADT

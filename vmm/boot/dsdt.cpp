@@ -78,7 +78,7 @@ aml::Bytes processor_device(std::uint32_t id) {
     return aml::buffer(entry);
   };
   const aml::Bytes enabled =
-      aml::and_of(aml::ref(status), aml::integer(layout::kCpuEnabled));
+      aml::and_of(aml::ref(status), aml::integer(layout::kSlotEnabled));
   return aml::device(
       cpu_name("CP", id),
       {
@@ -91,7 +91,7 @@ aml::Bytes processor_device(std::uint32_t id) {
                       {aml::if_then(enabled, {aml::ret(madt_entry(true))}),
                        aml::ret(madt_entry(false))}),
           aml::method("_EJ0", 1, false,
-                      {aml::store(aml::integer(layout::kCpuEject), aml::ref(status))}),
+                      {aml::store(aml::integer(layout::kSlotEject), aml::ref(status))}),
       });
 }
 
@@ -109,6 +109,43 @@ std::vector<aml::Bytes> processor_devices(const AcpiConfig& config) {
   };
   for (std::uint32_t id = 0; id < config.max_cpus; ++id) {
     terms.push_back(processor_device(id));
+  }
+  return terms;
+}
+
+// ACPI memory hot-plug as Linux's acpi_memhotplug drives it: a memory device (PNP0C80) per DIMM,
+// present (_STA) while its register says enabled, its range fixed (_CRS). The guest adds the
+// memory when the GED notifies the device; onlining it is the guest's (udev, Kata's agent).
+bool memory_hotplug(const AcpiConfig& config) {
+  return config.acpi_events && config.memory_slots && config.memory_slots->count > 0;
+}
+
+std::vector<aml::Bytes> memory_devices(const MemorySlots& slots) {
+  std::vector<std::string> names;
+  for (std::uint32_t n = 0; n < slots.count; ++n) {
+    names.push_back(hex_name("MS", n));
+  }
+  const std::vector<std::string_view> views(names.begin(), names.end());
+  std::vector<aml::Bytes> terms{
+      aml::io_region("MHPR", layout::kMemoryHotplugPort, static_cast<std::uint16_t>(4 * slots.count)),
+      aml::dword_fields("MHPR", views),
+  };
+  for (std::uint32_t n = 0; n < slots.count; ++n) {
+    const std::uint64_t base = slots.base + n * slots.size;
+    aml::ResourceTemplate crs;
+    crs.qword_memory(base, base + slots.size - 1);
+    const aml::Bytes enabled =
+        aml::and_of(aml::ref("\\_SB_." + hex_name("MS", n)), aml::integer(layout::kSlotEnabled));
+    terms.push_back(aml::device(
+        hex_name("MB", n),
+        {
+            aml::name("_HID", aml::eisa_id("PNP0C80")),
+            aml::name("_UID", aml::integer(n)),
+            aml::name("_CRS", crs.to_buffer()),
+            aml::method("_STA", 0, false,
+                        {aml::if_then(enabled, {aml::ret(aml::integer(0xf))}),
+                         aml::ret(aml::integer(0))}),
+        }));
   }
   return terms;
 }
@@ -132,11 +169,20 @@ aml::Bytes generic_event_device(const AcpiConfig& config) {
     const std::string device = "\\_SB_." + cpu_name("CP", id);
     evt.push_back(aml::store(aml::ref(status), aml::local(3)));
     evt.push_back(aml::if_then(
-        aml::and_of(aml::local(3), aml::integer(layout::kCpuInserting)),
-        {aml::store(aml::integer(layout::kCpuInserting), aml::ref(status)), aml::notify(device, 1)}));
+        aml::and_of(aml::local(3), aml::integer(layout::kSlotInserting)),
+        {aml::store(aml::integer(layout::kSlotInserting), aml::ref(status)), aml::notify(device, 1)}));
     evt.push_back(aml::if_then(
-        aml::and_of(aml::local(3), aml::integer(layout::kCpuRemoving)),
-        {aml::store(aml::integer(layout::kCpuRemoving), aml::ref(status)), aml::notify(device, 3)}));
+        aml::and_of(aml::local(3), aml::integer(layout::kSlotRemoving)),
+        {aml::store(aml::integer(layout::kSlotRemoving), aml::ref(status)), aml::notify(device, 3)}));
+  }
+  // DIMMs: Device Check (1) for one announced, acknowledged first.
+  for (std::uint32_t n = 0; memory_hotplug(config) && n < config.memory_slots->count; ++n) {
+    const std::string status = "\\_SB_." + hex_name("MS", n);
+    evt.push_back(aml::store(aml::ref(status), aml::local(3)));
+    evt.push_back(aml::if_then(
+        aml::and_of(aml::local(3), aml::integer(layout::kSlotInserting)),
+        {aml::store(aml::integer(layout::kSlotInserting), aml::ref(status)),
+         aml::notify("\\_SB_." + hex_name("MB", n), 1)}));
   }
   // The power button: PBST bit 0 says it was pressed (reading clears it); Notify 0x80 is a
   // button's "pressed" (the ACPI spec's Device Object Notification for buttons).
@@ -232,6 +278,11 @@ std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram
   }
   if (cpu_hotplug(config)) {
     for (aml::Bytes& term : processor_devices(config)) {
+      sb.push_back(std::move(term));
+    }
+  }
+  if (memory_hotplug(config)) {
+    for (aml::Bytes& term : memory_devices(*config.memory_slots)) {
       sb.push_back(std::move(term));
     }
   }

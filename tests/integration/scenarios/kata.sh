@@ -33,9 +33,9 @@ done
 api ping ping
 
 # Kata's VmConfig (clh.go; the unit test api/vm_config_json_test.cpp has it whole), with this
-# testbed's kernel and initramfs and sizes, and three fields Keel does not have yet changed
-# (Kata: hotplug_method Acpi, num_pci_segments 2, the share on segment 1). serial is a file
-# here (Kata: Off) so that a failure can be read.
+# testbed's kernel and initramfs and sizes, and two fields Keel does not have yet changed
+# (Kata: num_pci_segments 2, the share on segment 1). serial is a file here (Kata: Off) so that
+# a failure can be read.
 cat >/tmp/kata.json <<JSON
 {
   "payload": {"kernel": "/keel/guest/vmlinuz", "initramfs": "/keel/guest/initramfs.cpio.gz",
@@ -45,8 +45,8 @@ cat >/tmp/kata.json <<JSON
            "topology": {"threads_per_core": 1, "cores_per_die": 4, "dies_per_package": 1,
                         "packages": 1}},
   "memory": {"size": 536870912, "shared": true, "hugepages": false, "mergeable": false,
-             "prefault": false, "thp": true, "hotplug_method": "VirtioMem",
-             "hotplug_size": 536870912},
+             "prefault": false, "thp": true, "hotplug_method": "Acpi",
+             "hotplug_size": 1073741824},
   "rng": {"src": "/dev/urandom", "iommu": false},
   "serial": {"mode": "File", "file": "$console", "iommu": false},
   "console": {"mode": "Off", "iommu": false},
@@ -97,6 +97,17 @@ api info-device info
 # vCPUs added (Kata: vm.resize {desired_vcpus}); Kata's agent onlines them.
 api resize resize --cpus 2
 agent cpus "i=0; while [ ! -e /sys/devices/system/cpu/cpu1/online ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done; echo 1 >/sys/devices/system/cpu/cpu1/online; cat /sys/devices/system/cpu/online"
+
+# Memory added (Kata: vm.resize {desired_ram}, ACPI memory hot-plug); Kata's agent onlines the
+# new memory blocks.
+agent mem-before "sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo"
+api resize-mem resize --memory 768M
+agent mem "i=0; while [ \$(cat /sys/devices/system/memory/memory*/state | grep -c offline) -lt 2 ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done; for m in /sys/devices/system/memory/memory*; do [ \$(cat \$m/state) = offline ] && echo online >\$m/state; done; sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo"
+api info-mem info
+# DMA between two pages of the new DIMMs (the hot-pluggable region starts at 4 GiB): the edu's
+# container maps them.
+agent edu-again "/bin/edu_test --above 0x100000000"
+api shrink-mem resize --memory 640M
 
 # The end, as Kata stops a sandbox: vmm.shutdown (then SIGKILL after 3 s, which it should not need).
 api shutdown-vmm shutdown-vmm

@@ -115,6 +115,7 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          vmm::possible_vcpus(a) == vmm::possible_vcpus(b) && a.memory_size == b.memory_size &&
          a.memory_shared == b.memory_shared && a.memory_hugepages == b.memory_hugepages &&
          a.memory_hotplug_size == b.memory_hotplug_size &&
+         a.memory_hotplug_method == b.memory_hotplug_method &&
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
          a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&

@@ -485,6 +485,46 @@ TEST_CASE("ACPI: vCPUs beyond the boot ones are possible: disabled in the MADT, 
   CHECK(disassemble("DSDT", build_dsdt(no_events, 512 * kMiB)).find("ACPI0007") == std::string::npos);
 }
 
+TEST_CASE("ACPI: hot-pluggable DIMMs are memory devices whose presence follows a register") {
+  auto mem = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(mem.ok());
+  AcpiConfig config;
+  config.memory_slots = MemorySlots{0x1'0000'0000, 256 * kMiB, 3};
+  auto rsdp = write_acpi_tables(*mem, config);
+  REQUIRE(rsdp.ok());
+  const std::string text = disassemble("DSDT", read_tables(*mem, *rsdp).at("DSDT"));
+  INFO(text);
+  CHECK(text.find("Error") == std::string::npos);
+  CHECK(text.find("OperationRegion (MHPR, SystemIO, 0x1400, 0x0C)") != std::string::npos);
+  CHECK(text.find("Device (MB02)") != std::string::npos);
+  CHECK(text.find("Device (MB03)") == std::string::npos);
+  CHECK(text.find("Name (_HID, EisaId (\"PNP0C80\") /* Memory Device */)") != std::string::npos);
+  // DIMM 2's fixed range: 0x1_2000_0000 .. +256 MiB - 1.
+  CHECK(text.find("0x0000000120000000, // Range Minimum") != std::string::npos);
+  CHECK(text.find("0x000000012FFFFFFF, // Range Maximum") != std::string::npos);
+  CHECK(text.find("If ((\\_SB.MS02 & One))") != std::string::npos);
+  // _EVT acknowledges an announced DIMM, then asks the guest to check it.
+  CHECK(text.find("\\_SB.MS02 = 0x02") != std::string::npos);
+  CHECK(text.find("Notify (\\_SB.MB02, One)") != std::string::npos);
+
+  // The most DIMMs there can be, beside the most vCPUs: the DSDT still fits.
+  AcpiConfig most = config;
+  most.max_cpus = kMaxAcpiCpus;
+  most.cpu_hotplug = true;
+  most.memory_slots->count = memory::layout::kMaxMemorySlots;
+  auto written = write_acpi_tables(*mem, most);
+  INFO((written.ok() ? "" : written.error().message()));
+  CHECK(written.ok());
+
+  // Without the GED (no API), no memory devices.
+  AcpiConfig quiet = config;
+  quiet.acpi_events = false;
+  auto plain = write_acpi_tables(*mem, quiet);
+  REQUIRE(plain.ok());
+  CHECK(disassemble("DSDT", read_tables(*mem, *plain).at("DSDT")).find("PNP0C80") ==
+        std::string::npos);
+}
+
 TEST_CASE("ACPI: DSDT has 31 ejectable slots and the Generic Event Device that notifies them") {
   const std::string text = disassemble("DSDT", build_dsdt(AcpiConfig{}, 512 * kMiB));
   INFO(text);

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "devices/acpi_pm.hpp"
-#include "devices/cpu_hotplug.hpp"
+#include "devices/acpi_slots.hpp"
 #include "devices/i8042.hpp"
 #include "devices/power_button.hpp"
 #include "memory/layout.hpp"
@@ -81,13 +81,13 @@ TEST_CASE("power button: a press sets PBST once and raises the GED's line each t
   CHECK(beyond[1] == 0);
 }
 
-std::uint32_t read_cpu(CpuHotplug& cpus, std::uint32_t id) {
+std::uint32_t read_cpu(AcpiSlots& cpus, std::uint32_t id) {
   std::uint8_t b[4] = {0xaa, 0xaa, 0xaa, 0xaa};
   cpus.read(id * 4, b);
   return b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<std::uint32_t>(b[3]) << 24);
 }
 
-void write_cpu(CpuHotplug& cpus, std::uint32_t id, std::uint32_t value) {
+void write_cpu(AcpiSlots& cpus, std::uint32_t id, std::uint32_t value) {
   const std::uint8_t b[4] = {static_cast<std::uint8_t>(value), static_cast<std::uint8_t>(value >> 8),
                              static_cast<std::uint8_t>(value >> 16),
                              static_cast<std::uint8_t>(value >> 24)};
@@ -97,51 +97,51 @@ void write_cpu(CpuHotplug& cpus, std::uint32_t id, std::uint32_t value) {
 TEST_CASE("vCPU hot-plug registers: plug, acknowledge, unplug, eject") {
   auto line = std::make_shared<CountingLine>();
   std::vector<std::uint32_t> ejected;
-  CpuHotplug cpus(2, 4, line, [&](std::uint32_t id) { ejected.push_back(id); });
+  AcpiSlots cpus(2, 4, 1, line, [&](std::uint32_t id) { ejected.push_back(id); });
   CHECK(cpus.size() == 16);
-  CHECK(read_cpu(cpus, 0) == layout::kCpuEnabled);
-  CHECK(read_cpu(cpus, 1) == layout::kCpuEnabled);
+  CHECK(read_cpu(cpus, 0) == layout::kSlotEnabled);
+  CHECK(read_cpu(cpus, 1) == layout::kSlotEnabled);
   CHECK(read_cpu(cpus, 2) == 0);
   // Plugged: enabled and inserting until the guest's _EVT acknowledges it.
   cpus.plug(2);
   CHECK(line->edges == 1);
-  CHECK(read_cpu(cpus, 2) == (layout::kCpuEnabled | layout::kCpuInserting));
-  write_cpu(cpus, 2, layout::kCpuInserting);
-  CHECK(read_cpu(cpus, 2) == layout::kCpuEnabled);
+  CHECK(read_cpu(cpus, 2) == (layout::kSlotEnabled | layout::kSlotInserting));
+  write_cpu(cpus, 2, layout::kSlotInserting);
+  CHECK(read_cpu(cpus, 2) == layout::kSlotEnabled);
   CHECK(cpus.enabled(2));
   // A guest that ejects a vCPU nobody asked back (sysfs eject) keeps it.
-  write_cpu(cpus, 2, layout::kCpuEject);
-  write_cpu(cpus, 1, layout::kCpuEject);
+  write_cpu(cpus, 2, layout::kSlotEject);
+  write_cpu(cpus, 1, layout::kSlotEject);
   CHECK(ejected.empty());
   CHECK(cpus.enabled(2));
   CHECK(cpus.enabled(1));
   // Asked back: removing until acknowledged; _EJ0 then takes it away and tells the VMM.
   cpus.request_unplug(2);
   CHECK(line->edges == 2);
-  CHECK(read_cpu(cpus, 2) == (layout::kCpuEnabled | layout::kCpuRemoving));
-  write_cpu(cpus, 2, layout::kCpuRemoving);
+  CHECK(read_cpu(cpus, 2) == (layout::kSlotEnabled | layout::kSlotRemoving));
+  write_cpu(cpus, 2, layout::kSlotRemoving);
   CHECK(ejected.empty());
-  write_cpu(cpus, 2, layout::kCpuEject);
+  write_cpu(cpus, 2, layout::kSlotEject);
   CHECK(ejected == std::vector<std::uint32_t>{2});
   CHECK(read_cpu(cpus, 2) == 0);
   CHECK_FALSE(cpus.enabled(2));
   // A vCPU that is not there cannot be ejected again or asked back; vCPU 0 never leaves.
-  write_cpu(cpus, 2, layout::kCpuEject);
+  write_cpu(cpus, 2, layout::kSlotEject);
   cpus.request_unplug(3);
   cpus.request_unplug(0);
-  write_cpu(cpus, 0, layout::kCpuEject);
+  write_cpu(cpus, 0, layout::kSlotEject);
   CHECK(ejected == std::vector<std::uint32_t>{2});
   CHECK(line->edges == 2);
   CHECK(cpus.enabled(0));
   // Out of range, partial or unaligned accesses: zeros read, nothing changed, no fault.
   cpus.plug(9);
-  write_cpu(cpus, 9, layout::kCpuEject);
+  write_cpu(cpus, 9, layout::kSlotEject);
   std::uint8_t two[2] = {0xaa, 0xaa};
   cpus.write(1, std::span<const std::uint8_t>(two, 2));
   cpus.read(15, two);
   CHECK(two[0] == 0);
   CHECK(two[1] == 0);
-  CHECK(read_cpu(cpus, 1) == layout::kCpuEnabled);
+  CHECK(read_cpu(cpus, 1) == layout::kSlotEnabled);
 }
 
 }  // namespace

@@ -108,7 +108,10 @@ class FakeBackend {
       }
       switch (m.request) {
         case V::kGetFeatures: answer(m.request, features_); break;
-        case V::kGetProtocolFeatures: answer(m.request, V::kProtocolReplyAck | (1ULL << 0)); break;
+        case V::kGetProtocolFeatures:
+          answer(m.request, V::kProtocolReplyAck | V::kProtocolMq | (1ULL << 5));
+          break;
+        case V::kGetQueueNum: answer(m.request, 2); break;
         case V::kGetVringBase: {
           const std::uint32_t state[2] = {m.u32(0), 42};
           answer_bytes(m.request, state, sizeof state);
@@ -147,6 +150,9 @@ int event_fd() {
   return kept.back().fd();
 }
 
+// The messages of the hello with a back end that has protocol features, REPLY_ACK and MQ.
+constexpr std::size_t kHello = 5;
+
 memory::GuestMemory shared_ram() {
   auto m = memory::GuestMemory::create(16ULL << 20, memory::Backing{true, false});
   REQUIRE(m.ok());
@@ -159,14 +165,16 @@ TEST_CASE("vhost-user: hello asks the features, acknowledges replies, takes owne
   REQUIRE(v.ok());
   CHECK(v->features() == ((1ULL << 32) | V::kProtocolFeatures | (1ULL << 28) | (1ULL << 29) |
                           (1ULL << 24)));
+  CHECK(v->max_queues() == 2);
   const auto m = b.messages();
-  REQUIRE(m.size() == 4);
+  REQUIRE(m.size() == kHello);
   CHECK(m[0].request == V::kGetFeatures);
   CHECK(m[1].request == V::kGetProtocolFeatures);
   CHECK(m[2].request == V::kSetProtocolFeatures);
-  CHECK(m[2].u64() == V::kProtocolReplyAck);  // only what Keel uses, not MQ
-  CHECK(m[3].request == V::kSetOwner);
-  CHECK((m[3].flags & V::kNeedReply) != 0);
+  CHECK(m[2].u64() == (V::kProtocolReplyAck | V::kProtocolMq));  // only what Keel uses
+  CHECK(m[3].request == V::kGetQueueNum);
+  CHECK(m[4].request == V::kSetOwner);
+  CHECK((m[4].flags & V::kNeedReply) != 0);
 }
 
 TEST_CASE("vhost-user: memory by memfd, rings by host address, both starts, a stop that waits") {
@@ -181,10 +189,10 @@ TEST_CASE("vhost-user: memory by memfd, rings by host address, both starts, a st
   REQUIRE(stopped.ok());
   CHECK(*stopped == 42);
   const auto m = b.messages();
-  REQUIRE(m.size() == 4 + 2 + 6 + 2);
-  CHECK(m[4].request == V::kSetFeatures);
-  CHECK(m[4].u64() == ((1ULL << 32) | V::kProtocolFeatures));  // protocol features stay on
-  const Received& table = m[5];
+  REQUIRE(m.size() == kHello + 2 + 6 + 2);
+  CHECK(m[5].request == V::kSetFeatures);
+  CHECK(m[5].u64() == ((1ULL << 32) | V::kProtocolFeatures));  // protocol features stay on
+  const Received& table = m[6];
   CHECK(table.request == V::kSetMemTable);
   CHECK(table.fds == 1);
   REQUIRE(table.payload.size() == 8 + 32);
@@ -196,20 +204,20 @@ TEST_CASE("vhost-user: memory by memfd, rings by host address, both starts, a st
   const std::vector<std::uint32_t> ring = {V::kSetVringNum,  V::kSetVringAddr, V::kSetVringBase,
                                            V::kSetVringCall, V::kSetVringKick, V::kSetVringEnable};
   for (std::size_t i = 0; i < ring.size(); ++i) {
-    CHECK(m[6 + i].request == ring[i]);
+    CHECK(m[7 + i].request == ring[i]);
   }
-  CHECK(m[6].u32(0) == 1);
-  CHECK(m[6].u32(4) == 256);
-  CHECK(m[7].u64(8) == 0x1000);   // desc
-  CHECK(m[7].u64(16) == 0x3000);  // used: the protocol's order is desc, used, avail
-  CHECK(m[7].u64(24) == 0x2000);  // avail
-  CHECK(m[9].fds == 1);
-  CHECK(m[9].u64() == 1);  // the queue index, with an fd
+  CHECK(m[7].u32(0) == 1);
+  CHECK(m[7].u32(4) == 256);
+  CHECK(m[8].u64(8) == 0x1000);   // desc
+  CHECK(m[8].u64(16) == 0x3000);  // used: the protocol's order is desc, used, avail
+  CHECK(m[8].u64(24) == 0x2000);  // avail
   CHECK(m[10].fds == 1);
-  CHECK(m[11].u32(4) == 1);  // enabled
-  CHECK(m[12].request == V::kSetVringEnable);
-  CHECK(m[12].u32(4) == 0);
-  CHECK(m[13].request == V::kGetVringBase);
+  CHECK(m[10].u64() == 1);  // the queue index, with an fd
+  CHECK(m[11].fds == 1);
+  CHECK(m[12].u32(4) == 1);  // enabled
+  CHECK(m[13].request == V::kSetVringEnable);
+  CHECK(m[13].u32(4) == 0);
+  CHECK(m[14].request == V::kGetVringBase);
 }
 
 TEST_CASE("vhost-user: without protocol features the ring starts at its kick, no ENABLE") {
@@ -296,13 +304,13 @@ TEST_CASE("virtio-fs: its configuration, the back end's ring features, queues ha
   REQUIRE((*fs)->start_external(handed, ram).ok());
   (*fs)->reset();
   const auto m = b.messages();
-  REQUIRE(m.size() == 4 + 2 + 2 * 6 + 2 * 2);
-  CHECK(m[4].u64() == ((1ULL << 32) | (1ULL << 29) | V::kProtocolFeatures));
+  REQUIRE(m.size() == kHello + 2 + 2 * 6 + 2 * 2);
+  CHECK(m[5].u64() == ((1ULL << 32) | (1ULL << 29) | V::kProtocolFeatures));
   const auto host = [&ram](std::uint64_t gpa) {
     return reinterpret_cast<std::uintptr_t>(ram.translate(gpa, 1));
   };
-  CHECK(m[7].u64(8) == host(0x10000));
-  CHECK(m[13].u64(8) == host(0x20000));
+  CHECK(m[8].u64(8) == host(0x10000));
+  CHECK(m[14].u64(8) == host(0x20000));
   CHECK((*fs)->counters()["stops"] == 1);
   CHECK((*fs)->counters()["backend_errors"] == 0);
 
@@ -312,6 +320,37 @@ TEST_CASE("virtio-fs: its configuration, the back end's ring features, queues ha
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().message() == "queue 0 is not in guest RAM");
   CHECK((*fs)->counters()["backend_errors"] == 1);
+}
+
+TEST_CASE("virtio-fs: DRIVER_OK again without a reset stops the back end's rings first") {
+  FakeBackend b;
+  auto v = V::open(b.take_front(), "fs myfs");
+  REQUIRE(v.ok());
+  auto fs = VirtioFs::create(std::move(v).value(), {"myfs", 1, 64});
+  REQUIRE(fs.ok());
+  const memory::GuestMemory ram = shared_ram();
+  (*fs)->driver_features(1ULL << 32);
+  const ExternalQueue handed[] = {{0, 64, 0x10000, 0x11000, 0x12000, event_fd(), event_fd()}};
+  REQUIRE((*fs)->start_external(handed, ram).ok());
+  REQUIRE((*fs)->start_external(handed, ram).ok());
+  const auto r = b.requests();
+  // hello; SET_FEATURES, SET_MEM_TABLE, the ring's 6; its stop (ENABLE 0, GET_VRING_BASE); again.
+  REQUIRE(r.size() == kHello + 8 + 2 + 8);
+  CHECK(r[kHello + 8] == V::kSetVringEnable);
+  CHECK(r[kHello + 9] == V::kGetVringBase);
+  CHECK(r[kHello + 10] == V::kSetFeatures);
+  CHECK((*fs)->counters()["stops"] == 1);
+}
+
+TEST_CASE("virtio-fs: more request queues than the back end serves are refused") {
+  FakeBackend b;  // GET_QUEUE_NUM: 2, the high-priority queue and one request queue
+  auto v = V::open(b.take_front(), "fs myfs");
+  REQUIRE(v.ok());
+  auto fs = VirtioFs::create(std::move(v).value(), {"myfs", 2, 1024});
+  REQUIRE_FALSE(fs.ok());
+  CHECK(fs.error().message() ==
+        "num_queues=2: the back end serves 2 queues, the high-priority one and 1 request "
+        "queue(s); give num_queues=1");
 }
 
 TEST_CASE("virtio-fs: a tag of 1 to 36 bytes") {

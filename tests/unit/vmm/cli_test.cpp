@@ -34,13 +34,23 @@ TEST_CASE("cli parses cloud-hypervisor style options") {
   CHECK(r->verbosity == 2);
 }
 
-TEST_CASE("cli: --memory hotplug_method=virtio-mem,hotplug_size=SIZE; other methods refused") {
+TEST_CASE("cli: --memory hotplug_method=virtio-mem|acpi,hotplug_size=SIZE; other methods refused") {
   auto r = parse({"--kernel", "/k", "--memory", "size=256M,hotplug_method=virtio-mem,hotplug_size=768M"});
   REQUIRE(r.ok());
   CHECK(r->config.memory_size == 256 * kMiB);
   CHECK(r->config.memory_hotplug_size == 768 * kMiB);
-  CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,hotplug_method=acpi,hotplug_size=1G"}) ==
-        "--memory: hotplug_method=acpi is not one Keel has; give hotplug_method=virtio-mem");
+  CHECK(r->config.memory_hotplug_method == MemoryHotplug::kVirtioMem);
+  auto acpi = parse({"--kernel", "/k", "--memory", "size=1G,hotplug_method=acpi,hotplug_size=1G"});
+  REQUIRE(acpi.ok());
+  CHECK(acpi->config.memory_hotplug_method == MemoryHotplug::kAcpi);
+  CHECK(acpi_memory_slot_size(1ULL << 30) == 128 * kMiB);       // 8 DIMMs
+  CHECK(acpi_memory_slot_size(8ULL << 30) == 128 * kMiB);       // 64, the most
+  CHECK(acpi_memory_slot_size(16ULL << 30) == 256 * kMiB);      // then larger DIMMs
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,hotplug_method=acpi,hotplug_size=8320M"})
+            .find("with hotplug_method Acpi makes DIMMs of 256 MiB (at most 64); give a multiple "
+                  "of 256 MiB") != std::string::npos);
+  CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,hotplug_method=dimm,hotplug_size=1G"}) ==
+        "--memory: hotplug_method=dimm is not one Keel has; give hotplug_method=virtio-mem or acpi");
   CHECK(error_of({"--kernel", "/k", "--memory", "size=1G,hotplug_size=100M"}).find(
             "not a multiple of 128 MiB") != std::string::npos);
 }
