@@ -6,6 +6,7 @@
 
 #include "api/json_object_reader.hpp"
 #include "memory/guest_memory.hpp"
+#include "memory/layout.hpp"
 #include "api/json_text.hpp"
 
 namespace keel::api {
@@ -107,13 +108,13 @@ Status read_memory(const json& value, vmm::VmConfig& config, Unsupported& unsupp
   r.accept_if("hotplugged_size", is_zero,
                               "memory plugged at boot (vm.resize plugs it once the VM runs)",
                               "remove it or send 0");
+  // cloud-hypervisor's default method is "Acpi" (DIMMs).
+  const std::string m = method.value_or("Acpi");
+  if (m != "Acpi" && m != "VirtioMem") {
+    return Error::invalid("memory.hotplug_method: \"" + m +
+                          "\" is not a method; give \"Acpi\" or \"VirtioMem\"");
+  }
   if (hotplug_size.value_or(0) != 0) {
-    // cloud-hypervisor's default method is "Acpi" (DIMMs).
-    const std::string m = method.value_or("Acpi");
-    if (m != "Acpi" && m != "VirtioMem") {
-      return Error::invalid("memory.hotplug_method: \"" + m +
-                            "\" is not a method; give \"Acpi\" or \"VirtioMem\"");
-    }
     config.memory_hotplug_method =
         m == "Acpi" ? vmm::MemoryHotplug::kAcpi : vmm::MemoryHotplug::kVirtioMem;
     config.memory_hotplug_size = *hotplug_size;
@@ -264,11 +265,18 @@ Status read_nets(const json& value, vmm::VmConfig& config, Unsupported& unsuppor
 
 // cloud-hypervisor's PlatformConfig: Keel's machine has one PCI segment, no SMBIOS tables and no
 // confidential computing, so only values that say so are accepted.
-Status read_platform(const json& value, Unsupported& unsupported) {
+Status read_platform(const json& value, vmm::VmConfig& config, Unsupported& unsupported) {
   KEEL_TRY(auto r, JsonObjectReader::open(value, "platform", "PlatformConfig", &unsupported));
-  r.accept_if("num_pci_segments", [](const json& v) { return v == 1; },
-              "more than one PCI segment (Keel's devices all sit on segment 0)",
-              "remove it or send 1");
+  KEEL_TRY(auto segments,
+           r.unsigned_integer("num_pci_segments", "the PCI segments, 1 to 16 (e.g. 2)"));
+  if (segments) {
+    if (*segments == 0 || *segments > memory::layout::kMaxPciSegments) {
+      return Error::invalid("platform.num_pci_segments: " + std::to_string(*segments) +
+                            " is out of range; give 1 to " +
+                            std::to_string(memory::layout::kMaxPciSegments));
+    }
+    config.pci_segments = static_cast<std::uint16_t>(*segments);
+  }
   r.accept_if("iommu_segments", is_empty_array,
               "whole PCI segments behind the virtual IOMMU (Keel places it per device: "
               "DeviceConfig.iommu)",
@@ -571,7 +579,7 @@ Result<vmm::FsConfig> fs_config_from_json(const json& value, const std::string& 
   KEEL_TRY(auto queues, r.unsigned_integer("num_queues", "the request queues, e.g. 1"));
   KEEL_TRY(auto queue_size,
            r.unsigned_integer("queue_size", "the entries per queue, a power of two, e.g. 1024"));
-  r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
+  KEEL_TRY(auto segment, r.unsigned_integer("pci_segment", "below platform.num_pci_segments"));
   KEEL_TRY_STATUS(r.finish());
   if (!tag || !socket) {
     return Error::invalid((path.empty() ? std::string("FsConfig") : path) +
@@ -585,6 +593,14 @@ Result<vmm::FsConfig> fs_config_from_json(const json& value, const std::string& 
     return Error::invalid(at("id") + ": empty; give a name, or leave id out for \"_fs<N>\"");
   }
   fs.id = id.value_or(default_id);
+  if (segment) {
+    if (*segment >= memory::layout::kMaxPciSegments) {
+      return Error::invalid(at("pci_segment") + ": " + std::to_string(*segment) +
+                            " is out of range; give 0 to " +
+                            std::to_string(memory::layout::kMaxPciSegments - 1));
+    }
+    fs.pci_segment = static_cast<std::uint16_t>(*segment);
+  }
   for (const auto& [key, given, field] :
        {std::tuple{"num_queues", &queues, &fs.num_queues},
         std::tuple{"queue_size", &queue_size, &fs.queue_size}}) {
@@ -607,11 +623,15 @@ Result<vmm::FsConfig> fs_config_from_json(const json& value, const std::string& 
 }
 
 json fs_config_to_json(const vmm::FsConfig& fs) {
-  return json{{"tag", fs.tag},
-              {"socket", fs.socket},
-              {"num_queues", fs.num_queues},
-              {"queue_size", fs.queue_size},
-              {"id", fs.id}};
+  json out{{"tag", fs.tag},
+           {"socket", fs.socket},
+           {"num_queues", fs.num_queues},
+           {"queue_size", fs.queue_size},
+           {"id", fs.id}};
+  if (fs.pci_segment != 0) {
+    out["pci_segment"] = fs.pci_segment;
+  }
+  return out;
 }
 
 Result<vmm::VmConfig> vm_config_from_json(const json& value) {
@@ -664,7 +684,7 @@ Result<vmm::VmConfig> vm_config_from_json(const json& value) {
     KEEL_TRY_STATUS(read_memory(*memory, config, unsupported));
   }
   if (platform != nullptr) {
-    KEEL_TRY_STATUS(read_platform(*platform, unsupported));
+    KEEL_TRY_STATUS(read_platform(*platform, config, unsupported));
   }
   if (payload == nullptr) {
     return Error::invalid(
@@ -763,6 +783,9 @@ json vm_config_to_json(const vmm::VmConfig& config) {
   }
   if (config.rng_source) {
     out["rng"] = json{{"src", *config.rng_source}, {"iommu", false}};
+  }
+  if (config.pci_segments > 1) {
+    out["platform"] = json{{"num_pci_segments", config.pci_segments}};
   }
   return out;
 }

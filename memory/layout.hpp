@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 // The guest-physical address map, in one place. Everything that places something in the guest
 // (RAM, boot structures, ACPI tables, MMIO windows, ECAM) takes its address from here.
@@ -32,6 +33,11 @@ inline constexpr std::uint64_t kMmio32Start = 0xc000'0000;   // 32-bit PCI BARs
 inline constexpr std::uint64_t kMmio32Size = 0x2000'0000;    // 512 MiB
 inline constexpr std::uint64_t kEcamStart = 0xe000'0000;     // PCI ECAM, bus 0 only
 inline constexpr std::uint64_t kEcamSize = 0x10'0000;        // 1 MiB = 32 devices x 8 fn x 4 KiB
+// PCI segments (cloud-hypervisor's platform.num_pci_segments): each has a bus 0 of its own, its
+// ECAM after segment 0's; the whole area is reserved (e820, the DSDT) whatever the count.
+inline constexpr std::uint16_t kMaxPciSegments = 16;
+inline constexpr std::uint64_t kEcamAreaSize = kEcamSize * kMaxPciSegments;  // to 0xe0ff'ffff
+constexpr std::uint64_t ecam_start(std::uint16_t segment) { return kEcamStart + segment * kEcamSize; }
 inline constexpr std::uint64_t kIoapicStart = 0xfec0'0000;
 inline constexpr std::uint64_t kLapicStart = 0xfee0'0000;
 inline constexpr std::uint64_t kMsiWindowStart = 0xfee0'0000;  // an IOVA hole on x86
@@ -106,6 +112,16 @@ constexpr std::uint64_t hotplug_start(std::uint64_t ram_end) { return above_ram(
 // The 64-bit PCI window: above everything the guest may have as memory (`top`: the end of boot
 // RAM, or of the hot-pluggable region).
 constexpr std::uint64_t mmio64_start(std::uint64_t top) { return above_ram(top); }
+// Segment `segment`'s share of the 64-bit window, of `segments` equal shares: [first, second).
+// The 32-bit window and the I/O ports are segment 0's alone (virtio devices, the only ones on
+// other segments, have 64-bit BARs).
+constexpr std::pair<std::uint64_t, std::uint64_t> mmio64_window(std::uint64_t top,
+                                                                std::uint16_t segment,
+                                                                std::uint16_t segments) {
+  const std::uint64_t share = kMmio64Size / (segments == 0 ? 1 : segments);
+  const std::uint64_t start = mmio64_start(top) + segment * share;
+  return {start, start + share};
+}
 
 // What the guest writes to the sleep control register to power off (hardware-reduced ACPI):
 // SLP_TYP of \_S5 in bits 4:2 and SLP_EN in bit 5.

@@ -163,7 +163,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   if (const memory::RamRegion* region = vm->memory_.hotplug_region()) {
     KEEL_TRY_STATUS(vm->kvm_vm_.set_memory_region(slot++, region->gpa(), region->size(), region->host()));
   }
-  KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output)));
+  KEEL_TRY_STATUS(vm->setup_devices(std::move(serial_output), config.pci_segments));
   const bool cpu_hotplug = acpi_events && vcpu_hotplug(config);
   if (cpu_hotplug) {
     vm->cpu_hotplug_ = std::make_shared<devices::AcpiSlots>(
@@ -197,10 +197,12 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                       }));
   } else if (hotplug_region != nullptr && acpi_events) {
     // ACPI memory hot-plug: the region as DIMMs the GED announces (none plugged at boot).
-    vm->dimm_size_ = acpi_memory_slot_size(hotplug_region->size());
+    vm->dimm_size_ = acpi_memory_slot_size(hotplug_region->size(), vm->memory_.ram_size());
     vm->dimms_ = std::make_shared<devices::AcpiSlots>(
-        0, static_cast<std::uint32_t>(hotplug_region->size() / vm->dimm_size_), 0,
-        vm->ged_irq_, nullptr);
+        0,
+        static_cast<std::uint32_t>((hotplug_region->size() + vm->dimm_size_ - 1) /
+                                   vm->dimm_size_),
+        0, vm->ged_irq_, nullptr);
     KEEL_TRY_STATUS(vm->pio_.insert(vm->dimms_, layout::kMemoryHotplugPort,
                                     vm->dimms_->size()));
   }
@@ -234,10 +236,11 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
       .cpu_hotplug = cpu_hotplug,
       .com1 = true,
       .i8042 = false,
-      .acpi_events = acpi_events};
+      .acpi_events = acpi_events,
+      .pci_segments = config.pci_segments};
   if (vm->dimms_) {
     acpi.memory_slots = boot::MemorySlots{hotplug_region->gpa(), vm->dimm_size_,
-                                          vm->dimms_->count()};
+                                          vm->dimms_->count(), hotplug_region->size()};
   }
   if (vm->viommu_) {
     acpi.viot = vm->viommu_->viot();
@@ -263,7 +266,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   return vm;
 }
 
-Status Vm::setup_devices(SerialOutput serial_output) {
+Status Vm::setup_devices(SerialOutput serial_output, std::uint16_t pci_segments) {
   KEEL_TRY(auto com1_irq, IrqfdLine::create(kvm_vm_, layout::kCom1Irq));
   serial_ = std::make_shared<devices::Serial>(std::move(com1_irq), std::move(serial_output));
   KEEL_TRY_STATUS(pio_.insert(serial_, layout::kCom1Port, 8));
@@ -281,24 +284,40 @@ Status Vm::setup_devices(SerialOutput serial_output) {
   KEEL_TRY_STATUS(
       pio_.insert(power_button_, layout::kPowerButtonPort, layout::kPowerButtonSize));
 
+  for (std::uint16_t segment = 1; segment < pci_segments; ++segment) {
+    KEEL_TRY(auto platform,
+             pci::Platform::create(
+                 pio_, mmio_, router_, memory_slots_,
+                 pci::Platform::BarWindows::above_ram(memory_.top(), segment, pci_segments),
+                 &io_events_, segment));
+    segments_.push_back(std::move(platform));
+  }
   KEEL_TRY(platform_, pci::Platform::create(pio_, mmio_, router_, memory_slots_,
-                                            pci::Platform::BarWindows::above_ram(memory_.top()),
+                                            pci::Platform::BarWindows::above_ram(
+                                                memory_.top(), 0, pci_segments),
                                             &io_events_));
   return ok_status();
 }
 
-Result<std::uint8_t> Vm::add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device) {
+Result<std::uint8_t> Vm::add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device,
+                                    std::uint16_t segment) {
   const std::uint32_t type = device->device_type();
-  KEEL_TRY(const std::uint8_t slot, platform_->free_slot());
+  if (segment > segments_.size()) {
+    return Error::invalid("device " + id + ": pci_segment " + std::to_string(segment) +
+                          " is not one of the VM's " + std::to_string(segments_.size() + 1) +
+                          " (platform.num_pci_segments)");
+  }
+  pci::Platform& platform = segment == 0 ? *platform_ : *segments_[segment - 1];
+  KEEL_TRY(const std::uint8_t slot, platform.free_slot());
   const SeccompMode seccomp = seccomp_;
   KEEL_TRY(auto transport,
-           virtio::VirtioPciDevice::create(std::move(device), memory_, *platform_, [seccomp] {
+           virtio::VirtioPciDevice::create(std::move(device), memory_, platform, [seccomp] {
              return install_seccomp_filter(ThreadKind::kDeviceIo, seccomp);
            }));
-  KEEL_TRY_STATUS(platform_->plug(slot, transport));
+  KEEL_TRY_STATUS(platform.plug(slot, transport));
   log::info("vm", "virtio device",
-            {{"id", id}, {"type", type}, {"guest_bdf", pci::guest_bdf(slot)}});
-  virtio_.push_back(VirtioFunction{std::move(id), slot, std::move(transport)});
+            {{"id", id}, {"type", type}, {"guest_bdf", pci::guest_bdf(slot, segment)}});
+  virtio_.push_back(VirtioFunction{std::move(id), slot, std::move(transport), segment});
   return slot;
 }
 
@@ -354,7 +373,7 @@ Result<std::uint8_t> Vm::add_fs(const FsConfig& fs) {
                                          {fs.tag, fs.num_queues, fs.queue_size}),
                 where);
   log::info("vm", "virtio-fs", {{"id", fs.id}, {"tag", fs.tag}, {"socket", fs.socket}});
-  return add_virtio(fs.id, std::move(dev));
+  return add_virtio(fs.id, std::move(dev), fs.pci_segment);
 }
 
 // ---- hot-plug ----
@@ -377,7 +396,14 @@ Result<std::uint8_t> Vm::hot_add_disk(const DiskConfig& disk) { return announce(
 
 Result<std::uint8_t> Vm::hot_add_net(const NetConfig& net) { return announce(add_net(net)); }
 
-Result<std::uint8_t> Vm::hot_add_fs(const FsConfig& fs) { return announce(add_fs(fs)); }
+Result<std::uint8_t> Vm::hot_add_fs(const FsConfig& fs) {
+  if (fs.pci_segment != 0) {
+    return Error::not_supported("fs " + fs.id + ": pci_segment " + std::to_string(fs.pci_segment) +
+                                " has no hot-plug slots (only segment 0 does); add it before "
+                                "vm.boot, or on segment 0");
+  }
+  return announce(add_fs(fs));
+}
 
 Result<std::uint8_t> Vm::hot_add_vsock(const VsockConfig& vsock) {
   return announce(add_vsock(vsock));
@@ -392,6 +418,11 @@ Status Vm::request_eject(const std::string& id) {
     if (v->transport == mem_transport_) {
       return Error::not_supported("device " + id +
                                   " holds the VM's hot-plugged memory; shrink it with vm.resize");
+    }
+    if (v->segment != 0) {
+      return Error::not_supported("device " + id + " is on PCI segment " +
+                                  std::to_string(v->segment) +
+                                  ", which has no hot-plug slots; it leaves when the VM does");
     }
     slot = v->slot;
   } else if (std::any_of(passed.begin(), passed.end(),
@@ -421,36 +452,30 @@ Status Vm::request_hotplugged_memory(std::uint64_t size) {
 // ACPI memory hot-plug: DIMMs are plugged whole, in order, each mapped in every eager VFIO
 // container before the guest hears of it; none is taken back (as with cloud-hypervisor).
 Status Vm::plug_memory_slots(std::uint64_t size) {
-  const std::uint32_t have = dimms_->enabled_count();
-  if (size % dimm_size_ != 0) {
-    return Error::invalid("hot-plugged memory " + format_size(size) + " is not a whole number " +
-                          "of the VM's " + format_size(dimm_size_) +
-                          " DIMMs (ACPI memory hot-plug); round it");
-  }
-  if (size < have * dimm_size_) {
-    return Error::not_supported(
-        "ACPI memory hot-plug cannot take memory back (" +
-        format_size(have * dimm_size_) + " is plugged, " + format_size(size) +
-        " asked): the guest keeps its DIMMs until it reboots; create the VM with "
-        "hotplug_method VirtioMem to shrink");
-  }
   const memory::RamRegion& region = *memory_.hotplug_region();
-  for (std::uint32_t slot = have; slot < size / dimm_size_; ++slot) {
+  // Whole DIMMs, rounded up (the last DIMM may be shorter); never fewer than the guest has.
+  const std::uint32_t want = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>((size + dimm_size_ - 1) / dimm_size_, dimms_->count()));
+  for (std::uint32_t slot = dimms_->enabled_count(); slot < want; ++slot) {
     const std::uint64_t gpa = region.gpa() + slot * dimm_size_;
+    const std::uint64_t length = std::min(dimm_size_, region.end() - gpa);
     if (passthrough_) {
-      KEEL_TRY_STATUS_WRAP(passthrough_->ram_plugged(gpa, dimm_size_),
-                           "DIMM " + std::to_string(slot) + " at " + hex(gpa));
+      Status mapped = passthrough_->ram_plugged(gpa, length);
+      if (!mapped.ok()) {
+        return mapped.error().wrap("DIMM " + std::to_string(slot) + " at " + hex(gpa) + " (" +
+                                   format_size(hotplugged_memory()) + " stays plugged)");
+      }
     }
     dimms_->plug(slot);
-    log::info("vm", "memory plugged", {{"dimm", slot}, {"gpa", hex(gpa)},
-                                       {"size", format_size(dimm_size_)}});
+    log::info("vm", "memory plugged",
+              {{"dimm", slot}, {"gpa", hex(gpa)}, {"size", format_size(length)}});
   }
   return ok_status();
 }
 
 std::uint64_t Vm::hotplugged_memory() const {
   if (dimms_) {
-    return dimms_->enabled_count() * dimm_size_;
+    return std::min(dimms_->enabled_count() * dimm_size_, memory_.hotplug_region()->size());
   }
   return mem_ ? mem_->plugged_size() : 0;
 }
@@ -464,13 +489,13 @@ std::uint64_t Vm::requested_hotplugged_memory() const {
 
 std::uint64_t Vm::hotplug_region_size() const {
   if (dimms_) {
-    return dimms_->count() * dimm_size_;
+    return memory_.hotplug_region()->size();
   }
   return mem_ ? mem_->region_size() : 0;
 }
 
 std::uint64_t Vm::hotplug_granule() const {
-  return dimms_ ? dimm_size_ : virtio::VirtioMem::kBlockSize;
+  return dimms_ ? memory::GuestMemory::kHotplugAlign : virtio::VirtioMem::kBlockSize;
 }
 
 Result<std::optional<std::uint64_t>> Vm::dma_headroom() {
@@ -511,8 +536,9 @@ std::vector<std::string> Vm::finish_ejects() {
     if ((slots & (1U << slot)) == 0) {
       continue;
     }
-    const auto v = std::find_if(virtio_.begin(), virtio_.end(),
-                                [slot](const VirtioFunction& f) { return f.slot == slot; });
+    const auto v = std::find_if(virtio_.begin(), virtio_.end(), [slot](const VirtioFunction& f) {
+      return f.slot == slot && f.segment == 0;  // the hot-plug slots are segment 0's
+    });
     if (v != virtio_.end() && v->transport == mem_transport_) {
       log::warn("vm", "the guest ejected the virtio-mem device; it stays (its memory is the guest's)",
                 {{"slot", slot}});

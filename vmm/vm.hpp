@@ -100,6 +100,7 @@ class Vm {
     std::string id;
     std::uint8_t slot;
     std::shared_ptr<virtio::VirtioPciDevice> transport;
+    std::uint16_t segment = 0;  // its PCI segment (only segment 0 has hot-plug slots)
   };
   const std::vector<VirtioFunction>& virtio_functions() const { return virtio_; }
 
@@ -133,10 +134,11 @@ class Vm {
  private:
   Vm(memory::GuestMemory memory, KvmVm kvm_vm, EventFd exit_event, EventFd hotplug_event,
      SeccompMode seccomp, bool acpi_events);
-  Status setup_devices(SerialOutput serial_output);
+  Status setup_devices(SerialOutput serial_output, std::uint16_t pci_segments);
   // Puts a virtio device on the PCI platform, in the next free slot, and returns the slot. A
   // device that uses worker threads gets them with the device-I/O seccomp filter.
-  Result<std::uint8_t> add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device);
+  Result<std::uint8_t> add_virtio(std::string id, std::unique_ptr<virtio::VirtioDevice> device,
+                                  std::uint16_t segment = 0);
   Result<std::uint8_t> add_disk(const DiskConfig& disk);
   Result<std::uint8_t> add_net(const NetConfig& net);
   Result<std::uint8_t> add_vsock(const VsockConfig& vsock);
@@ -167,7 +169,8 @@ class Vm {
   KvmInterruptRouter router_{kvm_vm_};
   KvmMemorySlots memory_slots_;
   KvmIoEvents io_events_{kvm_vm_};
-  std::unique_ptr<pci::Platform> platform_;
+  std::unique_ptr<pci::Platform> platform_;  // segment 0
+  std::vector<std::unique_ptr<pci::Platform>> segments_;  // segments 1, 2, ... (virtio only)
   std::shared_ptr<devices::Serial> serial_;
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on

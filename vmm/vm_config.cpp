@@ -109,8 +109,11 @@ Status check_vsock(const VsockConfig& vsock) {
   return ok_status();
 }
 
-std::uint64_t acpi_memory_slot_size(std::uint64_t hotplug_size) {
-  const std::uint64_t block = memory::GuestMemory::kHotplugAlign;
+std::uint64_t acpi_memory_slot_size(std::uint64_t hotplug_size, std::uint64_t boot_ram_size) {
+  const auto plan = memory::plan_ram(boot_ram_size);
+  const std::uint64_t ram_end = plan.empty() ? 0 : plan.back().gpa + plan.back().size;
+  const std::uint64_t block = ram_end >= (std::uint64_t{64} << 30) ? std::uint64_t{2} << 30
+                                                                    : memory::GuestMemory::kHotplugAlign;
   const std::uint64_t blocks = (hotplug_size + block - 1) / block;
   const std::uint64_t per_slot = (blocks + memory::layout::kMaxMemorySlots - 1) /
                                  memory::layout::kMaxMemorySlots;
@@ -159,6 +162,11 @@ Status check_vm(const VmConfig& config) {
                           " is out of range; use boot_vcpus (" + std::to_string(config.boot_vcpus) +
                           ") to " + std::to_string(kMaxVcpus));
   }
+  if (config.pci_segments == 0 || config.pci_segments > memory::layout::kMaxPciSegments) {
+    return Error::invalid("platform.num_pci_segments " + std::to_string(config.pci_segments) +
+                          " is out of range; give 1 to " +
+                          std::to_string(memory::layout::kMaxPciSegments));
+  }
   if (config.memory_size == 0) {
     return Error::invalid("memory.size=0 gives the guest no RAM; use e.g. 536870912 (512 MiB)");
   }
@@ -178,14 +186,7 @@ Status check_vm(const VmConfig& config) {
                             " is more than Keel's " + format_size(memory::kMaxRamSize) +
                             "; give less");
     }
-    const std::uint64_t slot = acpi_memory_slot_size(config.memory_hotplug_size);
-    if (config.memory_hotplug_method == MemoryHotplug::kAcpi &&
-        config.memory_hotplug_size % slot != 0) {
-      return Error::invalid("memory.hotplug_size " + format_size(config.memory_hotplug_size) +
-                            " with hotplug_method Acpi makes DIMMs of " + format_size(slot) +
-                            " (at most " + std::to_string(memory::layout::kMaxMemorySlots) +
-                            "); give a multiple of " + format_size(slot));
-    }
+
   }
   for (const DeviceConfig& device : config.devices) {
     Status checked = check_device(device);
@@ -245,6 +246,11 @@ Status check_vm(const VmConfig& config) {
     if (!config.memory_shared) {
       return Error::invalid(name + ": virtiofsd maps guest memory itself; give the VM shared "
                             "memory (--memory shared=on, or \"shared\": true)");
+    }
+    if (fs.pci_segment >= config.pci_segments) {
+      return Error::invalid(name + ": pci_segment " + std::to_string(fs.pci_segment) +
+                            " is not one of the VM's " + std::to_string(config.pci_segments) +
+                            " PCI segments; raise platform.num_pci_segments or give 0");
     }
     for (std::size_t j = 0; j < i; ++j) {
       if (config.fs[j].id == fs.id || config.fs[j].tag == fs.tag ||

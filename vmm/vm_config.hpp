@@ -72,6 +72,7 @@ struct FsConfig {
   std::uint16_t num_queues = 1;  // request queues (the high-priority queue comes on top)
   std::uint16_t queue_size = 1024;
   std::string id;  // cloud-hypervisor's "_fs<N>" by default
+  std::uint16_t pci_segment = 0;  // below VmConfig::pci_segments; only segment 0 hot-plugs
   bool operator==(const FsConfig&) const = default;
 };
 
@@ -112,6 +113,9 @@ struct VmConfig {
   std::optional<VsockConfig> vsock;
 
   bool exit_on_reboot = false;  // --no-reboot: a guest reboot ends keel instead of restarting
+  // PCI segments (platform.num_pci_segments), each with bus 0; segment 0 has everything but the
+  // virtio-fs shares placed elsewhere.
+  std::uint16_t pci_segments = 1;
 };
 
 inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..254 in xAPIC mode; 255 is broadcast
@@ -126,9 +130,11 @@ inline std::uint32_t possible_vcpus(const VmConfig& config) {
 inline bool vcpu_hotplug(const VmConfig& config) { return config.max_vcpus > 1; }
 inline constexpr std::uint16_t kMaxDiskQueues = 16;
 
-// ACPI memory hot-plug splits the hot-pluggable region into DIMMs of one size: 128 MiB (Linux's
-// memory block), or a larger multiple of it so that there are at most layout::kMaxMemorySlots.
-std::uint64_t acpi_memory_slot_size(std::uint64_t hotplug_size);
+// ACPI memory hot-plug splits the hot-pluggable region into DIMMs of one size (the last may be
+// shorter): 128 MiB (Linux's memory block), or a larger multiple of it so that there are at most
+// layout::kMaxMemorySlots; 2 GiB multiples when boot RAM ends at 64 GiB or above, where Linux's
+// memory blocks (on a hypervisor) grow up to 2 GiB and it refuses ranges not aligned to them.
+std::uint64_t acpi_memory_slot_size(std::uint64_t hotplug_size, std::uint64_t boot_ram_size);
 
 // The rules a configuration must follow whichever way it came (command line, API): the one
 // place they are checked. Messages name the field; callers add where it came from ("--device",

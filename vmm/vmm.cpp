@@ -381,14 +381,15 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
     if (!config_) {
       return no_vm();
     }
-    VmInfo info{*config_, state_, config_->memory_size + (vm_ ? vm_->hotplugged_memory() : 0),
+    VmInfo info{*config_, state_,
+                vm_ ? vm_->memory().ram_size() + vm_->hotplugged_memory() : config_->memory_size,
                 {}, {}};
     if (vm_) {
       for (const Passthrough::Passed& p : vm_->passthrough_devices()) {
         info.devices.push_back(DeviceInfo{p.id, pci::guest_bdf(p.slot)});
       }
       for (const Vm::VirtioFunction& v : vm_->virtio_functions()) {
-        info.devices.push_back(DeviceInfo{v.id, pci::guest_bdf(v.slot)});
+        info.devices.push_back(DeviceInfo{v.id, pci::guest_bdf(v.slot, v.segment)});
       }
       info.dma = dma_reports();
     } else {
@@ -400,6 +401,9 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
       }
       for (const NetConfig& n : config_->nets) {
         info.devices.push_back(DeviceInfo{n.id, ""});
+      }
+      for (const FsConfig& f : config_->fs) {
+        info.devices.push_back(DeviceInfo{f.id, ""});
       }
     }
     return info;
@@ -737,10 +741,18 @@ Status Vmm::resize_memory(std::uint64_t desired) {
   if (!guest_running()) {
     return wrong_state("vm.resize", state_);
   }
-  const std::uint64_t boot = config_->memory_size;
+  // The running VM's boot RAM (ACPI DIMMs plugged before make the configuration's more: see
+  // below).
+  const std::uint64_t boot = vm_->memory().ram_size();
   const std::uint64_t region = vm_->hotplug_region_size();
   if (region == 0) {
     return vm_->request_hotplugged_memory(desired - boot);  // says what to configure
+  }
+  const bool dimms = config_->memory_hotplug_method == MemoryHotplug::kAcpi;
+  if (dimms && desired >= boot && desired <= boot + vm_->hotplugged_memory()) {
+    // As cloud-hypervisor: DIMMs are not taken back, and asking for no more than the guest has
+    // changes nothing.
+    return ok_status();
   }
   if (desired < boot || desired > boot + region) {
     return Error::invalid("desired_ram " + format_size(desired) + " is outside what the VM can " +
@@ -784,6 +796,12 @@ Status Vmm::resize_memory(std::uint64_t desired) {
     }
   }
   KEEL_TRY_STATUS(vm_->request_hotplugged_memory(want));
+  if (dimms) {
+    // As cloud-hypervisor: the configuration's memory.size is what the guest has now (whole
+    // DIMMs: at least what was asked), and a reboot boots with it.
+    want = vm_->hotplugged_memory();
+    config_->memory_size = boot + want;
+  }
   nlohmann::json properties = {{"desired_ram", desired}, {"requested_ram", boot + want}};
   if (!limited.empty()) {
     properties["limited"] = limited;

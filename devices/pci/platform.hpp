@@ -27,14 +27,20 @@ class Platform {
     AddressWindow mmio32, mmio64, io;
     // The guest's address map (memory/layout.hpp): the 32-bit hole below the ECAM, the 64-bit
     // window above guest memory ending at `top` (hot-pluggable memory included), the ports above
-    // the legacy ones.
-    static BarWindows above_ram(std::uint64_t top);
+    // the legacy ones. With several segments, segment `segment` gets its share of the 64-bit
+    // window, and only segment 0 the 32-bit window and the ports.
+    static BarWindows above_ram(std::uint64_t top, std::uint16_t segment = 0,
+                                std::uint16_t segments = 1);
   };
+  // Segment 0 answers configuration mechanism #1 (ports 0xcf8) and its ECAM; another segment
+  // only its ECAM (layout::ecam_start).
   static Result<std::unique_ptr<Platform>> create(devices::Bus& pio, devices::Bus& mmio,
                                                   devices::InterruptRouter& router,
                                                   devices::MemorySlots& memory_slots,
                                                   const BarWindows& windows,
-                                                  devices::IoEvents* io_events = nullptr);
+                                                  devices::IoEvents* io_events = nullptr,
+                                                  std::uint16_t segment = 0);
+  std::uint16_t segment() const { return segment_; }
   ~Platform();
   Platform(const Platform&) = delete;
   Platform& operator=(const Platform&) = delete;
@@ -57,7 +63,7 @@ class Platform {
  private:
   Platform(devices::Bus& pio, devices::Bus& mmio, devices::InterruptRouter& router,
            devices::MemorySlots& memory_slots, const BarWindows& windows,
-           devices::IoEvents* io_events);
+           devices::IoEvents* io_events, std::uint16_t segment);
 
   devices::Bus& pio_;
   devices::Bus& mmio_;
@@ -66,6 +72,7 @@ class Platform {
   devices::IoEvents* io_events_;
   std::shared_ptr<PciRoot> root_;
   BarAllocator bars_;
+  std::uint16_t segment_;
   bool config_io_ = false, ecam_ = false;  // registered on the buses
 };
 

@@ -8,9 +8,9 @@
 
 namespace keel::pci {
 
-std::string guest_bdf(std::uint8_t slot) {
+std::string guest_bdf(std::uint8_t slot, std::uint16_t segment) {
   char bdf[16];
-  std::snprintf(bdf, sizeof bdf, "0000:00:%02x.0", slot);
+  std::snprintf(bdf, sizeof bdf, "%04x:00:%02x.0", segment, slot);
   return bdf;
 }
 

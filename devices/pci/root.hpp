@@ -14,8 +14,8 @@
 
 namespace keel::pci {
 
-// Function 0 of `slot` on bus 0 as the guest names it: "0000:00:05.0".
-std::string guest_bdf(std::uint8_t slot);
+// Function 0 of `slot` on bus 0 of `segment` as the guest names it: "0000:00:05.0".
+std::string guest_bdf(std::uint8_t slot, std::uint16_t segment = 0);
 // Its PCI requester id (bus << 8 | slot << 3 | function): what IOMMU tables call it.
 constexpr std::uint16_t requester_id(std::uint8_t slot) { return static_cast<std::uint16_t>(slot << 3); }
 

@@ -119,14 +119,16 @@ std::vector<std::uint8_t> build_madt(const AcpiConfig& config) {
   return std::move(t).finish();
 }
 
-std::vector<std::uint8_t> build_mcfg() {
+std::vector<std::uint8_t> build_mcfg(std::uint16_t segments) {
   AcpiTable t("MCFG", kMcfgRevision);
   t.u64(0);  // reserved
-  t.u64(layout::kEcamStart);
-  t.u16(0);                                                        // PCI segment
-  t.u8(0);                                                         // first bus
-  t.u8(static_cast<std::uint8_t>((layout::kEcamSize >> 20) - 1));  // 1 MiB of ECAM per bus
-  t.u32(0);
+  for (std::uint16_t segment = 0; segment < segments; ++segment) {
+    t.u64(layout::ecam_start(segment));
+    t.u16(segment);                                                  // PCI segment
+    t.u8(0);                                                         // first bus
+    t.u8(static_cast<std::uint8_t>((layout::kEcamSize >> 20) - 1));  // 1 MiB of ECAM per bus
+    t.u32(0);
+  }
   return std::move(t).finish();
 }
 
@@ -215,7 +217,7 @@ Result<std::uint64_t> write_acpi_tables(const memory::GuestMemory& mem, const Ac
   const std::uint64_t dsdt = place(build_dsdt(config, mem.top()));
   const std::uint64_t fadt = place(build_fadt(config, dsdt));
   const std::uint64_t madt = place(build_madt(config));
-  const std::uint64_t mcfg = place(build_mcfg());
+  const std::uint64_t mcfg = place(build_mcfg(config.pci_segments));
   std::vector<std::uint64_t> tables{fadt, madt, mcfg};
   if (config.viot) {
     tables.push_back(place(build_viot(*config.viot)));

@@ -20,11 +20,13 @@ struct ViotConfig {
   std::vector<std::uint16_t> endpoint_bdfs;
 };
 
-// ACPI memory hot-plug: `count` DIMMs of `size` bytes from `base`, one PNP0C80 memory device each.
+// ACPI memory hot-plug: `count` DIMMs of `size` bytes from `base` (the last ends at base +
+// total, so it may be shorter), one PNP0C80 memory device each.
 struct MemorySlots {
   std::uint64_t base = 0;
   std::uint64_t size = 0;
   std::uint32_t count = 0;
+  std::uint64_t total = 0;  // 0: count * size
 };
 
 struct AcpiConfig {
@@ -40,6 +42,8 @@ struct AcpiConfig {
   // button (only an API can plug a device or press the button).
   bool acpi_events = true;
   std::optional<ViotConfig> viot = std::nullopt;  // a VIOT table, when the VM has a virtual IOMMU
+  // PCI segments, each with bus 0 (MCFG entries, host bridges PCI0, PCI1, ...).
+  std::uint16_t pci_segments = 1;
   // With acpi_events: hot-pluggable DIMMs the GED announces (none: no memory devices).
   std::optional<MemorySlots> memory_slots = std::nullopt;
 };

@@ -50,6 +50,7 @@ constexpr std::uint8_t kMinFixed = 1U << 2;
 constexpr std::uint8_t kMaxFixed = 1U << 3;
 constexpr std::uint8_t kIoEntireRange = 0x3;  // type-specific flags for I/O
 constexpr std::uint8_t kMemReadWrite = 0x1;   // type-specific flags for memory, NonCacheable
+constexpr std::uint8_t kMemCacheable = 0x2;   // with kMemReadWrite: Cacheable RAM
 constexpr std::uint8_t kIoDecode16 = 0x1;
 
 void append(Bytes& out, const Bytes& more) { out.insert(out.end(), more.begin(), more.end()); }
@@ -348,9 +349,10 @@ ResourceTemplate& ResourceTemplate::dword_memory(std::uint32_t min, std::uint32_
   return *this;
 }
 
-ResourceTemplate& ResourceTemplate::qword_memory(std::uint64_t min, std::uint64_t max) {
+ResourceTemplate& ResourceTemplate::qword_memory(std::uint64_t min, std::uint64_t max, bool ram) {
   address_space<std::uint64_t>(data_, kQWordAddressTag, kSpaceMemory, kMinFixed | kMaxFixed,
-                               kMemReadWrite, min, max);
+                               static_cast<std::uint8_t>(kMemReadWrite | (ram ? kMemCacheable : 0)),
+                               min, max);
   return *this;
 }
 

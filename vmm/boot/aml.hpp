@@ -74,7 +74,8 @@ class ResourceTemplate {
   // DWordMemory(producer/consumer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, ...)
   ResourceTemplate& dword_memory(std::uint32_t min, std::uint32_t max, bool consumer = false);
   // QWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, ...)
-  ResourceTemplate& qword_memory(std::uint64_t min, std::uint64_t max);
+  // `ram`: the range is RAM (Cacheable), not a device window (NonCacheable).
+  ResourceTemplate& qword_memory(std::uint64_t min, std::uint64_t max, bool ram = false);
   // IRQNoFlags() {irq}: edge-triggered, active-high, ISA IRQ 0..15
   ResourceTemplate& irq_no_flags(std::uint8_t irq);
 

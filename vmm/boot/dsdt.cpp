@@ -132,8 +132,11 @@ std::vector<aml::Bytes> memory_devices(const MemorySlots& slots) {
   };
   for (std::uint32_t n = 0; n < slots.count; ++n) {
     const std::uint64_t base = slots.base + n * slots.size;
+    const std::uint64_t end =
+        std::min(base + slots.size, slots.base + (slots.total != 0 ? slots.total
+                                                                   : slots.count * slots.size));
     aml::ResourceTemplate crs;
-    crs.qword_memory(base, base + slots.size - 1);
+    crs.qword_memory(base, end - 1, /*ram=*/true);
     const aml::Bytes enabled =
         aml::and_of(aml::ref("\\_SB_." + hex_name("MS", n)), aml::integer(layout::kSlotEnabled));
     terms.push_back(aml::device(
@@ -202,8 +205,8 @@ aml::Bytes generic_event_device(const AcpiConfig& config) {
   return aml::device("GED_", terms);
 }
 
-aml::Bytes pci_host_bridge(std::uint64_t ram_end, bool hotplug) {
-  const std::uint64_t mmio64 = layout::mmio64_start(ram_end);
+aml::Bytes pci_host_bridge(std::uint64_t ram_end, bool hotplug, std::uint16_t segments) {
+  const auto [mmio64, mmio64_end] = layout::mmio64_window(ram_end, 0, segments);
   aml::ResourceTemplate crs;
   crs.word_bus_number(0, static_cast<std::uint16_t>((layout::kEcamSize >> 20) - 1))
       .io(static_cast<std::uint16_t>(layout::kPciConfigAddressPort),
@@ -212,7 +215,7 @@ aml::Bytes pci_host_bridge(std::uint64_t ram_end, bool hotplug) {
       .dword_io(0x0d00, 0xffff)
       .dword_memory(static_cast<std::uint32_t>(layout::kMmio32Start),
                     static_cast<std::uint32_t>(layout::kMmio32Start + layout::kMmio32Size - 1))
-      .qword_memory(mmio64, mmio64 + layout::kMmio64Size - 1);
+      .qword_memory(mmio64, mmio64_end - 1);
   std::vector<aml::Bytes> terms{
       aml::name("_HID", aml::eisa_id("PNP0A08")),  // PCI Express
       aml::name("_CID", aml::eisa_id("PNP0A03")),  // PCI
@@ -228,11 +231,28 @@ aml::Bytes pci_host_bridge(std::uint64_t ram_end, bool hotplug) {
   return aml::device("PCI0", terms);
 }
 
+// Another PCI segment's host bridge: bus 0 of segment `segment`, its share of the 64-bit window
+// (its devices are virtio functions with 64-bit BARs and MSI-X: no ports, no INTx, no hot-plug).
+aml::Bytes pci_segment_bridge(std::uint64_t ram_end, std::uint16_t segment, std::uint16_t segments) {
+  const auto [start, end] = layout::mmio64_window(ram_end, segment, segments);
+  aml::ResourceTemplate crs;
+  crs.word_bus_number(0, 0).qword_memory(start, end - 1);
+  return aml::device(hex_name("PC", segment),
+                     {
+                         aml::name("_HID", aml::eisa_id("PNP0A08")),
+                         aml::name("_CID", aml::eisa_id("PNP0A03")),
+                         aml::name("_SEG", aml::integer(segment)),
+                         aml::name("_BBN", aml::integer(0)),
+                         aml::name("_UID", aml::integer(segment)),
+                         aml::name("_CRS", crs.to_buffer()),
+                     });
+}
+
 // Linux accepts MMCONFIG once e820 or a PNP0C02 resource reserves it; say it in both places.
 aml::Bytes ecam_reservation() {
   aml::ResourceTemplate crs;
   crs.dword_memory(static_cast<std::uint32_t>(layout::kEcamStart),
-                   static_cast<std::uint32_t>(layout::kEcamStart + layout::kEcamSize - 1),
+                   static_cast<std::uint32_t>(layout::kEcamStart + layout::kEcamAreaSize - 1),
                    /*consumer=*/true);
   return aml::device("MRES", {
                                  aml::name("_HID", aml::eisa_id("PNP0C02")),
@@ -268,7 +288,12 @@ std::vector<std::uint8_t> build_dsdt(const AcpiConfig& config, std::uint64_t ram
   table.append(
       aml::name("\\_S5_", aml::package({aml::integer(layout::kAcpiS5SleepType), aml::integer(0),
                                         aml::integer(0), aml::integer(0)})));
-  std::vector<aml::Bytes> sb{pci_host_bridge(ram_end, config.acpi_events), ecam_reservation()};
+  std::vector<aml::Bytes> sb{
+      pci_host_bridge(ram_end, config.acpi_events, config.pci_segments)};
+  for (std::uint16_t segment = 1; segment < config.pci_segments; ++segment) {
+    sb.push_back(pci_segment_bridge(ram_end, segment, config.pci_segments));
+  }
+  sb.push_back(ecam_reservation());
   if (config.com1) {
     sb.push_back(com1());
   }

@@ -24,7 +24,7 @@ std::vector<E820Entry> build_e820(std::span<const memory::RegionPlan> ram) {
     add_ram(std::max(region.gpa, kLegacyEnd), end);
   }
   map.push_back({kLegacyStart, kLegacyEnd - kLegacyStart, E820Type::kReserved});
-  map.push_back({layout::kEcamStart, layout::kEcamSize, E820Type::kReserved});
+  map.push_back({layout::kEcamStart, layout::kEcamAreaSize, E820Type::kReserved});
   std::sort(map.begin(), map.end(),
             [](const E820Entry& a, const E820Entry& b) { return a.addr < b.addr; });
   return map;

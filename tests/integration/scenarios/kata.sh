@@ -33,14 +33,13 @@ done
 api ping ping
 
 # Kata's VmConfig (clh.go; the unit test api/vm_config_json_test.cpp has it whole), with this
-# testbed's kernel and initramfs and sizes, and two fields Keel does not have yet changed
-# (Kata: num_pci_segments 2, the share on segment 1). serial is a file here (Kata: Off) so that
-# a failure can be read.
+# testbed's kernel, initramfs and sizes; serial is a file here (Kata: Off) so that a failure
+# can be read.
 cat >/tmp/kata.json <<JSON
 {
   "payload": {"kernel": "/keel/guest/vmlinuz", "initramfs": "/keel/guest/initramfs.cpio.gz",
               "cmdline": "console=ttyS0 panic=1 no_timer_check noreplace-smp"},
-  "platform": {"num_pci_segments": 1, "tdx": false, "sev_snp": false},
+  "platform": {"num_pci_segments": 2, "tdx": false, "sev_snp": false},
   "cpus": {"boot_vcpus": 1, "max_vcpus": 4, "kvm_hyperv": false, "nested": true,
            "topology": {"threads_per_core": 1, "cores_per_die": 4, "dies_per_package": 1,
                         "packages": 1}},
@@ -52,7 +51,7 @@ cat >/tmp/kata.json <<JSON
   "console": {"mode": "Off", "iommu": false},
   "vsock": {"cid": 3, "socket": "$hvsock", "iommu": false},
   "fs": [{"tag": "kataShared", "socket": "$fs_sock", "num_queues": 1, "queue_size": 1024,
-          "pci_segment": 0}],
+          "pci_segment": 1}],
   "iommu": false, "watchdog": false, "pvpanic": false, "landlock_enable": false
 }
 JSON
@@ -83,6 +82,7 @@ agent() {
   result "agent=$1 out=$(timeout 120 vsock_probe host-cmd "$hvsock" 1024 "$2" 2>&1 | tr '\n' ' ')"
 }
 agent ping "echo pong"
+agent pci "ls /sys/bus/pci/devices | tr '\n' ' '"
 agent net "ip link set eth0 up && ip addr add 169.254.30.2/16 dev eth0 && wget -q -O - http://169.254.30.1:8080/host.bin | sha256sum | cut -c1-64"
 shared=/run/kata-containers/shared/containers
 agent fs "mkdir -p $shared && mount -t virtiofs kataShared $shared && sha256sum $shared/host.bin | cut -c1-64 && echo from-the-guest >$shared/guest.txt && sync"
@@ -108,6 +108,7 @@ api info-mem info
 # container maps them.
 agent edu-again "/bin/edu_test --above 0x100000000"
 api shrink-mem resize --memory 640M
+api info-shrunk info
 
 # The end, as Kata stops a sandbox: vmm.shutdown (then SIGKILL after 3 s, which it should not need).
 api shutdown-vmm shutdown-vmm

@@ -485,6 +485,31 @@ TEST_CASE("ACPI: vCPUs beyond the boot ones are possible: disabled in the MADT, 
   CHECK(disassemble("DSDT", build_dsdt(no_events, 512 * kMiB)).find("ACPI0007") == std::string::npos);
 }
 
+TEST_CASE("ACPI: a second PCI segment has its MCFG entry and its host bridge") {
+  auto mem = memory::GuestMemory::create(64 * kMiB);
+  REQUIRE(mem.ok());
+  AcpiConfig config;
+  config.pci_segments = 2;
+  auto rsdp = write_acpi_tables(*mem, config);
+  REQUIRE(rsdp.ok());
+  const auto tables = read_tables(*mem, *rsdp);
+  const Bytes mcfg = tables.at("MCFG");
+  REQUIRE(mcfg.size() == 44 + 2 * 16);
+  CHECK(fetch<std::uint64_t>(mcfg, 60) == layout::kEcamStart + layout::kEcamSize);
+  CHECK(fetch<std::uint16_t>(mcfg, 68) == 1);  // its segment
+  const std::string text = disassemble("DSDT", tables.at("DSDT"));
+  INFO(text);
+  CHECK(text.find("Error") == std::string::npos);
+  CHECK(text.find("Device (PC01)") != std::string::npos);
+  CHECK(text.find("Name (_SEG, One)") != std::string::npos);
+  // The 64-bit window is shared: segment 0 ends where segment 1 starts (128 GiB each).
+  const auto [start0, end0] = layout::mmio64_window(mem->top(), 0, 2);
+  const auto [start1, end1] = layout::mmio64_window(mem->top(), 1, 2);
+  CHECK(end0 == start1);
+  CHECK(end1 - start1 == layout::kMmio64Size / 2);
+  CHECK(start0 == layout::mmio64_start(mem->top()));
+}
+
 TEST_CASE("ACPI: hot-pluggable DIMMs are memory devices whose presence follows a register") {
   auto mem = memory::GuestMemory::create(64 * kMiB);
   REQUIRE(mem.ok());
@@ -503,6 +528,7 @@ TEST_CASE("ACPI: hot-pluggable DIMMs are memory devices whose presence follows a
   CHECK(text.find("0x0000000120000000, // Range Minimum") != std::string::npos);
   CHECK(text.find("0x000000012FFFFFFF, // Range Maximum") != std::string::npos);
   CHECK(text.find("If ((\\_SB.MS02 & One))") != std::string::npos);
+  CHECK(text.find("Cacheable, ReadWrite") != std::string::npos);  // RAM, not a device window
   // _EVT acknowledges an announced DIMM, then asks the guest to check it.
   CHECK(text.find("\\_SB.MS02 = 0x02") != std::string::npos);
   CHECK(text.find("Notify (\\_SB.MB02, One)") != std::string::npos);

@@ -55,7 +55,7 @@ TEST_CASE("e820 for a 512 MiB guest: low RAM, legacy hole, RAM from 1 MiB, ECAM"
   CHECK(map[2].end() == 512 * kMiB);
   CHECK(map[2].type == E820Type::kRam);
   CHECK(map[3].addr == layout::kEcamStart);
-  CHECK(map[3].size == layout::kEcamSize);
+  CHECK(map[3].size == layout::kEcamAreaSize);
   CHECK(map[3].type == E820Type::kReserved);
 
   // The ACPI tables are in RAM that the map keeps out of the kernel's hands.
