@@ -29,7 +29,8 @@ vmm::VmConfig full_config() {
   c.exit_on_reboot = true;
   c.rng_source = "/dev/urandom";
   c.vsock = vmm::VsockConfig{3, "/run/keel.vsock", "_vsock0"};
-  c.fs = {{"myfs", "/run/virtiofsd.sock", 1, 512, "_fs0"}};
+  c.fs = {{"myfs", "/run/virtiofsd.sock", 1, 512, "_fs0", 1}};
+  c.pci_segments = 2;
   return c;
 }
 
@@ -119,7 +120,8 @@ bool same_config(const vmm::VmConfig& a, const vmm::VmConfig& b) {
          a.kernel == b.kernel && a.initramfs == b.initramfs && a.cmdline == b.cmdline &&
          a.serial == b.serial && a.serial_file == b.serial_file &&
          a.exit_on_reboot == b.exit_on_reboot && a.rng_source == b.rng_source &&
-         a.disks == b.disks && a.nets == b.nets && a.vsock == b.vsock && a.fs == b.fs;
+         a.disks == b.disks && a.nets == b.nets && a.vsock == b.vsock && a.fs == b.fs &&
+         a.pci_segments == b.pci_segments;
 }
 
 }  // namespace keel::api::test

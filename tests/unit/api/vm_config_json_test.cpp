@@ -93,7 +93,8 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, leaving out what is not s
     "rng": {"src": "/dev/urandom", "iommu": false},
     "vsock": {"cid": 3, "socket": "/run/keel.vsock", "iommu": false, "id": "_vsock0"},
     "fs": [{"tag": "myfs", "socket": "/run/virtiofsd.sock", "num_queues": 1, "queue_size": 512,
-            "id": "_fs0"}],
+            "id": "_fs0", "pci_segment": 1}],
+    "platform": {"num_pci_segments": 2},
     "exit_on_reboot": true})"));
   // cloud-hypervisor's schema has strings and objects there, never null: unset means absent.
   vmm::VmConfig plain;
