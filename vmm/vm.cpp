@@ -134,7 +134,8 @@ std::vector<vfio::DmaReport> Vm::dma_reports() const {
 
 Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
                                        SerialOutput serial_output, SeccompMode seccomp,
-                                       EventSink events, bool acpi_events) {
+                                       EventSink events, bool acpi_events,
+                                       FsConnector connect_fs) {
   if (possible_vcpus(config) > config.boot_vcpus && !acpi_events) {
     return Error::not_supported(
         "cpus.max_vcpus " + std::to_string(config.max_vcpus) + " above boot_vcpus " +
@@ -150,6 +151,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const Kvm& kvm, const VmConfig& config,
   KEEL_TRY(auto hotplug_event, EventFd::create(EFD_NONBLOCK));
   std::unique_ptr<Vm> vm(new Vm(std::move(memory), std::move(kvm_vm), std::move(exit_event),
                                 std::move(hotplug_event), seccomp, acpi_events));
+  vm->connect_fs_ = std::move(connect_fs);
 
   KEEL_TRY_STATUS(vm->kvm_vm_.set_x86_private_pages(kTssAddr, kIdentityMapAddr));
   KEEL_TRY_STATUS(vm->kvm_vm_.create_irqchip());
@@ -367,7 +369,13 @@ Result<std::uint8_t> Vm::add_vsock(const VsockConfig& vsock) {
 
 Result<std::uint8_t> Vm::add_fs(const FsConfig& fs) {
   const std::string where = "fs " + fs.id;
-  KEEL_TRY(auto backend, virtio::VhostUser::connect(fs.socket, where));
+  std::shared_ptr<virtio::VhostUser> backend;
+  if (connect_fs_) {
+    KEEL_TRY(backend, connect_fs_(fs));
+  } else {
+    KEEL_TRY(auto fresh, virtio::VhostUser::connect(fs.socket, where));
+    backend = std::make_shared<virtio::VhostUser>(std::move(fresh));
+  }
   KEEL_TRY_WRAP(auto dev,
                 virtio::VirtioFs::create(std::move(backend),
                                          {fs.tag, fs.num_queues, fs.queue_size}),

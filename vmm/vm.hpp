@@ -14,6 +14,7 @@
 #include "devices/power_button.hpp"
 #include "devices/power_event.hpp"
 #include "devices/serial.hpp"
+#include "devices/virtio/vhost_user.hpp"
 #include "devices/virtio/virtio_device.hpp"
 #include "devices/virtio/virtio_mem.hpp"
 #include "devices/virtio/virtio_pci.hpp"
@@ -43,10 +44,14 @@ class Vm {
   // `acpi_events`: the guest is given the ACPI Generic Event Device with hot-plug slots and a
   // power button (only an API can plug into them or press it; a guest without them boots
   // faster: Linux registers and evaluates 31 slots at boot).
+  // `connect_fs`: the vhost-user connection of a virtio-fs share (the VMM keeps them across
+  // boots); empty: a new connection each time.
+  using FsConnector = std::function<Result<std::shared_ptr<virtio::VhostUser>>(const FsConfig&)>;
   static Result<std::unique_ptr<Vm>> create(const Kvm& kvm, const VmConfig& config,
                                             SerialOutput serial_output,
                                             SeccompMode seccomp = SeccompMode::kOff,
-                                            EventSink events = {}, bool acpi_events = true);
+                                            EventSink events = {}, bool acpi_events = true,
+                                            FsConnector connect_fs = {});
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
@@ -178,6 +183,7 @@ class Vm {
   virtio::VirtioMem* mem_ = nullptr;  // owned by its transport, one of virtio_; null: none
   std::shared_ptr<virtio::VirtioPciDevice> mem_transport_;
   SeccompMode seccomp_;
+  FsConnector connect_fs_;
   bool acpi_events_;  // the guest was told of the GED, its slots and the power button
   // The Generic Event Device's line, which the PCI slots, the power button and the vCPU
   // registers raise.

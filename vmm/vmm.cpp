@@ -206,7 +206,8 @@ Status Vmm::boot_locked() {
                                       const nlohmann::json& properties) {
                                  emit(source, event, properties);  // any thread
                                },
-                               /*acpi_events=*/options_.serve_api));
+                               /*acpi_events=*/options_.serve_api,
+                               [this](const FsConfig& fs) { return fs_backend(fs); }));
   KEEL_TRY_STATUS(serial_->begin());
   vm_ = std::move(vm);
   log::info("vmm", "booting", {{"kernel", config_->kernel}});
@@ -367,6 +368,7 @@ Status Vmm::delete_vm() {
     destroy_vm();
     config_.reset();
     net_fds_.clear();
+    fs_backends_.clear();
     serial_.reset();
     state_ = VmState::kShutdown;
     if (existed) {
@@ -598,6 +600,19 @@ Result<VmmControl::DeviceInfo> Vmm::add_fs(const FsConfig& fs) {
   });
 }
 
+// The connection to a share's back end, kept across boots: QEMU 7.2's virtiofsd serves one
+// front end and ends with it. A connection that failed is made again.
+Result<std::shared_ptr<virtio::VhostUser>> Vmm::fs_backend(const FsConfig& fs) {
+  const auto it = fs_backends_.find(fs.id);
+  if (it != fs_backends_.end() && it->second->connected()) {
+    return it->second;
+  }
+  KEEL_TRY(auto connected, virtio::VhostUser::connect(fs.socket, "fs " + fs.id));
+  auto backend = std::make_shared<virtio::VhostUser>(std::move(connected));
+  fs_backends_[fs.id] = backend;
+  return backend;
+}
+
 bool Vmm::forget_device(const std::string& id) {
   auto erase = [&id](auto& items) {
     const auto it = std::find_if(items.begin(), items.end(),
@@ -608,7 +623,11 @@ bool Vmm::forget_device(const std::string& id) {
     items.erase(it);
     return true;
   };
-  if (erase(config_->devices) || erase(config_->disks) || erase(config_->fs)) {
+  if (erase(config_->fs)) {
+    fs_backends_.erase(id);  // the back end sees the connection close (virtiofsd ends)
+    return true;
+  }
+  if (erase(config_->devices) || erase(config_->disks)) {
     return true;
   }
   if (erase(config_->nets)) {

@@ -115,6 +115,9 @@ class Vmm : public VmmControl {
   // TAPs handed over through the API (vm.add-net with SCM_RIGHTS), by link id; config_'s
   // NetConfig::fd names them.
   std::map<std::string, UniqueFd> net_fds_;
+  // virtio-fs shares' back-end connections by id, kept across boots.
+  std::map<std::string, std::shared_ptr<virtio::VhostUser>> fs_backends_;
+  Result<std::shared_ptr<virtio::VhostUser>> fs_backend(const FsConfig& fs);
   VmState state_ = VmState::kShutdown;
   std::optional<SerialSink> serial_;
   std::unique_ptr<Vm> vm_;

@@ -18,7 +18,8 @@ static_assert(sizeof(FsConfig) == 40);
 
 }  // namespace
 
-Result<std::unique_ptr<VirtioFs>> VirtioFs::create(VhostUser backend, Options options) {
+Result<std::unique_ptr<VirtioFs>> VirtioFs::create(std::shared_ptr<VhostUser> backend,
+                                                  Options options) {
   if (options.tag.empty() || options.tag.size() > kTagSize) {
     return Error::invalid("tag \"" + options.tag + "\" is " + std::to_string(options.tag.size()) +
                           " bytes; give 1 to " + std::to_string(kTagSize) + " (e.g. myfs)");
@@ -26,7 +27,7 @@ Result<std::unique_ptr<VirtioFs>> VirtioFs::create(VhostUser backend, Options op
   if (options.request_queues == 0) {
     return Error::invalid("num_queues=0: virtio-fs needs at least one request queue");
   }
-  const std::uint64_t most = backend.max_queues();
+  const std::uint64_t most = backend->max_queues();
   if (most != 0 && 1 + std::uint64_t{options.request_queues} > most) {
     return Error::invalid("num_queues=" + std::to_string(options.request_queues) +
                           ": the back end serves " + std::to_string(most) +
@@ -40,10 +41,12 @@ Result<std::unique_ptr<VirtioFs>> VirtioFs::create(VhostUser backend, Options op
   return std::unique_ptr<VirtioFs>(new VirtioFs(std::move(backend), std::move(options)));
 }
 
+VirtioFs::~VirtioFs() { stop_rings(); }
+
 std::uint32_t VirtioFs::device_type() const { return VIRTIO_ID_FS; }
 
 std::uint64_t VirtioFs::device_features() const {
-  return backend_.features() &
+  return backend_->features() &
          ((1ULL << Virtqueue::kFeatureIndirect) | (1ULL << Virtqueue::kFeatureEventIdx));
 }
 
@@ -60,8 +63,8 @@ Status VirtioFs::start_external(std::span<const ExternalQueue> queues,
                                 const memory::GuestMemory& memory) {
   stop_rings();  // a driver that set DRIVER_OK again without a reset: the back end's rings go first
   auto start = [&]() -> Status {
-    KEEL_TRY_STATUS(backend_.set_features(driver_features_));
-    KEEL_TRY_STATUS(backend_.set_mem_table(memory));
+    KEEL_TRY_STATUS(backend_->set_features(driver_features_));
+    KEEL_TRY_STATUS(backend_->set_mem_table(memory));
     for (const ExternalQueue& q : queues) {
       const std::uint8_t* desc = memory.translate(q.desc, 16ULL * q.size);
       const std::uint8_t* avail = memory.translate(q.avail, 6 + 2ULL * q.size);
@@ -70,7 +73,7 @@ Status VirtioFs::start_external(std::span<const ExternalQueue> queues,
         return Error::invalid("queue " + std::to_string(q.index) + " is not in guest RAM");
       }
       running_.push_back(q.index);  // before: a ring half started is stopped too
-      KEEL_TRY_STATUS(backend_.start_ring({q.index, q.size, reinterpret_cast<std::uintptr_t>(desc),
+      KEEL_TRY_STATUS(backend_->start_ring({q.index, q.size, reinterpret_cast<std::uintptr_t>(desc),
                                            reinterpret_cast<std::uintptr_t>(avail),
                                            reinterpret_cast<std::uintptr_t>(used), q.kick,
                                            q.call}));
@@ -92,7 +95,7 @@ void VirtioFs::reset() {
 
 void VirtioFs::stop_rings() {
   for (const std::uint16_t q : running_) {
-    auto stopped = backend_.stop_ring(q);
+    auto stopped = backend_->stop_ring(q);
     if (!stopped.ok()) {
       ++backend_errors_;
       log::warn("virtio-fs", "queue not stopped", {{"queue", q}, {"error", stopped.error().message()}});

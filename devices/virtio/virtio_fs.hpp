@@ -18,8 +18,9 @@ namespace keel::virtio {
 // (the mount tag, the number of request queues); the queues (the high-priority one, then the
 // request queues) are the back end's, over guest memory it maps (shared memory only).
 //
-// One connection per boot: QEMU 7.2's virtiofsd serves one front end and exits when it goes,
-// so a VM that reboots needs its daemon started again (as with cloud-hypervisor).
+// The connection outlives the device: the VMM keeps it across reboots (QEMU 7.2's virtiofsd
+// serves one front end and exits when it goes), and the device stops its rings in the back end
+// when it goes, so the back end touches no memory of a VM that is gone.
 class VirtioFs final : public VirtioDevice {
  public:
   struct Options {
@@ -30,7 +31,11 @@ class VirtioFs final : public VirtioDevice {
   static constexpr std::size_t kTagSize = 36;  // bytes, not NUL-terminated when full
 
   // Takes a connected back end (VhostUser::connect). The tag is 1 to kTagSize bytes.
-  static Result<std::unique_ptr<VirtioFs>> create(VhostUser backend, Options options);
+  static Result<std::unique_ptr<VirtioFs>> create(std::shared_ptr<VhostUser> backend,
+                                                  Options options);
+  ~VirtioFs() override;
+  VirtioFs(const VirtioFs&) = delete;
+  VirtioFs& operator=(const VirtioFs&) = delete;
 
   std::uint32_t device_type() const override;
   // The back end's ring features (indirect descriptors, event index): virtio-fs's own
@@ -55,13 +60,13 @@ class VirtioFs final : public VirtioDevice {
   std::map<std::string, std::uint64_t> counters() const override;
 
  private:
-  VirtioFs(VhostUser backend, Options options)
+  VirtioFs(std::shared_ptr<VhostUser> backend, Options options)
       : backend_(std::move(backend)), options_(std::move(options)) {}
 
   // Stops every ring the back end has (GET_VRING_BASE): it no longer touches their memory.
   void stop_rings();
 
-  VhostUser backend_;
+  std::shared_ptr<VhostUser> backend_;
   Options options_;
   std::uint64_t driver_features_ = 0;
   std::vector<std::uint16_t> running_;  // queues the back end has now

@@ -20,6 +20,8 @@
 #    consistent) and its DMA runs between pages of the new DIMMs; asking for less changes
 #    nothing (DIMMs are not taken back) and memory.size says what the guest has, as
 #    cloud-hypervisor does;
+#  - vm.reboot: the share's connection is kept (QEMU 7.2's virtiofsd serves one front end), the
+#    guest mounts it again and reads what it wrote; it boots with the memory it had;
 #  - vmm.shutdown ends keel with 0, and virtiofsd with it.
 #
 # usage: testbed_kata.sh RUN SCENARIO GUEST_INIT KEEL KEEL_REMOTE VSOCK_PROBE EDU_TEST
@@ -104,6 +106,11 @@ expect "asking for less changes nothing, as cloud-hypervisor ($(out_of shrink-me
   test "$(exit_of shrink-mem):$(json info-shrunk .memory_actual_size)" = 0:805306368
 expect "vm.info: memory.size is what the guest has now, as cloud-hypervisor ($(json info-shrunk .config.memory.size))" \
   test "$(json info-shrunk .config.memory.size)" = 805306368
+expect "vm.reboot ($(out_of reboot))" test "$(exit_of reboot):$(field "$(line "reboot ")" rebooted)" = 0:yes
+expect "after the reboot the guest mounts the share again, same back end (got '$(agent_out fs-again)')" \
+  test "$(agent_out fs-again)" = from-the-guest
+expect "after the reboot the guest has the memory it had ($(json info-rebooted .memory_actual_size))" \
+  test "$(json info-rebooted .memory_actual_size)" = 805306368
 expect "vmm.shutdown ($(out_of shutdown-vmm))" test "$(exit_of shutdown-vmm)" = 0
 expect "keel ended with 0 ($(field "$(line "keel_exit=")" keel_exit))" \
   test "$(field "$(line "keel_exit=")" keel_exit)" = 0

@@ -110,6 +110,16 @@ agent edu-again "/bin/edu_test --above 0x100000000"
 api shrink-mem resize --memory 640M
 api info-shrunk info
 
+# A reboot: the share's connection is kept (QEMU 7.2's virtiofsd serves one front end and would
+# end with it), the guest mounts the share again; it boots with the memory it had (as
+# cloud-hypervisor: memory.size followed the DIMMs).
+api reboot reboot
+rebooted=no
+wait_for "$console" "KEEL-GUEST agent-ready" 2 180 && rebooted=yes
+result "reboot rebooted=$rebooted"
+agent fs-again "mkdir -p $shared && mount -t virtiofs kataShared $shared && cat $shared/guest.txt"
+api info-rebooted info
+
 # The end, as Kata stops a sandbox: vmm.shutdown (then SIGKILL after 3 s, which it should not need).
 api shutdown-vmm shutdown-vmm
 reap "$pid" 30

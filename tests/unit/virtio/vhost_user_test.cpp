@@ -283,7 +283,7 @@ TEST_CASE("virtio-fs: its configuration, the back end's ring features, queues ha
   FakeBackend b;
   auto v = V::open(b.take_front(), "fs myfs");
   REQUIRE(v.ok());
-  auto fs = VirtioFs::create(std::move(v).value(), {"kataShared", 1, 1024});
+  auto fs = VirtioFs::create(std::make_shared<V>(std::move(v).value()), {"kataShared", 1, 1024});
   REQUIRE(fs.ok());
   CHECK((*fs)->device_type() == 26);
   CHECK((*fs)->num_queues() == 2);  // high priority + one request queue
@@ -326,7 +326,7 @@ TEST_CASE("virtio-fs: DRIVER_OK again without a reset stops the back end's rings
   FakeBackend b;
   auto v = V::open(b.take_front(), "fs myfs");
   REQUIRE(v.ok());
-  auto fs = VirtioFs::create(std::move(v).value(), {"myfs", 1, 64});
+  auto fs = VirtioFs::create(std::make_shared<V>(std::move(v).value()), {"myfs", 1, 64});
   REQUIRE(fs.ok());
   const memory::GuestMemory ram = shared_ram();
   (*fs)->driver_features(1ULL << 32);
@@ -340,13 +340,22 @@ TEST_CASE("virtio-fs: DRIVER_OK again without a reset stops the back end's rings
   CHECK(r[kHello + 9] == V::kGetVringBase);
   CHECK(r[kHello + 10] == V::kSetFeatures);
   CHECK((*fs)->counters()["stops"] == 1);
+
+  // The device goes (fs->reset() destroys it; its VM went) with the connection kept for the
+  // next boot: its rings stop
+  // in the back end first.
+  fs->reset();
+  const auto after = b.requests();
+  REQUIRE(after.size() == kHello + 8 + 2 + 8 + 2);
+  CHECK(after[after.size() - 2] == V::kSetVringEnable);
+  CHECK(after.back() == V::kGetVringBase);
 }
 
 TEST_CASE("virtio-fs: more request queues than the back end serves are refused") {
   FakeBackend b;  // GET_QUEUE_NUM: 2, the high-priority queue and one request queue
   auto v = V::open(b.take_front(), "fs myfs");
   REQUIRE(v.ok());
-  auto fs = VirtioFs::create(std::move(v).value(), {"myfs", 2, 1024});
+  auto fs = VirtioFs::create(std::make_shared<V>(std::move(v).value()), {"myfs", 2, 1024});
   REQUIRE_FALSE(fs.ok());
   CHECK(fs.error().message() ==
         "num_queues=2: the back end serves 2 queues, the high-priority one and 1 request "
@@ -358,7 +367,7 @@ TEST_CASE("virtio-fs: a tag of 1 to 36 bytes") {
     FakeBackend b;
     auto v = V::open(b.take_front(), "fs");
     REQUIRE(v.ok());
-    auto fs = VirtioFs::create(std::move(v).value(), {tag, 1, 1024});
+    auto fs = VirtioFs::create(std::make_shared<V>(std::move(v).value()), {tag, 1, 1024});
     REQUIRE_FALSE(fs.ok());
     CHECK(fs.error().message().find("give 1 to 36") != std::string::npos);
   }
