@@ -67,7 +67,11 @@ Vmm::~Vmm() { destroy_vm(); }
 // ---- the VMM thread ----
 
 template <typename T>
-T Vmm::on_vmm_thread(std::function<T()> fn) {
+T Vmm::on_vmm_thread(std::function<T()> fn, bool reads_only) {
+  if (!reads_only) {
+    // Before it runs: a reader that finds no snapshot waits behind this change on the VMM thread.
+    info_changed();
+  }
   std::packaged_task<T()> task(std::move(fn));
   std::future<T> result = task.get_future();
   {
@@ -79,6 +83,12 @@ T Vmm::on_vmm_thread(std::function<T()> fn) {
   }
   (void)requests_.signal();
   return result.get();
+}
+
+void Vmm::info_changed() {
+  std::lock_guard lock(snapshot_mutex_);
+  ++info_generation_;
+  snapshot_.reset();
 }
 
 void Vmm::run_requests() {
@@ -142,6 +152,7 @@ int Vmm::run() {
       break;
     }
     if ((fds[4].revents & POLLIN) != 0 && vm_) {
+      info_changed();
       finish_ejects();
     }
     if ((fds[2].revents & POLLIN) != 0 && !handle_vm_exit()) {
@@ -167,6 +178,7 @@ int Vmm::run() {
 }
 
 bool Vmm::handle_vm_exit() {
+  info_changed();
   const Vm::Outcome outcome = vm_->outcome();
   std::optional<Error> failure = vm_->error();
   const bool reboot = outcome == Vm::Outcome::kReset && !config_->exit_on_reboot;
@@ -379,7 +391,23 @@ Status Vmm::delete_vm() {
 }
 
 Result<VmmControl::VmInfo> Vmm::vm_info() {
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    if (snapshot_ && std::chrono::steady_clock::now() - snapshot_->made <
+                         std::chrono::milliseconds(kInfoMaxAgeMs)) {
+      return snapshot_->info;
+    }
+  }
   return on_vmm_thread<Result<VmInfo>>([this]() -> Result<VmInfo> {
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(snapshot_mutex_);
+      if (snapshot_ && std::chrono::steady_clock::now() - snapshot_->made <
+                           std::chrono::milliseconds(kInfoMaxAgeMs)) {
+        return snapshot_->info;  // made by a reader queued before this one
+      }
+      generation = info_generation_;
+    }
     if (!config_) {
       return no_vm();
     }
@@ -408,8 +436,12 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
         info.devices.push_back(DeviceInfo{f.id, ""});
       }
     }
+    std::lock_guard lock(snapshot_mutex_);
+    if (generation == info_generation_) {  // nothing changed while it was made
+      snapshot_ = InfoSnapshot{info, std::chrono::steady_clock::now()};
+    }
     return info;
-  });
+  }, /*reads_only=*/true);
 }
 
 Result<VmmControl::Counters> Vmm::vm_counters() {
@@ -438,7 +470,7 @@ Result<VmmControl::Counters> Vmm::vm_counters() {
       counters.viommu = viommu->counters();
     }
     return counters;
-  });
+  }, /*reads_only=*/true);
 }
 
 bool Vmm::guest_running() const {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <map>
 #include <set>
@@ -74,10 +75,22 @@ class Vmm : public VmmControl {
   Vmm(Options options, UniqueFd signal_fd, EventFd requests)
       : options_(options), signal_fd_(std::move(signal_fd)), requests_(std::move(requests)) {}
 
-  // Runs `fn` on the VMM thread and returns its result.
+  // Runs `fn` on the VMM thread and returns its result. Anything but a read (`reads_only`) makes
+  // vm.info's snapshot stale first.
   template <typename T>
-  T on_vmm_thread(std::function<T()> fn);
+  T on_vmm_thread(std::function<T()> fn, bool reads_only = false);
   void run_requests();
+
+  // vm.info is answered from a snapshot the VMM thread made, when it is younger than
+  // kInfoMaxAgeMs and nothing changed since (API requests, the guest's exit, ejects): many
+  // readers at once do not queue on the VMM thread. What only the guest changes (virtio-mem
+  // blocks it plugged, a lazy container's entries) is at most that old.
+  static constexpr int kInfoMaxAgeMs = 10;
+  struct InfoSnapshot {
+    VmInfo info;
+    std::chrono::steady_clock::time_point made;
+  };
+  void info_changed();  // any thread
 
   Status boot_locked();
   // The guest runs (or is paused): what is added is hot-plugged, what is removed ejected.
@@ -109,6 +122,9 @@ class Vmm : public VmmControl {
   std::mutex queue_mutex_;
   std::deque<std::function<void()>> queue_;
   bool loop_done_ = false;  // guarded by queue_mutex_: calls after the loop fail fast
+  std::mutex snapshot_mutex_;
+  std::optional<InfoSnapshot> snapshot_;  // guarded by snapshot_mutex_
+  std::uint64_t info_generation_ = 0;      // guarded by snapshot_mutex_: bumped by info_changed()
 
   // VMM-thread state.
   std::optional<VmConfig> config_;

@@ -1,7 +1,9 @@
-// The VMM's control interface, driven from another thread as the API does, on the real /dev/kvm
-// (no guest is booted: the kernel path does not exist). Part of vmm_kvm_test.
+// The VMM's control interface, driven from another thread as the API does. No guest is booted
+// (the kernel path does not exist), so no /dev/kvm is needed: keel opens it at the first boot.
 
+#include <atomic>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -47,6 +49,26 @@ TEST_CASE("VmmControl state machine, called from another thread") {
   CHECK(info->devices[0].id == "edu0");
   CHECK(info->dma.empty());
   REQUIRE(control.remove_device("edu0").ok());
+  // vm.info comes from a snapshot, but never from one older than a change the caller made.
+  CHECK(control.vm_info()->devices.empty());
+  std::vector<std::thread> readers;
+  std::atomic<int> answered = 0;
+  for (int i = 0; i < 16; ++i) {
+    readers.emplace_back([&] {
+      for (int n = 0; n < 200; ++n) {
+        auto read = control.vm_info();
+        answered += read.ok() && read->state == VmmControl::VmState::kCreated ? 1 : 0;
+      }
+    });
+  }
+  REQUIRE(control.add_device(dev).ok());  // while they read
+  for (std::thread& t : readers) {
+    t.join();
+  }
+  CHECK(answered == 16 * 200);
+  REQUIRE(control.vm_info()->devices.size() == 1);
+  REQUIRE(control.remove_device("edu0").ok());
+  CHECK(control.vm_info()->devices.empty());
 
   CHECK(control.pause_vm().error().kind() == ErrorKind::kWrongState);
   CHECK(control.resume_vm().error().kind() == ErrorKind::kWrongState);
