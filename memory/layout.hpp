@@ -112,15 +112,21 @@ constexpr std::uint64_t hotplug_start(std::uint64_t ram_end) { return above_ram(
 // The 64-bit PCI window: above everything the guest may have as memory (`top`: the end of boot
 // RAM, or of the hot-pluggable region).
 constexpr std::uint64_t mmio64_start(std::uint64_t top) { return above_ram(top); }
-// Segment `segment`'s share of the 64-bit window, of `segments` equal shares: [first, second).
-// The 32-bit window and the I/O ports are segment 0's alone (virtio devices, the only ones on
-// other segments, have 64-bit BARs).
+// Segment `segment`'s part of the 64-bit window, with `segments` in all: [first, second).
+// Segments 1 and up hold only virtio functions (32 KiB BARs): 1 GiB each at the top of the
+// window; segment 0 (passthrough GPUs with 128 GiB BARs among them) keeps the rest, and alone
+// has the 32-bit window and the I/O ports.
+inline constexpr std::uint64_t kSegmentMmio64Size = std::uint64_t{1} << 30;
 constexpr std::pair<std::uint64_t, std::uint64_t> mmio64_window(std::uint64_t top,
                                                                 std::uint16_t segment,
                                                                 std::uint16_t segments) {
-  const std::uint64_t share = kMmio64Size / (segments == 0 ? 1 : segments);
-  const std::uint64_t start = mmio64_start(top) + segment * share;
-  return {start, start + share};
+  const std::uint64_t start = mmio64_start(top);
+  const std::uint64_t others = kSegmentMmio64Size * (segments > 1 ? segments - 1U : 0U);
+  if (segment == 0) {
+    return {start, start + kMmio64Size - others};
+  }
+  const std::uint64_t at = start + kMmio64Size - others + (segment - 1U) * kSegmentMmio64Size;
+  return {at, at + kSegmentMmio64Size};
 }
 
 // What the guest writes to the sleep control register to power off (hardware-reduced ACPI):

@@ -106,12 +106,17 @@ Vm::~Vm() {
   viommu_.reset();
   passthrough_.reset();
   for (const VirtioFunction& v : virtio_) {
-    (void)platform_->unplug(v.slot);
+    (void)segment(v.segment).unplug(v.slot);  // its own segment's slot
   }
   mem_ = nullptr;
-  mem_transport_.reset();  // the last reference goes with virtio_, while the platform exists
+  mem_transport_.reset();  // the last reference goes with virtio_, while the platforms exist
   virtio_.clear();
+  segments_.clear();
   platform_.reset();
+}
+
+pci::Platform& Vm::segment(std::uint16_t segment) {
+  return segment == 0 ? *platform_ : *segments_.at(segment - 1);
 }
 
 const std::vector<Passthrough::Passed>& Vm::passthrough_devices() const {
@@ -309,7 +314,7 @@ Result<std::uint8_t> Vm::add_virtio(std::string id, std::unique_ptr<virtio::Virt
                           " is not one of the VM's " + std::to_string(segments_.size() + 1) +
                           " (platform.num_pci_segments)");
   }
-  pci::Platform& platform = segment == 0 ? *platform_ : *segments_[segment - 1];
+  pci::Platform& platform = this->segment(segment);
   KEEL_TRY(const std::uint8_t slot, platform.free_slot());
   const SeccompMode seccomp = seccomp_;
   KEEL_TRY(auto transport,

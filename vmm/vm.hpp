@@ -176,6 +176,8 @@ class Vm {
   KvmIoEvents io_events_{kvm_vm_};
   std::unique_ptr<pci::Platform> platform_;  // segment 0
   std::vector<std::unique_ptr<pci::Platform>> segments_;  // segments 1, 2, ... (virtio only)
+  // PCI segment `segment`'s platform (0: platform_); it exists.
+  pci::Platform& segment(std::uint16_t segment);
   std::shared_ptr<devices::Serial> serial_;
   std::unique_ptr<Passthrough> passthrough_;  // VFIO devices; null without --device
   std::unique_ptr<VirtualIommu> viommu_;      // null unless a device has iommu=on

@@ -69,8 +69,14 @@ Vmm::~Vmm() { destroy_vm(); }
 template <typename T>
 T Vmm::on_vmm_thread(std::function<T()> fn, bool reads_only) {
   if (!reads_only) {
-    // Before it runs: a reader that finds no snapshot waits behind this change on the VMM thread.
+    // Before it runs: a reader that finds no snapshot waits behind this change on the VMM
+    // thread. And after: a reader queued before it may have made a snapshot of the old state.
     info_changed();
+    fn = [this, inner = std::move(fn)]() -> T {
+      T result = inner();
+      info_changed();
+      return result;
+    };
   }
   std::packaged_task<T()> task(std::move(fn));
   std::future<T> result = task.get_future();
@@ -89,6 +95,16 @@ void Vmm::info_changed() {
   std::lock_guard lock(snapshot_mutex_);
   ++info_generation_;
   snapshot_.reset();
+}
+
+std::shared_ptr<const VmmControl::VmInfo> Vmm::fresh_snapshot() {
+  std::lock_guard lock(snapshot_mutex_);
+  if (snapshot_ && !info_closed_ &&
+      std::chrono::steady_clock::now() - snapshot_->made <
+          std::chrono::milliseconds(kInfoMaxAgeMs)) {
+    return snapshot_->info;
+  }
+  return nullptr;
 }
 
 void Vmm::run_requests() {
@@ -174,6 +190,11 @@ int Vmm::run() {
   }
   run_requests();  // answer what is already queued
   destroy_vm();
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_.reset();
+    info_closed_ = true;  // vm.info now asks the VMM thread, which says it is gone
+  }
   return exit_code_;
 }
 
@@ -391,21 +412,16 @@ Status Vmm::delete_vm() {
 }
 
 Result<VmmControl::VmInfo> Vmm::vm_info() {
-  {
-    std::lock_guard lock(snapshot_mutex_);
-    if (snapshot_ && std::chrono::steady_clock::now() - snapshot_->made <
-                         std::chrono::milliseconds(kInfoMaxAgeMs)) {
-      return snapshot_->info;
-    }
+  if (auto snapshot = fresh_snapshot()) {
+    return *snapshot;  // copied outside the lock
   }
   return on_vmm_thread<Result<VmInfo>>([this]() -> Result<VmInfo> {
+    if (auto snapshot = fresh_snapshot()) {
+      return *snapshot;  // made by a reader queued before this one
+    }
     std::uint64_t generation = 0;
     {
       std::lock_guard lock(snapshot_mutex_);
-      if (snapshot_ && std::chrono::steady_clock::now() - snapshot_->made <
-                           std::chrono::milliseconds(kInfoMaxAgeMs)) {
-        return snapshot_->info;  // made by a reader queued before this one
-      }
       generation = info_generation_;
     }
     if (!config_) {
@@ -438,7 +454,8 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
     }
     std::lock_guard lock(snapshot_mutex_);
     if (generation == info_generation_) {  // nothing changed while it was made
-      snapshot_ = InfoSnapshot{info, std::chrono::steady_clock::now()};
+      snapshot_ = InfoSnapshot{std::make_shared<const VmInfo>(info),
+                               std::chrono::steady_clock::now()};
     }
     return info;
   }, /*reads_only=*/true);
@@ -625,10 +642,14 @@ Result<VmmControl::DeviceInfo> Vmm::add_fs(const FsConfig& fs) {
     VmConfig next = *config_;
     next.fs.push_back(added);
     KEEL_TRY_STATUS(check_vm(next));
-    KEEL_TRY(const std::string bdf,
-             plug_if_running(added.id, [&](Vm& vm) { return vm.hot_add_fs(added); }));
+    Result<std::string> bdf =
+        plug_if_running(added.id, [&](Vm& vm) { return vm.hot_add_fs(added); });
+    if (!bdf.ok()) {
+      fs_backends_.erase(added.id);  // a connection made for a share that was not added
+      return bdf.error();
+    }
     config_ = std::move(next);
-    return DeviceInfo{added.id, bdf};
+    return DeviceInfo{added.id, *bdf};
   });
 }
 
@@ -636,12 +657,12 @@ Result<VmmControl::DeviceInfo> Vmm::add_fs(const FsConfig& fs) {
 // front end and ends with it. A connection that failed is made again.
 Result<std::shared_ptr<virtio::VhostUser>> Vmm::fs_backend(const FsConfig& fs) {
   const auto it = fs_backends_.find(fs.id);
-  if (it != fs_backends_.end() && it->second->connected()) {
-    return it->second;
+  if (it != fs_backends_.end() && it->second.first == fs.socket && it->second.second->connected()) {
+    return it->second.second;
   }
   KEEL_TRY(auto connected, virtio::VhostUser::connect(fs.socket, "fs " + fs.id));
   auto backend = std::make_shared<virtio::VhostUser>(std::move(connected));
-  fs_backends_[fs.id] = backend;
+  fs_backends_[fs.id] = {fs.socket, backend};
   return backend;
 }
 

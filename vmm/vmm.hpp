@@ -87,10 +87,12 @@ class Vmm : public VmmControl {
   // blocks it plugged, a lazy container's entries) is at most that old.
   static constexpr int kInfoMaxAgeMs = 10;
   struct InfoSnapshot {
-    VmInfo info;
+    std::shared_ptr<const VmInfo> info;
     std::chrono::steady_clock::time_point made;
   };
   void info_changed();  // any thread
+  // The snapshot, if it may be served now; null if not.
+  std::shared_ptr<const VmInfo> fresh_snapshot();
 
   Status boot_locked();
   // The guest runs (or is paused): what is added is hot-plugged, what is removed ejected.
@@ -125,14 +127,16 @@ class Vmm : public VmmControl {
   std::mutex snapshot_mutex_;
   std::optional<InfoSnapshot> snapshot_;  // guarded by snapshot_mutex_
   std::uint64_t info_generation_ = 0;      // guarded by snapshot_mutex_: bumped by info_changed()
+  bool info_closed_ = false;               // guarded by snapshot_mutex_: the loop ended
 
   // VMM-thread state.
   std::optional<VmConfig> config_;
   // TAPs handed over through the API (vm.add-net with SCM_RIGHTS), by link id; config_'s
   // NetConfig::fd names them.
   std::map<std::string, UniqueFd> net_fds_;
-  // virtio-fs shares' back-end connections by id, kept across boots.
-  std::map<std::string, std::shared_ptr<virtio::VhostUser>> fs_backends_;
+  // virtio-fs shares' back-end connections by id (with the socket they went to), kept across
+  // boots.
+  std::map<std::string, std::pair<std::string, std::shared_ptr<virtio::VhostUser>>> fs_backends_;
   Result<std::shared_ptr<virtio::VhostUser>> fs_backend(const FsConfig& fs);
   VmState state_ = VmState::kShutdown;
   std::optional<SerialSink> serial_;

@@ -89,6 +89,14 @@ Result<VhostUser> VhostUser::open(UniqueFd socket, std::string what) {
   return v;
 }
 
+bool VhostUser::connected() const {
+  if (!socket_) {
+    return false;
+  }
+  pollfd p{socket_.get(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0;
+}
+
 Status VhostUser::hello() {
   KEEL_TRY(features_, get_u64(kGetFeatures));
   if ((features_ & (1ULL << 32)) == 0) {  // VIRTIO_F_VERSION_1

@@ -35,8 +35,9 @@ class VhostUser {
   // Over an already connected socket (unit tests: one end of a socketpair).
   static Result<VhostUser> open(UniqueFd socket, std::string what);
 
-  // False once a message failed (the connection is closed then): connect again.
-  bool connected() const { return socket_.valid(); }
+  // False once a message failed (the connection is closed then) or the back end hung up
+  // (restarted while idle): connect again.
+  bool connected() const;
   // The back end's virtio feature bits (GET_FEATURES).
   std::uint64_t features() const { return features_; }
   // The most queues the back end serves (GET_QUEUE_NUM, with the MQ protocol feature); 0 when

@@ -502,12 +502,13 @@ TEST_CASE("ACPI: a second PCI segment has its MCFG entry and its host bridge") {
   CHECK(text.find("Error") == std::string::npos);
   CHECK(text.find("Device (PC01)") != std::string::npos);
   CHECK(text.find("Name (_SEG, One)") != std::string::npos);
-  // The 64-bit window is shared: segment 0 ends where segment 1 starts (128 GiB each).
+  // The 64-bit window is shared: segment 1 has its top 1 GiB, segment 0 the rest.
   const auto [start0, end0] = layout::mmio64_window(mem->top(), 0, 2);
   const auto [start1, end1] = layout::mmio64_window(mem->top(), 1, 2);
   CHECK(end0 == start1);
-  CHECK(end1 - start1 == layout::kMmio64Size / 2);
+  CHECK(end1 - start1 == layout::kSegmentMmio64Size);
   CHECK(start0 == layout::mmio64_start(mem->top()));
+  CHECK(end1 == start0 + layout::kMmio64Size);
 }
 
 TEST_CASE("ACPI: hot-pluggable DIMMs are memory devices whose presence follows a register") {

@@ -250,6 +250,7 @@ TEST_CASE("vhost-user: refusals, a back end that goes, private memory and old ba
     REQUIRE_FALSE(stopped.ok());
     CHECK(stopped.error().message().find("fs myfs: vhost-user GET_VRING_BASE: the back end closed "
                                          "the connection") == 0);
+    CHECK_FALSE(v->connected());  // the VMM connects again at the next boot
     const Status again = v->set_features(1ULL << 32);
     REQUIRE_FALSE(again.ok());
     CHECK(again.error().message().find("the connection is closed") != std::string::npos);
