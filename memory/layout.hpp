@@ -84,7 +84,6 @@ inline constexpr std::uint32_t kSlotEject = 1U << 3;      // write: the guest le
 // vCPU hot-plug (the DSDT's \_SB_.CPxx): a slot per possible vCPU at kCpuHotplugPort + 4 * id;
 // 254 vCPUs end at 0x13f8.
 inline constexpr std::uint16_t kCpuHotplugPort = 0x1000;
-inline constexpr std::uint16_t kCpuHotplugStride = 4;
 // Memory hot-plug by ACPI (the DSDT's \_SB_.MBxx, PNP0C80 memory devices): a slot per DIMM of
 // the hot-pluggable region at kMemoryHotplugPort + 4 * n; 64 at most.
 inline constexpr std::uint16_t kMemoryHotplugPort = 0x1400;

@@ -67,6 +67,37 @@ bool cpu_hotplug(const AcpiConfig& config) {
   return config.acpi_events && config.cpu_hotplug && config.max_cpus > 1;
 }
 
+// An ACPI slot register block (devices/acpi_slots.hpp) at `port`: the region and a DWordAcc
+// field per slot, named `prefix` and the slot's number in hex.
+std::vector<aml::Bytes> slot_registers(std::string_view region, std::uint16_t port,
+                                       std::string_view prefix, std::uint32_t count) {
+  std::vector<std::string> names;
+  for (std::uint32_t n = 0; n < count; ++n) {
+    names.push_back(hex_name(prefix, n));
+  }
+  const std::vector<std::string_view> views(names.begin(), names.end());
+  return {aml::io_region(region, port, static_cast<std::uint16_t>(4 * count)),
+          aml::dword_fields(region, views)};
+}
+
+// _STA of a slot's device: present (0xF) while its register `status` says enabled.
+aml::Bytes present_while_enabled(const std::string& status) {
+  return aml::method(
+      "_STA", 0, false,
+      {aml::if_then(aml::and_of(aml::ref(status), aml::integer(layout::kSlotEnabled)),
+                    {aml::ret(aml::integer(0xf))}),
+       aml::ret(aml::integer(0))});
+}
+
+// In the GED's _EVT: when slot register `status` has `bit` (kSlotInserting, kSlotRemoving), the
+// guest acknowledges it, then notifies `device` with `code` (so it is notified once).
+void acknowledge_and_notify(std::vector<aml::Bytes>& evt, const std::string& status,
+                            const std::string& device, std::uint32_t bit, std::uint8_t code) {
+  evt.push_back(aml::if_then(aml::and_of(aml::local(3), aml::integer(bit)),
+                             {aml::store(aml::integer(bit), aml::ref(status)),
+                              aml::notify(device, code)}));
+}
+
 // vCPU hot-plug as Linux's ACPI processor driver drives it: a processor device per possible
 // vCPU, present (_STA) while its register says enabled, with the MADT entry (_MAT) Linux reads
 // to find a hot-added CPU's APIC id, and _EJ0 to tell the VMM the guest let it go.
@@ -84,9 +115,7 @@ aml::Bytes processor_device(std::uint32_t id) {
       {
           aml::name("_HID", aml::string("ACPI0007")),
           aml::name("_UID", aml::integer(id)),
-          aml::method("_STA", 0, false,
-                      {aml::if_then(enabled, {aml::ret(aml::integer(0xf))}),
-                       aml::ret(aml::integer(0))}),
+          present_while_enabled(status),
           aml::method("_MAT", 0, false,
                       {aml::if_then(enabled, {aml::ret(madt_entry(true))}),
                        aml::ret(madt_entry(false))}),
@@ -97,16 +126,8 @@ aml::Bytes processor_device(std::uint32_t id) {
 
 // The vCPU registers and the processor devices.
 std::vector<aml::Bytes> processor_devices(const AcpiConfig& config) {
-  std::vector<std::string> names;
-  for (std::uint32_t id = 0; id < config.max_cpus; ++id) {
-    names.push_back(cpu_name("CS", id));
-  }
-  const std::vector<std::string_view> views(names.begin(), names.end());
-  std::vector<aml::Bytes> terms{
-      aml::io_region("CPHR", layout::kCpuHotplugPort,
-                     static_cast<std::uint16_t>(layout::kCpuHotplugStride * config.max_cpus)),
-      aml::dword_fields("CPHR", views),
-  };
+  std::vector<aml::Bytes> terms =
+      slot_registers("CPHR", layout::kCpuHotplugPort, "CS", config.max_cpus);
   for (std::uint32_t id = 0; id < config.max_cpus; ++id) {
     terms.push_back(processor_device(id));
   }
@@ -121,15 +142,8 @@ bool memory_hotplug(const AcpiConfig& config) {
 }
 
 std::vector<aml::Bytes> memory_devices(const MemorySlots& slots) {
-  std::vector<std::string> names;
-  for (std::uint32_t n = 0; n < slots.count; ++n) {
-    names.push_back(hex_name("MS", n));
-  }
-  const std::vector<std::string_view> views(names.begin(), names.end());
-  std::vector<aml::Bytes> terms{
-      aml::io_region("MHPR", layout::kMemoryHotplugPort, static_cast<std::uint16_t>(4 * slots.count)),
-      aml::dword_fields("MHPR", views),
-  };
+  std::vector<aml::Bytes> terms =
+      slot_registers("MHPR", layout::kMemoryHotplugPort, "MS", slots.count);
   for (std::uint32_t n = 0; n < slots.count; ++n) {
     const std::uint64_t base = slots.base + n * slots.size;
     const std::uint64_t end =
@@ -137,18 +151,13 @@ std::vector<aml::Bytes> memory_devices(const MemorySlots& slots) {
                                                                    : slots.count * slots.size));
     aml::ResourceTemplate crs;
     crs.qword_memory(base, end - 1, /*ram=*/true);
-    const aml::Bytes enabled =
-        aml::and_of(aml::ref("\\_SB_." + hex_name("MS", n)), aml::integer(layout::kSlotEnabled));
-    terms.push_back(aml::device(
-        hex_name("MB", n),
-        {
-            aml::name("_HID", aml::eisa_id("PNP0C80")),
-            aml::name("_UID", aml::integer(n)),
-            aml::name("_CRS", crs.to_buffer()),
-            aml::method("_STA", 0, false,
-                        {aml::if_then(enabled, {aml::ret(aml::integer(0xf))}),
-                         aml::ret(aml::integer(0))}),
-        }));
+    terms.push_back(aml::device(hex_name("MB", n),
+                                {
+                                    aml::name("_HID", aml::eisa_id("PNP0C80")),
+                                    aml::name("_UID", aml::integer(n)),
+                                    aml::name("_CRS", crs.to_buffer()),
+                                    present_while_enabled("\\_SB_." + hex_name("MS", n)),
+                                }));
   }
   return terms;
 }
@@ -171,21 +180,14 @@ aml::Bytes generic_event_device(const AcpiConfig& config) {
     const std::string status = "\\_SB_." + cpu_name("CS", id);
     const std::string device = "\\_SB_." + cpu_name("CP", id);
     evt.push_back(aml::store(aml::ref(status), aml::local(3)));
-    evt.push_back(aml::if_then(
-        aml::and_of(aml::local(3), aml::integer(layout::kSlotInserting)),
-        {aml::store(aml::integer(layout::kSlotInserting), aml::ref(status)), aml::notify(device, 1)}));
-    evt.push_back(aml::if_then(
-        aml::and_of(aml::local(3), aml::integer(layout::kSlotRemoving)),
-        {aml::store(aml::integer(layout::kSlotRemoving), aml::ref(status)), aml::notify(device, 3)}));
+    acknowledge_and_notify(evt, status, device, layout::kSlotInserting, 1);
+    acknowledge_and_notify(evt, status, device, layout::kSlotRemoving, 3);
   }
   // DIMMs: Device Check (1) for one announced, acknowledged first.
   for (std::uint32_t n = 0; memory_hotplug(config) && n < config.memory_slots->count; ++n) {
     const std::string status = "\\_SB_." + hex_name("MS", n);
     evt.push_back(aml::store(aml::ref(status), aml::local(3)));
-    evt.push_back(aml::if_then(
-        aml::and_of(aml::local(3), aml::integer(layout::kSlotInserting)),
-        {aml::store(aml::integer(layout::kSlotInserting), aml::ref(status)),
-         aml::notify("\\_SB_." + hex_name("MB", n), 1)}));
+    acknowledge_and_notify(evt, status, "\\_SB_." + hex_name("MB", n), layout::kSlotInserting, 1);
   }
   // The power button: PBST bit 0 says it was pressed (reading clears it); Notify 0x80 is a
   // button's "pressed" (the ACPI spec's Device Object Notification for buttons).

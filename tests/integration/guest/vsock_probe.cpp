@@ -63,6 +63,20 @@ int unix_socket(const char* path, bool listening) {
   return fd;
 }
 
+// A vsock socket listening on `port` for any guest address; -1 on failure.
+int vsock_listener(const char* port) {
+  const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+  sockaddr_vm a{};
+  a.svm_family = AF_VSOCK;
+  a.svm_cid = VMADDR_CID_ANY;
+  a.svm_port = static_cast<unsigned>(std::atoi(port));
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd, 8) != 0) {
+    return -1;
+  }
+  return fd;
+}
+
 // Echoes every connection, one at a time, until killed.
 int echo(int listener) {
   std::vector<char> buffer(65536);
@@ -197,16 +211,8 @@ int hybrid_connect(const char* path, const char* port, std::string& ok_line) {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "echo" && argc == 3) {
-    const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
-    sockaddr_vm a{};
-    a.svm_family = AF_VSOCK;
-    a.svm_cid = VMADDR_CID_ANY;
-    a.svm_port = static_cast<unsigned>(std::atoi(argv[2]));
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(fd, 8) != 0) {
-      return fail("vsock-listen");
-    }
-    return echo(fd);
+    const int fd = vsock_listener(argv[2]);
+    return fd < 0 ? fail("vsock-listen") : echo(fd);
   }
   if (mode == "send" && argc == 5) {
     const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
@@ -229,16 +235,8 @@ int main(int argc, char** argv) {
     return fd < 0 ? 1 : send_and_check(fd, std::strtoull(argv[4], nullptr, 10), line);
   }
   if (mode == "agent" && argc == 3) {
-    const int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
-    sockaddr_vm a{};
-    a.svm_family = AF_VSOCK;
-    a.svm_cid = VMADDR_CID_ANY;
-    a.svm_port = static_cast<unsigned>(std::atoi(argv[2]));
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(fd, 8) != 0) {
-      return fail("vsock-listen");
-    }
-    return agent(fd);
+    const int fd = vsock_listener(argv[2]);
+    return fd < 0 ? fail("vsock-listen") : agent(fd);
   }
   if (mode == "host-cmd" && argc == 5) {
     std::string line;
