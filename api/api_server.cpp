@@ -30,7 +30,7 @@ constexpr std::chrono::milliseconds kAcceptRetryMax{1000};
 
 struct ApiServer::Impl {
   Impl(UnixListener bound, vmm::VmmControl& vmm_control, ApiServerOptions opts)
-      : listener(std::move(bound)), control(vmm_control), options(std::move(opts)) {}
+      : listener(std::move(bound)), handler(vmm_control), options(std::move(opts)) {}
 
   void accept();
   void on_accept(boost::system::error_code ec, Protocol::socket socket);
@@ -45,7 +45,7 @@ struct ApiServer::Impl {
   asio::steady_timer accept_retry{io};
   std::chrono::milliseconds accept_delay{0};  // 0: the last accept succeeded
   UnixListener listener;
-  vmm::VmmControl& control;
+  RequestHandler handler;  // API thread only
   ApiServerOptions options;
   std::list<std::weak_ptr<HttpSession>> sessions;  // API thread only
   bool stopping = false;                           // API thread only
@@ -92,7 +92,7 @@ void ApiServer::Impl::on_accept(boost::system::error_code ec, Protocol::socket s
     socket.close(ignored);
   } else {
     auto session = std::make_shared<HttpSession>(
-        std::move(socket), control, SessionLimits{options.timeout, options.body_limit});
+        std::move(socket), handler, SessionLimits{options.timeout, options.body_limit});
     sessions.push_back(session);
     session->start();
   }

@@ -41,7 +41,10 @@ Response from_added(const Result<vmm::VmmControl::DeviceInfo>& added) {
   return from_result(added, device_info_to_json);
 }
 
-struct Dispatcher {
+}  // namespace
+
+struct RequestHandler::Run {
+  RequestHandler& handler;
   vmm::VmmControl& control;
 
   Response operator()(const PingVmm&) const { return from_result(control.ping(), ping_to_json); }
@@ -55,9 +58,7 @@ struct Dispatcher {
   Response operator()(const PauseVm&) const { return from_state_change(control.pause_vm()); }
   Response operator()(const ResumeVm&) const { return from_state_change(control.resume_vm()); }
   Response operator()(const DeleteVm&) const { return from_status(control.delete_vm()); }
-  Response operator()(const GetVmInfo&) const {
-    return from_result(control.vm_info(), vm_info_to_json);
-  }
+  Response operator()(const GetVmInfo&) const { return handler.vm_info(); }
   Response operator()(const GetVmCounters&) const {
     return from_result(control.vm_counters(), counters_to_json);
   }
@@ -84,6 +85,8 @@ struct Dispatcher {
   Response operator()(const InjectNmi&) const { return from_state_change(control.nmi()); }
 };
 
+namespace {
+
 void log_failure(std::string_view what, const Response& response) {
   const auto level = response.status >= 500 ? log::Level::kWarn : log::Level::kInfo;
   log::write(level, "api", "request failed",
@@ -92,16 +95,29 @@ void log_failure(std::string_view what, const Response& response) {
 
 }  // namespace
 
-Response dispatch(const Operation& operation, vmm::VmmControl& control) {
-  Response response = std::visit(Dispatcher{control}, operation);
+Response RequestHandler::vm_info() {
+  auto info = control_.vm_info();
+  if (!info.ok()) {
+    info_.reset();
+    return error_response(info.error());
+  }
+  if (*info != info_) {
+    info_ = std::move(*info);
+    info_body_ = dump_json(vm_info_to_json(*info_));
+  }
+  return Response{200, info_body_, {}};
+}
+
+Response RequestHandler::dispatch(const Operation& operation) {
+  Response response = std::visit(Run{*this, control_}, operation);
   if (response.status >= 400) {
     log_failure(operation_name(operation), response);
   }
   return response;
 }
 
-Response handle_request(std::string_view method, std::string_view target, std::string_view body,
-                        vmm::VmmControl& control, std::vector<UniqueFd> fds) {
+Response RequestHandler::handle(std::string_view method, std::string_view target,
+                                std::string_view body, std::vector<UniqueFd> fds) {
   auto operation = parse_request(method, target, body);
   if (operation.ok()) {
     const AddNet* add = std::get_if<AddNet>(&*operation);
@@ -128,7 +144,7 @@ Response handle_request(std::string_view method, std::string_view target, std::s
     add->tap = std::make_shared<UniqueFd>(std::move(fds.front()));
   }
   if (operation.ok()) {
-    return dispatch(*operation, control);
+    return dispatch(*operation);
   }
   Response response = error_response(operation.error());
   if (operation.error().code() == make_error_code(ApiErrc::kMethodNotAllowed)) {

@@ -14,6 +14,7 @@
 #include <boost/asio/compose.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 
 #include "base/unique_fd.hpp"
 
@@ -39,23 +40,40 @@ class FdReceivingStream {
   // Whether more arrived than were kept (the rest were closed).
   bool fds_dropped() const { return dropped_; }
 
+  // Tries recvmsg first (a busy client's next request is usually there already) and waits for
+  // the socket only when nothing is; a result found at once is delivered through the executor,
+  // never inside the call.
   template <class MutableBuffers, class Handler>
   auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    enum class Step { kTry, kDeliver, kWaited };
     return boost::asio::async_compose<Handler, void(boost::system::error_code, std::size_t)>(
-        [this, buffers, waited = false](auto& self, boost::system::error_code ec = {}) mutable {
-          if (ec) {
-            self.complete(ec, 0);
-            return;
-          }
-          if (waited) {
-            std::size_t n = 0;
-            ec = receive(buffers, n);
-            if (ec != boost::asio::error::would_block) {
-              self.complete(ec, n);
+        [this, buffers, step = Step::kTry, result = boost::system::error_code{},
+         n = std::size_t{0}](auto& self, boost::system::error_code ec = {}) mutable {
+          switch (step) {
+            case Step::kTry:
+              result = receive(buffers, n);
+              if (result != boost::asio::error::would_block) {
+                step = Step::kDeliver;
+                boost::asio::post(socket_.get_executor(), std::move(self));
+                return;
+              }
+              break;
+            case Step::kDeliver:
+              self.complete(result, n);
               return;
-            }
+            case Step::kWaited:
+              if (ec) {
+                self.complete(ec, 0);
+                return;
+              }
+              result = receive(buffers, n);
+              if (result != boost::asio::error::would_block) {
+                self.complete(result, n);
+                return;
+              }
+              break;
           }
-          waited = true;
+          step = Step::kWaited;
           socket_.async_wait(Socket::wait_read, std::move(self));
         },
         handler, socket_);

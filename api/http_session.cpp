@@ -1,15 +1,13 @@
 #include "api/http_session.hpp"
 
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include "api/api_errc.hpp"
-#include "api/dispatch.hpp"
 #include "base/log.hpp"
-#include "base/version.hpp"
 
 namespace keel::api {
 namespace {
@@ -144,9 +142,9 @@ void HttpSession::on_read(beast::error_code ec) {
     return;
   }
   const Response response =
-      handle_request(std::string_view(method.data(), method.size()),
-                     std::string_view(target.data(), target.size()), request.body(), control_,
-                     reader_.take_fds());
+      handler_.handle(std::string_view(method.data(), method.size()),
+                      std::string_view(target.data(), target.size()), request.body(),
+                      reader_.take_fds());
   // Beast takes "HTTP/1.9" as version 19: answer 1.0 clients in 1.0, everyone else in 1.1.
   send(response, request.version() == 10 ? 10 : 11, request.keep_alive());
 }
@@ -169,25 +167,14 @@ void HttpSession::send(const Response& response, unsigned version, bool keep_ali
   reading_ = false;
   read_deadline_.cancel();
   keep_alive = keep_alive && !stopping_;
-  response_ = HttpResponse(static_cast<http::status>(response.status), version);
-  response_.set(http::field::server, std::string("keel/") + kVersion);
-  if (!response.body.empty()) {
-    response_.set(http::field::content_type, "application/json");
-    response_.body() = response.body;
-  }
-  if (!response.allow.empty()) {
-    response_.set(http::field::allow, response.allow);
-  }
-  response_.keep_alive(keep_alive);
-  if (response.status != 204) {  // a 204 carries no Content-Length (RFC 9110, 8.6)
-    response_.prepare_payload();
-  }
+  answer_.clear();
+  append_http(response, version == 10 ? 0 : 1, keep_alive, answer_);
   writing_ = true;
   stream_.expires_after(limits_.timeout);
-  http::async_write(stream_, response_,
-                    [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                      self->on_write(ec, keep_alive);
-                    });
+  boost::asio::async_write(stream_, boost::asio::buffer(answer_),
+                           [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                             self->on_write(ec, keep_alive);
+                           });
 }
 
 void HttpSession::on_write(beast::error_code ec, bool keep_alive) {

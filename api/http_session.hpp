@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -13,9 +14,9 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "api/dispatch.hpp"
 #include "api/fd_receiving_stream.hpp"
 #include "api/response.hpp"
-#include "vmm/vmm_control.hpp"
 
 namespace keel::api {
 
@@ -31,11 +32,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   using Socket = boost::asio::local::stream_protocol::socket;
 
-  HttpSession(Socket socket, vmm::VmmControl& control, SessionLimits limits)
+  HttpSession(Socket socket, RequestHandler& handler, SessionLimits limits)
       : stream_(std::move(socket)),
         reader_(stream_.socket()),
         read_deadline_(stream_.get_executor()),
-        control_(control),
+        handler_(handler),
         limits_(limits) {}
 
   void start();
@@ -48,7 +49,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  private:
   using Stream = boost::beast::basic_stream<boost::asio::local::stream_protocol>;
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
-  using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
 
   void read_request();
   void on_header(boost::beast::error_code ec);
@@ -67,11 +67,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool read_timed_out_ = false;
   unsigned read_generation_ = 0;  // which request's deadline a timer completion is about
   bool reading_ = false;
-  vmm::VmmControl& control_;
+  RequestHandler& handler_;
   SessionLimits limits_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
-  HttpResponse response_;
+  std::string answer_;  // the answer being sent, as HTTP; its capacity kept for the next
   bool writing_ = false;
   bool stopping_ = false;
   bool closed_ = false;

@@ -1,7 +1,10 @@
 #include "api/response.hpp"
 
+#include <boost/beast/http/status.hpp>
+
 #include "api/api_errc.hpp"
 #include "api/json_text.hpp"
+#include "base/version.hpp"
 
 namespace keel::api {
 
@@ -76,6 +79,29 @@ std::string error_message(const Error& error) {
     return error.context();
   }
   return error.message();
+}
+
+void append_http(const Response& response, unsigned version, bool keep_alive, std::string& out) {
+  const auto reason = boost::beast::http::obsolete_reason(
+      static_cast<boost::beast::http::status>(response.status));
+  out.append(version == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out.append(std::to_string(response.status)).append(" ");
+  out.append(reason.data(), reason.size()).append("\r\nServer: keel/").append(kVersion);
+  if (!response.body.empty()) {
+    out.append("\r\nContent-Type: application/json");
+  }
+  if (response.status != 204) {
+    out.append("\r\nContent-Length: ").append(std::to_string(response.body.size()));
+  }
+  if (!response.allow.empty()) {
+    out.append("\r\nAllow: ").append(response.allow);
+  }
+  if (version == 0 && keep_alive) {
+    out.append("\r\nConnection: keep-alive");
+  } else if (version != 0 && !keep_alive) {
+    out.append("\r\nConnection: close");
+  }
+  out.append("\r\n\r\n").append(response.body);
 }
 
 Response error_response(const Error& error) {

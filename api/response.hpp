@@ -33,6 +33,11 @@ std::string_view error_kind(const Error& error);
 // strerror" for errors a syscall reported.
 std::string error_message(const Error& error);
 
+// The answer as HTTP/1.`version` (0 or 1), appended to `out`: the status line, Server,
+// Content-Type and Content-Length (a 204 has neither: RFC 9110, 8.6), Allow when set, and
+// Connection when `keep_alive` differs from the version's default, then the body.
+void append_http(const Response& response, unsigned version, bool keep_alive, std::string& out);
+
 // The error body every non-2xx answer carries: {"kind": error_kind, "message": error_message}.
 Response error_response(const Error& error);
 

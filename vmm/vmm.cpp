@@ -411,13 +411,14 @@ Status Vmm::delete_vm() {
   });
 }
 
-Result<VmmControl::VmInfo> Vmm::vm_info() {
+Result<std::shared_ptr<const VmmControl::VmInfo>> Vmm::vm_info() {
+  using Answer = Result<std::shared_ptr<const VmInfo>>;
   if (auto snapshot = fresh_snapshot()) {
-    return *snapshot;  // copied outside the lock
+    return snapshot;
   }
-  return on_vmm_thread<Result<VmInfo>>([this]() -> Result<VmInfo> {
+  return on_vmm_thread<Answer>([this]() -> Answer {
     if (auto snapshot = fresh_snapshot()) {
-      return *snapshot;  // made by a reader queued before this one
+      return snapshot;  // made by a reader queued before this one
     }
     std::uint64_t generation = 0;
     {
@@ -452,12 +453,12 @@ Result<VmmControl::VmInfo> Vmm::vm_info() {
         info.devices.push_back(DeviceInfo{f.id, ""});
       }
     }
+    auto shared = std::make_shared<const VmInfo>(std::move(info));
     std::lock_guard lock(snapshot_mutex_);
     if (generation == info_generation_) {  // nothing changed while it was made
-      snapshot_ = InfoSnapshot{std::make_shared<const VmInfo>(info),
-                               std::chrono::steady_clock::now()};
+      snapshot_ = InfoSnapshot{shared, std::chrono::steady_clock::now()};
     }
-    return info;
+    return shared;
   }, /*reads_only=*/true);
 }
 

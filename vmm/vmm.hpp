@@ -48,7 +48,7 @@ class Vmm : public VmmControl {
   Status pause_vm() override;
   Status resume_vm() override;
   Status delete_vm() override;
-  Result<VmInfo> vm_info() override;
+  Result<std::shared_ptr<const VmInfo>> vm_info() override;
   Result<Counters> vm_counters() override;
   Result<DeviceInfo> add_device(const DeviceConfig& device) override;
   Result<DeviceInfo> add_disk(const DiskConfig& disk) override;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,7 +65,8 @@ class VmmControl {
   virtual Status pause_vm() = 0;
   virtual Status resume_vm() = 0;
   virtual Status delete_vm() = 0;
-  virtual Result<VmInfo> vm_info() = 0;
+  // Shared and immutable: a snapshot many readers may hold at once.
+  virtual Result<std::shared_ptr<const VmInfo>> vm_info() = 0;
   virtual Result<Counters> vm_counters() = 0;
   virtual Result<DeviceInfo> add_device(const DeviceConfig& device) = 0;
   // Before vm.boot; an empty id becomes "_disk<N>".

@@ -83,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   auto operation = keel::api::parse_request(method, target, body);
-  const Response response = keel::api::handle_request(method, target, body, vmm);
+  const Response response = keel::api::RequestHandler(vmm).handle(method, target, body);
   check_response(response);
   KEEL_FUZZ_CHECK(operation.ok() == (vmm.calls().size() == 1));
   if (!operation.ok()) {

@@ -104,6 +104,26 @@ TEST_CASE("server: answers carry status, JSON and the Allow header over the wire
   auto [boot_text, boot_closed] = read_until_close(boot.get(), 2s);
   CHECK(boot_text.rfind("HTTP/1.1 204 No Content\r\n", 0) == 0);
   CHECK(boot_text.find("Content-Length") == std::string::npos);
+  CHECK(boot_text.find("\r\nConnection: close\r\n\r\n") != std::string::npos);
+
+  // HTTP/1.0 is answered in 1.0: closed unless the client asked to keep it, and then said so.
+  UniqueFd old = connect_raw(dir.socket());
+  send_all(old.get(), "GET /api/v1/vmm.ping HTTP/1.0\r\n\r\n");
+  auto [old_text, old_closed] = read_until_close(old.get(), 2s);
+  CHECK(old_closed);
+  CHECK(old_text.rfind("HTTP/1.0 200 OK\r\nServer: keel/", 0) == 0);
+  CHECK(old_text.find("Connection:") == std::string::npos);
+  const auto body = old_text.substr(old_text.find("\r\n\r\n") + 4);
+  CHECK(old_text.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n") !=
+        std::string::npos);
+  CHECK(nlohmann::json::parse(body)["pid"] == 4242);
+  UniqueFd kept = connect_raw(dir.socket());
+  send_all(kept.get(), "GET /api/v1/vmm.ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                       "GET /api/v1/vmm.ping HTTP/1.0\r\n\r\n");
+  auto [kept_text, kept_closed] = read_until_close(kept.get(), 2s);
+  CHECK(kept_closed);  // after the second answer
+  CHECK(kept_text.find("\r\nConnection: keep-alive\r\n") != std::string::npos);
+  CHECK(kept_text.find("HTTP/1.0 200 OK", 1) != std::string::npos);
 }
 
 TEST_CASE("server: keep-alive serves several requests on one connection") {

@@ -61,8 +61,8 @@ TEST_CASE("conformance: success answers have cloud-hypervisor's statuses and sch
         vmm.counters_value.devices = {{"nic0", {{"config_reads", 1}}}};
         vmm.added_bdf = "0000:00:05.0";
       }
-      const Response r = handle_request(
-          route.method, std::string(kApiRoot) + std::string(route.name), test::example_body(route.name), vmm);
+      const Response r = RequestHandler(vmm).handle(
+          route.method, std::string(kApiRoot) + std::string(route.name), test::example_body(route.name));
       INFO(route.name << " " << r.status << " " << r.body);
       CHECK(r.status < 300);
       check_no_problems(ch().check_response(path_of(route), lower(route.method), r.status, r.body));
@@ -87,8 +87,8 @@ TEST_CASE("conformance: an error cloud-hypervisor documents for an endpoint gets
       INFO(route.name << " " << status << " " << error.message());
       FakeVmmControl vmm;
       vmm.fail_with(error);
-      const Response r = handle_request(
-          route.method, std::string(kApiRoot) + std::string(route.name), test::example_body(route.name), vmm);
+      const Response r = RequestHandler(vmm).handle(
+          route.method, std::string(kApiRoot) + std::string(route.name), test::example_body(route.name));
       CHECK(r.status == status);
       ++checked;
     }

@@ -18,10 +18,10 @@ using nlohmann::json;
 using test::FakeVmmControl;
 
 Response put(FakeVmmControl& vmm, std::string_view name, std::string_view body = "") {
-  return handle_request("PUT", std::string(kApiRoot) + std::string(name), body, vmm);
+  return RequestHandler(vmm).handle("PUT", std::string(kApiRoot) + std::string(name), body);
 }
 Response get(FakeVmmControl& vmm, std::string_view name) {
-  return handle_request("GET", std::string(kApiRoot) + std::string(name), "", vmm);
+  return RequestHandler(vmm).handle("GET", std::string(kApiRoot) + std::string(name), "");
 }
 
 TEST_CASE("actions answer 204 with no body and call their VmmControl method") {
@@ -75,6 +75,22 @@ TEST_CASE("vm.info and vm.counters answer 200 with JSON") {
                         "dma1": {"entries_used": 0, "peak_entries": 0, "mapped_bytes": 0,
                                  "failed_maps": 0},
                         "viommu": {"requests": 5}})"));
+}
+
+TEST_CASE("vm.info's body is made again for every new snapshot, and an error is not cached") {
+  FakeVmmControl vmm;  // answers every vm.info with a new snapshot
+  RequestHandler handler(vmm);
+  const auto state = [&] {
+    const Response r = handler.handle("GET", "/api/v1/vm.info", "");
+    return r.status == 200 ? json::parse(r.body)["state"].get<std::string>() : std::to_string(r.status);
+  };
+  CHECK(state() == "Created");
+  vmm.info_value.state = vmm::VmmControl::VmState::kRunning;
+  CHECK(state() == "Running");
+  vmm.fail_with(Error::not_found("no VM"));
+  CHECK(state() == "404");
+  vmm.error.reset();
+  CHECK(state() == "Running");
 }
 
 TEST_CASE("vm.add-device answers 204 before boot (a cold add), 200 {id, bdf} when hot-plugged") {
@@ -165,7 +181,7 @@ TEST_CASE("VMM errors map to statuses by their kind, not their errno, with the e
       vmm.fail_with(c.error);
       const std::string body = test::example_body(route.name);
       const Response r =
-          handle_request(route.method, std::string(kApiRoot) + std::string(route.name), body, vmm);
+          RequestHandler(vmm).handle(route.method, std::string(kApiRoot) + std::string(route.name), body);
       // As cloud-hypervisor documents: pause, resume, shutdown, reboot, power-button and nmi
       // of a VM not in the state they apply to are 405.
       const bool state_change = route.name == "vm.pause" || route.name == "vm.resume" ||
@@ -199,17 +215,17 @@ TEST_CASE("405 carries the endpoint's method for the Allow header") {
   CHECK(r.allow == "PUT");
   CHECK(json::parse(r.body) ==
         json::parse(R"({"kind": "method_not_allowed", "message": "vm.boot takes PUT, not GET"})"));
-  CHECK(handle_request("PUT", "/api/v1/vm.info?x", "", vmm).allow == "GET");
+  CHECK(RequestHandler(vmm).handle("PUT", "/api/v1/vm.info?x", "").allow == "GET");
   CHECK(put(vmm, "vm.nothing").allow.empty());
 }
 
 TEST_CASE("answers are valid UTF-8 JSON even when the request is not") {
   FakeVmmControl vmm;
-  const Response r = handle_request("GET", "/api/v1/\xff\xfe", "", vmm);
+  const Response r = RequestHandler(vmm).handle("GET", "/api/v1/\xff\xfe", "");
   CHECK(r.status == 404);
   CHECK(json::parse(r.body)["message"].get<std::string>().find("\xef\xbf\xbd") !=
         std::string::npos);
-  const Response bad_method = handle_request("G\xc3", "/api/v1/vm.info", "", vmm);
+  const Response bad_method = RequestHandler(vmm).handle("G\xc3", "/api/v1/vm.info", "");
   CHECK(bad_method.status == 405);
   CHECK_NOTHROW(json::parse(bad_method.body));
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -26,7 +27,10 @@ class FakeVmmControl : public vmm::VmmControl {
   Status pause_vm() override { return status("pause_vm"); }
   Status resume_vm() override { return status("resume_vm"); }
   Status delete_vm() override { return status("delete_vm"); }
-  Result<VmInfo> vm_info() override { return answer("vm_info", info_value); }
+  Result<std::shared_ptr<const VmInfo>> vm_info() override {
+    KEEL_TRY(VmInfo info, answer("vm_info", info_value));
+    return std::make_shared<const VmInfo>(std::move(info));
+  }
   Result<Counters> vm_counters() override { return answer("vm_counters", counters_value); }
   Result<DeviceInfo> add_device(const vmm::DeviceConfig& device) override {
     std::lock_guard lock(mutex_);

@@ -61,8 +61,8 @@ TEST_CASE("every success answer validates") {
         vmm.added_bdf = "0000:00:01.0";
       }
       check_answer(route,
-                   handle_request(route.method, std::string(kApiRoot) + std::string(route.name),
-                                  test::example_body(route.name), vmm));
+                   RequestHandler(vmm).handle(route.method, std::string(kApiRoot) + std::string(route.name),
+                                  test::example_body(route.name)));
     }
   }
 }
@@ -77,20 +77,20 @@ TEST_CASE("every error answer validates and is documented for its endpoint") {
     for (const Error& error : errors) {
       FakeVmmControl vmm;
       vmm.fail_with(error);
-      check_answer(route, handle_request(route.method, target, test::example_body(route.name), vmm));
+      check_answer(route, RequestHandler(vmm).handle(route.method, target, test::example_body(route.name)));
     }
     FakeVmmControl vmm;
-    check_answer(route, handle_request(route.method == "GET" ? "PUT" : "GET", target, "", vmm));
+    check_answer(route, RequestHandler(vmm).handle(route.method == "GET" ? "PUT" : "GET", target, ""));
     check_answer(route,
-                 handle_request(route.method, target, std::string(kMaxBodyBytes + 1, ' '), vmm));
+                 RequestHandler(vmm).handle(route.method, target, std::string(kMaxBodyBytes + 1, ' ')));
     if (route.takes_body) {
-      check_answer(route, handle_request(route.method, target, "{", vmm));
-      check_answer(route, handle_request(route.method, target, R"({"unknown": 1})", vmm));
+      check_answer(route, RequestHandler(vmm).handle(route.method, target, "{"));
+      check_answer(route, RequestHandler(vmm).handle(route.method, target, R"({"unknown": 1})"));
     }
   }
   // An unknown endpoint has no path to document it under: its body is still an ErrorBody.
   FakeVmmControl vmm;
-  const Response r = handle_request("GET", "/api/v1/vm.nothing", "", vmm);
+  const Response r = RequestHandler(vmm).handle("GET", "/api/v1/vm.nothing", "");
   CHECK(r.status == 404);
   CHECK(spec().check_schema("ErrorBody", json::parse(r.body)).empty());
 }

@@ -43,21 +43,21 @@ TEST_CASE("VmmControl state machine, called from another thread") {
 
   auto info = control.vm_info();
   REQUIRE(info.ok());
-  CHECK(info->state == VmmControl::VmState::kCreated);
-  CHECK(info->config.boot_vcpus == 2);
-  REQUIRE(info->devices.size() == 1);
-  CHECK(info->devices[0].id == "edu0");
-  CHECK(info->dma.empty());
+  CHECK((*info)->state == VmmControl::VmState::kCreated);
+  CHECK((*info)->config.boot_vcpus == 2);
+  REQUIRE((*info)->devices.size() == 1);
+  CHECK((*info)->devices[0].id == "edu0");
+  CHECK((*info)->dma.empty());
   REQUIRE(control.remove_device("edu0").ok());
   // vm.info comes from a snapshot, but never from one older than a change the caller made.
-  CHECK(control.vm_info()->devices.empty());
+  CHECK((*control.vm_info())->devices.empty());
   std::vector<std::thread> readers;
   std::atomic<int> answered = 0;
   for (int i = 0; i < 16; ++i) {
     readers.emplace_back([&] {
       for (int n = 0; n < 200; ++n) {
         auto read = control.vm_info();
-        answered += read.ok() && read->state == VmmControl::VmState::kCreated ? 1 : 0;
+        answered += read.ok() && (*read)->state == VmmControl::VmState::kCreated ? 1 : 0;
       }
     });
   }
@@ -66,9 +66,9 @@ TEST_CASE("VmmControl state machine, called from another thread") {
     t.join();
   }
   CHECK(answered == 16 * 200);
-  REQUIRE(control.vm_info()->devices.size() == 1);
+  REQUIRE((*control.vm_info())->devices.size() == 1);
   REQUIRE(control.remove_device("edu0").ok());
-  CHECK(control.vm_info()->devices.empty());
+  CHECK((*control.vm_info())->devices.empty());
 
   CHECK(control.pause_vm().error().kind() == ErrorKind::kWrongState);
   CHECK(control.resume_vm().error().kind() == ErrorKind::kWrongState);
@@ -79,7 +79,7 @@ TEST_CASE("VmmControl state machine, called from another thread") {
   REQUIRE_FALSE(booted.ok());
   CHECK(booted.error().message().find("/nonexistent/vmlinuz") != std::string::npos);
   CHECK(booted.error().kind() == ErrorKind::kInvalid);  // a request error (400), not "no VM"
-  CHECK(control.vm_info()->state == VmmControl::VmState::kShutdown);
+  CHECK((*control.vm_info())->state == VmmControl::VmState::kShutdown);
 
   REQUIRE(control.delete_vm().ok());
   CHECK(control.vm_info().error().kind() == ErrorKind::kNotFound);
