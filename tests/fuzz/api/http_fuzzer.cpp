@@ -116,9 +116,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   KEEL_FUZZ_CHECK(!ec);
 
   keel::api::test::FakeVmmControl vmm;
+  keel::api::RequestHandler handler(vmm);
   // A small body limit, so inputs of fuzzing size reach the 413 path too.
   auto session = std::make_shared<keel::api::HttpSession>(
-      std::move(server_socket), vmm, keel::api::SessionLimits{std::chrono::seconds(60), 512});
+      std::move(server_socket), handler, keel::api::SessionLimits{std::chrono::seconds(60), 512});
   session->start();
   session.reset();
 
