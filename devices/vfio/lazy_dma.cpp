@@ -57,6 +57,21 @@ std::optional<std::uint64_t> LazyDma::headroom() const {
   return free > low_water_ ? free - low_water_ : 0;
 }
 
+std::uint64_t LazyDma::progress_reserve() const {
+  constexpr std::uint64_t kMinBudget = 64, kMaxReserve = 64;
+  const DmaBudget& at_open = mapper_.avail_at_open();
+  if (at_open.source != AvailSource::kCapability || at_open.avail < kMinBudget) {
+    return 0;
+  }
+  return std::min<std::uint64_t>(kMaxReserve, at_open.avail / 8);
+}
+
+std::size_t LazyDma::access_class(const DmaMapping& m) {
+  const bool reads = (m.access & devices::kDmaRead) != 0;
+  const bool writes = (m.access & devices::kDmaWrite) != 0;
+  return reads && writes ? 2 : writes ? 1 : 0;
+}
+
 const LazyDma::Held* LazyDma::overlapping(std::uint64_t iova, std::uint64_t size) const {
   auto it = held_.upper_bound(iova);
   if (it != held_.begin()) {
@@ -122,13 +137,19 @@ DmaStatus LazyDma::map(const DmaMapping& m) {
                {{"mapping", describe(m)}, {"held", describe(h)}});
     return DmaStatus::kInvalid;
   }
-  if (auto room = headroom(); room && *room == 0) {
-    ++counters_.refused_budget;
-    log::debug("vfio", "guest mapping refused: DMA budget",
-               {{"mapping", describe(m)},
-                {"entries_used", mapper_.entries().size()},
-                {"low_water", low_water_}});
-    return DmaStatus::kNoMemory;
+  const std::size_t cls = access_class(m);
+  if (auto room = headroom(); room) {
+    const std::uint64_t reserve = progress_reserve();
+    if (*room == 0 || (*room <= reserve && class_entries_[cls] >= reserve)) {
+      ++counters_.refused_budget;
+      log::debug("vfio", "guest mapping refused: DMA budget",
+                 {{"mapping", describe(m)},
+                  {"entries_used", mapper_.entries().size()},
+                  {"low_water", low_water_},
+                  {"progress_reserve", reserve},
+                  {"class_entries", class_entries_[cls]}});
+      return DmaStatus::kNoMemory;
+    }
   }
   Status st = mapper_.map(m.iova, m.size, reinterpret_cast<std::uint64_t>(host),
                           "guest IOMMU mapping of gpa " + hex(m.gpa), DmaAccess{reads, writes});
@@ -138,6 +159,7 @@ DmaStatus LazyDma::map(const DmaMapping& m) {
     return status_for(classify_map_errno(st.error().errno_value()));
   }
   held_.emplace(m.iova, Held{m, 1});
+  ++class_entries_[cls];
   ++counters_.maps;
   note_headroom();
   return DmaStatus::kOk;
@@ -173,6 +195,7 @@ DmaStatus LazyDma::unmap(const DmaMapping& m) {
               {{"mapping", describe(m)}, {"error", st.error().message()}});
     return DmaStatus::kIoError;
   }
+  --class_entries_[access_class(it->second.mapping)];
   held_.erase(it);
   ++counters_.unmaps;
   note_headroom();

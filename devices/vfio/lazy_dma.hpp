@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -45,6 +46,15 @@ struct LazyCounters {
 // ones. Until that switch the device can reach all guest RAM, as with eager mapping without a
 // virtual IOMMU.
 //
+// Progress: a driver's long-lived mappings must not lock out the short ones it needs to make
+// progress. A NIC's driver maps a buffer for every receive descriptor (e1000e: 256) and keeps
+// them until packets arrive; with those holding the whole budget, no transmit buffer can be
+// mapped, no ARP answer leaves, nothing ever arrives, and the link is dead for good. So the last
+// `progress_reserve()` entries (1/8 of the budget, at most 64; none below 64 entries) are held
+// back: only a class of mappings that holds fewer than that many may take them. The classes are
+// the directions a mapping allows, which is how drivers tell their buffers apart: device-reads
+// only (transmit, disk writes), device-writes only (receive, disk reads), both (rings, queues).
+//
 // Several endpoints of one container share its single IOVA space: the same mapping for a second
 // endpoint (the guest put both in one domain) is counted, not mapped twice; a different
 // mapping overlapping a held one is refused (S_INVAL): it could not be isolated.
@@ -65,6 +75,8 @@ class LazyDma {
   // (DMA_AVAIL absent or unlimited): then only a kernel ENOSPC stops a MAP.
   std::optional<std::uint64_t> headroom() const;
   std::uint32_t low_water() const { return low_water_; }
+  // The entries held back for classes of mappings that hold fewer than this many (see above).
+  std::uint64_t progress_reserve() const;
   // Called (on the mapping thread) when a MAP leaves no headroom above the reserve (true: the
   // low-water mark is reached, further MAPs are refused) and when an UNMAP makes room again.
   using LowWaterListener = std::function<void(bool reached, std::uint64_t entries_used)>;
@@ -80,6 +92,8 @@ class LazyDma {
     unsigned users = 0;
     bool by_eager = false;  // served by an eager entry: no host entry of its own
   };
+  // A mapping's class for the progress reserve: 0 device-reads only, 1 device-writes only, 2 both.
+  static std::size_t access_class(const devices::DmaMapping& m);
   // An eager entry covering the identity mapping `m`, if the eager plan is still active.
   bool served_by_eager(const devices::DmaMapping& m) const;
   // Gives the eager entries back so the guest's mappings can be made; false if it cannot.
@@ -92,6 +106,7 @@ class LazyDma {
   std::uint32_t low_water_;
   bool eager_;
   std::map<std::uint64_t, Held> held_;  // by IOVA
+  std::array<std::uint64_t, 3> class_entries_{};  // host entries held, by access_class
   LazyCounters counters_;
   // Tells the listener when the headroom reaches 0 or leaves it.
   void note_headroom();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest kernel that Keel boots inside the emulated host: Debian's linux-source-6.1,
-# tinyconfig plus the options below (virtio, virtio-iommu, VFIO, ACPI for SMP, PVH entry note).
+# tinyconfig plus the options below (virtio, virtio-iommu, VFIO, ACPI for SMP, PVH entry note,
+# and the drivers of the passed-through NVMe controller and e1000e NIC, with IPv4 and POSIX timers for the tools that drive the latter).
 # Cached by a hash of the source version, the option list and this script; prints the output
 # directory on stdout:
 #   bzImage   the compressed kernel
@@ -21,6 +22,7 @@ options=(
   IOMMU_SUPPORT VIRTIO_IOMMU VFIO VFIO_PCI MEMORY_HOTPLUG MEMORY_HOTREMOVE MIGRATION COMPACTION
   VIRTIO_MEM HYPERVISOR_GUEST PARAVIRT KVM_GUEST PVH PROC_FS SYSFS BINFMT_ELF BINFMT_SCRIPT BLOCK
   BLK_DEV HW_RANDOM HW_RANDOM_VIRTIO
+  BLK_DEV_NVME NET INET NETDEVICES ETHERNET NET_VENDOR_INTEL E1000E POSIX_TIMERS
 )
 build_timeout=${KEEL_GUEST_KERNEL_TIMEOUT:-2400}
 

@@ -20,6 +20,7 @@ wanted_modules=(
   uio uio_pci_generic
   virtio_pci virtio_blk
   tun  # TAPs for keel's virtio-net (/dev/net/tun)
+  virtio_net  # the emulated host's own NIC beside a passed-through e1000e (run --nic)
 )
 # What a guest booted by Keel with this kernel loads (tests/integration/guest/devices-init).
 guest_modules=(

@@ -60,13 +60,16 @@ reap() {
   wait "$1"
 }
 
-# Prints the PCI addresses (BDF) of every edu device (1234:11e8), one per line.
-edu_devices() {
+# pci_devices VENDOR DEVICE: prints the PCI addresses (BDF) of every such device, one per line.
+pci_devices() {
   for dev in /sys/bus/pci/devices/*; do
-    [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ] && echo "${dev##*/}"
+    [ "$(cat "$dev/vendor")" = "0x$1" ] && [ "$(cat "$dev/device")" = "0x$2" ] && echo "${dev##*/}"
   done
   return 0
 }
+edu_devices() { pci_devices 1234 11e8; }   # the edus (run --edu)
+nvme_devices() { pci_devices 1b36 0010; }  # QEMU's NVMe controller (run --nvme)
+nic_devices() { pci_devices 8086 10d3; }   # the e1000e NIC (run --nic)
 
 # Prints the IOMMU group number of a PCI device.
 iommu_group_of() {

@@ -98,6 +98,61 @@ TEST_CASE("lazy: the budget is enforced before the kernel says ENOSPC") {
   CHECK(rec->consistent);
 }
 
+TEST_CASE("lazy: long-held mappings of one direction cannot lock out the others") {
+  MapperRig rig(with_limit(128));  // a reserve of 128 / 8 = 16 entries
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  CHECK(lazy.progress_reserve() == 16);
+  // A NIC filling its receive ring (device writes) stops 16 short of the limit...
+  std::uint64_t n = 0;
+  while (lazy.map(page(n, devices::kDmaWrite)) == DmaStatus::kOk) {
+    ++n;
+  }
+  CHECK(n == 112);
+  CHECK(lazy.counters().refused_budget == 1);
+  // ...so its transmit buffers (device reads) and a ring (both) still get entries, up to the last.
+  for (std::uint64_t i = 0; i < 15; ++i) {
+    REQUIRE(lazy.map(page(200 + i, devices::kDmaRead)) == DmaStatus::kOk);
+  }
+  REQUIRE(lazy.map(page(300, kRW)) == DmaStatus::kOk);
+  CHECK(lazy.headroom() == 0u);
+  CHECK(lazy.map(page(301, kRW)) == DmaStatus::kNoMemory);
+  // A transmit buffer given back is room for the next transmit, never for more receive buffers.
+  REQUIRE(lazy.unmap(page(200, devices::kDmaRead)) == DmaStatus::kOk);
+  CHECK(lazy.map(page(n, devices::kDmaWrite)) == DmaStatus::kNoMemory);
+  CHECK(lazy.map(page(200, devices::kDmaRead)) == DmaStatus::kOk);
+  CHECK(rig.mapper->peak_entries() == 128);
+  auto rec = rig.mapper->reconcile();
+  REQUIRE(rec.ok());
+  CHECK(rec->consistent);
+}
+
+TEST_CASE("lazy: a class that holds the reserve's worth already waits outside it") {
+  MapperRig rig(with_limit(64));  // reserve 8
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  REQUIRE(lazy.progress_reserve() == 8);
+  for (std::uint64_t i = 0; i < 56; ++i) {
+    REQUIRE(lazy.map(page(i, devices::kDmaRead)) == DmaStatus::kOk);
+  }
+  CHECK(lazy.map(page(56, devices::kDmaRead)) == DmaStatus::kNoMemory);
+  for (std::uint64_t i = 0; i < 8; ++i) {  // disk reads (device writes) fill the reserve
+    REQUIRE(lazy.map(page(100 + i, devices::kDmaWrite)) == DmaStatus::kOk);
+  }
+  CHECK(lazy.map(page(108, devices::kDmaWrite)) == DmaStatus::kNoMemory);
+}
+
+TEST_CASE("lazy: below 64 entries nothing is held back") {
+  MapperRig rig(with_limit(63));
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  CHECK(lazy.progress_reserve() == 0);
+  for (std::uint64_t i = 0; i < 63; ++i) {
+    REQUIRE(lazy.map(page(i, devices::kDmaWrite)) == DmaStatus::kOk);
+  }
+  CHECK(lazy.map(page(63, devices::kDmaRead)) == DmaStatus::kNoMemory);
+}
+
 TEST_CASE("lazy: the listener hears when the low-water mark is reached and left, once each") {
   MapperRig rig(with_limit(6));
   auto memory = ram();
