@@ -142,15 +142,20 @@ TEST_CASE("lazy: a class that holds the reserve's worth already waits outside it
   CHECK(lazy.map(page(108, devices::kDmaWrite)) == DmaStatus::kNoMemory);
 }
 
-TEST_CASE("lazy: below 64 entries nothing is held back") {
-  MapperRig rig(with_limit(63));
-  auto memory = ram();
-  LazyDma lazy(*rig.mapper, memory, 0);
-  CHECK(lazy.progress_reserve() == 0);
-  for (std::uint64_t i = 0; i < 63; ++i) {
-    REQUIRE(lazy.map(page(i, devices::kDmaWrite)) == DmaStatus::kOk);
+TEST_CASE("lazy: below 32 entries nothing is held back; above 512, 64 at most") {
+  {
+    MapperRig rig(with_limit(31));
+    auto memory = ram();
+    LazyDma lazy(*rig.mapper, memory, 0);
+    CHECK(lazy.progress_reserve() == 0);
+    for (std::uint64_t i = 0; i < 31; ++i) {
+      REQUIRE(lazy.map(page(i, devices::kDmaWrite)) == DmaStatus::kOk);
+    }
+    CHECK(lazy.map(page(31, devices::kDmaRead)) == DmaStatus::kNoMemory);
   }
-  CHECK(lazy.map(page(63, devices::kDmaRead)) == DmaStatus::kNoMemory);
+  MapperRig rig(with_limit(65535));
+  auto memory = ram();
+  CHECK(LazyDma(*rig.mapper, memory, 0).progress_reserve() == 64);
 }
 
 TEST_CASE("lazy: the listener hears when the low-water mark is reached and left, once each") {
