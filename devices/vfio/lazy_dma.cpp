@@ -58,7 +58,7 @@ std::optional<std::uint64_t> LazyDma::headroom() const {
 }
 
 std::uint64_t LazyDma::progress_reserve() const {
-  constexpr std::uint64_t kMinBudget = 16, kMaxReserve = 64;
+  constexpr std::uint64_t kMinBudget = 32, kMaxReserve = 64;
   const DmaBudget& at_open = mapper_.avail_at_open();
   if (at_open.source != AvailSource::kCapability || at_open.avail < kMinBudget) {
     return 0;

@@ -50,7 +50,7 @@ struct LazyCounters {
 // progress. A NIC's driver maps a buffer for every receive descriptor (e1000e: 256) and keeps
 // them until packets arrive; with those holding the whole budget, no transmit buffer can be
 // mapped, no ARP answer leaves, nothing ever arrives, and the link is dead for good. So the last
-// `progress_reserve()` entries (1/8 of the budget, at most 64; none below 16 entries) are held
+// `progress_reserve()` entries (1/8 of the budget, at most 64; none below 32 entries) are held
 // back: only a class of mappings that holds fewer than that many may take them. The classes are
 // the directions a mapping allows, which is how drivers tell their buffers apart: device-reads
 // only (transmit, disk writes), device-writes only (receive, disk reads), both (rings, queues).
