@@ -102,8 +102,9 @@ Response RequestHandler::vm_info() {
     return error_response(info.error());
   }
   if (*info != info_) {
+    std::string body = dump_json(vm_info_to_json(**info));  // may throw: nothing changed then
+    info_body_ = std::move(body);
     info_ = std::move(*info);
-    info_body_ = dump_json(vm_info_to_json(*info_));
   }
   return Response{200, info_body_, {}};
 }

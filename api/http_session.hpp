@@ -26,7 +26,8 @@ struct SessionLimits {
 };
 
 // One client connection: reads requests one after another (keep-alive), answers each with
-// handle_request, and closes on the client's request, on an error, on a timeout, or on stop().
+// RequestHandler::handle, and closes on the client's request, on an error, on a timeout, or on
+// stop().
 // Lives in shared_ptrs held by its pending handlers; everything runs on the API thread.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:

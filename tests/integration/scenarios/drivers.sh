@@ -22,7 +22,11 @@ for d in /sys/class/net/*; do
 done
 unshare -n sleep 100000 &
 ns_pid=$!
-sleep 0.5
+n=0  # until the holder is in its own namespace (busybox unshares after the fork)
+while [ "$(readlink "/proc/$ns_pid/ns/net")" = "$(readlink /proc/self/ns/net)" ] && [ "$n" -lt 100 ]; do
+  sleep 0.1
+  n=$((n + 1))
+done
 ip link set "$host_if" netns "$ns_pid"
 nsenter -t "$ns_pid" -n ip link set lo up
 nsenter -t "$ns_pid" -n ip link set "$host_if" up
@@ -52,7 +56,12 @@ run() {
   pid=$!
   exec 3>"$fifo"
   finished=no
-  wait_for "$out" "KEEL-GUEST drivers-finished" 1 600 && finished=yes
+  n=0  # until the guest is done, keel is gone, or 600 s
+  while [ "$n" -lt 3000 ] && kill -0 "$pid" 2>/dev/null; do
+    grep -q "KEEL-GUEST drivers-finished" "$out" 2>/dev/null && { finished=yes; break; }
+    sleep 0.2
+    n=$((n + 1))
+  done
   result "run=$name limit=$limit finished=$finished"
   ping=failed
   nsenter -t "$ns_pid" -n ping -c 3 -W 5 169.254.30.2 >/dev/null 2>&1 && ping=ok
@@ -72,7 +81,7 @@ run() {
   # (virtio_dev_shutdown), the virtio-iommu first, which removes every mapping as the spec
   # says; the NVMe driver shuts its controller down after that, and the controller's admin
   # completion then hits an unmapped IOVA (a DMAR fault, and 60 s of admin timeout).
-  off_at=$(cut -d' ' -f1 /proc/uptime)
+  shutdown_at=$(cut -d' ' -f1 /proc/uptime)
   timeout 60 keel-remote --api-socket "$sock" shutdown >/dev/null 2>&1  # answers once the VM is gone
   down_at=$(cut -d' ' -f1 /proc/uptime)
   timeout 60 keel-remote --api-socket "$sock" shutdown-vmm >/dev/null 2>&1
@@ -80,7 +89,7 @@ run() {
   status=$?
   exec 3>&-
   # Uptimes (the clock of dmesg's DMAR lines): vm.shutdown sent, answered, keel gone.
-  result "run=$name keel_exit=$status started_at=$started_at poweroff_at=$off_at off_at=$down_at" \
+  result "run=$name keel_exit=$status started_at=$started_at shutdown_at=$shutdown_at down_at=$down_at" \
     "exited_at=$(cut -d' ' -f1 /proc/uptime)"
   for dev in "$nvme" "$nic"; do  # a fresh container, still under this run's limit
     result "run=$name probe=after bdf=$dev $(timeout 120 vfio_probe "$dev" 2>&1 | tr '\n' ' ')"
