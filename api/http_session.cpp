@@ -52,7 +52,11 @@ void HttpSession::read_request() {
     // A completion already queued when the request finished is not this one's to act on.
     if (!ec && self && self->reading_ && self->read_generation_ == generation) {
       self->read_timed_out_ = true;
+      // Cancelling ends a wait for the socket, but a read whose bytes were there at once is
+      // already queued and would leave the next one without a deadline: shutting the receive
+      // side ends that one too (bytes already received are still read, then end of stream).
       beast::error_code ignored;
+      self->stream_.socket().shutdown(boost::asio::socket_base::shutdown_receive, ignored);
       self->stream_.socket().cancel(ignored);
     }
   });
@@ -78,8 +82,9 @@ void HttpSession::on_header(beast::error_code ec) {
         "\" is not taken: send the body with Content-Length, or chunked alone"));
     return;
   }
-  const auto expect = parser_->get()[http::field::expect];
-  if (beast::iequals(expect, "100-continue") && !parser_->is_done()) {
+  // RFC 9110, 10.1.1: an HTTP/1.0 client's 100-continue is ignored.
+  if (beast::iequals(header[http::field::expect], "100-continue") && header.version() >= 11 &&
+      !parser_->is_done()) {
     // curl sends large bodies only after "100 Continue" (or a one-second wait).
     writing_ = true;
     stream_.expires_after(limits_.timeout);
@@ -106,6 +111,10 @@ void HttpSession::read_body() {
 void HttpSession::on_read(beast::error_code ec) {
   reading_ = false;
   read_deadline_.cancel();
+  if (stopping_) {  // stop() came while the request arrived: not handed to the VMM
+    close();
+    return;
+  }
   if (read_timed_out_ && ec) {
     ec = beast::error::timeout;
   }
@@ -141,12 +150,14 @@ void HttpSession::on_read(beast::error_code ec) {
                                   " file descriptors came with the request; send at most that"));
     return;
   }
+  // HEAD is GET without the body (RFC 9110, 9.3.2): the same status and headers.
+  const bool head = request.method() == http::verb::head;
   const Response response =
-      handler_.handle(std::string_view(method.data(), method.size()),
+      handler_.handle(head ? std::string_view("GET") : std::string_view(method.data(), method.size()),
                       std::string_view(target.data(), target.size()), request.body(),
                       reader_.take_fds());
   // Beast takes "HTTP/1.9" as version 19: answer 1.0 clients in 1.0, everyone else in 1.1.
-  send(response, request.version() == 10 ? 10 : 11, request.keep_alive());
+  send(response, request.version() == 10 ? 10 : 11, request.keep_alive(), head);
 }
 
 void HttpSession::answer_unreadable(beast::error_code ec) {
@@ -163,12 +174,15 @@ void HttpSession::answer_refused(const Error& error) {
   send(response, 11, false);
 }
 
-void HttpSession::send(const Response& response, unsigned version, bool keep_alive) {
+void HttpSession::send(const Response& response, unsigned version, bool keep_alive, bool head) {
   reading_ = false;
   read_deadline_.cancel();
   keep_alive = keep_alive && !stopping_;
   answer_.clear();
   append_http(response, version == 10 ? 0 : 1, keep_alive, answer_);
+  if (head) {
+    answer_.resize(answer_.size() - response.body.size());
+  }
   writing_ = true;
   stream_.expires_after(limits_.timeout);
   boost::asio::async_write(stream_, boost::asio::buffer(answer_),

@@ -58,7 +58,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // Answers a request that could not be read (413, 400) and closes.
   void answer_unreadable(boost::beast::error_code ec);
   void answer_refused(const Error& error);
-  void send(const Response& response, unsigned version, bool keep_alive);
+  // `head`: the answer to a HEAD request, its headers without the body.
+  void send(const Response& response, unsigned version, bool keep_alive, bool head = false);
   void on_write(boost::beast::error_code ec, bool keep_alive);
   void close();
 

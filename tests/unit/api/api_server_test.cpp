@@ -554,6 +554,52 @@ TEST_CASE("server: Expect: 100-continue gets its interim answer") {
   CHECK(vmm.removed == "nic0");
 }
 
+TEST_CASE("server: an HTTP/1.0 client's Expect: 100-continue is ignored") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  UniqueFd fd = connect_raw(dir.socket());
+  const std::string body = R"({"id": "nic0"})";
+  // RFC 9110, 10.1.1: a 1.0 client does not know 1xx answers; its body follows at once.
+  send_all(fd.get(), "PUT /api/v1/vm.remove-device HTTP/1.0\r\nExpect: 100-continue\r\n"
+                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  auto [text, closed] = read_until_close(fd.get(), 2s);
+  CHECK(closed);
+  CHECK(text.rfind("HTTP/1.0 204 No Content\r\n", 0) == 0);
+  CHECK(text.find("100 Continue") == std::string::npos);
+  CHECK(vmm.removed == "nic0");
+}
+
+TEST_CASE("server: HEAD is answered as GET without the body") {
+  TempDir dir;
+  FakeVmmControl vmm;
+  auto server = start(dir.socket(), vmm);
+  UniqueFd fd = connect_raw(dir.socket());
+  // Kept alive, then a GET on the same connection: it must not read a body the HEAD lacked.
+  send_all(fd.get(), "HEAD /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "GET /api/v1/vmm.ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto [text, closed] = read_until_close(fd.get(), 2s);
+  CHECK(closed);
+  REQUIRE(text.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  const auto get = text.find("HTTP/1.1 200 OK\r\n", 1);
+  REQUIRE(get != std::string::npos);
+  const std::string head = text.substr(0, get);
+  const std::string body = text.substr(text.find("\r\n\r\n", get) + 4);
+  CHECK(head.size() == head.find("\r\n\r\n") + 4);  // nothing after the headers
+  CHECK(head.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n") !=
+        std::string::npos);
+  CHECK(nlohmann::json::parse(body)["pid"] == 4242);
+  CHECK(vmm.calls() == std::vector<std::string>{"ping", "ping"});
+
+  // HEAD on an endpoint that takes only PUT: 405 with Allow, and no body.
+  UniqueFd boot = connect_raw(dir.socket());
+  send_all(boot.get(), "HEAD /api/v1/vm.boot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto [boot_text, boot_closed] = read_until_close(boot.get(), 2s);
+  CHECK(boot_text.rfind("HTTP/1.1 405 Method Not Allowed\r\n", 0) == 0);
+  CHECK(boot_text.find("\r\nAllow: PUT\r\n") != std::string::npos);
+  CHECK(boot_text.size() == boot_text.find("\r\n\r\n") + 4);
+}
+
 TEST_CASE("server: malformed HTTP is answered 400 and closed") {
   TempDir dir;
   FakeVmmControl vmm;
