@@ -69,6 +69,7 @@ json dma_report_to_json(const vfio::DmaReport& report, const vmm::VmConfig& conf
         {"enomem", failed.memlock},
         {"other", failed.other},
         {"refused_budget", report.lazy ? report.lazy->counters.refused_budget : 0},
+        {"refused_reserve", report.lazy ? report.lazy->counters.refused_reserve : 0},
         {"refused_invalid", report.lazy ? report.lazy->counters.refused_invalid : 0}}},
       {"low_water", report.lazy ? json(report.lazy->low_water) : json(nullptr)},
       {"guest_mappings", report.lazy ? json(report.lazy->guest_mappings) : json(nullptr)},

@@ -69,6 +69,7 @@ json counters_to_json(const vmm::VmmControl::Counters& counters) {
       group["guest_unmaps"] = lazy.unmaps;
       group["shared_maps"] = lazy.shared_maps;
       group["refused_budget"] = lazy.refused_budget;
+      group["refused_reserve"] = lazy.refused_reserve;
       group["refused_invalid"] = lazy.refused_invalid;
       group["kernel_failures"] = lazy.kernel_failures;
       group["served_by_eager"] = lazy.served_by_eager;

@@ -43,6 +43,7 @@ auto with_fields(const DmaReport& r, Sink&& sink) {
       {"failed_einval", r.failed_maps.outside_iova},
       {"low_water", r.lazy ? std::to_string(r.lazy->low_water) : std::string("none")},
       {"refused_budget", r.lazy ? r.lazy->counters.refused_budget : 0},
+      {"refused_reserve", r.lazy ? r.lazy->counters.refused_reserve : 0},
       {"refused_invalid", r.lazy ? r.lazy->counters.refused_invalid : 0},
       {"iova_ranges", format_iova_ranges(r.iova_ranges)},
       {"unmap_all", r.unmap_all_supported},

@@ -66,9 +66,7 @@ std::uint64_t LazyDma::progress_reserve() const {
   return std::min<std::uint64_t>(kMaxReserve, at_open.avail / 8);
 }
 
-std::size_t LazyDma::access_class(const DmaMapping& m) {
-  const bool reads = (m.access & devices::kDmaRead) != 0;
-  const bool writes = (m.access & devices::kDmaWrite) != 0;
+std::size_t LazyDma::access_class(bool reads, bool writes) {
   return reads && writes ? 2 : writes ? 1 : 0;
 }
 
@@ -137,11 +135,13 @@ DmaStatus LazyDma::map(const DmaMapping& m) {
                {{"mapping", describe(m)}, {"held", describe(h)}});
     return DmaStatus::kInvalid;
   }
-  const std::size_t cls = access_class(m);
+  const std::size_t cls = access_class(reads, writes);
   if (auto room = headroom(); room) {
     const std::uint64_t reserve = progress_reserve();
-    if (*room == 0 || (*room <= reserve && class_entries_[cls] >= reserve)) {
+    const bool by_reserve = *room != 0 && *room <= reserve && class_entries_[cls] >= reserve;
+    if (*room == 0 || by_reserve) {
       ++counters_.refused_budget;
+      counters_.refused_reserve += by_reserve ? 1 : 0;
       log::debug("vfio", "guest mapping refused: DMA budget",
                  {{"mapping", describe(m)},
                   {"entries_used", mapper_.entries().size()},
@@ -191,15 +191,28 @@ DmaStatus LazyDma::unmap(const DmaMapping& m) {
   }
   if (Status st = mapper_.unmap(m.iova); !st) {
     ++counters_.kernel_failures;
-    log::warn("vfio", "guest unmap failed; the entry stays mapped",
+    // The kernel may have unmapped another size than Keel's (another user of the container
+    // changed it): the mapper has dropped its entry then, and so does the guest's table.
+    const bool gone = mapper_.entries().count(m.iova) == 0;
+    log::warn("vfio", gone ? "guest unmap: the kernel unmapped another size; the entry is gone"
+                           : "guest unmap failed; the entry stays mapped",
               {{"mapping", describe(m)}, {"error", st.error().message()}});
+    if (gone) {
+      forget(it);
+    }
     return DmaStatus::kIoError;
   }
-  --class_entries_[access_class(it->second.mapping)];
-  held_.erase(it);
+  forget(it);
   ++counters_.unmaps;
-  note_headroom();
   return DmaStatus::kOk;
+}
+
+void LazyDma::forget(std::map<std::uint64_t, Held>::iterator it) {
+  const devices::DmaMapping& m = it->second.mapping;
+  --class_entries_[access_class((m.access & devices::kDmaRead) != 0,
+                                (m.access & devices::kDmaWrite) != 0)];
+  held_.erase(it);
+  note_headroom();
 }
 
 bool LazyDma::served_by_eager(const DmaMapping& m) const {

@@ -18,7 +18,8 @@ struct LazyCounters {
   std::uint64_t maps = 0;             // guest mappings that took a host entry
   std::uint64_t shared_maps = 0;      // the same mapping for another endpoint of the container
   std::uint64_t unmaps = 0;           // guest unmaps that gave a host entry back
-  std::uint64_t refused_budget = 0;   // would have eaten into the low-water reserve
+  std::uint64_t refused_budget = 0;   // would have eaten into the low-water or progress reserve
+  std::uint64_t refused_reserve = 0;  // of those, by the progress reserve (its class held enough)
   std::uint64_t refused_invalid = 0;  // not guest RAM, misaligned, no access, MMIO, or clashing
   std::uint64_t kernel_failures = 0;  // MAP or UNMAP refused by the kernel (DMA_AVAIL re-read)
   std::uint64_t served_by_eager = 0;  // identity mappings the eager plan already covered
@@ -93,7 +94,9 @@ class LazyDma {
     bool by_eager = false;  // served by an eager entry: no host entry of its own
   };
   // A mapping's class for the progress reserve: 0 device-reads only, 1 device-writes only, 2 both.
-  static std::size_t access_class(const devices::DmaMapping& m);
+  static std::size_t access_class(bool reads, bool writes);
+  // Forgets a held mapping whose host entry is gone.
+  void forget(std::map<std::uint64_t, Held>::iterator it);
   // An eager entry covering the identity mapping `m`, if the eager plan is still active.
   bool served_by_eager(const devices::DmaMapping& m) const;
   // Gives the eager entries back so the guest's mappings can be made; false if it cannot.

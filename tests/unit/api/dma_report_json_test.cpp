@@ -24,7 +24,7 @@ TEST_CASE("a DmaReport from the capability: every field") {
     "reason": "eager plan needs 3 entries, 24 available",
     "planned_entries": 3, "mapped_bytes": 3221225472, "peak_entries": 4,
     "failed_maps": {"eexist": 1, "enospc": 2, "einval": 3, "enomem": 4, "other": 5,
-                    "refused_budget": 0, "refused_invalid": 0},
+                    "refused_budget": 0, "refused_reserve": 0, "refused_invalid": 0},
     "low_water": null, "guest_mappings": null,
     "iova_ranges": [{"start": 0, "end": 4276092927}, {"start": 4277141504, "end": 549755813887}],
     "iova_pgsizes": 1075843072,
@@ -38,6 +38,7 @@ TEST_CASE("a lazy DmaReport shows the reserve, the guest's mappings and Keel's r
   lazy.low_water = 2;
   lazy.guest_mappings = 7;
   lazy.counters.refused_budget = 5;
+  lazy.counters.refused_reserve = 2;
   lazy.counters.refused_invalid = 1;
   r.lazy = lazy;
   const json j = dma_report_to_json(r, vmm::VmConfig{}, {});
@@ -45,6 +46,7 @@ TEST_CASE("a lazy DmaReport shows the reserve, the guest's mappings and Keel's r
   CHECK(j["low_water"] == 2);
   CHECK(j["guest_mappings"] == 7);
   CHECK(j["failed_maps"]["refused_budget"] == 5);
+  CHECK(j["failed_maps"]["refused_reserve"] == 2);
   CHECK(j["failed_maps"]["refused_invalid"] == 1);
   CHECK(j["failed_maps"]["enospc"] == 2);  // the kernel's, kept apart
 }

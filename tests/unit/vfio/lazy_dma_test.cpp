@@ -110,6 +110,7 @@ TEST_CASE("lazy: long-held mappings of one direction cannot lock out the others"
   }
   CHECK(n == 112);
   CHECK(lazy.counters().refused_budget == 1);
+  CHECK(lazy.counters().refused_reserve == 1);
   // ...so its transmit buffers (device reads) and a ring (both) still get entries, up to the last.
   for (std::uint64_t i = 0; i < 15; ++i) {
     REQUIRE(lazy.map(page(200 + i, devices::kDmaRead)) == DmaStatus::kOk);
@@ -117,6 +118,8 @@ TEST_CASE("lazy: long-held mappings of one direction cannot lock out the others"
   REQUIRE(lazy.map(page(300, kRW)) == DmaStatus::kOk);
   CHECK(lazy.headroom() == 0u);
   CHECK(lazy.map(page(301, kRW)) == DmaStatus::kNoMemory);
+  CHECK(lazy.counters().refused_budget == 2);
+  CHECK(lazy.counters().refused_reserve == 1);  // the budget itself refused that one
   // A transmit buffer given back is room for the next transmit, never for more receive buffers.
   REQUIRE(lazy.unmap(page(200, devices::kDmaRead)) == DmaStatus::kOk);
   CHECK(lazy.map(page(n, devices::kDmaWrite)) == DmaStatus::kNoMemory);
@@ -317,6 +320,42 @@ TEST_CASE("lazy: an unmap that is not exactly a held mapping is S_NOENT; a kerne
   CHECK(rig.fake->mappings().size() == 1);
   CHECK(lazy.unmap({0x20000, 0x4000, 0, kRW}) == DmaStatus::kOk);
   CHECK(rig.fake->mappings().empty());
+}
+
+TEST_CASE("lazy: an unmap the kernel answers with another size forgets the mapping") {
+  MapperRig rig(with_limit(64));  // reserve 8
+  auto memory = ram();
+  LazyDma lazy(*rig.mapper, memory, 0);
+  for (std::uint64_t i = 0; i < 56; ++i) {  // device reads up to the reserve: 8 entries left
+    REQUIRE(lazy.map(page(i, devices::kDmaRead)) == DmaStatus::kOk);
+  }
+  const DmaMapping two{0x200000000, 0x2000, 0x100000, devices::kDmaWrite};
+  REQUIRE(lazy.map(two) == DmaStatus::kOk);
+  // Another user of the container puts a one-page entry where Keel's two-page one was: the
+  // kernel then unmaps one page, not the two Keel asked for.
+  auto container_ioctl = [&](unsigned long request, auto& arg) {
+    arg.argsz = sizeof arg;
+    REQUIRE(rig.fake->ioctl(rig.container->fd(), request, &arg, "another user").ok());
+  };
+  vfio_iommu_type1_dma_unmap theirs{};
+  theirs.iova = two.iova;
+  theirs.size = two.size;
+  container_ioctl(VFIO_IOMMU_UNMAP_DMA, theirs);
+  vfio_iommu_type1_dma_map other{};
+  other.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+  other.vaddr = reinterpret_cast<std::uint64_t>(memory.translate(0x100000, 0x1000));
+  other.iova = two.iova;
+  other.size = 0x1000;
+  container_ioctl(VFIO_IOMMU_MAP_DMA, other);
+  CHECK(lazy.unmap(two) == DmaStatus::kIoError);
+  CHECK(lazy.counters().kernel_failures == 1);
+  CHECK(lazy.mappings() == 56);  // gone from the guest's table as from the kernel's
+  CHECK(rig.fake->mappings().size() == 56);
+  // Its class count went with it: device writes may take all 8 entries of the reserve again.
+  for (std::uint64_t i = 0; i < 8; ++i) {
+    REQUIRE(lazy.map(page(100 + i, devices::kDmaWrite)) == DmaStatus::kOk);
+  }
+  CHECK(lazy.headroom() == 0u);
 }
 
 }  // namespace
