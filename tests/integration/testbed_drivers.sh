@@ -52,7 +52,7 @@ info() { sed -n "s/^KEEL-TESTBED result run=$1 info=//p" <<<"$markers" | jq -r "
 # check_run NAME MODE LIMIT
 check_run() {
   local name=$1 mode=$2 limit=$3 l n
-  expect "$name: the guest finished its work" grep -q "^KEEL-TESTBED result run=$name limit=$limit finished=yes" <<<"$markers"
+  expect "$name: the guest finished its work" grep -q "^KEEL-TESTBED result run=$name vmm=keel limit=$limit finished=yes " <<<"$markers"
   n=$(line "$name" "nvme ")
   expect "$name: NVMe read back what 4 writers wrote ($(field "$n" pattern_sha) vs $(field "$n" read_sha))" \
     test -n "$(field "$n" pattern_sha)" -a "$(field "$n" pattern_sha)" = "$(field "$n" read_sha)"
@@ -82,6 +82,8 @@ check_run() {
     expect "$name: container $i's peak within the limit ($(info "$name" ".dma[$i].peak_entries"))" \
       test "$(info "$name" ".dma[$i].peak_entries")" -le "$limit"
   done
+  expect "$name: no DMAR fault during the run ($(field "$(line "$name" "dmar_faults=")" dmar_faults))" \
+    test "$(field "$(line "$name" "dmar_faults=")" dmar_faults)" = 0
   expect "$name: keel ended with 0" test "$(field "$(line "$name" "keel_exit=")" keel_exit)" = 0
   # (A fresh container always starts with the whole limit: this proves the groups were released.)
   expect "$name: both devices open again in a fresh container afterwards" \
