@@ -110,6 +110,10 @@ Result<RegionInfo> parse_region_info(std::span<const std::uint8_t> reply) {
 // capabilities, s390 only, are not read).
 Result<DeviceFd> DeviceFd::open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf) {
   KEEL_TRY_WRAP(auto fd, group.device_fd(bdf), "VFIO device " + bdf);
+  return adopt(std::move(sys), std::move(fd), bdf);
+}
+
+Result<DeviceFd> DeviceFd::adopt(std::shared_ptr<VfioSys> sys, UniqueFd fd, const std::string& bdf) {
   vfio_device_info raw{};
   raw.argsz = sizeof(raw);
   if (auto got = sys->ioctl(fd.get(), VFIO_DEVICE_GET_INFO, &raw, "VFIO_DEVICE_GET_INFO " + bdf);

@@ -68,6 +68,8 @@ class DeviceFd {
   // VFIO_GROUP_GET_DEVICE_FD for `bdf` in `group` (whose container has its IOMMU set), then
   // VFIO_DEVICE_GET_INFO.
   static Result<DeviceFd> open(std::shared_ptr<VfioSys> sys, Group& group, const std::string& bdf);
+  // A device cdev already bound to an iommufd and attached (iommufd.hpp): VFIO_DEVICE_GET_INFO.
+  static Result<DeviceFd> adopt(std::shared_ptr<VfioSys> sys, UniqueFd fd, const std::string& bdf);
 
   const std::string& name() const { return name_; }
   int fd() const { return fd_.get(); }
