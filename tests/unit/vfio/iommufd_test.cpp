@@ -27,6 +27,7 @@ class FakeIommufd final : public VfioSys {
   bool exists = true;  // /dev/iommu
   int range_growth = 0;  // ranges appearing between two IOVA_RANGES calls
   std::map<std::uint64_t, std::uint64_t> areas;  // iova -> length (one IOAS)
+  std::uint64_t pinned = 0;                      // bytes of all areas
   std::uint32_t ioas = 0;
   bool per_process = false;
   std::uint32_t bound_devid = 0;
@@ -99,19 +100,16 @@ class FakeIommufd final : public VfioSys {
         return Error::from_errno(EINVAL, what);
       }
       const std::uint64_t last = m->iova + m->length - 1;
-      for (const auto& [iova, length] : areas) {
-        if (iova <= last && m->iova <= iova + length - 1) {
-          return Error::from_errno(EEXIST, what);
-        }
-      }
-      std::uint64_t pinned = 0;
-      for (const auto& [iova, length] : areas) {
-        pinned += length;
+      auto next = areas.lower_bound(m->iova);
+      if ((next != areas.end() && next->first <= last) ||
+          (next != areas.begin() && std::prev(next)->first + std::prev(next)->second > m->iova)) {
+        return Error::from_errno(EEXIST, what);
       }
       if (pinned + m->length > memlock) {
         return Error::from_errno(ENOMEM, what);
       }
       areas[m->iova] = m->length;
+      pinned += m->length;
       return 0;
     }
     if (request == kIommuIoasUnmap) {
@@ -125,6 +123,7 @@ class FakeIommufd final : public VfioSys {
             return Error::from_errno(ENOENT, what);  // never splits; earlier areas stay gone
           }
           unmapped += it->second;
+          pinned -= it->second;
           it = areas.erase(it);
         } else {
           ++it;
