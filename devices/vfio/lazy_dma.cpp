@@ -66,7 +66,9 @@ std::uint64_t LazyDma::progress_reserve() const {
   return std::min<std::uint64_t>(kMaxReserve, at_open.avail / 8);
 }
 
-std::size_t LazyDma::access_class(bool reads, bool writes) {
+std::size_t LazyDma::access_class(std::uint32_t access) {
+  const bool reads = (access & devices::kDmaRead) != 0;
+  const bool writes = (access & devices::kDmaWrite) != 0;
   return reads && writes ? 2 : writes ? 1 : 0;
 }
 
@@ -135,7 +137,7 @@ DmaStatus LazyDma::map(const DmaMapping& m) {
                {{"mapping", describe(m)}, {"held", describe(h)}});
     return DmaStatus::kInvalid;
   }
-  const std::size_t cls = access_class(reads, writes);
+  const std::size_t cls = access_class(m.access);
   if (auto room = headroom(); room) {
     const std::uint64_t reserve = progress_reserve();
     const bool by_reserve = *room != 0 && *room <= reserve && class_entries_[cls] >= reserve;
@@ -208,9 +210,7 @@ DmaStatus LazyDma::unmap(const DmaMapping& m) {
 }
 
 void LazyDma::forget(std::map<std::uint64_t, Held>::iterator it) {
-  const devices::DmaMapping& m = it->second.mapping;
-  --class_entries_[access_class((m.access & devices::kDmaRead) != 0,
-                                (m.access & devices::kDmaWrite) != 0)];
+  --class_entries_[access_class(it->second.mapping.access)];
   held_.erase(it);
   note_headroom();
 }

@@ -93,8 +93,9 @@ class LazyDma {
     unsigned users = 0;
     bool by_eager = false;  // served by an eager entry: no host entry of its own
   };
-  // A mapping's class for the progress reserve: 0 device-reads only, 1 device-writes only, 2 both.
-  static std::size_t access_class(bool reads, bool writes);
+  // A mapping's class for the progress reserve, from its access bits: 0 device-reads only,
+  // 1 device-writes only, 2 both.
+  static std::size_t access_class(std::uint32_t access);
   // Forgets a held mapping whose host entry is gone.
   void forget(std::map<std::uint64_t, Held>::iterator it);
   // An eager entry covering the identity mapping `m`, if the eager plan is still active.
