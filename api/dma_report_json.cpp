@@ -51,7 +51,16 @@ json dma_report_to_json(const vfio::DmaReport& report, const vmm::VmConfig& conf
       {"devices", std::move(device_list)},
       {"backend", report.backend},
       {"avail_at_open", budget_to_json(report.avail_at_open)},
+      {"backend_reason", report.backend_reason},
       {"avail_source", vfio::to_string(report.avail_at_open.source)},
+      {"binding_limit", report.binding_limit},
+      {"memlock",
+       {{"limit_bytes", report.memlock.limit_bytes == vfio::kMemlockUnlimited
+                            ? json(nullptr)
+                            : json(report.memlock.limit_bytes)},
+        {"cap_ipc_lock", report.memlock.cap_ipc_lock},
+        {"charged_to", report.charged_per_process ? "process" : "user"},
+        {"pinned_bytes_planned", report.pinned_bytes_planned}}},
       {"avail_now", report.avail_now ? budget_to_json(*report.avail_now) : json(nullptr)},
       {"entries_used", report.entries_used},
       {"consistent", report.consistent ? json(*report.consistent) : json(nullptr)},

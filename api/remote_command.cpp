@@ -104,7 +104,7 @@ Result<RemoteRequest> add_device_request(std::string_view spec) {
   KEEL_TRY(auto items, split_spec("add-device", spec, "path=/sys/bus/pci/devices/0000:01:00.0,id=nic0"));
   nlohmann::json body = nlohmann::json::object();
   for (const auto& [key, value] : items) {
-    if (key == "path" || key == "id" || key == "dma_mapping") {
+    if (key == "path" || key == "id" || key == "dma_mapping" || key == "backend") {
       body[key] = value;
     } else if (key == "iommu") {
       KEEL_TRY(body[key], on_off("add-device", key, value));
@@ -116,7 +116,7 @@ Result<RemoteRequest> add_device_request(std::string_view spec) {
       body[key] = *entries;
     } else {
       return Error::invalid("add-device: unknown key \"" + key +
-                            "\" (known: path, id, dma_mapping, iommu, dma_low_water)");
+                            "\" (known: path, id, dma_mapping, backend, iommu, dma_low_water)");
     }
   }
   if (!body.contains("path")) {

@@ -125,7 +125,7 @@ void dma_block(std::ostringstream& out, const json& report, std::size_t index) {
   }
   out << "  container " << index << ": " << (devices.empty() ? "no devices" : devices) << '\n';
   const std::string_view in = "    ";
-  row(out, in, "backend", text(member(report, "backend")));
+  row(out, in, "backend", text(member(report, "backend_reason"), text(member(report, "backend"))));
   row(out, in, "mode",
       text(member(report, "mode")) + " (requested " + text(member(report, "requested_mode")) + ")");
   row(out, in, "reason", text(member(report, "reason")));
@@ -133,7 +133,17 @@ void dma_block(std::ostringstream& out, const json& report, std::size_t index) {
   row(out, in, "avail at open",
       source == "capability"
           ? text(member(report, "avail_at_open")) + " entries (capability)"
-          : source + (source == "absent" ? " (kernel < 5.10: budget unknown)" : ""));
+          : source == "absent"    ? "absent (kernel < 5.10: budget unknown)"
+          : source == "iommufd"   ? "no entry count (iommufd)"
+                                  : source);
+  const json& memlock = member(report, "memlock");
+  row(out, in, "memlock",
+      (member(memlock, "cap_ipc_lock") == true ? std::string("CAP_IPC_LOCK (no limit)")
+           : member(memlock, "limit_bytes").is_null() ? std::string("unlimited")
+                                                       : bytes(member(memlock, "limit_bytes"))) +
+          ", charged to the " + text(member(memlock, "charged_to"), "process") + ", plan pins " +
+          bytes(member(memlock, "pinned_bytes_planned")));
+  row(out, in, "binding limit", text(member(report, "binding_limit"), "none"));
   row(out, in, "avail now", text(member(report, "avail_now"), "not re-read"));
   row(out, in, "entries used",
       text(member(report, "entries_used")) + " (peak " + text(member(report, "peak_entries")) +
@@ -183,11 +193,11 @@ std::string format_info(const json& info) {
   if (devices.is_array() && !devices.empty()) {
     out << "devices\n";
     std::vector<std::vector<std::string>> rows{
-        {"ID", "GUEST BDF", "DMA MAPPING", "IOMMU", "PATH"}};
+        {"ID", "GUEST BDF", "DMA MAPPING", "BACKEND", "IOMMU", "PATH"}};
     for (const json& device : devices) {
       const std::string id = text(member(device, "id"));
       rows.push_back({id, text(member(member(tree, id), "pci_bdf"), "-"),
-                      text(member(device, "dma_mapping")),
+                      text(member(device, "dma_mapping")), text(member(device, "backend"), "auto"),
                       member(device, "iommu") == true ? "on" : "off", text(member(device, "path"))});
     }
     table(out, rows, "  ");

@@ -292,7 +292,9 @@ Status read_platform(const json& value, vmm::VmConfig& config, Unsupported& unsu
   no_device(r, "oem_strings", "SMBIOS OEM strings (Keel writes no SMBIOS tables)");
   off(r, "tdx", "an Intel TDX guest");
   off(r, "sev_snp", "an AMD SEV-SNP guest");
-  off(r, "iommufd", "the iommufd VFIO backend");
+  off(r, "iommufd",
+      "iommufd for every VFIO device (Keel picks it per device: DeviceConfig.backend \"iommufd\", "
+      "and \"auto\" takes it wherever the host has it)");
   off(r, "vfio_p2p_dma", "peer-to-peer DMA between passed-through devices (Keel does not map "
                          "their BARs in the IOMMU)");
   return r.finish();
@@ -341,6 +343,10 @@ Result<vmm::DeviceConfig> device_config_from_json(const json& value, const std::
   if (mapping) {
     KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode(*mapping), at("dma_mapping"));
   }
+  KEEL_TRY(auto backend, r.string("backend", "\"auto\", \"type1\" or \"iommufd\""));
+  if (backend) {
+    KEEL_TRY_WRAP(device.backend, vfio::parse_backend_choice(*backend), at("backend"));
+  }
   r.accept_if("pci_segment", is_zero, "a PCI segment other than 0", "remove it or send 0");
   r.accept_if("pci_device_id", is_never, "a PCI slot of your choice",
                               "remove it (Keel assigns slots)");
@@ -372,6 +378,7 @@ json device_config_to_json(const vmm::DeviceConfig& device) {
               {"id", device.id},
               {"iommu", device.iommu},
               {"dma_mapping", to_string(device.dma_mapping)},
+              {"backend", to_string(device.backend)},
               {"dma_low_water", device.dma_low_water}};
 }
 

@@ -165,7 +165,7 @@ Result<std::uint64_t> parse_number(const std::string& flag, const std::string& k
 
 Result<DeviceConfig> parse_device(const std::string& text) {
   KEEL_TRY(auto opts, split_options("--device", text,
-                                    {"path", "id", "dma_mapping", "iommu", "dma_low_water"}));
+                                    {"path", "id", "dma_mapping", "backend", "iommu", "dma_low_water"}));
   DeviceConfig device;
   device.path = (opts)["path"];
   if (device.path.empty()) {
@@ -181,6 +181,9 @@ Result<DeviceConfig> parse_device(const std::string& text) {
   if (opts.count("dma_mapping") != 0) {
     KEEL_TRY_WRAP(device.dma_mapping, vfio::parse_mapping_mode((opts)["dma_mapping"]),
                   "--device: dma_mapping");
+  }
+  if (opts.count("backend") != 0) {
+    KEEL_TRY_WRAP(device.backend, vfio::parse_backend_choice((opts)["backend"]), "--device: backend");
   }
   if (opts.count("iommu") != 0) {
     const std::string& iommu = (opts)["iommu"];
@@ -320,9 +323,11 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
   std::vector<std::string> devices;
   app.add_option("--device", devices,
                  "path=/sys/bus/pci/devices/DDDD:BB:DD.F[,id=NAME][,dma_mapping=auto|eager|lazy]"
-                 "[,iommu=on][,dma_low_water=N]: pass a host PCI function through with VFIO "
-                 "(repeatable); iommu=on puts it behind the virtual IOMMU, which lazy mapping "
-                 "needs; dma_low_water keeps N DMA entries free when mapping lazily")
+                 "[,backend=auto|type1|iommufd][,iommu=on][,dma_low_water=N]: pass a host PCI "
+                 "function through with VFIO (repeatable); backend picks the kernel interface "
+                 "(auto: iommufd where the host has it); iommu=on puts it behind the virtual "
+                 "IOMMU, which lazy mapping needs; dma_low_water keeps N DMA entries free when "
+                 "mapping lazily")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   std::vector<std::string> disks;

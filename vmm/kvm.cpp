@@ -253,15 +253,17 @@ Result<UniqueFd> KvmVm::create_vfio_device() {
   return UniqueFd(static_cast<int>(request.fd));
 }
 
-Status KvmVm::set_vfio_group(int kvm_vfio_fd, int group_fd, bool attached) {
-  std::int32_t fd = group_fd;
+// KVM_DEV_VFIO_FILE_ADD/DEL (Linux 6.6's names for KVM_DEV_VFIO_GROUP_ADD/DEL, same values;
+// 6.1's headers have only the old ones).
+Status KvmVm::set_vfio_file(int kvm_vfio_fd, int vfio_fd, bool attached) {
+  std::int32_t fd = vfio_fd;
   kvm_device_attr attr{};
   attr.group = KVM_DEV_VFIO_GROUP;
   attr.attr = attached ? KVM_DEV_VFIO_GROUP_ADD : KVM_DEV_VFIO_GROUP_DEL;
   attr.addr = reinterpret_cast<std::uint64_t>(&fd);
   if (kvm_ioctl(*sys_, kvm_vfio_fd, KVM_SET_DEVICE_ATTR, &attr) != 0) {
-    return Error::from_errno(attached ? "KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_ADD"
-                                 : "KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_GROUP_DEL");
+    return Error::from_errno(attached ? "KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_FILE_ADD"
+                                 : "KVM_SET_DEVICE_ATTR KVM_DEV_VFIO_FILE_DEL");
   }
   return ok_status();
 }

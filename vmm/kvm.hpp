@@ -68,9 +68,10 @@ class KvmVm {
   Status set_gsi_routing(const std::vector<kvm_irq_routing_entry>& entries);
   // KVM_CREATE_DEVICE(KVM_DEV_TYPE_VFIO): the KVM-VFIO pseudo device.
   Result<UniqueFd> create_vfio_device();
-  // KVM_SET_DEVICE_ATTR on the KVM-VFIO device: KVM_DEV_VFIO_GROUP_ADD when `attached`, else
-  // KVM_DEV_VFIO_GROUP_DEL (a hot-removed device's group).
-  Status set_vfio_group(int kvm_vfio_fd, int group_fd, bool attached);
+  // KVM_SET_DEVICE_ATTR on the KVM-VFIO device: KVM_DEV_VFIO_FILE_ADD when `attached`, else
+  // KVM_DEV_VFIO_FILE_DEL (a hot-removed device's), of a group fd (type1) or a device cdev fd
+  // (iommufd).
+  Status set_vfio_file(int kvm_vfio_fd, int vfio_fd, bool attached);
   // KVM_REGISTER_COALESCED_MMIO (KVM_UNREGISTER_... when `on` is false) for the ports
   // [port, port + size): the guest's writes there go to the coalesced ring without an exit.
   Status coalesce_pio(std::uint16_t port, std::uint32_t size, bool on);

@@ -40,9 +40,13 @@ Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& dev
       continue;
     }
     auto shared = std::find_if(plan.configs.begin(), plan.configs.end(),
-                               [&d](const vfio::BudgetedContainerConfig& c) { return c.mode == d.dma_mapping; });
+                               [&d](const vfio::BudgetedContainerConfig& c) {
+                                 return c.mode == d.dma_mapping && c.backend == d.backend;
+                               });
     if (shared == plan.configs.end()) {
-      plan.configs.emplace_back().mode = d.dma_mapping;
+      vfio::BudgetedContainerConfig& fresh = plan.configs.emplace_back();
+      fresh.mode = d.dma_mapping;
+      fresh.backend = d.backend;
       shared = plan.configs.end() - 1;
     }
     plan.where[i] = {static_cast<std::size_t>(shared - plan.configs.begin()), shared->device_paths.size()};
@@ -55,6 +59,7 @@ Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& dev
     }
     vfio::BudgetedContainerConfig& own = plan.configs.emplace_back();
     own.mode = d.dma_mapping;
+    own.backend = d.backend;
     own.device_paths.push_back(d.path);
     own.behind_viommu = true;
     own.low_water = d.dma_low_water;
@@ -85,7 +90,8 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
     p->containers_.push_back(std::move(container).value());
   }
 
-  // The KVM-VFIO device tells KVM which groups the VM uses (for coherent DMA and interrupts).
+  // The KVM-VFIO device tells KVM which groups or device cdevs the VM uses (for coherent DMA and
+  // interrupts).
   KEEL_TRY(p->kvm_vfio_, kvm.create_vfio_device());
   for (const auto& container : p->containers_) {
     KEEL_TRY_STATUS(p->set_groups(*container, true));
@@ -99,8 +105,8 @@ Result<std::unique_ptr<Passthrough>> Passthrough::create(const std::vector<Devic
 }
 
 Status Passthrough::set_groups(const vfio::BudgetedContainer& container, bool attached) {
-  for (const vfio::Group& group : container.groups()) {
-    KEEL_TRY_STATUS(kvm_.set_vfio_group(kvm_vfio_.get(), group.fd(), attached));
+  for (const int fd : container.kvm_files()) {
+    KEEL_TRY_STATUS(kvm_.set_vfio_file(kvm_vfio_.get(), fd, attached));
   }
   return ok_status();
 }
@@ -136,6 +142,7 @@ Result<std::uint8_t> Passthrough::hot_add(const DeviceConfig& d) {
   }
   vfio::BudgetedContainerConfig config;
   config.mode = d.dma_mapping;
+  config.backend = d.backend;
   config.device_paths = {d.path};
   KEEL_TRY_WRAP(auto container, vfio::BudgetedContainer::create(sys_, memory_, config), where);
   Status attached = set_groups(*container, true);

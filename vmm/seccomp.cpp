@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "devices/vfio/iommufd_uapi.hpp"
 #include "vmm/kvm_abi.hpp"
 
 namespace keel::vmm {
@@ -42,10 +43,11 @@ const std::vector<int> kRuntime = {
 
 // The ioctls a running VM's devices issue from a vCPU thread: interrupt routes and irqfds when
 // the guest programs MSI or MSI-X, memory slots when it moves a passthrough BAR, VFIO interrupt
-// setup, and the lazy engine's MAP/UNMAP with its DMA_AVAIL re-read.
+// setup, and the lazy engine's MAP/UNMAP (type1 or iommufd) with its DMA_AVAIL re-read.
 const std::vector<unsigned long> kDeviceIoctls = {
     KVM_IRQFD,         kSetGsiRouting,      KVM_SET_USER_MEMORY_REGION, VFIO_DEVICE_SET_IRQS,
     VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO,
+    vfio::uapi::kIommuIoasMap, vfio::uapi::kIommuIoasUnmap,
     KVM_IOEVENTFD,  // a virtio queue's notify address follows its BAR
     // COM1's data register is coalesced while the guest polls the transmitter
     KVM_REGISTER_COALESCED_MMIO, KVM_UNREGISTER_COALESCED_MMIO,
@@ -161,6 +163,10 @@ SeccompRules vmm_rules() {
       VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_GROUP_GET_STATUS,
       VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD,
       VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_GET_IRQ_INFO,
+      // iommufd and the device cdevs it binds (a hot-added device on that backend).
+      vfio::uapi::kIommuOption, vfio::uapi::kIommuIoasAlloc, vfio::uapi::kIommuIoasIovaRanges,
+      vfio::uapi::kIommuDestroy, vfio::uapi::kVfioDeviceBindIommufd,
+      vfio::uapi::kVfioDeviceAttachIommufdPt,
       // TAPs: create or adopt, the virtio-net header; the host side's address and link.
       TUNSETIFF, TUNGETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS,
       SIOCSIFADDR, SIOCSIFNETMASK,

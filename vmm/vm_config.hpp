@@ -7,6 +7,7 @@
 
 #include "base/result.hpp"
 #include "base/size.hpp"
+#include "devices/vfio/dma_backend.hpp"
 #include "devices/vfio/mapping_mode.hpp"
 
 namespace keel::vmm {
@@ -29,6 +30,8 @@ struct DeviceConfig {
   // With lazy mapping (iommu=on): DMA entries kept free for others; a guest MAP that would eat
   // into them is refused (virtio-iommu NOMEM) before the kernel would say ENOSPC.
   std::uint32_t dma_low_water = 0;
+  // backend=: the kernel interface that maps its DMA (a type1 container or iommufd).
+  vfio::BackendChoice backend = vfio::BackendChoice::kAuto;
 };
 
 // One virtio-blk disk over a raw image file (--disk path=..., cloud-hypervisor's DiskConfig).

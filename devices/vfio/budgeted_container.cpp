@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/log.hpp"
+
 namespace keel::vfio {
 
 namespace {
@@ -36,27 +38,42 @@ Group& group_of(std::vector<Group>& groups, std::uint32_t number) {
   return *std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.number() == number; });
 }
 
-// Phase 2: the container opened and every device's group attached to it (each group once).
-Result<std::vector<Group>> attach_groups(const std::shared_ptr<VfioSys>& sys, ContainerFd& container,
-                                         const std::vector<PciDeviceLocation>& locations,
-                                         const std::filesystem::path& sysfs_root) {
-  std::vector<Group> groups;
-  for (const auto& location : locations) {
-    const bool known = std::any_of(groups.begin(), groups.end(), [&](const Group& group) {
-      return group.number() == location.group;
-    });
-    if (known) {
-      continue;
-    }
-    KEEL_TRY_WRAP(Group group, Group::open(sys, location.group, sysfs_root), "PCI device " + location.bdf);
-    KEEL_TRY_STATUS(container.attach(group));
-    groups.push_back(std::move(group));
+// Phase 2: which backend, and why (for the report). Auto takes iommufd when /dev/iommu opens
+// and every device has its cdev; a backend asked for by name is used or fails with its fix.
+struct BackendPick {
+  BackendKind kind = BackendKind::kType1;
+  std::string reason;
+};
+
+Result<BackendPick> pick_backend(VfioSys& sys, const BudgetedContainerConfig& config,
+                                 const std::vector<PciDeviceLocation>& locations) {
+  switch (config.backend) {
+    case BackendChoice::kType1:
+      return BackendPick{BackendKind::kType1, "type1 (requested)"};
+    case BackendChoice::kIommufd:
+      return BackendPick{BackendKind::kIommufd, "iommufd (requested)"};
+    case BackendChoice::kAuto:
+      break;
   }
-  return groups;
+  if (!sys.open(kIommufdPath)) {
+    return BackendPick{BackendKind::kType1,
+                       "type1 (auto: the host has no " + std::string(kIommufdPath) + ")"};
+  }
+  for (const auto& location : locations) {
+    if (!find_device_cdev(config.sysfs_root, location.bdf)) {
+      return BackendPick{BackendKind::kType1, "type1 (auto: device " + location.bdf +
+                                                  " has no VFIO cdev: the host kernel lacks "
+                                                  "CONFIG_VFIO_DEVICE_CDEV)"};
+    }
+  }
+  return BackendPick{BackendKind::kIommufd,
+                     "iommufd (auto: the host has " + std::string(kIommufdPath) +
+                         " and every device its cdev)"};
 }
 
 // Phase 4: what the plan needs, from guest RAM, the container and the process.
 Result<PlanInput> plan_input(const memory::GuestMemory& memory, const IommuInfo& info,
+                             BackendKind backend, bool charged_per_process,
                              const BudgetedContainerConfig& config) {
   PlanInput input;
   input.ram = ram_spans(memory);
@@ -64,6 +81,8 @@ Result<PlanInput> plan_input(const memory::GuestMemory& memory, const IommuInfo&
   input.iova_pgsizes = info.iova_pgsizes;
   input.budget = info.budget;
   input.requested = config.mode;
+  input.backend = backend;
+  input.charged_per_process = charged_per_process;
   input.p2p_entries = config.p2p_entries;
   input.hotplug_reserve = config.hotplug_reserve;
   input.behind_viommu = config.behind_viommu;
@@ -77,31 +96,89 @@ Result<PlanInput> plan_input(const memory::GuestMemory& memory, const IommuInfo&
 
 }  // namespace
 
+// Type1: the container opened, every device's group attached to it (each group once), the
+// budget read (GET_INFO: IOVA ranges, page sizes, DMA_AVAIL), then the device fds.
+Status BudgetedContainer::open_type1(const std::shared_ptr<VfioSys>& sys,
+                                     const std::filesystem::path& sysfs_root) {
+  KEEL_TRY(ContainerFd container, ContainerFd::open(sys));
+  container_.emplace(std::move(container));
+  for (const auto& location : locations_) {
+    const bool known = std::any_of(groups_.begin(), groups_.end(), [&](const Group& group) {
+      return group.number() == location.group;
+    });
+    if (known) {
+      continue;
+    }
+    KEEL_TRY_WRAP(Group group, Group::open(sys, location.group, sysfs_root), "PCI device " + location.bdf);
+    KEEL_TRY_STATUS(container_->attach(group));
+    groups_.push_back(std::move(group));
+    kvm_files_.push_back(groups_.back().fd());
+  }
+  KEEL_TRY(info_, read_iommu_info(*sys, container_->fd()));
+  for (const auto& location : locations_) {
+    KEEL_TRY(DeviceFd device, DeviceFd::open(sys, group_of(groups_, location.group), location.bdf));
+    devices_.emplace_back(std::move(device));
+  }
+  backend_ = std::make_unique<Type1DmaBackend>(sys, container_->fd(),
+                                               container_->unmap_all_supported());
+  return ok_status();
+}
+
+// iommufd: /dev/iommu opened and, where Keel may (CAP_SYS_RESOURCE), its pinned memory charged
+// to this process as type1 does; a new IO address space; each device's cdev opened, bound and
+// attached to it; then the IOVA ranges, which every attached device narrows.
+Status BudgetedContainer::open_iommufd(const std::shared_ptr<VfioSys>& sys,
+                                       const std::filesystem::path& sysfs_root) {
+  KEEL_TRY(Iommufd iommufd, Iommufd::open(sys));
+  iommufd_.emplace(std::move(iommufd));
+  if (Status per_process = iommufd_->charge_per_process(); !per_process.ok()) {
+    log::debug("vfio", "iommufd charges the user's locked memory",
+               {{"why", per_process.error().message()}});
+  }
+  KEEL_TRY(charged_per_process_, iommufd_->charged_per_process());
+  KEEL_TRY(ioas_, iommufd_->alloc_ioas());
+  for (const auto& location : locations_) {
+    KEEL_TRY(const std::filesystem::path cdev, find_device_cdev(sysfs_root, location.bdf));
+    KEEL_TRY_WRAP(UniqueFd fd, sys->open(cdev.string()), "VFIO device " + location.bdf);
+    KEEL_TRY([[maybe_unused]] const std::uint32_t devid,
+             bind_device(*sys, fd.get(), *iommufd_, location.bdf));
+    KEEL_TRY_STATUS(attach_device(*sys, fd.get(), ioas_, location.bdf));
+    kvm_files_.push_back(fd.get());
+    KEEL_TRY(DeviceFd device, DeviceFd::adopt(sys, std::move(fd), location.bdf));
+    devices_.emplace_back(std::move(device));
+  }
+  KEEL_TRY(const IoasRanges ranges, iommufd_->iova_ranges(ioas_));
+  info_.iova_ranges = ranges.ranges;
+  // iommufd maps any length that is a multiple of the alignment: every such page size.
+  info_.iova_pgsizes = ranges.alignment == 0 ? 0 : ~(ranges.alignment - 1);
+  info_.budget = DmaBudget{AvailSource::kIommufd, 0};
+  backend_ = std::make_unique<IommufdDmaBackend>(*iommufd_, ioas_);
+  return ok_status();
+}
+
 Result<std::unique_ptr<BudgetedContainer>> BudgetedContainer::create(
     const std::shared_ptr<VfioSys>& sys, const memory::GuestMemory& memory,
     const BudgetedContainerConfig& config) {
-  KEEL_TRY(std::vector<PciDeviceLocation> locations, locate(config.device_paths));
-  const std::string what = describe(locations);
-  KEEL_TRY(ContainerFd container, ContainerFd::open(sys));
-  KEEL_TRY(std::vector<Group> groups, attach_groups(sys, container, locations, config.sysfs_root));
-  // Phase 3: negotiate: what the container offers (IOVA ranges, page sizes, DMA_AVAIL).
-  KEEL_TRY_WRAP(IommuInfo info, read_iommu_info(*sys, container.fd()), what);
-  std::unique_ptr<BudgetedContainer> self(
-      new BudgetedContainer(std::move(container), std::move(groups), std::move(info)));
-  for (const auto& location : locations) {
-    KEEL_TRY(DeviceFd device, DeviceFd::open(sys, group_of(self->groups_, location.group), location.bdf));
-    self->devices_.emplace_back(std::move(device));
+  std::unique_ptr<BudgetedContainer> self(new BudgetedContainer());
+  KEEL_TRY(self->locations_, locate(config.device_paths));
+  const std::string what = describe(self->locations_);
+  KEEL_TRY(const BackendPick pick, pick_backend(*sys, config, self->locations_));
+  self->backend_reason_ = pick.reason;
+  // Phase 3: open and attach, negotiate.
+  Status opened = pick.kind == BackendKind::kIommufd ? self->open_iommufd(sys, config.sysfs_root)
+                                                     : self->open_type1(sys, config.sysfs_root);
+  if (!opened.ok()) {
+    return opened.error().wrap(what + " (backend " + pick.reason + ")");
   }
-  self->locations_ = std::move(locations);
   // Phases 4 and 5: plan against guest RAM and the budget, decide.
-  KEEL_TRY_WRAP(PlanInput input, plan_input(memory, self->info_, config), what);
+  KEEL_TRY_WRAP(PlanInput input, plan_input(memory, self->info_, pick.kind, self->charged_per_process_, config), what);
+  self->memlock_ = input.memlock;
   KEEL_TRY_WRAP(self->plan_, plan_dma(input), what);
   if (self->plan_.decision == Decision::kRefuse) {
     return Error::invalid(what + ": " + self->plan_.reason);
   }
   // Phase 6: map eagerly, or hand the container to the lazy engine.
-  self->mapper_.emplace(sys, self->container_.fd(), self->info_.budget,
-                        self->container_.unmap_all_supported());
+  self->mapper_.emplace(*self->backend_, self->info_.budget);
   if (self->plan_.decision == Decision::kLazy) {
     self->lazy_.emplace(*self->mapper_, memory, config.low_water);
   } else {
@@ -149,7 +226,13 @@ DmaReport BudgetedContainer::report() const {
   r.planned_entries = plan_.planned_entries;
   r.iova_ranges = info_.iova_ranges;
   r.iova_pgsizes = info_.iova_pgsizes;
-  r.unmap_all_supported = container_.unmap_all_supported();
+  r.unmap_all_supported = backend_->unmap_all_supported();
+  r.backend = std::string(to_string(backend_->kind()));
+  r.backend_reason = backend_reason_;
+  r.memlock = memlock_;
+  r.charged_per_process = charged_per_process_;
+  r.pinned_bytes_planned = plan_.pinned_bytes;
+  r.binding_limit = plan_.binding_limit;
   if (lazy_) {
     r.lazy = LazyReport{lazy_->low_water(), lazy_->mappings(), lazy_->counters()};
   }

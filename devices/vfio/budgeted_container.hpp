@@ -10,11 +10,13 @@
 #include "base/result.hpp"
 #include "devices/vfio/container_fd.hpp"
 #include "devices/vfio/device_fd.hpp"
+#include "devices/vfio/dma_backend.hpp"
 #include "devices/vfio/dma_mapper.hpp"
 #include "devices/vfio/dma_planner.hpp"
 #include "devices/vfio/dma_report.hpp"
 #include "devices/vfio/group.hpp"
 #include "devices/vfio/iommu_info.hpp"
+#include "devices/vfio/iommufd.hpp"
 #include "devices/vfio/lazy_dma.hpp"
 #include "devices/vfio/memlock.hpp"
 #include "devices/vfio/pci_sysfs.hpp"
@@ -27,7 +29,9 @@ struct BudgetedContainerConfig {
   // /sys/bus/pci/devices/DDDD:BB:DD.F, one per passed-through device.
   std::vector<std::string> device_paths;
   MappingMode mode = MappingMode::kAuto;
-  // Where IOMMU group members are looked up (kernel/iommu_groups/N/devices); tests fake it.
+  BackendChoice backend = BackendChoice::kAuto;
+  // Where IOMMU group members (kernel/iommu_groups/N/devices) and device cdevs
+  // (bus/pci/devices/<bdf>/vfio-dev) are looked up; tests fake it.
   std::filesystem::path sysfs_root = kSysfsRoot;
   std::uint32_t p2p_entries = 0;  // BARs the caller will map for peer-to-peer
   std::uint32_t hotplug_reserve = kDefaultHotplugReserve;
@@ -38,12 +42,15 @@ struct BudgetedContainerConfig {
   std::uint32_t low_water = 0;
 };
 
-// A type1v2 container with its DMA budget negotiated: the VFIO side of the passthrough devices
-// that share it. create() runs the setup as phases: locate the devices in sysfs (once), open the
-// container and attach their groups, negotiate (GET_INFO: IOVA ranges, page sizes, DMA_AVAIL),
-// open the device fds, plan against guest RAM and decide, map eagerly or hand the container to
-// the lazy engine, then account and report. Guest memory must outlive it. Destruction unmaps
-// every entry (the kernel's count returns to avail_at_open), then detaches the groups and closes.
+// A container with its DMA budget negotiated: the VFIO side of the passthrough devices that
+// share it, on either backend (type1v2 or iommufd, chosen per config.backend). create() runs the
+// setup as phases: locate the devices in sysfs (once), choose the backend, open the container
+// and attach the devices (type1: their groups into a container, then the device fds; iommufd:
+// each device's cdev bound to one iommufd and attached to a new IO address space), negotiate
+// (IOVA ranges, page sizes, the entry budget: DMA_AVAIL, or none on iommufd), plan against guest
+// RAM and decide, map eagerly or hand the container to the lazy engine, then account and
+// report. Guest memory must outlive it. Destruction unmaps every entry (type1's count returns
+// to avail_at_open), then closes the devices that were not taken, the groups and the container.
 class BudgetedContainer {
  public:
   // Fails, before anything is mapped, when a device path is wrong, a group is not viable, the
@@ -62,9 +69,10 @@ class BudgetedContainer {
 
   // Where each of config.device_paths is, as sysfs said when the container was set up.
   const std::vector<PciDeviceLocation>& locations() const { return locations_; }
-  const ContainerFd& container() const { return container_; }
-  // The attached groups (the KVM-VFIO device needs their fds).
-  const std::vector<Group>& groups() const { return groups_; }
+  BackendKind backend() const { return backend_->kind(); }
+  // What the KVM-VFIO device is told of (KVM_DEV_VFIO_FILE): the groups' fds on type1, the
+  // device cdevs' fds on iommufd (valid while their devices are open).
+  const std::vector<int>& kvm_files() const { return kvm_files_; }
   const IommuInfo& iommu_info() const { return info_; }
   const DmaPlan& plan() const { return plan_; }
   // For further entries (BARs mapped for peer-to-peer) and on-request reconciliation.
@@ -79,17 +87,25 @@ class BudgetedContainer {
   Result<DmaReport> refresh();
 
  private:
-  BudgetedContainer(ContainerFd container, std::vector<Group> groups, IommuInfo info)
-      : container_(std::move(container)), groups_(std::move(groups)), info_(std::move(info)) {}
+  BudgetedContainer() = default;
+  Status open_type1(const std::shared_ptr<VfioSys>& sys, const std::filesystem::path& sysfs_root);
+  Status open_iommufd(const std::shared_ptr<VfioSys>& sys, const std::filesystem::path& sysfs_root);
 
-  // Destroyed bottom-up: the entries are unmapped first, then devices close, groups detach, and
-  // the container closes last.
-  ContainerFd container_;
-  std::vector<Group> groups_;
+  // Destroyed bottom-up: the entries are unmapped first, then devices close, the backend goes,
+  // groups detach, and the container (or the iommufd, with its IO address space) closes last.
+  std::optional<ContainerFd> container_;  // type1
+  std::vector<Group> groups_;             // type1
+  std::optional<Iommufd> iommufd_;        // iommufd
+  std::uint32_t ioas_ = 0;                // iommufd
+  std::unique_ptr<DmaBackend> backend_;
+  std::string backend_reason_;
+  std::vector<int> kvm_files_;
   IommuInfo info_;
   std::vector<PciDeviceLocation> locations_;
   std::vector<std::optional<DeviceFd>> devices_;
   DmaPlan plan_;
+  MemlockLimit memlock_;
+  bool charged_per_process_ = true;  // type1 always; iommufd when RLIMIT_MODE allowed it
   std::optional<DmaMapper> mapper_;
   std::optional<LazyDma> lazy_;  // before mapper_ in destruction: it borrows the mapper
 };

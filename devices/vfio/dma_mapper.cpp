@@ -1,7 +1,5 @@
 #include "devices/vfio/dma_mapper.hpp"
 
-#include <linux/vfio.h>
-
 #include <cerrno>
 #include <limits>
 #include <vector>
@@ -85,10 +83,15 @@ std::string DmaMapper::explain(MapFailure kind, std::uint64_t iova, std::uint64_
       }
       return text + "): raise vfio_iommu_type1.dma_entry_limit";
     }
-    case MapFailure::kMemlock:
-      return "pinning " + format_size(size) + " more (" + format_size(mapped_bytes_) +
-             " pinned by Keel already) exceeds the memlock limit: raise it (ulimit -l, "
-             "LimitMEMLOCK=) or give Keel CAP_IPC_LOCK";
+    case MapFailure::kMemlock: {
+      std::string text = "pinning " + format_size(size) + " more (" + format_size(mapped_bytes_) +
+                         " pinned by Keel already) exceeds the memlock limit";
+      if (backend_.kind() == BackendKind::kIommufd) {
+        text += " (iommufd charges the locked memory of Keel's user, shared by all its "
+                "processes, unless Keel has CAP_SYS_RESOURCE to be charged alone)";
+      }
+      return text + ": raise it (ulimit -l, LimitMEMLOCK=) or give Keel CAP_IPC_LOCK";
+    }
     case MapFailure::kOverlap: {
       for (const auto& [start, entry] : entries_) {
         if (start < iova + size && iova < start + entry.size) {
@@ -100,18 +103,20 @@ std::string DmaMapper::explain(MapFailure kind, std::uint64_t iova, std::uint64_
              " entries (another user of the container?)";
     }
     case MapFailure::kOutsideIova:
-      return "the range is outside the container's valid IOVA ranges or not page-aligned";
+      return "the range is outside the container's valid IOVA ranges (a reserved range of an "
+             "attached device) or not page-aligned";
     case MapFailure::kOther:
       break;
   }
   return "unexpected error";
 }
 
-// VFIO_IOMMU_MAP_DMA: assumes the container's IOMMU is set, the range is page-aligned and the
-// host memory stays mapped until the entry is unmapped.
+// Assumes the backend is ready (type1: the IOMMU set; iommufd: the devices attached), the
+// range is page-aligned and the host memory stays mapped until the entry is unmapped.
 Status DmaMapper::map(std::uint64_t iova, std::uint64_t size, std::uint64_t host,
                       std::string purpose, DmaAccess access) {
-  const std::string what = "VFIO_IOMMU_MAP_DMA " + range_text(iova, size) + " (" + purpose + ")";
+  const std::string what =
+      std::string(backend_.map_call()) + " " + range_text(iova, size) + " (" + purpose + ")";
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   if (size == 0 || iova > kMax - (size - 1) || host > kMax - (size - 1)) {
     return Error::invalid(what + ": empty or wraps around the address space");
@@ -119,14 +124,7 @@ Status DmaMapper::map(std::uint64_t iova, std::uint64_t size, std::uint64_t host
   if (!access.device_reads && !access.device_writes) {
     return Error::invalid(what + ": gives the device neither read nor write access");
   }
-  vfio_iommu_type1_dma_map request{};
-  request.argsz = sizeof(request);
-  request.flags = (access.device_reads ? VFIO_DMA_MAP_FLAG_READ : 0U) |
-                  (access.device_writes ? VFIO_DMA_MAP_FLAG_WRITE : 0U);
-  request.vaddr = host;
-  request.iova = iova;
-  request.size = size;
-  auto ret = sys_->ioctl(container_fd_, VFIO_IOMMU_MAP_DMA, &request, what);
+  auto ret = backend_.map(iova, size, host, access, what);
   if (!ret) {
     const MapFailure kind = classify_map_errno(ret.error().errno_value());
     ++failed_[kind];
@@ -142,8 +140,7 @@ Status DmaMapper::map(std::uint64_t iova, std::uint64_t size, std::uint64_t host
   return ok_status();
 }
 
-// VFIO_IOMMU_UNMAP_DMA of one whole entry: assumes type1v2 semantics (a range that would split a
-// mapping is EINVAL) and that the kernel reports the bytes it unmapped in `size`.
+// One whole entry: the kernel reports the bytes it unmapped, which must be the entry's.
 Status DmaMapper::unmap(std::uint64_t iova) {
   auto it = entries_.find(iova);
   if (it == entries_.end()) {
@@ -151,18 +148,14 @@ Status DmaMapper::unmap(std::uint64_t iova) {
         ENOENT, "unmap DMA at iova " + hex(iova) + ": Keel holds no entry that starts there");
   }
   const DmaEntry& entry = it->second;
-  const std::string what =
-      "VFIO_IOMMU_UNMAP_DMA " + range_text(entry.iova, entry.size) + " (" + entry.purpose + ")";
-  vfio_iommu_type1_dma_unmap request{};
-  request.argsz = sizeof(request);
-  request.iova = entry.iova;
-  request.size = entry.size;
-  KEEL_TRY_STATUS(sys_->ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &request, what));
+  const std::string what = std::string(backend_.unmap_call()) + " " +
+                           range_text(entry.iova, entry.size) + " (" + entry.purpose + ")";
+  KEEL_TRY(const std::uint64_t unmapped, backend_.unmap(entry.iova, entry.size, what));
   const std::uint64_t expected = entry.size;
   mapped_bytes_ -= entry.size;
   entries_.erase(it);
-  if (request.size != expected) {
-    return Error::invalid(what + ": the kernel unmapped " + hex(request.size) + " bytes, not the " +
+  if (unmapped != expected) {
+    return Error::invalid(what + ": the kernel unmapped " + hex(unmapped) + " bytes, not the " +
                           hex(expected) + " Keel mapped there");
   }
   return ok_status();
@@ -218,29 +211,23 @@ Status DmaMapper::unmap_entries_one_by_one() {
   return ok_status();
 }
 
-// VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_ALL: assumes the VFIO_UNMAP_ALL extension and
-// iova = size = 0; the kernel reports the bytes it unmapped in `size`.
 Status DmaMapper::unmap_all() {
   if (entries_.empty()) {
     return ok_status();
   }
-  if (!unmap_all_supported_) {
+  if (!backend_.unmap_all_supported()) {
     return unmap_entries_one_by_one();
   }
-  vfio_iommu_type1_dma_unmap request{};
-  request.argsz = sizeof(request);
-  request.flags = VFIO_DMA_UNMAP_FLAG_ALL;
-  auto ret =
-      sys_->ioctl(container_fd_, VFIO_IOMMU_UNMAP_DMA, &request,
-                  "VFIO_IOMMU_UNMAP_DMA(ALL) of " + std::to_string(entries_.size()) + " entries");
-  if (!ret) {
-    log::warn("vfio", "VFIO_UNMAP_ALL failed, unmapping one entry at a time",
-              {{"entries", entries_.size()}, {"error", ret.error().message()}});
+  auto unmapped = backend_.unmap_all(std::string(backend_.unmap_call()) + " of all " +
+                                     std::to_string(entries_.size()) + " entries");
+  if (!unmapped) {
+    log::warn("vfio", "unmapping all at once failed, unmapping one entry at a time",
+              {{"entries", entries_.size()}, {"error", unmapped.error().message()}});
     return unmap_entries_one_by_one();
   }
-  if (request.size != mapped_bytes_) {
-    log::warn("vfio", "VFIO_UNMAP_ALL unmapped a different amount than Keel held",
-              {{"unmapped_bytes", request.size},
+  if (*unmapped != mapped_bytes_) {
+    log::warn("vfio", "unmapping all unmapped a different amount than Keel held",
+              {{"unmapped_bytes", *unmapped},
                {"held_bytes", mapped_bytes_},
                {"entries", entries_.size()}});
   }
@@ -250,7 +237,7 @@ Status DmaMapper::unmap_all() {
 }
 
 Result<Reconciliation> DmaMapper::reconcile() {
-  auto now = reread_avail(*sys_, container_fd_);
+  auto now = backend_.budget();
   if (!now) {
     log::warn("vfio", "cannot re-read DMA_AVAIL", {{"error", now.error().message()}});
     return now.error().wrap("reconcile DMA entries");

@@ -8,13 +8,15 @@
 #include <string_view>
 
 #include "base/result.hpp"
+#include "devices/vfio/dma_backend.hpp"
 #include "devices/vfio/dma_planner.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "devices/vfio/vfio_sys.hpp"
 
 namespace keel::vfio {
 
-// Why the kernel refused a VFIO_IOMMU_MAP_DMA (vfio_dma_do_map's checks, in its order).
+// Why the kernel refused a MAP (type1's vfio_dma_do_map checks, in its order; iommufd answers
+// with the same errnos, and never ENOSPC).
 enum class MapFailure {
   kOverlap,      // EEXIST: overlaps a mapping in the container
   kBudget,       // ENOSPC: no DMA entries left (dma_entry_limit)
@@ -34,12 +36,6 @@ struct FailedMaps {
 
   std::uint64_t total() const { return overlap + budget + outside_iova + memlock + other; }
   std::uint64_t& operator[](MapFailure kind);
-};
-
-// What the device may do with an entry's memory (VFIO_DMA_MAP_FLAG_READ / _WRITE).
-struct DmaAccess {
-  bool device_reads = true;
-  bool device_writes = true;
 };
 
 // One entry Keel holds in the container.
@@ -62,41 +58,38 @@ struct Reconciliation {
   std::int64_t kernel_entries = 0;  // at_open.avail - now.avail, when checked
 };
 
-// The table of DMA entries held in one type1 container, and the only code that maps or unmaps
-// them. Borrows the container fd (the container must outlive it); unmaps everything on
-// destruction. Not copyable or movable: the table's identity is the container's. Not
-// thread-safe: use it from one thread (the VMM thread).
+// The table of DMA entries held in one container (a type1 container or an iommufd IOAS, behind
+// DmaBackend), and the only code that maps or unmaps them. Borrows the backend (it must outlive
+// the mapper); unmaps everything on destruction. Not copyable or movable: the table's identity
+// is the container's. Not thread-safe: use it from one thread (the VMM thread).
 class DmaMapper {
  public:
-  DmaMapper(std::shared_ptr<VfioSys> sys, int container_fd, DmaBudget at_open,
-            bool unmap_all_supported)
-      : sys_(std::move(sys)),
-        container_fd_(container_fd),
-        at_open_(at_open),
-        unmap_all_supported_(unmap_all_supported) {}
+  DmaMapper(DmaBackend& backend, DmaBudget at_open) : backend_(backend), at_open_(at_open) {}
   ~DmaMapper();
   DmaMapper(const DmaMapper&) = delete;
   DmaMapper& operator=(const DmaMapper&) = delete;
 
-  // VFIO_IOMMU_MAP_DMA (read/write unless `access` says less) of [iova, iova+size) to host memory at `host`. On failure the
-  // Error keeps the errno (classify it with classify_map_errno), says what it means, and the
-  // failure is counted by kind; DMA_AVAIL is then re-read and reconciled.
+  // Maps [iova, iova+size) to host memory at `host` (read/write unless `access` says less). On
+  // failure the Error keeps the errno (classify it with classify_map_errno), says what it means
+  // and the fix, and the failure is counted by kind; the budget is then re-read and reconciled.
   Status map(std::uint64_t iova, std::uint64_t size, std::uint64_t host, std::string purpose,
              DmaAccess access = {});
-  // VFIO_IOMMU_UNMAP_DMA of exactly the entry that starts at `iova` (type1v2 never splits).
+  // Unmaps exactly the entry that starts at `iova` (neither backend splits one).
   Status unmap(std::uint64_t iova);
   // Maps every entry of an eager plan; on any failure unmaps what it mapped, so nothing is left,
   // and returns the failing MAP's error with the numbers.
   Status map_plan(const DmaPlan& plan);
-  // Unmaps every entry: one VFIO_UNMAP_ALL call when the container supports it, else one unmap
-  // per entry. The table is empty afterwards unless an unmap failed.
+  // Unmaps every entry: one call when the backend can (type1's VFIO_UNMAP_ALL, iommufd), else
+  // one unmap per entry. The table is empty afterwards unless an unmap failed.
   Status unmap_all();
 
-  // Re-reads DMA_AVAIL and compares; a mismatch is logged as a warning and returned, never hidden.
+  // Re-reads the budget and compares; a mismatch is logged as a warning and returned, never
+  // hidden. Only a type1 DMA_AVAIL capability can be compared (checked).
   Result<Reconciliation> reconcile();
 
   const std::map<std::uint64_t, DmaEntry>& entries() const { return entries_; }
   const DmaBudget& avail_at_open() const { return at_open_; }
+  const DmaBackend& backend() const { return backend_; }
   std::uint64_t mapped_bytes() const { return mapped_bytes_; }
   std::uint64_t peak_entries() const { return peak_entries_; }
   const FailedMaps& failed_maps() const { return failed_; }
@@ -107,10 +100,8 @@ class DmaMapper {
                       const std::optional<Reconciliation>& now) const;
   Status unmap_entries_one_by_one();
 
-  std::shared_ptr<VfioSys> sys_;
-  int container_fd_;
+  DmaBackend& backend_;
   DmaBudget at_open_;
-  bool unmap_all_supported_;
   std::map<std::uint64_t, DmaEntry> entries_;  // by IOVA
   std::uint64_t mapped_bytes_ = 0;
   std::uint64_t peak_entries_ = 0;

@@ -32,11 +32,14 @@ std::string budget_text(const DmaBudget& budget) {
              "limit (vfio_iommu_type1.dma_entry_limit, 65535 by default) cannot be checked";
     case AvailSource::kUnlimited:
       return "no entry limit (DMA_AVAIL reads 4294967295: iommufd compatibility)";
+    case AvailSource::kIommufd:
+      return "no entry limit (iommufd counts no entries; pinned memory is what binds)";
   }
   return "an unknown budget";
 }
 
-std::string memlock_text(const DmaPlan& plan, const MemlockLimit& memlock) {
+std::string memlock_text(const DmaPlan& plan, const PlanInput& input) {
+  const MemlockLimit& memlock = input.memlock;
   const std::string pinned = "pins " + format_size(plan.pinned_bytes) + " of guest RAM";
   if (memlock.cap_ipc_lock) {
     return pinned + " (CAP_IPC_LOCK: RLIMIT_MEMLOCK does not apply)";
@@ -45,7 +48,28 @@ std::string memlock_text(const DmaPlan& plan, const MemlockLimit& memlock) {
     return pinned + " (RLIMIT_MEMLOCK unlimited)";
   }
   return pinned + (plan.memlock_fits ? " within" : " but") + " the RLIMIT_MEMLOCK of " +
-         format_size(memlock.limit_bytes) + (plan.memlock_fits ? "" : " is lower");
+         format_size(memlock.limit_bytes) + (plan.memlock_fits ? "" : " is lower") +
+         (input.charged_per_process ? ""
+                                    : " (iommufd charges Keel's user, whose other processes "
+                                      "share that limit)");
+}
+
+// The limit the plan comes closest to, as a share of each.
+std::string binding_limit(const DmaPlan& plan, const PlanInput& input) {
+  double entries = 0, memlock = 0;
+  if (input.budget.source == AvailSource::kCapability) {
+    const double needed = static_cast<double>(plan.planned_entries + plan.hotplug_reserve);
+    entries = input.budget.avail == 0 ? 1e18 : needed / input.budget.avail;
+  }
+  if (!input.memlock.cap_ipc_lock && input.memlock.limit_bytes != kMemlockUnlimited) {
+    memlock = input.memlock.limit_bytes == 0
+                  ? 1e18
+                  : static_cast<double>(plan.pinned_bytes) / input.memlock.limit_bytes;
+  }
+  if (entries == 0 && memlock == 0) {
+    return "none";
+  }
+  return entries >= memlock ? "dma_entries" : "memlock";
 }
 
 std::string eager_summary(const DmaPlan& plan, const PlanInput& input) {
@@ -55,10 +79,10 @@ std::string eager_summary(const DmaPlan& plan, const PlanInput& input) {
   } else {
     text += " against " + budget_text(input.budget);
   }
-  return text + "; " + memlock_text(plan, input.memlock);
+  return text + "; " + memlock_text(plan, input);
 }
 
-std::string fixes(const DmaPlan& plan) {
+std::string fixes(const DmaPlan& plan, const PlanInput& input) {
   const std::uint64_t needed = plan.planned_entries + plan.hotplug_reserve;
   std::string text = "fixes:";
   if (!plan.entries_fit) {
@@ -67,6 +91,10 @@ std::string fixes(const DmaPlan& plan) {
             " > /sys/module/vfio_iommu_type1/parameters/dma_entry_limit before Keel opens the "
             "container, or vfio_iommu_type1.dma_entry_limit=" +
             std::to_string(needed) + " on the host kernel command line);";
+    if (input.backend == BackendKind::kType1) {
+      text += " or use backend=iommufd, which counts no entries (a host kernel with "
+              "CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV);";
+    }
   }
   if (!plan.memlock_fits) {
     const std::uint64_t kib = (plan.pinned_bytes + kKiB - 1) / kKiB;
@@ -184,6 +212,7 @@ Result<DmaPlan> plan_dma(const PlanInput& input) {
   plan.entries_fit = input.budget.fits(plan.planned_entries + plan.hotplug_reserve);
   plan.memlock_fits = input.memlock.allows(plan.pinned_bytes);
   const bool eager_fits = plan.entries_fit && plan.memlock_fits;
+  plan.binding_limit = binding_limit(plan, input);
   const std::string summary = eager_summary(plan, input);
 
   switch (input.requested) {
@@ -193,7 +222,7 @@ Result<DmaPlan> plan_dma(const PlanInput& input) {
         plan.reason = "eager (requested): " + summary;
       } else {
         plan.decision = Decision::kRefuse;
-        plan.reason = "eager mapping (requested) does not fit: " + summary + "; " + fixes(plan);
+        plan.reason = "eager mapping (requested) does not fit: " + summary + "; " + fixes(plan, input);
       }
       break;
     case MappingMode::kAuto:
@@ -208,7 +237,7 @@ Result<DmaPlan> plan_dma(const PlanInput& input) {
       } else {
         plan.decision = Decision::kRefuse;
         plan.reason =
-            "auto: eager mapping does not fit: " + summary + "; " + kNoViommu + "; " + fixes(plan);
+            "auto: eager mapping does not fit: " + summary + "; " + kNoViommu + "; " + fixes(plan, input);
       }
       break;
     case MappingMode::kLazy:

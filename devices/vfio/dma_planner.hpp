@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "devices/vfio/dma_backend.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "devices/vfio/mapping_mode.hpp"
 #include "devices/vfio/memlock.hpp"
@@ -37,7 +38,11 @@ struct PlanInput {
   std::vector<IovaRange> iova_ranges;  // empty: the kernel reported none, every IOVA is valid
   std::uint64_t iova_pgsizes = 0;      // 0: alignment not checked
   DmaBudget budget;                    // at container open
+  BackendKind backend = BackendKind::kType1;
   MemlockLimit memlock;
+  // Whether pinned memory is charged to this process (type1; iommufd with RLIMIT_MODE 1) or to
+  // its user's locked memory, which the user's other processes share (iommufd's default).
+  bool charged_per_process = true;
   MappingMode requested = MappingMode::kAuto;
   bool behind_viommu = false;     // the device is behind the virtual IOMMU (iommu=on)
   std::uint32_t p2p_entries = 0;  // BARs mapped for peer-to-peer: entries, not pinned bytes
@@ -65,6 +70,9 @@ struct DmaPlan {
   std::uint64_t pinned_bytes = 0;     // all guest RAM, for eager
   bool entries_fit = false;           // planned + reserve <= avail (unknown/unlimited: true)
   bool memlock_fits = false;          // pinned <= RLIMIT_MEMLOCK, or CAP_IPC_LOCK
+  // Which limit the eager plan comes closest to: "dma_entries" (type1's count), "memlock"
+  // (pinned bytes against RLIMIT_MEMLOCK, either backend) or "none" (neither limits it).
+  std::string binding_limit = "none";
   std::string reason;                 // for people: the numbers and, on refusal, the fixes
 };
 

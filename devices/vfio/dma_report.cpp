@@ -27,6 +27,7 @@ auto with_fields(const DmaReport& r, Sink&& sink) {
       {"backend", r.backend},
       {"avail_at_open", r.avail_at_open.describe()},
       {"source", to_string(r.avail_at_open.source)},
+      {"binding_limit", r.binding_limit},
       {"planned_entries", r.planned_entries},
       {"mode", to_string(r.mode)},
       {"requested_mode", to_string(r.requested_mode)},

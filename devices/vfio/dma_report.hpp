@@ -9,10 +9,9 @@
 #include "devices/vfio/dma_planner.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "devices/vfio/lazy_dma.hpp"
+#include "devices/vfio/memlock.hpp"
 
 namespace keel::vfio {
-
-inline constexpr const char* kBackendType1v2 = "vfio-type1v2";
 
 // Lazy mapping only: the reserve kept free and what became of the guest's requests. Refusals
 // Keel made before asking the kernel are here; the kernel's own failures are in failed_maps.
@@ -25,7 +24,12 @@ struct LazyReport {
 // Everything Keel knows about one container's DMA budget, for vm.info and the log.
 struct DmaReport {
   std::vector<std::string> devices;  // PCI addresses
-  std::string backend = kBackendType1v2;
+  std::string backend = "vfio-type1v2";  // to_string(BackendKind)
+  std::string backend_reason;            // why it was chosen: "iommufd (auto: ...)"
+  MemlockLimit memlock;                  // as read when the plan was made
+  bool charged_per_process = true;       // false: iommufd charges the user's locked memory
+  std::uint64_t pinned_bytes_planned = 0;  // what the eager plan pins (all guest RAM)
+  std::string binding_limit = "none";    // "dma_entries", "memlock" or "none" (DmaPlan)
   DmaBudget avail_at_open;             // its source says capability / absent / unlimited
   std::optional<DmaBudget> avail_now;  // the last re-read, if any
   std::uint64_t entries_used = 0;      // entries Keel holds now
@@ -45,12 +49,12 @@ struct DmaReport {
 
 // The report's one logfmt line (no trailing newline in the fields' order below), e.g.
 //   level=info component=vfio msg="DMA budget" devices=0000:00:01.0 backend=vfio-type1v2
-//   avail_at_open=24 source=capability planned_entries=1 mode=eager requested_mode=auto
+//   avail_at_open=24 source=capability binding_limit=dma_entries planned_entries=1 mode=eager requested_mode=auto
 //   reason="..." avail_now=23 entries_used=1 consistent=true mapped_bytes=536870912
 //   peak_entries=1 failed_maps=0 failed_enospc=0 failed_enomem=0 failed_eexist=0
 //   failed_einval=0 low_water=none refused_budget=0 refused_reserve=0 refused_invalid=0
 //   iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff unmap_all=true
-// avail_at_open and avail_now read "absent" or "unlimited" when the source says so; avail_now
+// avail_at_open and avail_now read "absent", "unlimited" or "iommufd" when the source says so; avail_now
 // and consistent read "unknown" when never re-read or not checkable; low_water reads "none"
 // unless the mode is lazy.
 std::string format_dma_report(const DmaReport& report);

@@ -62,6 +62,8 @@ std::string_view to_string(AvailSource source) {
       return "absent";
     case AvailSource::kUnlimited:
       return "unlimited";
+    case AvailSource::kIommufd:
+      return "iommufd";
   }
   return "unknown";
 }

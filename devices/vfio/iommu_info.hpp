@@ -19,7 +19,9 @@ inline constexpr std::uint32_t kAvailUnlimited = 0xffffffffU;
 enum class AvailSource {
   kCapability,  // the kernel reported VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
   kAbsent,      // no DMA_AVAIL capability (Linux < 5.10): the budget is unknown, not unlimited
-  kUnlimited,   // avail == UINT32_MAX (iommufd compatibility): no entry limit
+  kUnlimited,   // avail == UINT32_MAX (iommufd's type1 compatibility): a placeholder, no limit
+  kIommufd,     // a native iommufd IO address space: the kernel counts no entries at all, only
+                // pinned memory binds
 };
 std::string_view to_string(AvailSource source);
 
@@ -33,7 +35,7 @@ struct DmaBudget {
   bool fits(std::uint64_t entries) const {
     return source != AvailSource::kCapability || entries <= avail;
   }
-  // "24", "absent" or "unlimited".
+  // "24", "absent", "unlimited" or "iommufd".
   std::string describe() const;
 };
 

@@ -3,18 +3,9 @@
 #include <cerrno>
 #include <system_error>
 
-#include "base/hex.hpp"
 #include "devices/vfio/iommufd_uapi.hpp"
 
 namespace keel::vfio {
-namespace {
-
-std::string range_text(std::uint64_t iova, std::uint64_t length) {
-  return "iova " + hex(iova) + " length " + hex(length);
-}
-
-}  // namespace
-
 Result<Iommufd> Iommufd::open(std::shared_ptr<VfioSys> sys) {
   auto fd = sys->open(kIommufdPath);
   if (!fd) {
@@ -99,7 +90,7 @@ Result<IoasRanges> Iommufd::iova_ranges(std::uint32_t ioas) {
 }
 
 Status Iommufd::map(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length,
-                    std::uint64_t user_va, DmaAccess access, const std::string& purpose) {
+                    std::uint64_t user_va, DmaAccess access, const std::string& what) {
   uapi::IommuIoasMap request;
   request.flags = uapi::kIoasMapFixedIova | (access.device_reads ? uapi::kIoasMapReadable : 0) |
                   (access.device_writes ? uapi::kIoasMapWriteable : 0);
@@ -107,37 +98,22 @@ Status Iommufd::map(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length
   request.user_va = user_va;
   request.length = length;
   request.iova = iova;
-  const std::string what = "IOMMU_IOAS_MAP " + range_text(iova, length) + " (" + purpose + ")";
-  auto got = sys_->ioctl(fd_.get(), uapi::kIommuIoasMap, &request, what);
-  if (got) {
-    return ok_status();
-  }
-  switch (got.error().errno_value()) {
-    case ENOMEM:
-      return got.error().wrap("iommufd: pinning would pass RLIMIT_MEMLOCK (raise it: ulimit -l, "
-                              "or LimitMEMLOCK= in the unit)");
-    case EEXIST:
-      return got.error().wrap("iommufd: the range overlaps a mapping already in the IO address "
-                              "space");
-    case EINVAL:
-      return got.error().wrap("iommufd: the range is misaligned or reaches a reserved IOVA "
-                              "range of an attached device");
-    default:
-      return got.error();
-  }
+  KEEL_TRY_STATUS(sys_->ioctl(fd_.get(), uapi::kIommuIoasMap, &request, what));
+  return ok_status();
 }
 
-Status Iommufd::unmap(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length) {
+Result<std::uint64_t> Iommufd::unmap(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length,
+                                     const std::string& what) {
   uapi::IommuIoasUnmap request;
   request.ioas_id = ioas;
   request.iova = iova;
   request.length = length;
-  const std::string what = "IOMMU_IOAS_UNMAP " + range_text(iova, length);
   KEEL_TRY_STATUS(sys_->ioctl(fd_.get(), uapi::kIommuIoasUnmap, &request, what));
-  if (request.length != length) {
-    return Error::invalid(what + ": the kernel unmapped " + hex(request.length) + " bytes");
-  }
-  return ok_status();
+  return request.length;
+}
+
+Result<std::uint64_t> Iommufd::unmap_all(std::uint32_t ioas, const std::string& what) {
+  return unmap(ioas, 0, UINT64_MAX, what);
 }
 
 Result<std::filesystem::path> find_device_cdev(const std::filesystem::path& sysfs_root,

@@ -8,7 +8,7 @@
 
 #include "base/result.hpp"
 #include "base/unique_fd.hpp"
-#include "devices/vfio/dma_mapper.hpp"
+#include "devices/vfio/dma_access.hpp"
 #include "devices/vfio/iommu_info.hpp"
 #include "devices/vfio/vfio_sys.hpp"
 
@@ -49,14 +49,17 @@ class Iommufd {
   // IOMMU_IOAS_IOVA_RANGES, sized by asking once and again if more ranges appeared meanwhile.
   Result<IoasRanges> iova_ranges(std::uint32_t ioas);
 
-  // IOMMU_IOAS_MAP at a fixed IOVA: pins [user_va, user_va + length) and maps it. ENOMEM is the
-  // memlock limit, EEXIST an overlap, EINVAL a reserved or misaligned range: each error keeps the
-  // errno (classify_map_errno) and says what it means.
+  // IOMMU_IOAS_MAP at a fixed IOVA: pins [user_va, user_va + length) and maps it. The error
+  // keeps the errno for the caller to explain (DmaMapper): ENOMEM is the memlock limit, EEXIST an
+  // overlap, EINVAL a reserved or misaligned range. `what` names the call in the error.
   Status map(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length, std::uint64_t user_va,
-             DmaAccess access, const std::string& purpose);
-  // IOMMU_IOAS_UNMAP of exactly one earlier map() (iommufd never splits one); an error when the
-  // kernel unmapped another size.
-  Status unmap(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length);
+             DmaAccess access, const std::string& what);
+  // IOMMU_IOAS_UNMAP of [iova, iova + length), which must cover whole areas (iommufd never
+  // splits one: ENOENT). Returns the bytes the kernel unmapped.
+  Result<std::uint64_t> unmap(std::uint32_t ioas, std::uint64_t iova, std::uint64_t length,
+                              const std::string& what);
+  // IOMMU_IOAS_UNMAP of everything in the IOAS (iova 0, length UINT64_MAX); returns the bytes.
+  Result<std::uint64_t> unmap_all(std::uint32_t ioas, const std::string& what);
 
  private:
   Iommufd(std::shared_ptr<VfioSys> sys, UniqueFd fd) : sys_(std::move(sys)), fd_(std::move(fd)) {}

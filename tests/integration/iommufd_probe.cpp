@@ -32,6 +32,8 @@
 #include "base/hex.hpp"
 #include "base/mapping.hpp"
 #include "devices/vfio/device_fd.hpp"
+#include "devices/vfio/dma_backend.hpp"
+#include "devices/vfio/dma_mapper.hpp"
 #include "devices/vfio/iommufd.hpp"
 
 namespace {
@@ -58,8 +60,12 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// --maps: one IOMMU_IOAS_MAP per page; returns the text it adds.
+// --maps: one IOMMU_IOAS_MAP per page, through Keel's DmaMapper on the iommufd backend (as a
+// container's lazy engine maps); returns the text it adds.
 Result<std::string> fill(Iommufd& iommufd, std::uint32_t ioas, std::uint64_t count) {
+  IommufdDmaBackend backend(iommufd, ioas);
+  KEEL_TRY(const DmaBudget budget, backend.budget());
+  DmaMapper mapper(backend, budget);
   auto buffer = Mapping::anonymous(count * kPage, "pages to map");
   if (!buffer) {
     return buffer.error();
@@ -69,9 +75,9 @@ Result<std::string> fill(Iommufd& iommufd, std::uint32_t ioas, std::uint64_t cou
   std::uint64_t mapped = 0;
   std::string stop = "ok";
   for (; mapped < count; ++mapped) {
-    auto st = iommufd.map(ioas, kMapsBase + mapped * 2 * kPage, kPage,
-                          reinterpret_cast<std::uint64_t>(buffer->data() + mapped * kPage), {},
-                          "probe page");
+    auto st = mapper.map(kMapsBase + mapped * 2 * kPage, kPage,
+                         reinterpret_cast<std::uint64_t>(buffer->data() + mapped * kPage),
+                         "probe page");
     if (!st) {
       stop = errno_name(st.error().errno_value());
       std::fprintf(stderr, "iommufd_probe: map %llu stopped: %s\n",
@@ -82,7 +88,7 @@ Result<std::string> fill(Iommufd& iommufd, std::uint32_t ioas, std::uint64_t cou
   const double map_s = seconds_since(start);
   const auto unmap_start = std::chrono::steady_clock::now();
   for (std::uint64_t i = 0; i < mapped; ++i) {
-    KEEL_TRY_STATUS(iommufd.unmap(ioas, kMapsBase + i * 2 * kPage, kPage));
+    KEEL_TRY_STATUS(mapper.unmap(kMapsBase + i * 2 * kPage));
   }
   return " mapped=" + std::to_string(mapped) + " stop=" + stop +
          " map_seconds=" + std::to_string(map_s) +
@@ -111,7 +117,7 @@ Result<std::string> edu_dma(Iommufd& iommufd, std::uint32_t ioas, DeviceFd& devi
   }
   constexpr std::uint64_t kIova = 0x200000, kEduBuffer = 0x40000;
   KEEL_TRY_STATUS(iommufd.map(ioas, kIova, 2 * kPage, reinterpret_cast<std::uint64_t>(pages.data()),
-                              {}, "edu DMA pages"));
+                              {}, "IOMMU_IOAS_MAP edu DMA pages"));
   auto transfer = [&](std::uint64_t src, std::uint64_t dst, std::uint64_t to_ram) -> Status {
     reg64(0x80) = src;
     reg64(0x88) = dst;
@@ -130,7 +136,8 @@ Result<std::string> edu_dma(Iommufd& iommufd, std::uint32_t ioas, DeviceFd& devi
     st = transfer(kEduBuffer, kIova + kPage, 2);
   }
   const bool equal = st && std::memcmp(pages.data(), pages.data() + kPage, 256) == 0;
-  KEEL_TRY_STATUS(iommufd.unmap(ioas, kIova, 2 * kPage));
+  KEEL_TRY([[maybe_unused]] const std::uint64_t unmapped,
+           iommufd.unmap(ioas, kIova, 2 * kPage, "IOMMU_IOAS_UNMAP edu DMA pages"));
   KEEL_TRY_STATUS(st);
   return std::string(equal ? " dma=ok" : " dma=mismatch");
 }

@@ -13,12 +13,16 @@ using nlohmann::json;
 TEST_CASE("a DmaReport from the capability: every field") {
   const vmm::VmmControl::VmInfo info = test::full_info();
   const json j = dma_report_to_json(test::capability_report(), info.config, info.devices);
-  CHECK(j == json::parse(R"({
+  CHECK(j == json::parse(R"json({
     "devices": [
       {"id": "nic0", "host_bdf": "0000:01:00.0", "guest_bdf": "0000:00:01.0"},
       {"id": "0000:02:00.0", "host_bdf": "0000:02:00.0", "guest_bdf": "0000:00:02.0"}],
     "backend": "vfio-type1v2",
+    "backend_reason": "type1 (auto: the host has no /dev/iommu)",
     "avail_at_open": 24, "avail_source": "capability", "avail_now": 21,
+    "binding_limit": "memlock",
+    "memlock": {"limit_bytes": 4294967296, "cap_ipc_lock": false, "charged_to": "process",
+                "pinned_bytes_planned": 3221225472},
     "entries_used": 3, "consistent": true,
     "mode": "eager", "requested_mode": "auto",
     "reason": "eager plan needs 3 entries, 24 available",
@@ -28,7 +32,7 @@ TEST_CASE("a DmaReport from the capability: every field") {
     "low_water": null, "guest_mappings": null,
     "iova_ranges": [{"start": 0, "end": 4276092927}, {"start": 4277141504, "end": 549755813887}],
     "iova_pgsizes": 1075843072,
-    "unmap_all_supported": true})"));
+    "unmap_all_supported": true})json"));
 }
 
 TEST_CASE("a lazy DmaReport shows the reserve, the guest's mappings and Keel's refusals") {
@@ -49,6 +53,26 @@ TEST_CASE("a lazy DmaReport shows the reserve, the guest's mappings and Keel's r
   CHECK(j["failed_maps"]["refused_reserve"] == 2);
   CHECK(j["failed_maps"]["refused_invalid"] == 1);
   CHECK(j["failed_maps"]["enospc"] == 2);  // the kernel's, kept apart
+}
+
+TEST_CASE("a DmaReport on iommufd: no count, the user charged, an unlimited memlock is null") {
+  vfio::DmaReport r = test::capability_report();
+  r.backend = "iommufd";
+  r.avail_at_open = vfio::DmaBudget{vfio::AvailSource::kIommufd, 0};
+  r.avail_now = r.avail_at_open;
+  r.consistent.reset();
+  r.charged_per_process = false;
+  r.memlock = vfio::MemlockLimit{};
+  r.binding_limit = "none";
+  const json j = dma_report_to_json(r, vmm::VmConfig{}, {});
+  CHECK(j["backend"] == "iommufd");
+  CHECK(j["avail_source"] == "iommufd");
+  CHECK(j["avail_at_open"].is_null());
+  CHECK(j["avail_now"].is_null());
+  CHECK(j["consistent"].is_null());
+  CHECK(j["binding_limit"] == "none");
+  CHECK(j["memlock"]["limit_bytes"].is_null());
+  CHECK(j["memlock"]["charged_to"] == "user");
 }
 
 TEST_CASE("a DmaReport without the capability: unknown values are null, not 0") {

@@ -110,9 +110,15 @@ TEST_CASE("remote: info for people shows state, vCPUs, memory, devices and the D
   CHECK(text.find("vCPUs            3\n") != std::string::npos);
   CHECK(text.find("memory           3 GiB, shared, hugepages\n") != std::string::npos);
   CHECK(text.find("initramfs        /boot/initrd.img\n") != std::string::npos);
-  CHECK(text.find("nic0          0000:00:01.0  eager        off    /sys/bus/pci/devices/0000:01:00.0") !=
+  CHECK(text.find("nic0          0000:00:01.0  eager        auto     off    "
+                  "/sys/bus/pci/devices/0000:01:00.0") != std::string::npos);
+  CHECK(text.find("lazy         iommufd  on     /sys/bus/pci/devices/0000:02:00.0") !=
         std::string::npos);
-  CHECK(text.find("lazy         on     /sys/bus/pci/devices/0000:02:00.0") != std::string::npos);
+  CHECK(text.find("backend          type1 (auto: the host has no /dev/iommu)\n") !=
+        std::string::npos);
+  CHECK(text.find("memlock          4 GiB, charged to the process, plan pins 3 GiB\n") !=
+        std::string::npos);
+  CHECK(text.find("binding limit    memlock\n") != std::string::npos);
   CHECK(text.find("DMA (3 containers)\n") != std::string::npos);
   CHECK(text.find("container 0: nic0 (host 0000:01:00.0, guest 0000:00:01.0)") !=
         std::string::npos);

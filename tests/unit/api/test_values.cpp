@@ -21,7 +21,8 @@ vmm::VmConfig full_config() {
   c.serial_file = "/tmp/serial.log";
   c.devices = {
       {"/sys/bus/pci/devices/0000:01:00.0", "nic0", vfio::MappingMode::kEager},
-      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vfio::MappingMode::kLazy, true},
+      {"/sys/bus/pci/devices/0000:02:00.0", "0000:02:00.0", vfio::MappingMode::kLazy, true, 0,
+       vfio::BackendChoice::kIommufd},
   };
   c.disks = {{"/images/root.img", false, true, 2, 256, "_disk0"},
              {"/images/data.img", true, false, 1, 128, "data"}};
@@ -77,6 +78,10 @@ vfio::DmaReport capability_report() {
   r.iova_ranges = {{0x0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
   r.iova_pgsizes = 0x40201000;
   r.unmap_all_supported = true;
+  r.backend_reason = "type1 (auto: the host has no /dev/iommu)";
+  r.memlock = vfio::MemlockLimit{4ULL << 30, false};
+  r.pinned_bytes_planned = 3ULL << 30;
+  r.binding_limit = "memlock";
   return r;
 }
 

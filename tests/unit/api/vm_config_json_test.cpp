@@ -78,9 +78,9 @@ TEST_CASE("VmConfig JSON has cloud-hypervisor's shape, leaving out what is not s
     "serial": {"mode": "File", "file": "/tmp/serial.log"},
     "devices": [
       {"path": "/sys/bus/pci/devices/0000:01:00.0", "id": "nic0", "iommu": false,
-       "dma_mapping": "eager", "dma_low_water": 0},
+       "dma_mapping": "eager", "backend": "auto", "dma_low_water": 0},
       {"path": "/sys/bus/pci/devices/0000:02:00.0", "id": "0000:02:00.0", "iommu": true,
-       "dma_mapping": "lazy", "dma_low_water": 0}],
+       "dma_mapping": "lazy", "backend": "iommufd", "dma_low_water": 0}],
     "disks": [
       {"path": "/images/root.img", "readonly": false, "direct": true, "iommu": false,
        "num_queues": 2, "queue_size": 256, "id": "_disk0"},
@@ -247,7 +247,7 @@ TEST_CASE("unknown fields are refused by name, at every level") {
   json device = minimal();
   device["devices"] = json::array({{{"path", "/sys/bus/pci/devices/0000:01:00.0"}, {"bdf", "x"}}});
   CHECK(error_for(device).find("devices[0].bdf: unknown field; DeviceConfig takes path, id, "
-                               "iommu, dma_low_water, dma_mapping") == 0);
+                               "iommu, dma_low_water, dma_mapping, backend") == 0);
   json payload = minimal();
   payload["payload"]["kernal"] = "/k";
   CHECK(error_for(payload).find("payload.kernal: unknown field") == 0);

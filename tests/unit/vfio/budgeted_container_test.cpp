@@ -82,7 +82,8 @@ TEST_CASE("BudgetedContainer: negotiates, plans, maps, reports and tears down") 
     const std::string line = format_dma_report(report);
     CHECK_THAT(line, Catch::StartsWith("level=info component=vfio msg=\"DMA budget\" "
                                        "devices=0000:00:01.0,0000:00:02.0 backend=vfio-type1v2 "
-                                       "avail_at_open=24 source=capability planned_entries=1 "
+                                       "avail_at_open=24 source=capability "
+                                       "binding_limit=dma_entries planned_entries=1 "
                                        "mode=eager requested_mode=auto reason=\"eager (auto): 1 "
                                        "DMA entry ("));
     CHECK_THAT(line, Catch::Contains("avail_now=23 entries_used=1 consistent=true "

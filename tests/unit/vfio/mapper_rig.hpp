@@ -19,6 +19,7 @@ struct MapperRig {
   std::optional<ContainerFd> container;
   std::optional<Group> group;
   IommuInfo info;
+  std::optional<Type1DmaBackend> backend;
   std::optional<DmaMapper> mapper;
 
   explicit MapperRig(FakeKernelConfig config = {}) {
@@ -34,7 +35,8 @@ struct MapperRig {
     auto i = read_iommu_info(*fake, container->fd());
     REQUIRE(i.ok());
     info = *i;
-    mapper.emplace(fake, container->fd(), info.budget, container->unmap_all_supported());
+    backend.emplace(fake, container->fd(), container->unmap_all_supported());
+    mapper.emplace(*backend, info.budget);
   }
 };
 
