@@ -48,6 +48,7 @@ auto with_fields(const DmaReport& r, Sink&& sink) {
       {"refused_invalid", r.lazy ? r.lazy->counters.refused_invalid : 0},
       {"iova_ranges", format_iova_ranges(r.iova_ranges)},
       {"unmap_all", r.unmap_all_supported},
+      {"backend_reason", r.backend_reason},
   });
 }
 

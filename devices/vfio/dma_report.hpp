@@ -54,6 +54,7 @@ struct DmaReport {
 //   peak_entries=1 failed_maps=0 failed_enospc=0 failed_enomem=0 failed_eexist=0
 //   failed_einval=0 low_water=none refused_budget=0 refused_reserve=0 refused_invalid=0
 //   iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff unmap_all=true
+//   backend_reason="type1 (auto: the host has no /dev/iommu)"
 // avail_at_open and avail_now read "absent", "unlimited" or "iommufd" when the source says so; avail_now
 // and consistent read "unknown" when never re-read or not checkable; low_water reads "none"
 // unless the mode is lazy.

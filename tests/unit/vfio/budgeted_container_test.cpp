@@ -89,7 +89,8 @@ TEST_CASE("BudgetedContainer: negotiates, plans, maps, reports and tears down") 
     CHECK_THAT(line, Catch::Contains("avail_now=23 entries_used=1 consistent=true "
                                      "mapped_bytes=67108864 peak_entries=1 failed_maps=0"));
     CHECK_THAT(line, Catch::EndsWith("iova_ranges=0x0-0xfedfffff,0xfef00000-0x7fffffffff "
-                                     "unmap_all=true"));
+                                     "unmap_all=true backend_reason=\"type1 (auto: the host "
+                                     "has no /dev/iommu)\""));
 
     // sysfs was read once, at setup: where each configured path is.
     REQUIRE(c.locations().size() == 2);
