@@ -26,7 +26,9 @@
 # DMA_MARGIN_MIB (memory that must stay available beyond what is pinned, default 256),
 # DMA_RAW_ANON (auto, anon or anon-thp: how raw allocates for Keel's anon backing; default auto),
 # DMA_HOLD_KVM (1: hold one KVM VM open throughout, see dma_map_raw hold-kvm; default 1),
-# DMA_STALL (seconds without progress before the stall watch dumps stacks; default 120).
+# DMA_STALL (seconds without progress before the stall watch dumps stacks; default 120),
+# DMA_IOMMUFD (1: a keel-iommufd run after each run's others, the same Keel command with
+# backend=iommufd; needs the iommufd host kernel).
 # shellcheck source=../testbed/scenario-lib.sh
 . /keel/testbed.sh
 set -u
@@ -98,14 +100,16 @@ run_raw() {
   fi
 }
 
-# run_keel SIZE_MIB BACKING RUN WHAT: WHAT is keel, keel-nodev or keel-strace.
+# run_keel SIZE_MIB BACKING RUN WHAT: WHAT is keel (backend=type1), keel-iommufd
+# (backend=iommufd), keel-nodev or keel-strace.
 run_keel() {
   err=$tmp/keel.err
   trace=$tmp/keel.strace
   set -- "$1" "$2" "$3" "$4" \
     keel -v --kernel "$no_kernel" --memory "size=$1M$(keel_memory_opts "$2")"
   case $4 in
-    keel | keel-strace) set -- "$@" --device "path=/sys/bus/pci/devices/$bdf" ;;
+    keel | keel-strace) set -- "$@" --device "path=/sys/bus/pci/devices/$bdf,backend=type1" ;;
+    keel-iommufd) set -- "$@" --device "path=/sys/bus/pci/devices/$bdf,backend=iommufd" ;;
   esac
   size=$1 backing=$2 run=$3 what=$4
   shift 4
@@ -244,6 +248,7 @@ for backing in $backings; do
         run_raw "$size" "$backing" "$run"
       fi
       run_keel "$size" "$backing" "$run" keel-nodev
+      [ "${DMA_IOMMUFD:-0}" = 1 ] && run_keel "$size" "$backing" "$run" keel-iommufd
       run=$((run + 1))
     done
     if [ "$use_strace" = 1 ]; then

@@ -82,8 +82,26 @@ __attribute__((constructor)) static void shim_init(void) { ctor_ns = now_ns(); }
 static unsigned ioc_type(unsigned long request) { return (unsigned)((request >> 8) & 0xff); }
 static unsigned ioc_nr(unsigned long request) { return (unsigned)(request & 0xff); }
 static int is_vfio(unsigned long request) { return ioc_type(request) == VFIO_TYPE; }
-static int is_map(unsigned long request) { return request == VFIO_IOMMU_MAP_DMA; }
-static int is_unmap(unsigned long request) { return request == VFIO_IOMMU_UNMAP_DMA; }
+// iommufd's map and unmap (Linux 6.2's uAPI; Debian 12's headers predate it): _IO(';', 0x85),
+// _IO(';', 0x86), with these layouts.
+#define IOMMU_IOAS_MAP_NR 0x85
+#define IOMMU_IOAS_UNMAP_NR 0x86
+struct ioas_map {
+  uint32_t size, flags, ioas_id, reserved;
+  uint64_t user_va, length, iova;
+};
+struct ioas_unmap {
+  uint32_t size, ioas_id;
+  uint64_t iova, length;
+};
+static int is_ioas_map(unsigned long request) { return request == _IO(VFIO_TYPE, IOMMU_IOAS_MAP_NR); }
+static int is_ioas_unmap(unsigned long request) { return request == _IO(VFIO_TYPE, IOMMU_IOAS_UNMAP_NR); }
+static int is_map(unsigned long request) {
+  return request == VFIO_IOMMU_MAP_DMA || is_ioas_map(request);
+}
+static int is_unmap(unsigned long request) {
+  return request == VFIO_IOMMU_UNMAP_DMA || is_ioas_unmap(request);
+}
 
 // Fills map_vma for the mapping that holds vaddr (see the summary's map_vma).
 static void probe_vma(uint64_t vaddr) {
@@ -145,10 +163,11 @@ int ioctl(int fd, unsigned long request, ...) {
   va_start(ap, request);
   void* arg = va_arg(ap, void*);
   va_end(ap);
-  if (request == VFIO_IOMMU_MAP_DMA && arg != NULL && !probed) {
+  if (is_map(request) && arg != NULL && !probed) {
     probed = 1;
     const uint64_t p0 = now_ns();
-    probe_vma(((const struct vfio_iommu_type1_dma_map*)arg)->vaddr);
+    probe_vma(is_ioas_map(request) ? ((const struct ioas_map*)arg)->user_va
+                                   : ((const struct vfio_iommu_type1_dma_map*)arg)->vaddr);
     probe_ns = now_ns() - p0;
   }
   const uint64_t start = now_ns();
@@ -166,7 +185,11 @@ int ioctl(int fd, unsigned long request, ...) {
       r->ret = ret;
       r->err = err;
       r->bytes = 0;
-      if (is_map(request) && arg != NULL) {
+      if (is_ioas_map(request) && arg != NULL) {
+        r->bytes = ((const struct ioas_map*)arg)->length;
+      } else if (is_ioas_unmap(request) && arg != NULL) {
+        r->bytes = ((const struct ioas_unmap*)arg)->length;  // as the kernel wrote it
+      } else if (is_map(request) && arg != NULL) {
         r->bytes = ((const struct vfio_iommu_type1_dma_map*)arg)->size;
       } else if (is_unmap(request) && arg != NULL) {
         r->bytes = ((const struct vfio_iommu_type1_dma_unmap*)arg)->size;  // as the kernel wrote it
@@ -180,6 +203,15 @@ int ioctl(int fd, unsigned long request, ...) {
 }
 
 static const char* vfio_name(unsigned nr) {
+  static const char* const iommufd[] = {"IOMMU_DESTROY", "IOAS_ALLOC", "IOAS_ALLOW_IOVAS",
+                                        "IOAS_COPY", "IOAS_IOVA_RANGES", "IOAS_MAP", "IOAS_UNMAP",
+                                        "IOMMU_OPTION"};
+  if (nr >= 0x80 && nr < 0x80 + sizeof(iommufd) / sizeof(iommufd[0])) {
+    return iommufd[nr - 0x80];
+  }
+  if (nr == 118 || nr == 119) {
+    return nr == 118 ? "DEVICE_BIND_IOMMUFD" : "DEVICE_ATTACH_IOMMUFD_PT";
+  }
   static const char* const names[] = {
       "GET_API_VERSION", "CHECK_EXTENSION",      "SET_IOMMU",          "GROUP_GET_STATUS",
       "GROUP_SET_CONTAINER", "GROUP_UNSET_CONTAINER", "GROUP_GET_DEVICE_FD", "DEVICE_GET_INFO",

@@ -10,6 +10,10 @@
 # and once: an eager keel (dma_mapping=eager, the same guest) and a lazy one running the same
 # edu workload, for the entries and pinned bytes each holds and the time it took; and a lazy one
 # whose guest maps a 256 KiB buffer with one VFIO call, for the host entries that costs.
+# With LAZY_IOMMUFD=1 (the iommufd host kernel), each run also measures iommufd:
+#   raw-iommufd    iommufd_probe --maps: LAZY_COUNT separate 4 KiB IOMMU_IOAS_MAPs through Keel's
+#                  DmaMapper on the edu's cdev, then as many IOMMU_IOAS_UNMAPs, timed
+#   lazy-bench-iommufd  the guest bench with backend=iommufd (the type1 one says backend=type1)
 # Reports "result sample ..." lines; scripts/bench/lazy computes the figures.
 . /keel/testbed.sh
 
@@ -18,16 +22,17 @@ runs=${LAZY_RUNS:-3}
 set -- $(edu_devices)
 dev=$1
 
-# guest NAME MAPPING GUEST_ARGS: one keel boot; reports the guest's lines and vm.info's dma.
+# guest NAME MAPPING GUEST_ARGS [BACKEND]: one keel boot; reports the guest's lines and vm.info's
+# dma. BACKEND (--device backend=) defaults to type1.
 guest() {
-  name=$1 mapping=$2 args=$3
+  name=$1 mapping=$2 args=$3 backend=${4:-type1}
   sock=/tmp/$name.sock out=/tmp/$name.out fifo=/tmp/$name.in
   rm -f "$fifo" "$out" "$sock"
   mkfifo "$fifo"
   keel -v --kernel /keel/guest/vmlinuz --initramfs /keel/guest/initramfs.cpio.gz --memory size=256M \
     --serial tty --api-socket "path=$sock" \
     --cmdline "console=ttyS0 quiet vfio_iommu_type1.allow_unsafe_interrupts=1 keel_lazy=$args" \
-    --device "path=/sys/bus/pci/devices/$dev,id=edu0,iommu=on,dma_mapping=$mapping" \
+    --device "path=/sys/bus/pci/devices/$dev,id=edu0,iommu=on,dma_mapping=$mapping,backend=$backend" \
     <"$fifo" >"$out" 2>"/tmp/$name.log" &
   pid=$!
   exec 3>"$fifo"
@@ -52,6 +57,10 @@ r=1
 while [ "$r" -le "$runs" ]; do
   result "sample what=raw run=$r $(timeout 600 vfio_probe --map-bench "$count" "$dev" 2>&1 | tr '\n' ' ')"
   guest lazy-bench lazy "--bench,$count"
+  if [ "${LAZY_IOMMUFD:-0}" = 1 ]; then
+    result "sample what=raw-iommufd run=$r $(timeout 600 iommufd_probe --maps "$count" "$dev" 2>&1 | tr '\n' ' ')"
+    guest lazy-bench-iommufd lazy "--bench,$count" iommufd
+  fi
   r=$((r + 1))
 done
 # The same edu workload (8 mappings, each with a DMA round trip), eager and lazy.
