@@ -327,7 +327,7 @@ Result<CliRequest> parse_command_line(const std::vector<std::string>& args) {
                  "function through with VFIO (repeatable); backend picks the kernel interface "
                  "(auto: iommufd where the host has it); iommu=on puts it behind the virtual "
                  "IOMMU, which lazy mapping needs; dma_low_water keeps N DMA entries free when "
-                 "mapping lazily")
+                 "mapping lazily (type1: iommufd counts no entries)")
       ->take_all()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   std::vector<std::string> disks;

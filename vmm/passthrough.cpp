@@ -31,6 +31,17 @@ struct ContainerPlan {
   std::vector<std::pair<std::size_t, std::size_t>> where;
 };
 
+// The container of device `d` alone (behind the virtual IOMMU, or hot-added): what it asks for.
+vfio::BudgetedContainerConfig own_container(const DeviceConfig& d) {
+  vfio::BudgetedContainerConfig config;
+  config.mode = d.dma_mapping;
+  config.backend = d.backend;
+  config.device_paths = {d.path};
+  config.behind_viommu = d.iommu;
+  config.low_water = d.dma_low_water;
+  return config;
+}
+
 Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& devices) {
   ContainerPlan plan;
   plan.where.resize(devices.size());
@@ -44,10 +55,9 @@ Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& dev
                                  return c.mode == d.dma_mapping && c.backend == d.backend;
                                });
     if (shared == plan.configs.end()) {
-      vfio::BudgetedContainerConfig& fresh = plan.configs.emplace_back();
-      fresh.mode = d.dma_mapping;
-      fresh.backend = d.backend;
-      shared = plan.configs.end() - 1;
+      plan.configs.push_back(own_container(d));
+      plan.where[i] = {plan.configs.size() - 1, 0};
+      continue;
     }
     plan.where[i] = {static_cast<std::size_t>(shared - plan.configs.begin()), shared->device_paths.size()};
     shared->device_paths.push_back(d.path);
@@ -57,12 +67,7 @@ Result<ContainerPlan> group_into_containers(const std::vector<DeviceConfig>& dev
     if (!d.iommu) {
       continue;
     }
-    vfio::BudgetedContainerConfig& own = plan.configs.emplace_back();
-    own.mode = d.dma_mapping;
-    own.backend = d.backend;
-    own.device_paths.push_back(d.path);
-    own.behind_viommu = true;
-    own.low_water = d.dma_low_water;
+    plan.configs.push_back(own_container(d));
     plan.where[i] = {plan.configs.size() - 1, 0};
   }
   return plan;
@@ -140,11 +145,8 @@ Result<std::uint8_t> Passthrough::hot_add(const DeviceConfig& d) {
                                 "IOMMU's endpoints from the VIOT at boot: add it before vm.boot, "
                                 "or without iommu=on");
   }
-  vfio::BudgetedContainerConfig config;
-  config.mode = d.dma_mapping;
-  config.backend = d.backend;
-  config.device_paths = {d.path};
-  KEEL_TRY_WRAP(auto container, vfio::BudgetedContainer::create(sys_, memory_, config), where);
+  KEEL_TRY_WRAP(auto container, vfio::BudgetedContainer::create(sys_, memory_, own_container(d)),
+                where);
   Status attached = set_groups(*container, true);
   if (!attached.ok()) {
     (void)set_groups(*container, false);
@@ -276,8 +278,8 @@ Status Passthrough::ram_unplugged(std::uint64_t gpa, std::uint64_t size) {
     if ((start < gpa || start + length > end) && eager) {
       return Error::not_supported("unplug of " + hex(gpa) + "+" + hex(size) + " cuts the range " +
                                   hex(start) + "+" + hex(length) +
-                                  " that an eager container maps as one entry (type1 cannot "
-                                  "split it); the guest keeps it");
+                                  " that an eager container maps as one entry (neither type1 "
+                                  "nor iommufd splits one); the guest keeps it");
     }
     whole.push_back(start);
   }

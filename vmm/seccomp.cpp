@@ -165,7 +165,7 @@ SeccompRules vmm_rules() {
       VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_GET_IRQ_INFO,
       // iommufd and the device cdevs it binds (a hot-added device on that backend).
       vfio::uapi::kIommuOption, vfio::uapi::kIommuIoasAlloc, vfio::uapi::kIommuIoasIovaRanges,
-      vfio::uapi::kIommuDestroy, vfio::uapi::kVfioDeviceBindIommufd,
+      vfio::uapi::kVfioDeviceBindIommufd,
       vfio::uapi::kVfioDeviceAttachIommufdPt,
       // TAPs: create or adopt, the virtio-net header; the host side's address and link.
       TUNSETIFF, TUNGETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD, SIOCGIFFLAGS, SIOCSIFFLAGS,

@@ -1,6 +1,9 @@
 #include "devices/vfio/budgeted_container.hpp"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "base/log.hpp"
 
@@ -55,15 +58,20 @@ Result<BackendPick> pick_backend(VfioSys& sys, const BudgetedContainerConfig& co
     case BackendChoice::kAuto:
       break;
   }
-  if (!sys.open(kIommufdPath)) {
+  if (auto dev = sys.open(kIommufdPath); !dev) {
     return BackendPick{BackendKind::kType1,
-                       "type1 (auto: the host has no " + std::string(kIommufdPath) + ")"};
+                       dev.error().errno_value() == ENOENT
+                           ? "type1 (auto: the host has no " + std::string(kIommufdPath) + ")"
+                           : "type1 (auto: " + dev.error().message() + ")"};
   }
   for (const auto& location : locations) {
-    if (!find_device_cdev(config.sysfs_root, location.bdf)) {
-      return BackendPick{BackendKind::kType1, "type1 (auto: device " + location.bdf +
-                                                  " has no VFIO cdev: the host kernel lacks "
-                                                  "CONFIG_VFIO_DEVICE_CDEV)"};
+    auto cdev = find_device_cdev(config.sysfs_root, location.bdf);
+    if (!cdev) {
+      return BackendPick{BackendKind::kType1, "type1 (auto: " + cdev.error().message() + ")"};
+    }
+    if (auto opened = sys.open(cdev->string()); !opened) {  // e.g. only the group is Keel's
+      return BackendPick{BackendKind::kType1, "type1 (auto: device " + location.bdf + ": " +
+                                                  opened.error().message() + ")"};
     }
   }
   return BackendPick{BackendKind::kIommufd,
@@ -143,7 +151,14 @@ Status BudgetedContainer::open_iommufd(const std::shared_ptr<VfioSys>& sys,
     KEEL_TRY([[maybe_unused]] const std::uint32_t devid,
              bind_device(*sys, fd.get(), *iommufd_, location.bdf));
     KEEL_TRY_STATUS(attach_device(*sys, fd.get(), ioas_, location.bdf));
-    kvm_files_.push_back(fd.get());
+    // KVM is given a descriptor of the cdev's own: the device's may close first (a hot-add
+    // that fails after the device was taken), and KVM must still be told to let it go.
+    const int dup = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      return Error::from_errno("VFIO device " + location.bdf + ": dup of its cdev for KVM");
+    }
+    cdev_dups_.emplace_back(dup);
+    kvm_files_.push_back(dup);
     KEEL_TRY(DeviceFd device, DeviceFd::adopt(sys, std::move(fd), location.bdf));
     devices_.emplace_back(std::move(device));
   }
@@ -152,7 +167,7 @@ Status BudgetedContainer::open_iommufd(const std::shared_ptr<VfioSys>& sys,
   // iommufd maps any length that is a multiple of the alignment: every such page size.
   info_.iova_pgsizes = ranges.alignment == 0 ? 0 : ~(ranges.alignment - 1);
   info_.budget = DmaBudget{AvailSource::kIommufd, 0};
-  backend_ = std::make_unique<IommufdDmaBackend>(*iommufd_, ioas_);
+  backend_ = std::make_unique<IommufdDmaBackend>(*iommufd_, ioas_, charged_per_process_);
   return ok_status();
 }
 
@@ -168,7 +183,11 @@ Result<std::unique_ptr<BudgetedContainer>> BudgetedContainer::create(
   Status opened = pick.kind == BackendKind::kIommufd ? self->open_iommufd(sys, config.sysfs_root)
                                                      : self->open_type1(sys, config.sysfs_root);
   if (!opened.ok()) {
-    return opened.error().wrap(what + " (backend " + pick.reason + ")");
+    return opened.error().wrap(what + ", backend " + pick.reason);
+  }
+  if (config.low_water != 0 && pick.kind == BackendKind::kIommufd) {
+    log::warn("vfio", "dma_low_water has no effect on iommufd: it counts no entries to keep free",
+              {{"devices", what}, {"low_water", config.low_water}});
   }
   // Phases 4 and 5: plan against guest RAM and the budget, decide.
   KEEL_TRY_WRAP(PlanInput input, plan_input(memory, self->info_, pick.kind, self->charged_per_process_, config), what);

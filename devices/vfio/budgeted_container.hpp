@@ -97,6 +97,7 @@ class BudgetedContainer {
   std::vector<Group> groups_;             // type1
   std::optional<Iommufd> iommufd_;        // iommufd
   std::uint32_t ioas_ = 0;                // iommufd
+  std::vector<UniqueFd> cdev_dups_;       // iommufd: the device cdevs as KVM knows them
   std::unique_ptr<DmaBackend> backend_;
   std::string backend_reason_;
   std::vector<int> kvm_files_;

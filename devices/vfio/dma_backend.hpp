@@ -53,6 +53,8 @@ class DmaBackend {
   // The entry budget as the kernel says now: type1 re-reads DMA_AVAIL; iommufd has none
   // (AvailSource::kIommufd).
   virtual Result<DmaBudget> budget() = 0;
+  // Whose locked memory pays for pinning, when it is not this process's (for messages), else "".
+  virtual std::string_view memlock_payer() const { return ""; }
 };
 
 // A type1v2 container's calls. Borrows the container fd (the container outlives it).
@@ -80,7 +82,9 @@ class Type1DmaBackend final : public DmaBackend {
 // An iommufd IO address space's calls. Borrows the iommufd (it outlives this).
 class IommufdDmaBackend final : public DmaBackend {
  public:
-  IommufdDmaBackend(Iommufd& iommufd, std::uint32_t ioas) : iommufd_(iommufd), ioas_(ioas) {}
+  // charged_per_process: RLIMIT_MODE 1 (Keel's own locked memory pays), else the user's.
+  IommufdDmaBackend(Iommufd& iommufd, std::uint32_t ioas, bool charged_per_process)
+      : iommufd_(iommufd), ioas_(ioas), per_process_(charged_per_process) {}
   BackendKind kind() const override { return BackendKind::kIommufd; }
   std::string_view map_call() const override { return "IOMMU_IOAS_MAP"; }
   std::string_view unmap_call() const override { return "IOMMU_IOAS_UNMAP"; }
@@ -97,10 +101,15 @@ class IommufdDmaBackend final : public DmaBackend {
     return iommufd_.unmap_all(ioas_, what);
   }
   Result<DmaBudget> budget() override { return DmaBudget{AvailSource::kIommufd, 0}; }
+  std::string_view memlock_payer() const override {
+    return per_process_ ? "" : "iommufd charges the locked memory of Keel's user, shared by all "
+                               "its processes; with CAP_SYS_RESOURCE Keel is charged alone";
+  }
 
  private:
   Iommufd& iommufd_;
   std::uint32_t ioas_;
+  bool per_process_;
 };
 
 }  // namespace keel::vfio

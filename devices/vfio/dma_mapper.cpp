@@ -86,9 +86,8 @@ std::string DmaMapper::explain(MapFailure kind, std::uint64_t iova, std::uint64_
     case MapFailure::kMemlock: {
       std::string text = "pinning " + format_size(size) + " more (" + format_size(mapped_bytes_) +
                          " pinned by Keel already) exceeds the memlock limit";
-      if (backend_.kind() == BackendKind::kIommufd) {
-        text += " (iommufd charges the locked memory of Keel's user, shared by all its "
-                "processes, unless Keel has CAP_SYS_RESOURCE to be charged alone)";
+      if (const std::string_view payer = backend_.memlock_payer(); !payer.empty()) {
+        text += " (" + std::string(payer) + ")";
       }
       return text + ": raise it (ulimit -l, LimitMEMLOCK=) or give Keel CAP_IPC_LOCK";
     }

@@ -67,7 +67,7 @@ std::string binding_limit(const DmaPlan& plan, const PlanInput& input) {
                   : static_cast<double>(plan.pinned_bytes) / input.memlock.limit_bytes;
   }
   if (entries == 0 && memlock == 0) {
-    return "none";
+    return input.budget.source == AvailSource::kAbsent ? "unknown" : "none";
   }
   return entries >= memlock ? "dma_entries" : "memlock";
 }

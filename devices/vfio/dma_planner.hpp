@@ -71,7 +71,8 @@ struct DmaPlan {
   bool entries_fit = false;           // planned + reserve <= avail (unknown/unlimited: true)
   bool memlock_fits = false;          // pinned <= RLIMIT_MEMLOCK, or CAP_IPC_LOCK
   // Which limit the eager plan comes closest to: "dma_entries" (type1's count), "memlock"
-  // (pinned bytes against RLIMIT_MEMLOCK, either backend) or "none" (neither limits it).
+  // (pinned bytes against RLIMIT_MEMLOCK, either backend), "none" (neither limits it) or
+  // "unknown" (type1 without DMA_AVAIL, and no memlock limit).
   std::string binding_limit = "none";
   std::string reason;                 // for people: the numbers and, on refusal, the fixes
 };

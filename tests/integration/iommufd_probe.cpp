@@ -63,7 +63,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 // --maps: one IOMMU_IOAS_MAP per page, through Keel's DmaMapper on the iommufd backend (as a
 // container's lazy engine maps); returns the text it adds.
 Result<std::string> fill(Iommufd& iommufd, std::uint32_t ioas, std::uint64_t count) {
-  IommufdDmaBackend backend(iommufd, ioas);
+  KEEL_TRY(const bool per_process, iommufd.charged_per_process());
+  IommufdDmaBackend backend(iommufd, ioas, per_process);
   KEEL_TRY(const DmaBudget budget, backend.budget());
   DmaMapper mapper(backend, budget);
   auto buffer = Mapping::anonymous(count * kPage, "pages to map");
@@ -136,8 +137,12 @@ Result<std::string> edu_dma(Iommufd& iommufd, std::uint32_t ioas, DeviceFd& devi
     st = transfer(kEduBuffer, kIova + kPage, 2);
   }
   const bool equal = st && std::memcmp(pages.data(), pages.data() + kPage, 256) == 0;
-  KEEL_TRY([[maybe_unused]] const std::uint64_t unmapped,
+  KEEL_TRY(const std::uint64_t unmapped,
            iommufd.unmap(ioas, kIova, 2 * kPage, "IOMMU_IOAS_UNMAP edu DMA pages"));
+  if (unmapped != 2 * kPage) {
+    return Error::invalid("IOMMU_IOAS_UNMAP of the edu DMA pages unmapped " + hex(unmapped) +
+                          " bytes, not " + hex(2 * kPage));
+  }
   KEEL_TRY_STATUS(st);
   return std::string(equal ? " dma=ok" : " dma=mismatch");
 }

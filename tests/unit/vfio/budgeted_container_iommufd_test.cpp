@@ -101,7 +101,8 @@ TEST_CASE("BudgetedContainer: auto takes iommufd where the host has it, else typ
   std::filesystem::remove_all(rig.sysfs.root() / "bus/pci/devices" / kBdf / "vfio-dev");
   auto no_cdev = BudgetedContainer::create(rig.fake, *memory, rig.config);
   REQUIRE_FALSE(no_cdev.ok());
-  CHECK_THAT(no_cdev.error().message(), Catch::Contains("has no VFIO cdev"));
+  CHECK_THAT(no_cdev.error().message(),
+             Catch::Contains("backend type1 (auto: VFIO device 0000:00:01.0: no device cdev"));
 }
 
 TEST_CASE("BudgetedContainer on iommufd: memlock binds; a plan above it is refused with the fix") {

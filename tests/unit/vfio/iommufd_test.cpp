@@ -38,7 +38,7 @@ TEST_CASE("iommufd: maps have no count limit; the memlock limit is ENOMEM with t
   Iommufd fd = open_on(fake);
   auto ioas = fd.alloc_ioas();
   REQUIRE(ioas.ok());
-  IommufdDmaBackend backend(fd, *ioas);
+  IommufdDmaBackend backend(fd, *ioas, /*charged_per_process=*/false);
   auto budget = backend.budget();
   REQUIRE(budget.ok());
   CHECK(budget->source == AvailSource::kIommufd);
