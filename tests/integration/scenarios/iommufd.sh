@@ -13,8 +13,7 @@
 #  - hold-iommufd / hold-type1: one edu behind the virtual IOMMU, mapped lazily; the guest's own
 #    VFIO (the built guest kernel, /keel/guest/lazy-*) holds KEEL_HOLD separate 4 KiB mappings,
 #    on iommufd and then on type1 with dma_entry_limit set to KEEL_TYPE1_LIMIT for that run
-#    (default: the kernel's, 65 535; each guest mapping costs a virtio-iommu round trip, about
-#    10 ms under TCG, so CI holds fewer than 65 535 and lowers type1's limit below them);
+#    (default: the kernel's, 65 535);
 #    vm.info read at the end;
 #  - memlock: 1 MiB of RLIMIT_MEMLOCK without CAP_IPC_LOCK, backend=iommufd: refused.
 . /keel/testbed.sh
