@@ -11,8 +11,8 @@
 # edu workload, for the entries and pinned bytes each holds and the time it took; and a lazy one
 # whose guest maps a 256 KiB buffer with one VFIO call, for the host entries that costs.
 # With LAZY_IOMMUFD=1 (the iommufd host kernel), each run also measures iommufd:
-#   raw-iommufd    iommufd_probe --maps: LAZY_COUNT separate 4 KiB IOMMU_IOAS_MAPs through Keel's
-#                  DmaMapper on the edu's cdev, then as many IOMMU_IOAS_UNMAPs, timed
+#   raw-iommufd    iommufd_probe --map-bench: the emulated host's own IOMMU_IOAS_MAP +
+#                  IOMMU_IOAS_UNMAP of one 4 KiB page on the edu's cdev, LAZY_COUNT times
 #   lazy-bench-iommufd  the guest bench with backend=iommufd (the type1 one says backend=type1)
 # Reports "result sample ..." lines; scripts/bench/lazy computes the figures.
 . /keel/testbed.sh
@@ -58,7 +58,7 @@ while [ "$r" -le "$runs" ]; do
   result "sample what=raw run=$r $(timeout 600 vfio_probe --map-bench "$count" "$dev" 2>&1 | tr '\n' ' ')"
   guest lazy-bench lazy "--bench,$count"
   if [ "${LAZY_IOMMUFD:-0}" = 1 ]; then
-    result "sample what=raw-iommufd run=$r $(timeout 600 iommufd_probe --maps "$count" "$dev" 2>&1 | tr '\n' ' ')"
+    result "sample what=raw-iommufd run=$r $(timeout 600 iommufd_probe --map-bench "$count" "$dev" 2>&1 | tr '\n' ' ')"
     guest lazy-bench-iommufd lazy "--bench,$count" iommufd
   fi
   r=$((r + 1))

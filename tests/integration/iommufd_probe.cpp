@@ -2,7 +2,7 @@
 // the testbed's emulated host booted with a host kernel that has IOMMUFD and VFIO_DEVICE_CDEV
 // (run --host-kernel iommufd). Never against a fake.
 //
-//   iommufd_probe [--maps N] [--dma] BDF
+//   iommufd_probe [--maps N] [--map-bench N] [--dma] BDF
 //
 // Opens /dev/iommu, finds the device's cdev in sysfs, binds it, allocates an IO address space,
 // attaches the device and reads the IOVA ranges. One line:
@@ -13,6 +13,9 @@
 // --maps N maps N separate 4 KiB pages of one buffer (one IOMMU_IOAS_MAP each, IOVAs a page
 // apart from each other so that nothing could merge), then unmaps them one by one, and adds
 //   mapped=N stop=ok map_seconds=S unmap_seconds=S      (stop=ENOMEM etc. when the kernel refused)
+// --map-bench N maps and unmaps one 4 KiB page at one IOVA N times with the bare calls
+// (Iommufd::map/unmap, no DmaMapper), as vfio_probe --map-bench does on type1, and adds
+//   map_bench=N map_bench_seconds=S map_bench_per_second=R
 // --dma (edu only) maps two pages and has the edu copy a pattern from the first into its buffer
 // and back into the second: adds "dma=ok" (dma=mismatch otherwise).
 // Exit status 0 when every step behaved as the kernel documents, 1 otherwise (stderr says why).
@@ -96,6 +99,24 @@ Result<std::string> fill(Iommufd& iommufd, std::uint32_t ioas, std::uint64_t cou
          " unmap_seconds=" + std::to_string(seconds_since(unmap_start));
 }
 
+// --map-bench: N MAP+UNMAP pairs of one page at one IOVA, bare ioctls, timed.
+Result<std::string> map_bench(Iommufd& iommufd, std::uint32_t ioas, std::uint64_t count) {
+  KEEL_TRY(Mapping page, Mapping::anonymous(kPage, "bench page"));
+  std::memset(page.data(), 0x5a, kPage);
+  const auto va = reinterpret_cast<std::uint64_t>(page.data());
+  const auto start = std::chrono::steady_clock::now();
+  for (std::uint64_t i = 0; i < count; ++i) {
+    KEEL_TRY_STATUS(iommufd.map(ioas, kMapsBase, kPage, va, {}, "IOMMU_IOAS_MAP bench page"));
+    KEEL_TRY([[maybe_unused]] const std::uint64_t unmapped,
+             iommufd.unmap(ioas, kMapsBase, kPage, "IOMMU_IOAS_UNMAP bench page"));
+  }
+  const double s = seconds_since(start);
+  char rate[64];
+  std::snprintf(rate, sizeof rate, "%.1f", s > 0 ? count / s : 0.0);
+  return " map_bench=" + std::to_string(count) + " map_bench_seconds=" + std::to_string(s) +
+         " map_bench_per_second=" + rate;
+}
+
 // --dma: the edu's DMA engine through the IOAS (registers: DESIGN.md section 5).
 Result<std::string> edu_dma(Iommufd& iommufd, std::uint32_t ioas, DeviceFd& device) {
   KEEL_TRY(const RegionInfo config, device.region_info(VFIO_PCI_CONFIG_REGION_INDEX));
@@ -147,7 +168,8 @@ Result<std::string> edu_dma(Iommufd& iommufd, std::uint32_t ioas, DeviceFd& devi
   return std::string(equal ? " dma=ok" : " dma=mismatch");
 }
 
-Result<std::string> probe(const std::string& bdf, std::uint64_t maps, bool dma) {
+Result<std::string> probe(const std::string& bdf, std::uint64_t maps, std::uint64_t bench,
+                          bool dma) {
   std::shared_ptr<VfioSys> sys = make_kernel_vfio_sys();
   KEEL_TRY(Iommufd iommufd, Iommufd::open(sys));
   KEEL_TRY(const std::filesystem::path cdev, find_device_cdev("/sys", bdf));
@@ -169,6 +191,10 @@ Result<std::string> probe(const std::string& bdf, std::uint64_t maps, bool dma) 
     KEEL_TRY(const std::string filled, fill(iommufd, ioas, maps));
     line += filled;
   }
+  if (bench > 0) {
+    KEEL_TRY(const std::string timed, map_bench(iommufd, ioas, bench));
+    line += timed;
+  }
   if (dma) {
     KEEL_TRY(const std::string copied, edu_dma(iommufd, ioas, device));
     line += copied;
@@ -179,27 +205,29 @@ Result<std::string> probe(const std::string& bdf, std::uint64_t maps, bool dma) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::uint64_t maps = 0;
+  std::uint64_t maps = 0, bench = 0;
   bool dma = false;
   std::string bdf;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--maps" && i + 1 < argc) {
       maps = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--map-bench" && i + 1 < argc) {
+      bench = std::strtoull(argv[++i], nullptr, 10);
     } else if (arg == "--dma") {
       dma = true;
     } else if (bdf.empty() && arg.rfind("--", 0) != 0) {
       bdf = arg;
     } else {
-      std::fprintf(stderr, "usage: iommufd_probe [--maps N] [--dma] BDF\n");
+      std::fprintf(stderr, "usage: iommufd_probe [--maps N] [--map-bench N] [--dma] BDF\n");
       return 2;
     }
   }
   if (bdf.empty()) {
-    std::fprintf(stderr, "usage: iommufd_probe [--maps N] [--dma] BDF\n");
+    std::fprintf(stderr, "usage: iommufd_probe [--maps N] [--map-bench N] [--dma] BDF\n");
     return 2;
   }
-  auto line = probe(bdf, maps, dma);
+  auto line = probe(bdf, maps, bench, dma);
   if (!line) {
     std::fprintf(stderr, "iommufd_probe: %s\n", line.error().message().c_str());
     return 1;
