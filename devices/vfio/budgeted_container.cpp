@@ -81,16 +81,15 @@ Result<BackendPick> pick_backend(VfioSys& sys, const BudgetedContainerConfig& co
 
 // Phase 4: what the plan needs, from guest RAM, the container and the process.
 Result<PlanInput> plan_input(const memory::GuestMemory& memory, const IommuInfo& info,
-                             BackendKind backend, bool charged_per_process,
-                             const BudgetedContainerConfig& config) {
+                             const DmaBackend& backend, const BudgetedContainerConfig& config) {
   PlanInput input;
   input.ram = ram_spans(memory);
   input.iova_ranges = info.iova_ranges;
   input.iova_pgsizes = info.iova_pgsizes;
   input.budget = info.budget;
   input.requested = config.mode;
-  input.backend = backend;
-  input.charged_per_process = charged_per_process;
+  input.backend = backend.kind();
+  input.charged_per_process = backend.charged_per_process();
   input.p2p_entries = config.p2p_entries;
   input.hotplug_reserve = config.hotplug_reserve;
   input.behind_viommu = config.behind_viommu;
@@ -143,7 +142,7 @@ Status BudgetedContainer::open_iommufd(const std::shared_ptr<VfioSys>& sys,
     log::debug("vfio", "iommufd charges the user's locked memory",
                {{"why", per_process.error().message()}});
   }
-  KEEL_TRY(charged_per_process_, iommufd_->charged_per_process());
+  KEEL_TRY(const bool per_process, iommufd_->charged_per_process());
   KEEL_TRY(ioas_, iommufd_->alloc_ioas());
   for (const auto& location : locations_) {
     KEEL_TRY(const std::filesystem::path cdev, find_device_cdev(sysfs_root, location.bdf));
@@ -167,7 +166,7 @@ Status BudgetedContainer::open_iommufd(const std::shared_ptr<VfioSys>& sys,
   // iommufd maps any length that is a multiple of the alignment: every such page size.
   info_.iova_pgsizes = ranges.alignment == 0 ? 0 : ~(ranges.alignment - 1);
   info_.budget = DmaBudget{AvailSource::kIommufd, 0};
-  backend_ = std::make_unique<IommufdDmaBackend>(*iommufd_, ioas_, charged_per_process_);
+  backend_ = std::make_unique<IommufdDmaBackend>(*iommufd_, ioas_, per_process);
   return ok_status();
 }
 
@@ -190,7 +189,7 @@ Result<std::unique_ptr<BudgetedContainer>> BudgetedContainer::create(
               {{"devices", what}, {"low_water", config.low_water}});
   }
   // Phases 4 and 5: plan against guest RAM and the budget, decide.
-  KEEL_TRY_WRAP(PlanInput input, plan_input(memory, self->info_, pick.kind, self->charged_per_process_, config), what);
+  KEEL_TRY_WRAP(PlanInput input, plan_input(memory, self->info_, *self->backend_, config), what);
   self->memlock_ = input.memlock;
   KEEL_TRY_WRAP(self->plan_, plan_dma(input), what);
   if (self->plan_.decision == Decision::kRefuse) {
@@ -249,7 +248,7 @@ DmaReport BudgetedContainer::report() const {
   r.backend = std::string(to_string(backend_->kind()));
   r.backend_reason = backend_reason_;
   r.memlock = memlock_;
-  r.charged_per_process = charged_per_process_;
+  r.charged_per_process = backend_->charged_per_process();
   r.pinned_bytes_planned = plan_.pinned_bytes;
   r.binding_limit = plan_.binding_limit;
   if (lazy_) {

@@ -106,7 +106,6 @@ class BudgetedContainer {
   std::vector<std::optional<DeviceFd>> devices_;
   DmaPlan plan_;
   MemlockLimit memlock_;
-  bool charged_per_process_ = true;  // type1 always; iommufd when RLIMIT_MODE allowed it
   std::optional<DmaMapper> mapper_;
   std::optional<LazyDma> lazy_;  // before mapper_ in destruction: it borrows the mapper
 };

@@ -20,6 +20,11 @@ enum class BackendKind {
 };
 std::string_view to_string(BackendKind kind);  // "vfio-type1v2", "iommufd"
 
+// What a memlock message adds when iommufd charges the user rather than Keel.
+inline constexpr std::string_view kUserChargeNote =
+    "iommufd charges the locked memory of Keel's user, shared by all its processes; with "
+    "CAP_SYS_RESOURCE Keel is charged alone";
+
 // Which backend a device asks for (--device ...,backend=): iommufd where the host offers it
 // (/dev/iommu and the device's cdev), else type1 (auto); or one of them, with an error naming
 // the fix when the host lacks it.
@@ -53,8 +58,9 @@ class DmaBackend {
   // The entry budget as the kernel says now: type1 re-reads DMA_AVAIL; iommufd has none
   // (AvailSource::kIommufd).
   virtual Result<DmaBudget> budget() = 0;
-  // Whose locked memory pays for pinning, when it is not this process's (for messages), else "".
-  virtual std::string_view memlock_payer() const { return ""; }
+  // Whether pinned memory is charged to this process's locked memory (type1; iommufd with
+  // RLIMIT_MODE 1) rather than to its user's (iommufd's default: kUserChargeNote).
+  virtual bool charged_per_process() const { return true; }
 };
 
 // A type1v2 container's calls. Borrows the container fd (the container outlives it).
@@ -101,10 +107,7 @@ class IommufdDmaBackend final : public DmaBackend {
     return iommufd_.unmap_all(ioas_, what);
   }
   Result<DmaBudget> budget() override { return DmaBudget{AvailSource::kIommufd, 0}; }
-  std::string_view memlock_payer() const override {
-    return per_process_ ? "" : "iommufd charges the locked memory of Keel's user, shared by all "
-                               "its processes; with CAP_SYS_RESOURCE Keel is charged alone";
-  }
+  bool charged_per_process() const override { return per_process_; }
 
  private:
   Iommufd& iommufd_;

@@ -86,8 +86,8 @@ std::string DmaMapper::explain(MapFailure kind, std::uint64_t iova, std::uint64_
     case MapFailure::kMemlock: {
       std::string text = "pinning " + format_size(size) + " more (" + format_size(mapped_bytes_) +
                          " pinned by Keel already) exceeds the memlock limit";
-      if (const std::string_view payer = backend_.memlock_payer(); !payer.empty()) {
-        text += " (" + std::string(payer) + ")";
+      if (!backend_.charged_per_process()) {
+        text += " (" + std::string(kUserChargeNote) + ")";
       }
       return text + ": raise it (ulimit -l, LimitMEMLOCK=) or give Keel CAP_IPC_LOCK";
     }

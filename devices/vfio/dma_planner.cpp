@@ -49,9 +49,7 @@ std::string memlock_text(const DmaPlan& plan, const PlanInput& input) {
   }
   return pinned + (plan.memlock_fits ? " within" : " but") + " the RLIMIT_MEMLOCK of " +
          format_size(memlock.limit_bytes) + (plan.memlock_fits ? "" : " is lower") +
-         (input.charged_per_process ? ""
-                                    : " (iommufd charges Keel's user, whose other processes "
-                                      "share that limit)");
+         (input.charged_per_process ? "" : " (" + std::string(kUserChargeNote) + ")");
 }
 
 // The limit the plan comes closest to, as a share of each.

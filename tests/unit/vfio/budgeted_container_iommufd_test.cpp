@@ -119,7 +119,7 @@ TEST_CASE("BudgetedContainer on iommufd: memlock binds; a plan above it is refus
     CHECK(report.binding_limit == "memlock");
     CHECK_FALSE(report.charged_per_process);
     CHECK(report.pinned_bytes_planned == 64 * kMiB);
-    CHECK_THAT(report.reason, Catch::Contains("iommufd charges Keel's user"));
+    CHECK_THAT(report.reason, Catch::Contains("iommufd charges the locked memory of Keel's user"));
   }
   rig.config.memlock = MemlockLimit{32 * kMiB, false};
   auto refused = BudgetedContainer::create(rig.fake, *memory, rig.config);
