@@ -42,10 +42,7 @@ trap 'rm -rf -- "$work"' EXIT
 # Two guests: Debian's kernel with uio for edu_test (as testbed.vfio), and the built guest
 # kernel (virtio-iommu and VFIO) for lazy_test (as testbed.lazy).
 kdir=$("$testbed/host-kernel.sh")
-"$testbed/build-guest-initramfs.sh" --init "$edu_init" --file "$edu_test:/bin/edu_test" \
-  --file "$kdir/modules/uio.ko:/lib/modules/uio.ko" \
-  --file "$kdir/modules/uio_pci_generic.ko:/lib/modules/uio_pci_generic.ko" \
-  -o "$work/edu-initramfs.cpio.gz"
+edu_initramfs "$testbed" "$kdir" "$edu_init" "$edu_test" "$work/edu-initramfs.cpio.gz"
 lazy_kernel="$("$testbed/build-guest-kernel.sh")/bzImage"
 "$testbed/build-guest-initramfs.sh" --init "$lazy_init" --file "$lazy_test:/bin/lazy_test" \
   -o "$work/lazy-initramfs.cpio.gz"

@@ -28,6 +28,15 @@ exit_of() { field "$(step_line "$1")" exit; }
 out_of() { sed -n 's/^.* out=//p' <<<"$(step_line "$1")"; }
 json() { jq -r "$2" <<<"$(out_of "$1")" 2>/dev/null || true; }
 
+# edu_initramfs TESTBED KDIR INIT EDU_TEST OUT: a guest initramfs for Debian's kernel (KDIR from
+# host-kernel.sh) that binds edus to uio_pci_generic and runs edu_test (guest/vfio-init).
+edu_initramfs() {
+  "$1/build-guest-initramfs.sh" --init "$3" --file "$4:/bin/edu_test" \
+    --file "$2/modules/uio.ko:/lib/modules/uio.ko" \
+    --file "$2/modules/uio_pci_generic.ko:/lib/modules/uio_pci_generic.ko" \
+    -o "$5"
+}
+
 # The closing line (ctest shows it) and the exit status.
 finish() {
   echo "$1: $passed passed, $failed failed"

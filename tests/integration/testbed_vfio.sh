@@ -26,10 +26,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 kdir=$("$testbed/host-kernel.sh")
-"$testbed/build-guest-initramfs.sh" --init "$guest_init" --file "$edu_test:/bin/edu_test" \
-  --file "$kdir/modules/uio.ko:/lib/modules/uio.ko" \
-  --file "$kdir/modules/uio_pci_generic.ko:/lib/modules/uio_pci_generic.ko" \
-  -o "$work/initramfs.cpio.gz"
+edu_initramfs "$testbed" "$kdir" "$guest_init" "$edu_test" "$work/initramfs.cpio.gz"
 
 boot() {
   local limit=$1 edu=$2 case=$3 status=0
